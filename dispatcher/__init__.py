@@ -1,0 +1,3 @@
+"""dispatcher: scheduled SQL reports delivered as DingTalk work notifications."""
+
+__version__ = "0.1.0"

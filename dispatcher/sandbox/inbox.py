@@ -1,0 +1,191 @@
+"""The inbox page at `/`: delivered work notifications as phone-like cards, newest first.
+
+Viewing one person's inbox (`/?userid=X`) marks their messages read, which is what getsendresult
+then reports in read_user_id_list: the page plays the part of the phone.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from datetime import datetime
+from importlib import resources
+from string import Template
+from typing import Any
+from urllib.parse import quote
+
+from dispatcher.sandbox.delivery import SHANGHAI
+from dispatcher.sandbox.markdown import is_web_url, to_html
+
+MAX_CARDS = 200  # benchmarks deliver thousands; the page stays light
+FORBIDDEN_REASONS = {
+    "143106": "同一内容今日已发送过 (same content today)",
+    "143105": "超过单人每日上限 (per-user daily limit)",
+    "143103": "超过应用每分钟人次上限 (app recipients per minute)",
+}
+_TEMPLATE = Template(
+    resources.files("dispatcher.sandbox").joinpath("inbox.html").read_text("utf-8")
+)
+
+
+def e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def render_page(
+    messages: list[dict[str, Any]],
+    tasks: list[dict[str, Any]],
+    names: dict[str, str],
+    userid: str | None = None,
+) -> str:
+    shown = [m for m in messages if userid is None or m["userid"] == userid]
+    shown.sort(key=lambda m: m["id"], reverse=True)
+    cards = "\n".join(card(m) for m in shown[:MAX_CARDS])
+    if not shown:
+        cards = '<div class="empty">还没有消息 — no notifications yet</div>'
+    who = f"{names.get(userid, userid)} ({userid})" if userid else "所有人 (everyone)"
+    more = f", showing the newest {MAX_CARDS}" if len(shown) > MAX_CARDS else ""
+    summary = (
+        f"{who} · {len(shown)} notification(s){more} · refreshes every 3 s · "
+        "opening a person's inbox (?userid=…) marks their messages read"
+    )
+    return _TEMPLATE.substitute(
+        title="DingTalk sandbox inbox",
+        heading="工作通知 · DingTalk sandbox inbox",
+        summary=e(summary),
+        nav=nav(messages, names, userid),
+        cards=cards,
+        undelivered=undelivered(tasks, names, userid),
+    )
+
+
+def nav(messages: list[dict[str, Any]], names: dict[str, str], userid: str | None) -> str:
+    unread = Counter(m["userid"] for m in messages if not m["read"] and not m["recalled"])
+    people = dict.fromkeys(m["userid"] for m in sorted(messages, key=lambda m: -m["id"]))
+    links = [f'<a href="/"{" class=on" if userid is None else ""}>全部</a>']
+    for person in people:
+        badge = f" <b>{unread[person]}</b>" if unread[person] else ""
+        on = " class=on" if person == userid else ""
+        label = e(names.get(person, person))
+        links.append(f'<a href="/?userid={e(quote(person))}"{on}>{label}{badge}</a>')
+    return "".join(links)
+
+
+def card(message: dict[str, Any]) -> str:
+    title, body = content(message["msg"])
+    state = (
+        "已撤回 recalled"
+        if message["recalled"]
+        else ("已读 read" if message["read"] else "未读 unread")
+    )
+    classes = "card" + (" recalled" if message["recalled"] else "")
+    classes += " unread" if not message["read"] and not message["recalled"] else ""
+    meta = (
+        f'<span class="tag">{e(message["msgtype"])}</span>'
+        f"<span>{e(message['name'])} ({e(message['userid'])})</span>"
+        f"<span>{e(local_time(message['at']))}</span>"
+        f'<span class="tag{" unread" if state.startswith("未读") else ""}">{e(state)}</span>'
+        f"<span>task {e(message['task_id'])}</span>"
+    )
+    return (
+        f'<article class="{classes}"><div class="meta">{meta}</div>'
+        + (f'<div class="title">{title}</div>' if title else "")
+        + f'<div class="body">{body}</div></article>'
+    )
+
+
+def content(msg: dict[str, Any]) -> tuple[str, str]:
+    """(title HTML, body HTML) the way the phone shows each msgtype."""
+    msgtype = msg.get("msgtype", "")
+    part = _obj(msg.get(msgtype))
+    if msgtype == "markdown":
+        return e(part.get("title", "")), to_html(str(part.get("text", "")))
+    if msgtype == "action_card":
+        return e(part.get("title", "")), to_html(str(part.get("markdown", ""))) + buttons(part)
+    if msgtype == "text":
+        text = str(part.get("content", ""))
+        return "", f"<pre>{e(text)}</pre>"  # a text message has no title on the phone
+    if msgtype == "oa":
+        return oa(part)
+    if msgtype == "link":
+        body = f"<p>{e(part.get('text', ''))}</p>" + _button(
+            "打开链接", str(part.get("messageUrl", ""))
+        )
+        if is_web_url(str(part.get("picUrl", ""))):
+            body = f'<img src="{e(part["picUrl"])}" alt="">' + body
+        return e(part.get("title", "")), body
+    return f"[{e(msgtype)}]", f"<p>media_id {e(part.get('media_id', ''))}</p>"
+
+
+def buttons(card: dict[str, Any]) -> str:
+    if card.get("single_title"):
+        return _button(str(card["single_title"]), str(card.get("single_url", "")))
+    listed = [_obj(b) for b in _list(card.get("btn_json_list"))]
+    return "".join(_button(str(b.get("title", "")), str(b.get("action_url", ""))) for b in listed)
+
+
+def _button(label: str, url: str) -> str:
+    if is_web_url(url):
+        attrs = f'class="button" href="{e(url)}" rel="noopener noreferrer" target="_blank"'
+        return f"<a {attrs}>{e(label)}</a>"
+    return f'<span class="button">{e(label)}</span>'
+
+
+def oa(part: dict[str, Any]) -> tuple[str, str]:
+    head, body = _obj(part.get("head")), _obj(part.get("body"))
+    color = str(head.get("bgcolor", "FF1677FF"))[-6:]
+    color = color if all(c in "0123456789abcdefABCDEF" for c in color) else "1677FF"
+    out = [f'<div class="oa-head" style="background:#{color}">{e(head.get("text", ""))}</div>']
+    for row in [_obj(r) for r in _list(body.get("form"))][:6]:  # the phone shows six rows
+        out.append(f'<div class="oa-form">{e(row.get("key", ""))} {e(row.get("value", ""))}</div>')
+    rich = _obj(body.get("rich"))
+    if rich:
+        out.append(f'<div class="rich">{e(rich.get("num", ""))} {e(rich.get("unit", ""))}</div>')
+    if body.get("content"):
+        out.append(f'<p class="plain">{e(body["content"])}</p>')  # OA content is plain text
+    if body.get("author"):
+        out.append(f'<div class="oa-form">{e(body["author"])}</div>')
+    out.append(_button("查看详情", str(part.get("message_url", ""))))
+    return e(body.get("title", "")), "".join(out)
+
+
+def undelivered(tasks: list[dict[str, Any]], names: dict[str, str], userid: str | None) -> str:
+    """Forbidden, failed and invalid recipients: what getsendresult reports, muted."""
+    rows: list[str] = []
+    for task in sorted(tasks, key=lambda t: t["at"], reverse=True):
+        result, when = task["send_result"], local_time(task["at"])
+        entries = [
+            (f["userid"], f"{f['code']} " + FORBIDDEN_REASONS.get(f["code"], "forbidden"))
+            for f in result["forbidden_list"]
+        ]
+        entries += [(u, "发送失败 failed (send again)") for u in result["failed_user_id_list"]]
+        entries += [(u, "无效的 userid (invalid)") for u in result["invalid_user_id_list"]]
+        for person, reason in entries:
+            if userid is None or person == userid:
+                who = f"{names.get(person, person)} ({person})"
+                rows.append(
+                    f"<div>{e(when)} · task {e(task['task_id'])} · {e(who)} · {e(reason)}</div>"
+                )
+        if userid is None and result["invalid_dept_id_list"]:
+            depts = ", ".join(str(d) for d in result["invalid_dept_id_list"])
+            rows.append(f"<div>{e(when)} · task {e(task['task_id'])} · 无效的部门 {e(depts)}</div>")
+    if not rows:
+        return ""
+    listed = "".join(rows[:MAX_CARDS])
+    return f'<h2 class="section">未送达 · not delivered</h2><div class="muted">{listed}</div>'
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """Message parts are whatever the sender put there: anything but an object reads as empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def local_time(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone(SHANGHAI).strftime("%m-%d %H:%M:%S")
+    except ValueError:
+        return iso

@@ -1,0 +1,117 @@
+"""DingTalk's markdown subset → HTML, for the sandbox inbox.
+
+Rendered: headings `#`–`######`, block quotes `>`, `**bold**`, `*italic*`, `[links](http…)`,
+`![images](http…)`, `- ` and `1. ` lists, paragraphs separated by a blank line, and a line break at
+every `\\n` inside a paragraph (DingTalk's rule; the two spaces it recommends around `\\n`
+are dropped).
+Everything else is shown as the raw text a phone shows: table pipes, code fences and `backticks`,
+HTML tags (escaped, never rendered), and links or images whose URL is not http(s)
+[message-types-and-data-format].
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+
+HEADING = re.compile(r" {0,3}(#{1,6})\s+(.*?)\s*$")
+QUOTE = re.compile(r" {0,3}>\s?(.*)$")
+BULLET = re.compile(r" {0,3}[-*+]\s+(.*)$")
+NUMBERED = re.compile(r" {0,3}(\d{1,9})\.\s+(.*)$")
+LINK = re.compile(r"(!?)\[([^\]\n]*)\]\(\s*([^)\s]+)\s*\)")
+BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
+ITALIC = re.compile(r"(?<![*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![*\w])")
+
+
+@dataclass
+class _Block:
+    kind: str  # "p", "quote", "ul", "ol"
+    lines: list[str] = field(default_factory=list)
+    start: int = 1
+
+
+def to_html(text: str) -> str:
+    """HTML for a DingTalk markdown text; safe to embed: every character of the input is escaped."""
+    out: list[str] = []
+    block: _Block | None = None
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        block = _feed(line, block, out)
+    _flush(block, out)
+    return "\n".join(out)
+
+
+def _feed(line: str, block: _Block | None, out: list[str]) -> _Block | None:
+    """Adds one line to the open block or starts another; returns the block now open."""
+    if not line.strip():
+        _flush(block, out)
+        return None
+    if heading := HEADING.match(line):
+        _flush(block, out)
+        level = len(heading.group(1))
+        out.append(f"<h{level}>{inline(heading.group(2))}</h{level}>")
+        return None
+    for kind, pattern in (("quote", QUOTE), ("ul", BULLET), ("ol", NUMBERED)):
+        if match := pattern.match(line):
+            if block is None or block.kind != kind:
+                _flush(block, out)
+                start = int(match.group(1)) if kind == "ol" else 1
+                block = _Block(kind, start=start)
+            block.lines.append(match.group(match.lastindex or 1))
+            return block
+    if block is None:
+        return _Block("p", [line.strip()])
+    if block.kind in ("ul", "ol"):  # a lazy continuation line belongs to the last item
+        block.lines[-1] = f"{block.lines[-1]}\n{line.strip()}"
+    else:
+        block.lines.append(line.strip())
+    return block
+
+
+def _flush(block: _Block | None, out: list[str]) -> None:
+    if block is None:
+        return
+    if block.kind == "p":
+        out.append(f"<p>{_lines(block.lines)}</p>")
+    elif block.kind == "quote":
+        out.append(f"<blockquote><p>{_lines(block.lines)}</p></blockquote>")
+    else:
+        items = "".join(f"<li>{_lines(item.split(chr(10)))}</li>" for item in block.lines)
+        start = f' start="{block.start}"' if block.kind == "ol" and block.start != 1 else ""
+        out.append(f"<{block.kind}{start}>{items}</{block.kind}>")
+
+
+def _lines(lines: list[str]) -> str:
+    return "<br>\n".join(inline(line.strip()) for line in lines)
+
+
+def inline(text: str) -> str:
+    """Links and images (http/https only), then bold and italic; the rest escaped."""
+    parts: list[str] = []
+    last = 0
+    for match in LINK.finditer(text):
+        parts.append(_emphasis(text[last : match.start()]))
+        parts.append(_link(match))
+        last = match.end()
+    parts.append(_emphasis(text[last:]))
+    return "".join(parts)
+
+
+def _link(match: re.Match[str]) -> str:
+    bang, label, url = match.groups()
+    if not is_web_url(url):
+        return _emphasis(match.group(0))
+    href = html.escape(url, quote=True)
+    if bang:
+        return f'<img src="{href}" alt="{html.escape(label, quote=True)}" loading="lazy">'
+    return f'<a href="{href}" rel="noopener noreferrer" target="_blank">{_emphasis(label)}</a>'
+
+
+def _emphasis(text: str) -> str:
+    escaped = html.escape(text, quote=True)
+    escaped = BOLD.sub(r"<strong>\1</strong>", escaped)
+    return ITALIC.sub(r"<em>\1</em>", escaped)
+
+
+def is_web_url(url: str) -> bool:
+    return url.lower().startswith(("http://", "https://"))

@@ -1,0 +1,85 @@
+"""The sandbox's knobs: credentials, DingTalk's limits, and the faults it injects."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from dispatcher.errors import DispatcherError
+
+ENDPOINTS = (
+    "gettoken",
+    "getbymobile",
+    "user_get",
+    "asyncsend_v2",
+    "getsendprogress",
+    "getsendresult",
+    "recall",
+)
+
+
+@dataclass
+class SandboxOptions:
+    app_key: str = "dingsandboxkey"
+    app_secret: str = field(default="sandbox-secret", repr=False)
+    agent_id: int = 100000001
+    token_ttl: float = 7200.0
+    latency: float = 0.0
+    fail_rate: float = 0.0
+    reset_rate: float = 0.0
+    throttle_first: int = 0
+    calls_per_second: int = 20
+    recipients_per_minute: int = 5000
+    per_user_daily: int = 500
+    force_errcode: dict[str, int] = field(default_factory=dict)
+    failing_userids: frozenset[str] = frozenset()
+    seed: int | None = None
+    directory_file: str | None = None
+    progress_delay: float = 0.0
+    generated_users: int = 0
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(SandboxOptions)}
+_FLOATS = {"token_ttl", "latency", "fail_rate", "reset_rate", "progress_delay"}
+_INTS = {"agent_id", "throttle_first", "calls_per_second", "recipients_per_minute"}
+_INTS |= {"per_user_daily", "generated_users"}
+
+
+def changed(options: SandboxOptions, changes: dict[str, Any]) -> SandboxOptions:
+    """A copy of `options` with `changes` applied; JSON values are coerced to the field's type."""
+    unknown = sorted(set(changes) - set(_FIELDS))
+    if unknown:
+        raise DispatcherError(
+            f"unknown sandbox option(s): {', '.join(unknown)}",
+            hint=f"known options: {', '.join(_FIELDS)}",
+        )
+    coerced = {name: _coerce(name, value) for name, value in changes.items()}
+    return dataclasses.replace(options, **coerced)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    try:
+        if name in _FLOATS:
+            return float(value)
+        if name in _INTS:
+            return int(value)
+        if name == "failing_userids":
+            return frozenset(str(u) for u in value)
+        if name == "force_errcode":
+            return _force_errcode(dict(value))
+        if name == "seed":
+            return None if value is None else int(value)
+    except (TypeError, ValueError) as exc:
+        raise DispatcherError(f"sandbox option {name}: invalid value {value!r}") from exc
+    return value
+
+
+def _force_errcode(mapping: dict[Any, Any]) -> dict[str, int]:
+    unknown = sorted(set(mapping) - set(ENDPOINTS))
+    if unknown:
+        raise DispatcherError(
+            f"force_errcode: unknown endpoint(s): {', '.join(map(str, unknown))}",
+            hint=f"endpoints: {', '.join(ENDPOINTS)}",
+        )
+    return {str(k): int(v) for k, v in mapping.items()}

@@ -1,0 +1,304 @@
+"""A local DingTalk-compatible server: the real API's shapes and rules over real HTTP, on 127.0.0.1.
+
+    with Sandbox(SandboxOptions(token_ttl=2.0), port=0) as sandbox:
+        requests.get(f"{sandbox.url}/gettoken", params={"appkey": ..., "appsecret": ...})
+
+Besides DingTalk's endpoints it serves the inbox page at `/` and test hooks under `/_sandbox/`.
+It binds to loopback only: it holds an app secret and hands out tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from dispatcher.errors import DispatcherError
+from dispatcher.sandbox.engine import Engine
+from dispatcher.sandbox.inbox import render_page
+from dispatcher.sandbox.options import SandboxOptions
+
+__all__ = ["Sandbox", "SandboxOptions", "serve_forever"]
+
+log = logging.getLogger("dispatcher.sandbox")
+
+ROUTES = {
+    "/gettoken": "gettoken",
+    "/topapi/v2/user/getbymobile": "getbymobile",
+    "/topapi/v2/user/get": "user_get",
+    "/topapi/message/corpconversation/asyncsend_v2": "asyncsend_v2",
+    "/topapi/message/corpconversation/getsendprogress": "getsendprogress",
+    "/topapi/message/corpconversation/getsendresult": "getsendresult",
+    "/topapi/message/corpconversation/recall": "recall",
+}
+LOOPBACK = {"127.0.0.1", "localhost"}
+SECRET_IN_TEXT = re.compile(r"(access_token|appsecret)=[^&\s\"']*", re.IGNORECASE)
+ERROR_500 = (
+    b"<html><head><title>500 Internal Server Error</title></head>\n<body><h1>500</h1></body></html>"
+)
+
+
+def redact(text: str) -> str:
+    return SECRET_IN_TEXT.sub(r"\1=***", text)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], engine: Engine) -> None:
+        self.engine = engine
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("sandbox: connection error from %s", client_address[0], exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a pooled client expects
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out as two writes; without this, Nagle + delayed ACK add ~40 ms a call
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        log.debug("sandbox: %s", redact(format % args))
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
+        log.warning("sandbox: %s", redact(format % args))
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass  # the client went away, or a reset fault closed the socket
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if url.path in ROUTES:
+            self._api(ROUTES[url.path], method, url.path, query, raw)
+        elif url.path.startswith("/_sandbox/"):
+            self._control(method, url.path.removeprefix("/_sandbox/"), query, raw)
+        elif url.path == "/" and method == "GET":
+            self._inbox(query.get("userid") or None)
+        else:
+            self._json({"errcode": 404, "errmsg": "请求的URI地址不存在"}, status=404)
+
+    # -- DingTalk's API ----------------------------------------------------------------------
+    def _api(
+        self, endpoint: str, method: str, path: str, query: dict[str, Any], raw: bytes
+    ) -> None:
+        engine = self.server.engine
+        body = parse_body(raw, self.headers.get("Content-Type", ""))
+        if engine.options.latency > 0:
+            time.sleep(engine.options.latency)
+        fault = engine.fault(endpoint)
+        if fault == "reset":
+            engine.record(endpoint, method, path, query, body, None, None)
+            self._reset()
+        elif fault == "fail":
+            engine.record(endpoint, method, path, query, body, 500, None)
+            self._send(500, ERROR_500, "text/html; charset=utf-8")
+        else:
+            answer = engine.call(endpoint, method, query, body)
+            engine.record(endpoint, method, path, query, body, 200, answer["errcode"])
+            self._json(answer)
+
+    def _reset(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # -- /_sandbox/* and the inbox -------------------------------------------------------------
+    def _control(self, method: str, name: str, query: dict[str, Any], raw: bytes) -> None:
+        engine = self.server.engine
+        readers = {
+            "health": lambda: {"ok": True},
+            "messages": lambda: engine.messages(query.get("userid") or None),
+            "calls": lambda: engine.calls(query.get("endpoint") or None),
+            "tasks": engine.tasks,
+        }
+        writers = {
+            "reset": lambda _: engine.reset(),
+            "expire_tokens": lambda _: engine.expire_tokens(),
+            "options": lambda body: engine.set_options(_expect(body, dict)),
+            "users": lambda body: engine.add_users(_expect(body, list)),
+        }
+        if method == "GET" and name in readers:
+            return self._json(readers[name]())
+        if method == "POST" and name in writers:
+            try:
+                writers[name](json.loads(raw or b"null"))
+            except (ValueError, DispatcherError) as exc:
+                return self._json({"ok": False, "error": str(exc)}, status=400)
+            return self._json({"ok": True})
+        known = name in readers or name in writers
+        return self._json(
+            {"ok": False, "error": f"no {method} /_sandbox/{name}"}, status=405 if known else 404
+        )
+
+    def _inbox(self, userid: str | None) -> None:
+        engine = self.server.engine
+        messages, tasks, names = engine.inbox_snapshot()
+        page = render_page(messages, tasks, names, userid)
+        if userid:
+            engine.mark_read(userid, max((m["id"] for m in messages), default=0))
+        self._send(200, page.encode("utf-8"), "text/html; charset=utf-8")
+
+    # -- writing -------------------------------------------------------------------------------
+    def _json(self, payload: Any, status: int = 200) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self._send(status, data, "application/json;charset=utf-8")
+
+    def _send(self, status: int, data: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def parse_body(raw: bytes, content_type: str) -> dict[str, Any] | None:
+    """A JSON object or a form-encoded body as a dict (form values stay strings), else None."""
+    if not raw.strip():
+        return {}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "x-www-form-urlencoded" in content_type.lower():
+        return {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError:
+        if "json" in content_type.lower():
+            return None
+        form = parse_qs(text, keep_blank_values=True)
+        return {k: v[-1] for k, v in form.items()} if form else None
+    return body if isinstance(body, dict) else None
+
+
+def _expect(value: Any, kind: type) -> Any:
+    if not isinstance(value, kind):
+        raise DispatcherError(f"expected a JSON {'object' if kind is dict else 'array'}")
+    return value
+
+
+class Sandbox:
+    """The server plus its state; `start()` serves in a background thread."""
+
+    def __init__(
+        self, options: SandboxOptions | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        if host not in LOOPBACK:
+            raise DispatcherError(
+                f"the DingTalk sandbox binds to 127.0.0.1 only, not {host!r}",
+                hint="it hands out tokens for a known secret; keep it off the network",
+            )
+        self._engine = Engine(options or SandboxOptions())
+        self._port = port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    @property
+    def options(self) -> SandboxOptions:
+        return self._engine.options
+
+    def start(self) -> Sandbox:
+        try:
+            self._server = _Server(("127.0.0.1", self._port), self._engine)
+        except OSError as exc:
+            raise DispatcherError(
+                f"the DingTalk sandbox cannot listen on 127.0.0.1:{self._port}: {exc.strerror}",
+                hint="choose another port, or stop what is using it",
+            ) from None
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="dingtalk-sandbox",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def set_options(self, **changes: Any) -> None:
+        self._engine.set_options(changes)
+
+    def expire_tokens(self) -> None:
+        self._engine.expire_tokens()
+
+    def add_users(self, users: list[dict[str, Any]]) -> None:
+        self._engine.add_users(users)
+
+    def calls(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        return self._engine.calls(endpoint)
+
+    def messages(self, userid: str | None = None) -> list[dict[str, Any]]:
+        return self._engine.messages(userid)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return self._engine.tasks()
+
+    def reset(self) -> None:
+        self._engine.reset()
+
+
+def serve_forever(options: SandboxOptions, port: int = 8765) -> None:
+    """For `dispatcher sandbox`: serve until SIGINT or SIGTERM, printing where to look."""
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        with Sandbox(options, port=port) as sandbox:
+            print(f"DingTalk sandbox listening on {sandbox.url}", flush=True)
+            print(
+                f"  inbox:  {sandbox.url}/   (open it in a browser; it refreshes by itself)",
+                flush=True,
+            )
+            print(
+                f"  use it: DINGTALK_API_BASE={sandbox.url} DINGTALK_APP_KEY={options.app_key} "
+                f"DINGTALK_AGENT_ID={options.agent_id} (and the sandbox's app secret)",
+                flush=True,
+            )
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,384 @@
+"""Formatting values for DingTalk markdown (cells, numbers, dates); template helpers and sandbox.
+
+Cell text is untrusted. Rather than backslash-escaping (DingTalk documents no escape syntax), every
+character that could open markdown or HTML structure is swapped for its full-width look-alike, so a
+value reads the same on a phone but can never become a heading, link, list, table or tag.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from typing import Any
+
+import pandas as pd
+from jinja2 import Undefined
+from jinja2.runtime import Context as JinjaContext
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+MISSING = "—"
+CELL_MAX_CHARS = 64
+LARGE = 100_000  # at or above this, cents are noise on a phone: numbers show no decimals
+
+_FULL_WIDTH = str.maketrans(
+    {
+        "*": "＊",
+        "_": "＿",
+        "`": "｀",
+        "[": "［",
+        "]": "］",
+        "#": "＃",
+        ">": "＞",
+        "<": "＜",
+        "|": "｜",
+        "~": "～",
+        "\\": "＼",
+        "&": "＆",
+    }
+)
+_BREAKS = re.compile(r"[\s\x00-\x1f\x7f]+")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# A value at the start of a line could still open a list, a rule or a setext heading.
+_LEADING_MARK = re.compile(r"^[-+=]+(?=\s|$)")
+_LEADING_NUMBER = re.compile(r"^(\d+)([.)])(?=\s|$)")
+_LEADING_SWAP = str.maketrans({"-": "－", "+": "＋", "=": "＝", ".": "．", ")": "）"})
+
+
+def is_missing(x: Any) -> bool:
+    """None, NaN, NaT and pd.NA: what shows as `—`."""
+    if x is None or x is pd.NaT or x is pd.NA:
+        return True
+    if isinstance(x, Decimal):
+        return x.is_nan()
+    if isinstance(x, float):
+        return math.isnan(x)
+    if isinstance(x, str | bytes | Mapping | Sequence):
+        return False
+    try:
+        return bool(pd.isna(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def plain_value(x: Any) -> str:
+    """A value as readable text: `—` for missing, 是/否 for bools, ISO for dates."""
+    if is_missing(x):
+        return MISSING
+    if isinstance(x, bool) or type(x).__name__ == "bool_":
+        return "是" if x else "否"
+    if isinstance(x, datetime):
+        return x.strftime(_datetime_pattern(x))
+    if isinstance(x, date):
+        return x.isoformat()
+    return str(x)
+
+
+def md(x: Any) -> str:
+    """A value made safe to drop anywhere in markdown: one line, no structure it could open."""
+    text = _BREAKS.sub(" ", plain_value(x)).strip()
+    text = _SURROGATE.sub("\ufffd", text).translate(_FULL_WIDTH)
+    text = _LEADING_MARK.sub(lambda m: m.group(0).translate(_LEADING_SWAP), text)
+    return _LEADING_NUMBER.sub(lambda m: m.group(1) + m.group(2).translate(_LEADING_SWAP), text)
+
+
+def cell(x: Any) -> str:
+    """`md` capped at CELL_MAX_CHARS, for one value inside a default-rendered line."""
+    text = md(x)
+    return text if len(text) <= CELL_MAX_CHARS else text[: CELL_MAX_CHARS - 1] + "…"
+
+
+def as_number(x: Any) -> int | float | Decimal | None:
+    """The numeric value of `x`, or None when it is not a number (bools are not numbers here)."""
+    if isinstance(x, bool) or type(x).__name__ == "bool_" or is_missing(x):
+        return None
+    if isinstance(x, numbers.Integral):
+        return int(x)
+    if isinstance(x, Decimal):
+        return x
+    if isinstance(x, numbers.Real):
+        return float(x)
+    if isinstance(x, str):
+        try:
+            value = Decimal(x.strip().replace(",", ""))
+        except InvalidOperation:
+            return None
+        return None if value.is_nan() else value
+    return None
+
+
+def _digits(digits: Any) -> int:
+    return max(0, min(int(digits), 10))
+
+
+def _format(value: int | float | Decimal, digits: int) -> str:
+    """Rounded half up (四舍五入, as report readers expect), starting from the shortest repr."""
+    exact = (
+        value
+        if isinstance(value, Decimal)
+        else Decimal(repr(value) if isinstance(value, float) else value)
+    )
+    if not exact.is_finite():
+        return "-∞" if exact < 0 else "∞"
+    context = Context(prec=max(28, exact.adjusted() + digits + 2), rounding=ROUND_HALF_UP)
+    text = format(exact.quantize(Decimal(1).scaleb(-digits), context=context), ",f")
+    if text.startswith("-") and not text.strip("-0,."):
+        text = text[1:]  # -0.00 is noise
+    return text
+
+
+def number(x: Any, digits: Any = 0) -> str:
+    """`1234567.891` → `1,234,568` (digits=0) or `1,234,567.89` (digits=2)."""
+    value = as_number(x)
+    return md(x) if value is None else _format(value, _digits(digits))
+
+
+def integer(x: Any) -> str:
+    return number(x, 0)
+
+
+def percent(x: Any, digits: Any = 1) -> str:
+    """A ratio as a percentage: 0.123 → `12.3%`."""
+    value = as_number(x)
+    if value is None:
+        return md(x)
+    return _format(value * 100, _digits(digits)) + "%"
+
+
+def currency(x: Any, digits: Any = 0, symbol: str = "¥") -> str:
+    """`-1234.5` → `-¥1,235`; the sign goes before the symbol."""
+    value = as_number(x)
+    if value is None:
+        return md(x)
+    magnitude = -value if value < 0 else value
+    text = _format(magnitude, _digits(digits))
+    sign = "-" if value < 0 and text.strip("0,.") else ""
+    return f"{sign}{symbol}{text}"
+
+
+def signed(x: Any, digits: Any = 0) -> str:
+    """`+1,234` / `-1,234` / `0`: an explicit sign for deltas."""
+    value = as_number(x)
+    if value is None:
+        return md(x)
+    text = _format(value, _digits(digits))
+    return text if text.startswith("-") or not text.strip("0,.") else "+" + text
+
+
+def change(current: Any, previous: Any, digits: Any = 1) -> str:
+    """Relative change: `▲12.3%`, `▼4.0%`, `持平` when it rounds to zero, `—` with no base."""
+    cur, prev = as_number(current), as_number(previous)
+    if cur is None or prev is None or prev == 0:
+        return MISSING
+    ratio = (float(cur) - float(prev)) / abs(float(prev))
+    text = _format(abs(ratio) * 100, _digits(digits))
+    if not text.strip("0,."):
+        return "持平"
+    return ("▲" if ratio > 0 else "▼") + text + "%"
+
+
+def top(data: Any, n: Any, by: str, ascending: bool = False) -> list[dict[str, Any]]:
+    """The first `n` rows (DataFrame or list of row dicts) ordered by `by`; missing values last."""
+    count = max(0, int(n))
+    if isinstance(data, pd.DataFrame):
+        ordered = data.sort_values(by, ascending=ascending, kind="mergesort", na_position="last")
+        return ordered.head(count).to_dict("records")  # type: ignore[return-value]
+    rows = list(data)
+    present = [r for r in rows if not is_missing(r.get(by))]
+    absent = [r for r in rows if is_missing(r.get(by))]
+    present.sort(key=lambda r: r[by], reverse=not ascending)
+    return (present + absent)[:count]
+
+
+def template_helpers(currency_symbol: str) -> dict[str, Callable[..., Any]]:
+    """The helpers templates get as both filters and globals."""
+
+    def currency_default(x: Any, digits: Any = 0, symbol: str = currency_symbol) -> str:
+        return currency(x, digits, symbol)
+
+    return {
+        "number": number,
+        "integer": integer,
+        "percent": percent,
+        "currency": currency_default,
+        "change": change,
+        "signed": signed,
+        "top": top,
+        "md": md,
+    }
+
+
+def _datetime_pattern(x: datetime) -> str:
+    return "%Y-%m-%d %H:%M:%S" if x.second or x.microsecond else "%Y-%m-%d %H:%M"
+
+
+# --- default rendering: one formatter per column, decided from the whole column ------------------
+
+KINDS = ("number", "integer", "percent", "currency", "text", "date")
+
+
+def infer_kind(series: pd.Series) -> str:
+    """The format a column gets when the report names none."""
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "text"  # bools print 是/否 under every kind
+    if pd.api.types.is_integer_dtype(dtype):
+        return "integer"
+    if pd.api.types.is_float_dtype(dtype):
+        return "number"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "date"
+    if pd.api.types.is_object_dtype(dtype):
+        return _infer_object_kind(series.tolist())
+    return "text"
+
+
+def _infer_object_kind(values: Iterable[Any]) -> str:
+    present = [v for v in values if not is_missing(v)]
+    if not present:
+        return "text"
+    if all(isinstance(v, date) for v in present):
+        return "date"
+    if all(as_number(v) is not None and not isinstance(v, str) for v in present):
+        return "integer" if all(isinstance(v, numbers.Integral) for v in present) else "number"
+    return "text"
+
+
+def column_formatter(series: pd.Series, kind: str, symbol: str) -> Callable[[Any], str]:
+    """A function turning one value of this column into safe cell text.
+
+    Precision is a property of the column, not of each value, so a list reads aligned: numbers and
+    currency show no decimals when every value is whole or the largest reaches LARGE, else two.
+    """
+    values = series.tolist()
+    if kind in ("number", "currency"):
+        digits = _column_digits(values)
+        fmt = number if kind == "number" else _bound_currency(symbol)
+        return lambda x: _with_bools(x, lambda v: cell(fmt(v, digits)))
+    if kind == "integer":
+        return lambda x: _with_bools(x, lambda v: cell(integer(v)))
+    if kind == "percent":
+        return lambda x: _with_bools(x, lambda v: cell(percent(v)))
+    if kind == "date":
+        pattern = _column_date_pattern(values)
+        return lambda x: cell(
+            x.strftime(pattern) if isinstance(x, datetime) and not is_missing(x) else x
+        )
+    return cell
+
+
+def _bound_currency(symbol: str) -> Callable[[Any, int], str]:
+    return lambda x, digits: currency(x, digits, symbol)
+
+
+def _with_bools(x: Any, fmt: Callable[[Any], str]) -> str:
+    return cell(x) if isinstance(x, bool) or type(x).__name__ == "bool_" else fmt(x)
+
+
+def _column_digits(values: Iterable[Any]) -> int:
+    present = [v for v in (as_number(x) for x in values) if v is not None]
+    finite = [v for v in present if math.isfinite(v)]
+    if (
+        not finite
+        or all(v == int(v) for v in finite)
+        or max(abs(float(v)) for v in finite) >= LARGE
+    ):
+        return 0
+    return 2
+
+
+def _column_date_pattern(values: Iterable[Any]) -> str:
+    stamps = [v for v in values if isinstance(v, datetime) and not is_missing(v)]
+    if any(v.second or v.microsecond for v in stamps):
+        return "%Y-%m-%d %H:%M:%S"
+    if any(v.hour or v.minute for v in stamps):
+        return "%Y-%m-%d %H:%M"
+    return "%Y-%m-%d"
+
+
+# --- plain text for the text msgtype -------------------------------------------------------------
+
+_HEADING = re.compile(r"^#{1,6}\s+")
+_QUOTE = re.compile(r"^>\s?")
+_BULLET = re.compile(r"^[-*+]\s+")
+_IMAGE = re.compile(r"!\[([^\]\n]*)\]\([^)\n]*\)")
+_LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\n]*)\)")
+_STRONG = re.compile(r"(\*\*|__)(.+?)\1")
+_EMPHASIS = re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])")
+
+
+def to_plain(line: str) -> str:
+    """One markdown line as plain text. Data never matches: it was made full-width already."""
+    line = _QUOTE.sub("", _HEADING.sub("", line.strip()))
+    line = _BULLET.sub("• ", line)
+    line = _LINK.sub(r"\1 \2", _IMAGE.sub(r"\1", line))
+    return _EMPHASIS.sub(r"\1", _STRONG.sub(r"\2", line))
+
+
+# --- templates -----------------------------------------------------------------------------------
+
+# What templates may touch on pandas and numpy objects: reading, never writing files or mutating.
+_DATA_ATTRS = frozenset(
+    """columns index shape empty size ndim dtype dtypes name T head tail iloc loc iat at items
+    iterrows itertuples keys get sum mean median min max count nunique unique mode quantile
+    std var prod cumsum cummax cummin abs round clip diff pct_change rank idxmax idxmin
+    nlargest nsmallest sort_values sort_index value_counts describe isna notna isnull notnull
+    fillna dropna between isin any all groupby first last astype copy reset_index set_index
+    rename tolist to_list to_dict item str dt contains startswith endswith upper lower strip
+    len replace slice split year month day hour minute second weekday isoweekday date time
+    strftime isoformat day_name month_name quarter""".split()
+)
+_MAX_REPEAT = 100_000
+_MAX_EXPONENT = 1_000
+
+
+class TemplateSandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if not super().is_safe_attribute(obj, attr, value):
+            return False
+        if type(obj).__module__.split(".")[0] in ("pandas", "numpy"):
+            in_frame = isinstance(obj, pd.DataFrame) and attr in obj.columns
+            return attr in _DATA_ATTRS or in_frame
+        return True
+
+    def call(self, context: JinjaContext, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if "inplace" in kwargs:
+            raise SecurityError("inplace= is not allowed in templates")
+        return super().call(context, obj, *args, **kwargs)
+
+    def call_binop(self, context: JinjaContext, operator: str, left: Any, right: Any) -> Any:
+        if (
+            operator == "**"
+            and isinstance(right, numbers.Real)
+            and abs(float(right)) > _MAX_EXPONENT
+        ):
+            raise SecurityError(f"exponent {right} is too large")
+        if operator == "*":
+            seq, times = (left, right) if isinstance(left, str | list | tuple) else (right, left)
+            big = isinstance(seq, str | list | tuple) and isinstance(times, int)
+            if big and len(seq) * times > _MAX_REPEAT:
+                raise SecurityError("repeating a sequence that many times is not allowed")
+        return super().call_binop(context, operator, left, right)
+
+
+def finalize(value: Any) -> Any:
+    """What `{{ x }}` prints: `—` for missing, 是/否, ISO dates; everything else unchanged."""
+    if isinstance(value, Undefined | str):
+        return value
+    return plain_value(value)
+
+
+def escape_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells are safe markdown, so `{{ r.name }}` cannot inject structure."""
+    out = df.copy(deep=False)
+    for j in range(df.shape[1]):
+        col = df.iloc[:, j]
+        if pd.api.types.is_object_dtype(col.dtype) or pd.api.types.is_string_dtype(col.dtype):
+            escaped = col.map(lambda v: md(v) if isinstance(v, str) else v)
+            out.isetitem(j, escaped.to_numpy(dtype=object))
+    return out

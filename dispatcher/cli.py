@@ -1,0 +1,236 @@
+"""The command line: parse arguments, call one function, turn DispatcherError into exit code 1.
+
+Exit codes: 0 success, 1 a user error (bad config, failed query, refused delivery), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dispatcher.errors import DispatcherError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _iso_instant(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO-8601 time, e.g. 2026-11-28T09:00 or 2026-11-28T09:00:00+08:00"
+        ) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dispatcher",
+        description="Scheduled SQL reports delivered as DingTalk work notifications.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=Path("reports.yaml"),
+        metavar="PATH",
+        help="the reports file (default: ./reports.yaml)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_validate(sub, common)
+    _add_list(sub, common)
+    _add_preview(sub, common)
+    return parser
+
+
+def _add_validate(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("validate", parents=[common], help="check reports.yaml and print every problem")
+    p.set_defaults(handler=cmd_validate)
+
+
+def _add_list(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("list", parents=[common], help="show every report and its next fire time")
+    p.add_argument(
+        "--at",
+        type=_iso_instant,
+        metavar="ISO-8601",
+        help="show fire times after this instant (default: now; no offset = the config's timezone)",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(handler=cmd_list)
+
+
+def _add_preview(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "preview",
+        parents=[common],
+        help="run a report's query and print its message; sends nothing",
+    )
+    p.add_argument("report_id", metavar="REPORT_ID")
+    p.add_argument(
+        "--at",
+        type=_iso_instant,
+        metavar="ISO-8601",
+        help="preview the run due at the last fire time at or before this instant (default: now)",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.set_defaults(handler=cmd_preview)
+
+
+def _version() -> str:
+    from dispatcher import __version__
+
+    return f"dispatcher {__version__}"
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from dispatcher.config import load_config
+
+    return load_config(args.config)
+
+
+def _instant(config: Any, at: datetime | None) -> datetime:
+    from dispatcher.runner import now_in
+    from dispatcher.schedule import to_zone
+
+    if at is None:
+        return now_in(config)
+    return at if at.tzinfo else at.replace(tzinfo=to_zone(config.timezone))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from dispatcher.config import check_config
+
+    config, problems = check_config(args.config)
+    if problems or config is None:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        count = len(problems)
+        print(f"{count} problem{'s' if count != 1 else ''} found in {args.config}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.config}: OK: {len(config.reports)} reports, {len(config.sources)} sources, "
+        f"{len(config.recipients)} recipient groups"
+    )
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from dispatcher.runner import next_fire_time
+
+    config = _load(args)
+    at = _instant(config, args.at)
+    rows = [
+        {
+            "id": report.id,
+            "title": report.title,
+            "schedule": report.parsed_schedule().expression,
+            "timezone": config.report_timezone(report),
+            "source": report.source,
+            "enabled": report.enabled,
+            "next_fire_time": next_fire_time(config, report, at).isoformat(),
+        }
+        for report in config.reports.values()
+    ]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        _print_table(rows, ["id", "schedule", "timezone", "next_fire_time", "title"])
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        print("no reports")
+        return
+    widths = {c: max(len(c), *(_width(str(r[c])) for r in rows)) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        print("  ".join(_pad(str(row[c]), widths[c]) for c in columns).rstrip())
+
+
+def _width(text: str) -> int:
+    # CJK characters take two terminal columns.
+    return sum(2 if ord(ch) > 0x2E7F else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from dispatcher.runner import build_sources, fire_time_at, prepare
+
+    config = _load(args)
+    report = config.report(args.report_id)
+    fire = fire_time_at(config, report, _instant(config, args.at))
+    sources = build_sources(config)
+    try:
+        prepared = prepare(config, sources, report, fire)
+    finally:
+        sources.dispose()
+    out = preview_dict(prepared)
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        _print_preview(out, config.dingtalk.max_msg_bytes)
+    return 0
+
+
+def preview_dict(prepared: Any) -> dict[str, Any]:
+    rendered = prepared.rendered
+    return {
+        "id": prepared.report.id,
+        "title": rendered.title if rendered else prepared.report.title,
+        "fire_time": prepared.fire_time.isoformat(),
+        "params": prepared.params,
+        "rows": prepared.result.rows,
+        "truncated": bool(prepared.result.truncated or (rendered and rendered.truncated)),
+        "action": prepared.action,
+        "msgtype": rendered.msg["msgtype"] if rendered else None,
+        "markdown": rendered.markdown if rendered else None,
+        "msg": rendered.msg if rendered else None,
+        "msg_bytes": rendered.msg_bytes if rendered else 0,
+        "rows_shown": rendered.rows_shown if rendered else 0,
+    }
+
+
+def _print_preview(out: dict[str, Any], limit: int) -> None:
+    print(f"report     {out['id']}")
+    print(f"fire time  {out['fire_time']}")
+    print(f"params     {json.dumps(out['params'], ensure_ascii=False)}")
+    print(f"rows       {out['rows']}{' (truncated at the row cap)' if out['truncated'] else ''}")
+    if out["action"] == "skip":
+        print("result     no rows and on_empty is 'skip': this run would send nothing")
+        return
+    print(f"message    {out['msgtype']}, {out['msg_bytes']} of {limit} bytes, {out['rows_shown']} rows shown")
+    print(f"title      {out['title']}")
+    print("-" * 60)
+    print(out["markdown"])
+    print("-" * 60)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except DispatcherError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # never a traceback for the user; DISPATCHER_DEBUG=1 shows it
+        if os.environ.get("DISPATCHER_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("  hint: rerun with DISPATCHER_DEBUG=1 and report the traceback", file=sys.stderr)
+        return 1

@@ -1,0 +1,185 @@
+"""Safe YAML loading that remembers the line of every key, and `${VAR}` interpolation.
+
+Why not `yaml.safe_load`: validation messages must say `reports.yaml:14: reports.x.schedule: …`,
+so we walk the composed node tree ourselves and record each key path's line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dispatcher.errors import Problem
+
+KeyPath = tuple[str, ...]
+
+MAX_FILE_BYTES = 2 * 1024 * 1024  # a config larger than this is a mistake, not a config
+MAX_DEPTH = 32  # deeper than any real config; stops recursion bombs
+MAX_NODES = 200_000  # stops alias ("billion laughs") expansion
+
+_VAR = re.compile(r"\$\$|\$\{([^}]*)\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass
+class Document:
+    """A loaded YAML file: plain data plus where each key path came from."""
+
+    path: Path
+    data: Any
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def line(self, keypath: KeyPath) -> int | None:
+        """Line of the longest known prefix of `keypath` (a missing key points at its parent)."""
+        for end in range(len(keypath), -1, -1):
+            found = self.lines.get(tuple(keypath[:end]))
+            if found:
+                return found
+        return None
+
+    def problem(self, keypath: KeyPath, message: str) -> Problem:
+        return Problem(self.path.name, self.line(keypath), ".".join(keypath), message)
+
+
+def load(path: Path) -> Document:
+    """Read and parse `path`; every failure becomes a Problem, never an exception."""
+    doc = Document(path=path, data=None)
+    text = _read_text(path, doc)
+    if text is None:
+        return doc
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            walker = _Walker(loader, doc)
+            doc.data = walker.walk(node, ()) if node is not None else {}
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        what = exc.problem or exc.context or "invalid YAML"
+        doc.problems.append(Problem(path.name, line, "", f"YAML syntax error: {what}"))
+    except yaml.YAMLError as exc:
+        doc.problems.append(Problem(path.name, None, "", f"YAML error: {_one_line(exc)}"))
+    except RecursionError:
+        doc.problems.append(Problem(path.name, None, "", "YAML is nested too deeply"))
+    return doc
+
+
+def _read_text(path: Path, doc: Document) -> str | None:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ValueError(f"file is {size} bytes; a config file is at most {MAX_FILE_BYTES}")
+        raw = path.read_bytes()
+        if b"\x00" in raw:
+            raise ValueError("file contains NUL bytes; it is not a YAML text file")
+        return raw.decode("utf-8-sig")
+    except FileNotFoundError:
+        msg = "config file not found (pass -c PATH, or run from the folder holding reports.yaml)"
+    except IsADirectoryError:
+        msg = "is a directory, not a config file"
+    except UnicodeDecodeError as exc:
+        msg = f"not UTF-8 text (invalid byte at offset {exc.start})"
+    except (OSError, ValueError) as exc:
+        msg = _one_line(exc)
+    doc.problems.append(Problem(str(path), None, "", msg))
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+class _Walker:
+    def __init__(self, loader: yaml.SafeLoader, doc: Document) -> None:
+        self.loader = loader
+        self.doc = doc
+        self.nodes = 0
+
+    def walk(self, node: yaml.Node, keypath: KeyPath) -> Any:
+        self.nodes += 1
+        if len(keypath) > MAX_DEPTH or self.nodes > MAX_NODES:
+            raise yaml.YAMLError("the document is nested too deeply or expands too many aliases")
+        self.doc.lines.setdefault(keypath, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, keypath)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.walk(item, (*keypath, str(i))) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node, deep=True)
+
+    def _mapping(self, node: yaml.MappingNode, keypath: KeyPath) -> dict[str, Any]:
+        self.loader.flatten_mapping(node)
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                self.doc.problems.append(self.doc.problem(keypath, "keys must be plain scalars"))
+                continue
+            key = str(key)
+            child = (*keypath, key)
+            if key in out:
+                where = Problem(self.doc.path.name, key_node.start_mark.line + 1, ".".join(child), "")
+                self.doc.problems.append(
+                    Problem(where.file, where.line, where.key, "duplicate key (the later one would win)")
+                )
+            self.doc.lines[child] = key_node.start_mark.line + 1
+            out[key] = self.walk(value_node, child)
+        return out
+
+
+@dataclass
+class Interpolated:
+    value: Any
+    missing: dict[KeyPath, list[str]] = field(default_factory=dict)
+
+
+def interpolate(data: Any, env: Mapping[str, str] | None = None) -> Interpolated:
+    """Replace `${VAR}` and `${VAR:-default}` in every string; `$$` is a literal `$`.
+
+    Unset variables become "" and are collected by key path rather than raised, because whether
+    that is an error depends on where they are (delivery credentials are only needed to deliver).
+    """
+    env = os.environ if env is None else env
+    result = Interpolated(value=None)
+    result.value = _interp(data, (), env, result.missing)
+    return result
+
+
+def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], missing: dict) -> Any:
+    if isinstance(data, dict):
+        return {k: _interp(v, (*keypath, k), env, missing) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_interp(v, (*keypath, str(i)), env, missing) for i, v in enumerate(data)]
+    if not isinstance(data, str) or "$" not in data:
+        return data
+    unset: list[str] = []
+
+    def sub(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, sep, default = match.group(1).partition(":-")
+        if not _NAME.match(name):
+            unset.append(f"${{{match.group(1)}}} (not a valid variable name)")
+            return ""
+        value = env.get(name)
+        if value:
+            return value
+        if sep:
+            return default
+        if value is None:
+            unset.append(name)
+        return ""
+
+    text = _VAR.sub(sub, data)
+    if unset:
+        missing[keypath] = unset
+    return text

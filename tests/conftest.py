@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+BASE_CONFIG = """\
+timezone: Asia/Shanghai
+sources:
+  shop: sqlite:///shop.db
+dingtalk:
+  app_key: ${TEST_DT_KEY:-}
+  app_secret: ${TEST_DT_SECRET:-}
+  agent_id: ${TEST_DT_AGENT:-}
+recipients:
+  leads:
+    userids: [manager4974, "0147282552401293909"]
+    mobiles: ["13800000000"]
+  admins: {userids: [oncall01]}
+reports:
+  daily:
+    title: 每日销售
+    schedule: "0 9 * * *"
+    source: shop
+    query: daily.sql
+    params: {day: "{{ yesterday }}"}
+    to: [leads]
+    on_empty: send
+"""
+
+
+def make_shop_db(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE orders (id INTEGER PRIMARY KEY, day TEXT, region TEXT, amount REAL);
+        INSERT INTO orders (day, region, amount) VALUES
+          ('2026-11-27', '华东', 1200.5), ('2026-11-27', '华南', 800.25),
+          ('2026-11-27', '华东', 99.25), ('2026-11-26', '华北', 10.0);
+        """
+    )
+    conn.commit()
+    conn.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A config folder with reports.yaml, queries/ and a small real SQLite database."""
+    (tmp_path / "queries").mkdir()
+    (tmp_path / "queries" / "daily.sql").write_text(
+        "SELECT region, SUM(amount) AS sales, COUNT(*) AS orders FROM orders "
+        "WHERE day = :day GROUP BY region ORDER BY sales DESC\n",
+        encoding="utf-8",
+    )
+    make_shop_db(tmp_path / "shop.db")
+    (tmp_path / "reports.yaml").write_text(BASE_CONFIG, encoding="utf-8")
+    return tmp_path
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120):
+    """Run the real CLI entry point in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher", *args],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -57,7 +57,12 @@ class QueryError(DispatcherError):
     """A report's query failed: bad SQL, a refused write, a timeout or an unreachable source."""
 
     def __init__(
-        self, message: str, *, report: str | None = None, source: str | None = None, hint: str | None = None
+        self,
+        message: str,
+        *,
+        report: str | None = None,
+        source: str | None = None,
+        hint: str | None = None,
     ) -> None:
         prefix = f"report {report!r}: " if report else ""
         prefix += f"source {source!r}: " if source else ""

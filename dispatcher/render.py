@@ -73,9 +73,7 @@ class Rendered:
 def render(df: pd.DataFrame, opts: RenderOptions) -> Rendered:
     """Render `df` as the message `opts` describes; RenderError when that is impossible."""
     page = _page(opts)
-    fit = (
-        _render_template(df, opts, page) if opts.template is not None else _default(df, opts, page)
-    )
+    fit = _render_template(df, opts, page) if opts.template is not None else _default(df, opts, page)
     msg = page.wrap(fit.text)
     return Rendered(
         title=_one_line(opts.title),
@@ -145,9 +143,7 @@ def _page(opts: RenderOptions) -> _Page:
     else:
         wrap = lambda t: markdown_msg(title, t)  # noqa: E731
     conv = to_plain if opts.msgtype == "text" else _identity
-    stamp = opts.fire_time.strftime(
-        "%Y-%m-%d %H:%M:%S" if opts.footer_seconds else "%Y-%m-%d %H:%M"
-    )
+    stamp = opts.fire_time.strftime("%Y-%m-%d %H:%M:%S" if opts.footer_seconds else "%Y-%m-%d %H:%M")
     footer = conv(f"数据截至 {stamp}")
     return _Page(wrap, conv, footer, opts.max_msg_bytes, opts.query_truncated)
 
@@ -251,9 +247,7 @@ def _columns(df: pd.DataFrame, opts: RenderOptions) -> list[_Column]:
         series = df.iloc[:, j]
         kind = opts.formats.get(name) or infer_kind(series)
         if kind not in KINDS:
-            raise RenderError(
-                f"column {name!r}: unknown format {kind!r}; use one of {', '.join(KINDS)}"
-            )
+            raise RenderError(f"column {name!r}: unknown format {kind!r}; use one of {', '.join(KINDS)}")
         fmt = column_formatter(series, kind, opts.currency_symbol)
         columns.append((md(opts.labels.get(name, name)), fmt, series.tolist()))
     return columns
@@ -360,9 +354,7 @@ def _render_template(df: pd.DataFrame, opts: RenderOptions, page: _Page) -> _Fit
     while failed - best > 1:
         mid = (best + failed) // 2
         text = attempt(mid)
-        best, best_text, failed = (
-            (mid, text, failed) if text is not None else (best, best_text, mid)
-        )
+        best, best_text, failed = (mid, text, failed) if text is not None else (best, best_text, mid)
     return _Fit(best_text, best, n - best)
 
 

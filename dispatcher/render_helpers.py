@@ -117,9 +117,7 @@ def _digits(digits: Any) -> int:
 def _format(value: int | float | Decimal, digits: int) -> str:
     """Rounded half up (四舍五入, as report readers expect), starting from the shortest repr."""
     exact = (
-        value
-        if isinstance(value, Decimal)
-        else Decimal(repr(value) if isinstance(value, float) else value)
+        value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else value)
     )
     if not exact.is_finite():
         return "-∞" if exact < 0 else "∞"
@@ -264,9 +262,7 @@ def column_formatter(series: pd.Series, kind: str, symbol: str) -> Callable[[Any
         return lambda x: _with_bools(x, lambda v: cell(percent(v)))
     if kind == "date":
         pattern = _column_date_pattern(values)
-        return lambda x: cell(
-            x.strftime(pattern) if isinstance(x, datetime) and not is_missing(x) else x
-        )
+        return lambda x: cell(x.strftime(pattern) if isinstance(x, datetime) and not is_missing(x) else x)
     return cell
 
 
@@ -281,11 +277,7 @@ def _with_bools(x: Any, fmt: Callable[[Any], str]) -> str:
 def _column_digits(values: Iterable[Any]) -> int:
     present = [v for v in (as_number(x) for x in values) if v is not None]
     finite = [v for v in present if math.isfinite(v)]
-    if (
-        not finite
-        or all(v == int(v) for v in finite)
-        or max(abs(float(v)) for v in finite) >= LARGE
-    ):
+    if not finite or all(v == int(v) for v in finite) or max(abs(float(v)) for v in finite) >= LARGE:
         return 0
     return 2
 
@@ -352,11 +344,7 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
         return super().call(context, obj, *args, **kwargs)
 
     def call_binop(self, context: JinjaContext, operator: str, left: Any, right: Any) -> Any:
-        if (
-            operator == "**"
-            and isinstance(right, numbers.Real)
-            and abs(float(right)) > _MAX_EXPONENT
-        ):
+        if operator == "**" and isinstance(right, numbers.Real) and abs(float(right)) > _MAX_EXPONENT:
             raise SecurityError(f"exponent {right} is too large")
         if operator == "*":
             seq, times = (left, right) if isinstance(left, str | list | tuple) else (right, left)

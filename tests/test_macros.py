@@ -113,16 +113,11 @@ def test_last_week_spans_the_year_end():
 def test_weeks_start_on_monday(day, week_start):
     got = macros_at(2026, 11, day, 12, 0)
     assert got["week_start"] == week_start
-    assert (
-        got["last_week_end"]
-        == (datetime.fromisoformat(week_start) - timedelta(days=1)).date().isoformat()
-    )
+    assert got["last_week_end"] == (datetime.fromisoformat(week_start) - timedelta(days=1)).date().isoformat()
 
 
 def test_fire_time_keeps_the_dst_offset_of_the_moment():
-    spring = parse_schedule("30 2 * * *").next_fire_time(
-        datetime(2026, 3, 8, tzinfo=NEW_YORK), NEW_YORK
-    )
+    spring = parse_schedule("30 2 * * *").next_fire_time(datetime(2026, 3, 8, tzinfo=NEW_YORK), NEW_YORK)
     assert date_macros(spring, NEW_YORK)["fire_time"] == "2026-03-08T03:00:00-04:00"
     second_pass = datetime(2026, 11, 1, 6, 30, tzinfo=UTC)  # 01:30 EST, after falling back
     assert date_macros(second_pass, NEW_YORK)["fire_time"] == "2026-11-01T01:30:00-05:00"

@@ -40,9 +40,7 @@ def body_lines(markdown: str) -> list[str]:
 
 
 def test_one_row_result_renders_as_kpi_lines_with_labels_and_full_msg():
-    df = pd.DataFrame(
-        {"sales": [1234567.5], "orders": [3210], "conv": [0.1234], "price": [385.123]}
-    )
+    df = pd.DataFrame({"sales": [1234567.5], "orders": [3210], "conv": [0.1234], "price": [385.123]})
     r = render(df, opts(period="2026-11-27", formats={"sales": "currency", "conv": "percent"}))
     expected = (
         "### 今日销售\n\n"
@@ -227,10 +225,7 @@ def test_naive_fire_time_is_refused():
 def test_query_truncation_is_reported_even_when_everything_fits():
     df = pd.DataFrame({"region": ["华东", "华北"], "sales": [1, 2]})
     r = render(df, opts(query_truncated=True))
-    assert (
-        body_lines(r.markdown)[-3:]
-        == ["", "…… 查询结果已截断", "", "数据截至 2026-11-28 09:00"][1:]
-    )
+    assert body_lines(r.markdown)[-3:] == ["", "…… 查询结果已截断", "", "数据截至 2026-11-28 09:00"][1:]
     assert r.truncated and r.rows_shown == 2
 
 

@@ -41,9 +41,7 @@ N = 5000
 
 def people(n: int = N) -> pd.DataFrame:
     """Deterministic Chinese names (张伟, 王芳, …) with integer figures of varying width."""
-    names = [
-        SURNAMES[i % len(SURNAMES)] + GIVEN[(i // len(SURNAMES)) % len(GIVEN)] for i in range(n)
-    ]
+    names = [SURNAMES[i % len(SURNAMES)] + GIVEN[(i // len(SURNAMES)) % len(GIVEN)] for i in range(n)]
     sales = [(i * 7919) % 10_000_000 for i in range(n)]
     orders = [(i * 131) % 50_000 for i in range(n)]
     return pd.DataFrame({"name": names, "sales": sales, "orders": orders})
@@ -97,9 +95,7 @@ def test_cut_note_says_when_the_query_itself_was_truncated():
 
 def test_json_escapes_in_cells_are_counted_exactly():
     df = people(400)
-    df["name"] = [
-        f'"{n}"' if i % 3 else n for i, n in enumerate(df["name"])
-    ]  # each " costs 2 bytes
+    df["name"] = [f'"{n}"' if i % 3 else n for i, n in enumerate(df["name"])]  # each " costs 2 bytes
     r = render(df, opts())
     assert r.msg_bytes <= 2048
     assert msg_bytes(markdown_msg("销售员日报", assemble(df, r.rows_shown + 1))) > 2048
@@ -159,9 +155,7 @@ def test_template_output_too_big_is_re_rendered_with_fewer_rows():
 
 
 def test_template_prose_too_big_loses_trailing_lines_not_the_footer():
-    template = "### {{ title }}\n" + "".join(
-        f"第{i}段说明文字，内容很长很长很长。\n" for i in range(200)
-    )
+    template = "### {{ title }}\n" + "".join(f"第{i}段说明文字，内容很长很长很长。\n" for i in range(200))
     r = render(people(1), opts(template=template))
     lines = r.markdown.split("\n")
     assert r.msg_bytes <= 2048 and r.truncated and r.rows_shown == 1

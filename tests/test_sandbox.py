@@ -104,9 +104,7 @@ def test_gettoken_with_a_wrong_secret_answers_40089_with_http_200(api: Api) -> N
     assert api.gettoken(key="other")["errcode"] == 40089
 
 
-def test_asking_again_while_valid_returns_the_same_token_and_extends_it(
-    sandbox: Sandbox, api: Api
-) -> None:
+def test_asking_again_while_valid_returns_the_same_token_and_extends_it(sandbox: Sandbox, api: Api) -> None:
     sandbox.set_options(token_ttl=1.0)
     start = time.monotonic()
     first = api.gettoken()["access_token"]
@@ -118,9 +116,7 @@ def test_asking_again_while_valid_returns_the_same_token_and_extends_it(
     assert api.post(MOBILE, {"mobile": "13800000000"}, token=first)["errcode"] == 0
 
 
-def test_a_token_expires_after_its_ttl_then_gettoken_issues_a_new_one(
-    sandbox: Sandbox, api: Api
-) -> None:
+def test_a_token_expires_after_its_ttl_then_gettoken_issues_a_new_one(sandbox: Sandbox, api: Api) -> None:
     sandbox.set_options(token_ttl=0.3)
     old = api.token()
     wait_for(lambda: api.post(MOBILE, {"mobile": "13800000000"})["errcode"] == 42001)
@@ -129,14 +125,9 @@ def test_a_token_expires_after_its_ttl_then_gettoken_issues_a_new_one(
     assert api.post(MOBILE, {"mobile": "13800000000"}, token=fresh)["errcode"] == 0
 
 
-def test_unknown_token_answers_40014_missing_token_41001_expired_42001(
-    sandbox: Sandbox, api: Api
-) -> None:
+def test_unknown_token_answers_40014_missing_token_41001_expired_42001(sandbox: Sandbox, api: Api) -> None:
     assert api.post(MOBILE, {"mobile": "13800000000"}, token="f00")["errcode"] == 40014
-    assert (
-        api.http.post(f"{api.url}{MOBILE}", json={"mobile": "13800000000"}).json()["errcode"]
-        == 41001
-    )
+    assert api.http.post(f"{api.url}{MOBILE}", json={"mobile": "13800000000"}).json()["errcode"] == 41001
     api.token()
     sandbox.expire_tokens()
     assert api.post(MOBILE, {"mobile": "13800000000"})["errcode"] == 42001
@@ -162,16 +153,12 @@ def test_user_get_returns_the_name_and_33012_for_an_unknown_userid(api: Api) -> 
 
 def test_generated_users_and_a_directory_file_extend_the_directory(tmp_path: Any) -> None:
     people = tmp_path / "people.csv"
-    people.write_text(
-        "userid,name,mobile,dept_ids\nextra1,新人,13511112222,456\n", encoding="utf-8"
-    )
+    people.write_text("userid,name,mobile,dept_ids\nextra1,新人,13511112222,456\n", encoding="utf-8")
     with Sandbox(SandboxOptions(generated_users=1000, directory_file=str(people))) as sb:
         api = Api(sb)
         assert api.post(MOBILE, {"mobile": "13511112222"})["result"]["userid"] == "extra1"
         assert api.post(USER_GET, {"userid": "u01000"})["errcode"] == 0
-        mobiles = [
-            api.post(USER_GET, {"userid": f"u{i:05d}"})["result"]["mobile"] for i in (1, 200)
-        ]
+        mobiles = [api.post(USER_GET, {"userid": f"u{i:05d}"})["result"]["mobile"] for i in (1, 200)]
         assert all(m.startswith("139") and len(m) == 11 for m in mobiles)
         assert api.post(MOBILE, {"mobile": mobiles[1]})["result"]["userid"] == "u00200"
         task = api.send(markdown(), depts="456")["task_id"]
@@ -181,9 +168,7 @@ def test_generated_users_and_a_directory_file_extend_the_directory(tmp_path: Any
 # -- asyncsend_v2 -------------------------------------------------------------------------------
 
 
-def test_json_send_delivers_the_exact_msg_and_records_the_whole_request(
-    sandbox: Sandbox, api: Api
-) -> None:
+def test_json_send_delivers_the_exact_msg_and_records_the_whole_request(sandbox: Sandbox, api: Api) -> None:
     msg = markdown()
     reply = api.send(msg, userids="manager4974,oncall01")
     assert reply["errcode"] == 0 and isinstance(reply["task_id"], int) and reply["request_id"]
@@ -191,9 +176,7 @@ def test_json_send_delivers_the_exact_msg_and_records_the_whole_request(
     assert task["task_id"] == reply["task_id"]
     expected = {"agent_id": AGENT, "msg": msg, "userid_list": "manager4974,oncall01"}
     assert task["body"] == expected
-    delivered = sorted(
-        (m["userid"], m["name"], m["msgtype"], m["read"]) for m in sandbox.messages()
-    )
+    delivered = sorted((m["userid"], m["name"], m["msgtype"], m["read"]) for m in sandbox.messages())
     assert delivered == [
         ("manager4974", "王建国", "markdown", False),
         ("oncall01", "赵值班", "markdown", False),
@@ -212,9 +195,7 @@ def test_form_body_with_msg_as_json_text_is_accepted(sandbox: Sandbox, api: Api)
     assert [m["msg"] for m in sandbox.messages("user001")] == [msg]
 
 
-def test_form_body_with_a_python_repr_msg_is_refused_as_invalid_msg(
-    sandbox: Sandbox, api: Api
-) -> None:
+def test_form_body_with_a_python_repr_msg_is_refused_as_invalid_msg(sandbox: Sandbox, api: Api) -> None:
     form = {"agent_id": AGENT, "userid_list": "user001", "msg": str(markdown())}
     reply = api.post(SEND, data=form)
     assert reply["errcode"] == 40035 and "msg" in reply["errmsg"]
@@ -267,36 +248,25 @@ def test_departments_expand_to_members_of_sub_departments_without_duplicates(api
     assert result["invalid_user_id_list"] == ["ghost"] and result["invalid_dept_id_list"] == [999]
 
 
-def test_same_content_to_the_same_user_twice_a_day_is_forbidden_143106(
-    sandbox: Sandbox, api: Api
-) -> None:
+def test_same_content_to_the_same_user_twice_a_day_is_forbidden_143106(sandbox: Sandbox, api: Api) -> None:
     api.send(markdown(), userids="user001")
     second = api.send(markdown(), userids="user001,user002")["task_id"]
     result = api.result(second)
     assert result["forbidden_user_id_list"] == ["user001"]
     assert result["forbidden_list"] == [{"code": "143106", "count": 1, "userid": "user001"}]
     assert result["unread_user_id_list"] == ["user002"]
-    assert (
-        api.result(api.send(markdown(text="其他"), userids="user001")["task_id"])["forbidden_list"]
-        == []
-    )
+    assert api.result(api.send(markdown(text="其他"), userids="user001")["task_id"])["forbidden_list"] == []
 
 
-def test_more_than_per_user_daily_notifications_are_forbidden_143105(
-    sandbox: Sandbox, api: Api
-) -> None:
+def test_more_than_per_user_daily_notifications_are_forbidden_143105(sandbox: Sandbox, api: Api) -> None:
     sandbox.set_options(per_user_daily=2)
     tasks = [api.send(markdown(text=f"第{i}条"), userids="user001")["task_id"] for i in range(3)]
     assert api.result(tasks[1])["forbidden_list"] == []
-    assert api.result(tasks[2])["forbidden_list"] == [
-        {"code": "143105", "count": 2, "userid": "user001"}
-    ]
+    assert api.result(tasks[2])["forbidden_list"] == [{"code": "143105", "count": 2, "userid": "user001"}]
     assert len(sandbox.messages("user001")) == 2
 
 
-def test_recipients_beyond_the_per_minute_limit_are_forbidden_143103(
-    sandbox: Sandbox, api: Api
-) -> None:
+def test_recipients_beyond_the_per_minute_limit_are_forbidden_143103(sandbox: Sandbox, api: Api) -> None:
     sandbox.set_options(recipients_per_minute=3)
     task = api.send(markdown(), userids="user001,user002,user003,user004,user005")["task_id"]
     result = api.result(task)
@@ -312,17 +282,13 @@ def test_failing_userids_fail_on_first_delivery_and_succeed_when_sent_again(
 ) -> None:
     sandbox.set_options(failing_userids=["user002"])
     first = api.result(api.send(markdown(), userids="user001,user002")["task_id"])
-    assert first["failed_user_id_list"] == ["user002"] and first["unread_user_id_list"] == [
-        "user001"
-    ]
+    assert first["failed_user_id_list"] == ["user002"] and first["unread_user_id_list"] == ["user001"]
     again = api.result(api.send(markdown(), userids="user002")["task_id"])
     assert again["failed_user_id_list"] == [] and again["unread_user_id_list"] == ["user002"]
     assert [m["userid"] for m in sandbox.messages()] == ["user001", "user002"]
 
 
-def test_progress_reports_running_until_progress_delay_has_passed(
-    sandbox: Sandbox, api: Api
-) -> None:
+def test_progress_reports_running_until_progress_delay_has_passed(sandbox: Sandbox, api: Api) -> None:
     sandbox.set_options(progress_delay=0.4)
     task = api.send(markdown(), userids="user001")["task_id"]
 
@@ -363,9 +329,7 @@ def test_more_than_20_calls_in_a_second_to_one_api_answer_90018(api: Api) -> Non
     assert wait_for(lambda: api.post(MOBILE, {"mobile": "13800000000"})["errcode"] == 0, 3.0)
 
 
-def test_throttle_first_answers_90018_to_the_first_calls_but_not_gettoken(
-    sandbox: Sandbox, api: Api
-) -> None:
+def test_throttle_first_answers_90018_to_the_first_calls_but_not_gettoken(sandbox: Sandbox, api: Api) -> None:
     sandbox.set_options(throttle_first=2)
     assert api.gettoken()["errcode"] == 0
     codes = [api.post(MOBILE, {"mobile": "13800000000"})["errcode"] for _ in range(3)]
@@ -398,9 +362,7 @@ def test_fault_injection_with_a_seed_is_deterministic() -> None:
     assert first == statuses() and {200, 500} == set(first)
 
 
-def test_force_errcode_answers_that_errcode_on_that_endpoint_only(
-    sandbox: Sandbox, api: Api
-) -> None:
+def test_force_errcode_answers_that_errcode_on_that_endpoint_only(sandbox: Sandbox, api: Api) -> None:
     sandbox.set_options(force_errcode={"asyncsend_v2": 60020})
     reply = api.send(markdown(), userids="user001")
     assert reply["errcode"] == 60020 and "白名单" in reply["errmsg"]
@@ -413,9 +375,9 @@ def test_force_errcode_answers_that_errcode_on_that_endpoint_only(
 def test_sandbox_endpoints_expose_and_control_the_state(sandbox: Sandbox, api: Api) -> None:
     base = f"{api.url}/_sandbox"
     api.send(markdown(), userids="user001,user002")
-    assert [
-        m["userid"] for m in requests.get(f"{base}/messages", params={"userid": "user002"}).json()
-    ] == ["user002"]
+    assert [m["userid"] for m in requests.get(f"{base}/messages", params={"userid": "user002"}).json()] == [
+        "user002"
+    ]
     assert len(requests.get(f"{base}/calls", params={"endpoint": "asyncsend_v2"}).json()) == 1
     assert len(requests.get(f"{base}/tasks").json()) == 1
     assert requests.post(f"{base}/options", json={"calls_per_second": 1}).json() == {"ok": True}
@@ -426,9 +388,7 @@ def test_sandbox_endpoints_expose_and_control_the_state(sandbox: Sandbox, api: A
     assert api.post(MOBILE, {"mobile": "13800000000"})["errcode"] == 42001
     requests.post(f"{base}/reset")
     assert sandbox.messages() == [] and sandbox.tasks() == [] and sandbox.calls() == []
-    requests.post(
-        f"{base}/users", json=[{"userid": "late1", "name": "迟到", "mobile": "13622223333"}]
-    )
+    requests.post(f"{base}/users", json=[{"userid": "late1", "name": "迟到", "mobile": "13622223333"}])
     fresh = api.gettoken()["access_token"]
     assert api.post(MOBILE, {"mobile": "13622223333"}, token=fresh)["errcode"] == 0
 
@@ -450,14 +410,10 @@ def test_viewing_a_users_inbox_marks_their_messages_read_in_the_send_result(api:
     page = api.http.get(f"{api.url}/", params={"userid": "user001"}).text
     assert "王芳" not in page.split("<main>")[1]  # user002's card is not on user001's page
     result = api.result(task)
-    assert result["read_user_id_list"] == ["user001"] and result["unread_user_id_list"] == [
-        "user002"
-    ]
+    assert result["read_user_id_list"] == ["user001"] and result["unread_user_id_list"] == ["user002"]
 
 
-def test_forbidden_and_failed_deliveries_appear_in_a_separate_section(
-    sandbox: Sandbox, api: Api
-) -> None:
+def test_forbidden_and_failed_deliveries_appear_in_a_separate_section(sandbox: Sandbox, api: Api) -> None:
     sandbox.set_options(failing_userids=["user002"])
     api.send(markdown(), userids="user001,user002")
     api.send(markdown(), userids="user001")
@@ -478,10 +434,7 @@ def test_neither_the_secret_nor_a_token_reaches_logs_or_call_records(
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("dispatcher"))
     for text in (logged, records, out, err, repr(sandbox.options)):
         assert SECRET not in text and token not in text and "wrong-secret" not in text
-    assert (
-        "appsecret=***" in caplog.text
-        and sandbox.calls("gettoken")[0]["query"]["appsecret"] == "***"
-    )
+    assert "appsecret=***" in caplog.text and sandbox.calls("gettoken")[0]["query"]["appsecret"] == "***"
 
 
 def test_the_sandbox_binds_to_loopback_only() -> None:
@@ -495,9 +448,7 @@ def test_the_sandbox_binds_to_loopback_only() -> None:
 def test_serve_forever_prints_the_inbox_url_and_stops_on_sigterm() -> None:
     code = "from dispatcher.sandbox import *; serve_forever(SandboxOptions(), port=0)"
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=root
-    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=root)
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().split()[-1]

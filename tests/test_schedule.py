@@ -94,9 +94,7 @@ def test_minute_steps_lists_and_ranges(spec, expected):
     assert [t.strftime("%H:%M") for t in got] == expected
 
 
-@pytest.mark.parametrize(
-    ("spec", "hours"), [("0 9-17/4 * * *", [9, 13, 17]), ("0 */8 * * *", [0, 8, 16])]
-)
+@pytest.mark.parametrize(("spec", "hours"), [("0 9-17/4 * * *", [9, 13, 17]), ("0 */8 * * *", [0, 8, 16])])
 def test_hour_ranges_with_steps(spec, hours):
     got = fires(spec, local(SHANGHAI, 2026, 5, 3, 23), local(SHANGHAI, 2026, 5, 4, 23))
     assert [t.hour for t in got] == hours
@@ -274,9 +272,7 @@ def test_three_hourly_interval_in_shanghai_is_not_aligned_to_utc():
 
 
 def test_interval_on_spring_forward_day_keeps_exact_spacing_and_restarts_at_midnight():
-    got = fires(
-        {"every": "2h"}, local(NEW_YORK, 2026, 3, 7, 23), local(NEW_YORK, 2026, 3, 9, 1), NEW_YORK
-    )
+    got = fires({"every": "2h"}, local(NEW_YORK, 2026, 3, 7, 23), local(NEW_YORK, 2026, 3, 9, 1), NEW_YORK)
     assert [t.strftime("%d %H:%M%z") for t in got] == [
         "08 00:00-0500",
         *[f"08 {h:02}:00-0400" for h in range(3, 24, 2)],
@@ -326,9 +322,7 @@ def test_bad_intervals_are_refused(every, message):
         parse_schedule({"every": every})
 
 
-@pytest.mark.parametrize(
-    "spec", [{}, {"every": "1m", "at": "09:00"}, {"cron": "0 9 * * *"}, 42, None]
-)
+@pytest.mark.parametrize("spec", [{}, {"every": "1m", "at": "09:00"}, {"cron": "0 9 * * *"}, 42, None])
 def test_schedule_must_be_a_cron_string_or_every_mapping(spec):
     with pytest.raises(ScheduleError):
         parse_schedule(spec)
@@ -452,10 +446,7 @@ def test_rare_yearly_cron_is_found_without_scanning_minute_by_minute():
 
 
 def test_previous_fire_time_is_none_when_the_calendar_runs_out():
-    assert (
-        parse_schedule("0 0 29 2 *").previous_fire_time(datetime(3, 1, 1, tzinfo=UTC), SHANGHAI)
-        is None
-    )
+    assert parse_schedule("0 0 29 2 *").previous_fire_time(datetime(3, 1, 1, tzinfo=UTC), SHANGHAI) is None
 
 
 def test_ten_thousand_interval_fires_take_well_under_a_second():
@@ -465,9 +456,7 @@ def test_ten_thousand_interval_fires_take_well_under_a_second():
     got = list(schedule.fire_times(start, start + timedelta(seconds=30 * 10_000), NEW_YORK))
     elapsed = time.perf_counter() - began
     assert len(got) == 10_000  # spans the 23-hour 2026-03-08 without losing a beat
-    assert {b - a for a, b in zip(utc_instants(got), utc_instants(got)[1:])} == {
-        timedelta(seconds=30)
-    }
+    assert {b - a for a, b in zip(utc_instants(got), utc_instants(got)[1:])} == {timedelta(seconds=30)}
     assert elapsed < 0.5
 
 

@@ -154,9 +154,7 @@ class Mailroom:
         """Marks the user's messages read, up to `up_to_id` (the newest one a page showed)."""
         last = len(self.messages) if up_to_id is None else up_to_id
         unread = [
-            m
-            for m in self.messages.values()
-            if m["userid"] == userid and not m["read"] and m["id"] <= last
+            m for m in self.messages.values() if m["userid"] == userid and not m["read"] and m["id"] <= last
         ]
         for message in unread:
             message["read"] = True

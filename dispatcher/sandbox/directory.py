@@ -118,9 +118,7 @@ def _user_from(raw: Mapping[str, Any]) -> User:
     try:
         depts = tuple(int(d) for d in dept_ids)
     except ValueError as exc:
-        raise DispatcherError(
-            f"sandbox directory: user {userid!r}: bad dept_ids {dept_ids!r}"
-        ) from exc
+        raise DispatcherError(f"sandbox directory: user {userid!r}: bad dept_ids {dept_ids!r}") from exc
     return User(userid, name, str(raw.get("mobile") or "").strip(), depts)
 
 

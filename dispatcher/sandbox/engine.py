@@ -104,9 +104,7 @@ class Engine:
 
     def messages(self, userid: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            found = [
-                m for m in self.mail.messages.values() if userid is None or m["userid"] == userid
-            ]
+            found = [m for m in self.mail.messages.values() if userid is None or m["userid"] == userid]
             return copy.deepcopy(found)
 
     def tasks(self) -> list[dict[str, Any]]:

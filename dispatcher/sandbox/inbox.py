@@ -23,9 +23,7 @@ FORBIDDEN_REASONS = {
     "143105": "超过单人每日上限 (per-user daily limit)",
     "143103": "超过应用每分钟人次上限 (app recipients per minute)",
 }
-_TEMPLATE = Template(
-    resources.files("dispatcher.sandbox").joinpath("inbox.html").read_text("utf-8")
-)
+_TEMPLATE = Template(resources.files("dispatcher.sandbox").joinpath("inbox.html").read_text("utf-8"))
 
 
 def e(value: Any) -> str:
@@ -73,11 +71,7 @@ def nav(messages: list[dict[str, Any]], names: dict[str, str], userid: str | Non
 
 def card(message: dict[str, Any]) -> str:
     title, body = content(message["msg"])
-    state = (
-        "已撤回 recalled"
-        if message["recalled"]
-        else ("已读 read" if message["read"] else "未读 unread")
-    )
+    state = "已撤回 recalled" if message["recalled"] else ("已读 read" if message["read"] else "未读 unread")
     classes = "card" + (" recalled" if message["recalled"] else "")
     classes += " unread" if not message["read"] and not message["recalled"] else ""
     meta = (
@@ -108,9 +102,7 @@ def content(msg: dict[str, Any]) -> tuple[str, str]:
     if msgtype == "oa":
         return oa(part)
     if msgtype == "link":
-        body = f"<p>{e(part.get('text', ''))}</p>" + _button(
-            "打开链接", str(part.get("messageUrl", ""))
-        )
+        body = f"<p>{e(part.get('text', ''))}</p>" + _button("打开链接", str(part.get("messageUrl", "")))
         if is_web_url(str(part.get("picUrl", ""))):
             body = f'<img src="{e(part["picUrl"])}" alt="">' + body
         return e(part.get("title", "")), body
@@ -163,9 +155,7 @@ def undelivered(tasks: list[dict[str, Any]], names: dict[str, str], userid: str 
         for person, reason in entries:
             if userid is None or person == userid:
                 who = f"{names.get(person, person)} ({person})"
-                rows.append(
-                    f"<div>{e(when)} · task {e(task['task_id'])} · {e(who)} · {e(reason)}</div>"
-                )
+                rows.append(f"<div>{e(when)} · task {e(task['task_id'])} · {e(who)} · {e(reason)}</div>")
         if userid is None and result["invalid_dept_id_list"]:
             depts = ", ".join(str(d) for d in result["invalid_dept_id_list"])
             rows.append(f"<div>{e(when)} · task {e(task['task_id'])} · 无效的部门 {e(depts)}</div>")

@@ -131,9 +131,7 @@ def parse_msg(raw: Any) -> dict[str, Any] | Refusal:
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError:
-            return Refusal(
-                40035, "msg is not valid JSON (a Python repr with single quotes is not JSON)"
-            )
+            return Refusal(40035, "msg is not valid JSON (a Python repr with single quotes is not JSON)")
     if not isinstance(raw, dict):
         return Refusal(40035, "msg must be a JSON object")
     size = msg_bytes(raw)

@@ -40,9 +40,7 @@ ROUTES = {
 }
 LOOPBACK = {"127.0.0.1", "localhost"}
 SECRET_IN_TEXT = re.compile(r"(access_token|appsecret)=[^&\s\"']*", re.IGNORECASE)
-ERROR_500 = (
-    b"<html><head><title>500 Internal Server Error</title></head>\n<body><h1>500</h1></body></html>"
-)
+ERROR_500 = b"<html><head><title>500 Internal Server Error</title></head>\n<body><h1>500</h1></body></html>"
 
 
 def redact(text: str) -> str:
@@ -101,9 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"errcode": 404, "errmsg": "请求的URI地址不存在"}, status=404)
 
     # -- DingTalk's API ----------------------------------------------------------------------
-    def _api(
-        self, endpoint: str, method: str, path: str, query: dict[str, Any], raw: bytes
-    ) -> None:
+    def _api(self, endpoint: str, method: str, path: str, query: dict[str, Any], raw: bytes) -> None:
         engine = self.server.engine
         body = parse_body(raw, self.headers.get("Content-Type", ""))
         if engine.options.latency > 0:
@@ -282,9 +278,7 @@ class Sandbox:
 def serve_forever(options: SandboxOptions, port: int = 8765) -> None:
     """For `dispatcher sandbox`: serve until SIGINT or SIGTERM, printing where to look."""
     stop = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Sandbox(options, port=port) as sandbox:
             print(f"DingTalk sandbox listening on {sandbox.url}", flush=True)

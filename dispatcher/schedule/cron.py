@@ -213,9 +213,7 @@ def _parse_value(text: str, spec: _Field) -> int:
     if text.isdigit() and text.isascii():
         value = int(text)
         if not spec.low <= value <= spec.high:
-            raise ScheduleError(
-                f"{spec.name} field '{text}' is out of range {spec.low}-{spec.high}"
-            )
+            raise ScheduleError(f"{spec.name} field '{text}' is out of range {spec.low}-{spec.high}")
         return value
     if spec.names and text.isalpha():
         if text not in spec.names:
@@ -257,9 +255,7 @@ def _local_day(instant: datetime, tz: ZoneInfo) -> date:
 
 
 @functools.lru_cache(maxsize=256)
-def _min_day_gap(
-    days: frozenset[int], months: frozenset[int], weekdays: frozenset[int], either: bool
-) -> int:
+def _min_day_gap(days: frozenset[int], months: frozenset[int], weekdays: frozenset[int], either: bool) -> int:
     """Fewest days between two matching days over 2000-2028, which holds every calendar
     pattern (all 14 year types and Feb 29 gaps), so the figure is exact."""
     gap, previous = 366 * 8, None

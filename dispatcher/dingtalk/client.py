@@ -1,0 +1,284 @@
+"""DingTalk work notifications from an internal app: token, mobile lookup, paced sending, receipts.
+
+Speaks the real server API (/work/shared/dingtalk-api.md); against production only the
+credentials and the base URL change. Knows nothing about reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from dispatcher.dingtalk.message import MAX_MSG_BYTES, msg_bytes
+from dispatcher.dingtalk.pacing import Pacing
+from dispatcher.dingtalk.results import DeliveryResult, Receipt, mask_mobile, receipt_from
+from dispatcher.dingtalk.retry import RetryPolicy
+from dispatcher.dingtalk.transport import Credentials, OnCall, Transport
+from dispatcher.errors import DeliveryError
+
+__all__ = [
+    "Credentials",
+    "DeliveryResult",
+    "DingTalkClient",
+    "Pacing",
+    "Receipt",
+    "RetryPolicy",
+    "UseridCache",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_BASE_URL = "https://oapi.dingtalk.com"
+USERID_MAX_AGE = timedelta(days=7)
+MAX_USERIDS = 100  # asyncsend_v2 userid_list; also the most getsendresult can report on
+MAX_DEPTS = 20  # asyncsend_v2 dept_id_list
+UNKNOWN_MOBILE = {60121: "no employee with this mobile", 40104: "not a valid mobile number"}
+_SEND = "/topapi/message/corpconversation/"
+
+
+class UseridCache(Protocol):
+    def get_userids(self, app_key: str, mobiles: Sequence[str], max_age: timedelta) -> dict[str, str]: ...
+
+    def put_userids(self, app_key: str, mapping: Mapping[str, str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Task:
+    task_id: int
+    userids: list[str]
+    dept_ids: list[int]
+    attempts: int
+
+
+class DingTalkClient:
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        base_url: str | None = None,
+        userid_cache: UseridCache | None = None,
+        pacing: Pacing = Pacing(),
+        retry: RetryPolicy = RetryPolicy(),
+        timeout: tuple[float, float] = (5.0, 20.0),
+        on_call: OnCall | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.credentials = credentials
+        self.base_url = (base_url or os.environ.get("DINGTALK_API_BASE") or DEFAULT_BASE_URL).rstrip("/")
+        self._cache = userid_cache
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._http = Transport(
+            credentials,
+            self.base_url,
+            pacing=pacing,
+            retry=retry,
+            timeout=timeout,
+            on_call=on_call,
+            sleep=sleep,
+            monotonic=monotonic,
+        )
+
+    def __repr__(self) -> str:
+        return f"DingTalkClient(base_url={self.base_url!r}, app_key={self.credentials.app_key!r})"
+
+    def token(self) -> str:
+        """A valid access token, shared by every client of this app in the process."""
+        return self._http.token()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DingTalkClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- recipients --------------------------------------------------------------------------
+
+    def resolve_mobiles(self, mobiles: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+        """mobile -> userid for current employees, and the masked problems for the rest."""
+        wanted = _unique(m.strip() for m in mobiles if m and m.strip())
+        if not wanted:
+            return {}, []
+        app_key = self.credentials.app_key
+        found = dict(self._cache.get_userids(app_key, wanted, USERID_MAX_AGE)) if self._cache else {}
+        looked_up: dict[str, str] = {}
+        problems: list[str] = []
+        for mobile in (m for m in wanted if m not in found):
+            userid, problem = self._lookup(mobile)
+            if userid:
+                looked_up[mobile] = userid
+            else:
+                problems.append(problem)
+        if looked_up and self._cache:
+            self._cache.put_userids(app_key, looked_up)
+        found.update(looked_up)
+        return {m: found[m] for m in wanted if m in found}, problems
+
+    def _lookup(self, mobile: str) -> tuple[str | None, str]:
+        try:
+            payload, _ = self._http.call("getbymobile", "/topapi/v2/user/getbymobile", {"mobile": mobile})
+        except DeliveryError as exc:
+            reason = UNKNOWN_MOBILE.get(exc.errcode or 0)
+            if reason is None:
+                raise
+            return None, f"{mask_mobile(mobile)}: {reason} (errcode {exc.errcode})"
+        return str(payload["result"]["userid"]), ""
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(
+        self,
+        msg: dict[str, Any],
+        *,
+        userids: Sequence[str] = (),
+        mobiles: Sequence[str] = (),
+        dept_ids: Sequence[int] = (),
+        receipts: bool = True,
+        receipt_timeout: float = 30.0,
+    ) -> DeliveryResult:
+        """Send `msg` to everyone once, in batches DingTalk accepts; then read receipts and
+        resend once to the users DingTalk reports as failed."""
+        _check_size(msg)
+        resolved, problems = self.resolve_mobiles(mobiles)
+        users = _unique([u.strip() for u in userids if u and u.strip()] + list(resolved.values()))
+        depts = _unique(int(d) for d in dept_ids)
+        if not users and not depts:
+            raise DeliveryError(
+                "no recipient left to send to" + (": " + "; ".join(problems) if problems else ""),
+                hint="fix the report's recipients (userids, mobiles or dept_ids)",
+            )
+        tasks = list(self._send_batches(msg, users, depts))
+        result = DeliveryResult(
+            task_ids=[t.task_id for t in tasks],
+            batches=len(tasks),
+            recipients=len(users),
+            dept_ids=depts,
+            unresolved_mobiles=problems,
+        )
+        if receipts:
+            self._collect_receipts(msg, tasks, result, receipt_timeout)
+        return result
+
+    def _collect_receipts(
+        self, msg: dict[str, Any], tasks: list[_Task], result: DeliveryResult, timeout: float
+    ) -> None:
+        result.receipts = self._receipts(tasks, timeout, result)
+        failed = _unique(u for r in result.receipts for u in r.failed)
+        if not failed:
+            return
+        log.info("resending to %d user(s) DingTalk reported as failed", len(failed))
+        resent: list[_Task] = []
+        try:
+            for task in self._send_batches(msg, failed, []):
+                resent.append(task)
+        except DeliveryError as exc:  # the first send went out; report, don't fail it
+            result.warnings.append(f"resending to failed users stopped: {exc.message}")
+        result.resent_userids = [u for t in resent for u in t.userids]
+        result.resent_task_ids = [t.task_id for t in resent]
+        result.receipts += self._receipts(resent, timeout, result)
+
+    def _send_batches(self, msg: dict[str, Any], users: list[str], depts: list[int]) -> Iterator[_Task]:
+        size = min(MAX_USERIDS, self._http.pacer.pacing.recipients_per_minute)
+        user_chunks = _chunks(users, size)
+        dept_chunks = _chunks(depts, MAX_DEPTS)
+        for i in range(max(len(user_chunks), len(dept_chunks))):
+            yield self._send_one(
+                msg,
+                user_chunks[i] if i < len(user_chunks) else [],
+                dept_chunks[i] if i < len(dept_chunks) else [],
+            )
+
+    def _send_one(self, msg: dict[str, Any], users: list[str], depts: list[int]) -> _Task:
+        body: dict[str, Any] = {"agent_id": self.credentials.agent_id}
+        if users:
+            body["userid_list"] = ",".join(users)
+        if depts:
+            body["dept_id_list"] = ",".join(str(d) for d in depts)
+        body["msg"] = msg
+        with self._recipient_slot(len(users)):
+            payload, attempts = self._http.call("asyncsend_v2", _SEND + "asyncsend_v2", body)
+        task_id = int(payload["task_id"])
+        log.debug("asyncsend_v2 task %d: %d userid(s), %d dept(s)", task_id, len(users), len(depts))
+        return _Task(task_id, users, depts, attempts)
+
+    def _recipient_slot(self, count: int) -> AbstractContextManager[Any]:
+        return self._http.pacer.recipients.reserve(count) if count else nullcontext()
+
+    # -- receipts ----------------------------------------------------------------------------
+
+    def get_send_result(self, task_id: int) -> Receipt:
+        body = {"agent_id": self.credentials.agent_id, "task_id": task_id}
+        payload, _ = self._http.call("getsendresult", _SEND + "getsendresult", body)
+        return receipt_from(task_id, payload.get("send_result") or {})
+
+    def recall(self, task_id: int) -> None:
+        body = {"agent_id": self.credentials.agent_id, "msg_task_id": task_id}
+        self._http.call("recall", _SEND + "recall", body)
+
+    def _receipts(self, tasks: list[_Task], timeout: float, result: DeliveryResult) -> list[Receipt]:
+        deadline = self._monotonic() + timeout
+        return [self._receipt(task, deadline, result) for task in tasks]
+
+    def _receipt(self, task: _Task, deadline: float, result: DeliveryResult) -> Receipt:
+        receipt = Receipt(task.task_id, task.userids, task.dept_ids, complete=False)
+        try:
+            done = self._wait_done(task.task_id, deadline)
+            if not task.dept_ids:
+                assert len(task.userids) <= MAX_USERIDS, "getsendresult can't report on >100 users"
+                receipt = self.get_send_result(task.task_id)
+                receipt.userids, receipt.dept_ids, receipt.complete = task.userids, [], done
+            # else: departments can hold any number of people, and getsendresult cannot report
+            # on a task with more than 100 recipients (it times out).
+        except DeliveryError as exc:  # the message went out; a missing receipt must not fail it
+            result.warnings.append(f"no receipt for task {task.task_id}: {exc.message}")
+        receipt.attempts = task.attempts
+        return receipt
+
+    def _wait_done(self, task_id: int, deadline: float) -> bool:
+        body = {"agent_id": self.credentials.agent_id, "task_id": task_id}
+        delay = 0.1
+        while True:
+            payload, _ = self._http.call("getsendprogress", _SEND + "getsendprogress", body)
+            if (payload.get("progress") or {}).get("status") == 2:
+                return True
+            remaining = deadline - self._monotonic()
+            if remaining <= 0:
+                log.warning("task %d still sending when the receipt timeout ran out", task_id)
+                return False
+            self._sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 2.0)
+
+
+def _check_size(msg: dict[str, Any]) -> None:
+    size = msg_bytes(msg)
+    if size > MAX_MSG_BYTES:
+        raise DeliveryError(
+            f"the message is {size} bytes; DingTalk accepts at most {MAX_MSG_BYTES}",
+            endpoint="asyncsend_v2",
+            hint="shorten the message (fewer rows or columns)",
+        )
+
+
+def _unique(items: Iterable[T]) -> list[T]:
+    return list(dict.fromkeys(items))
+
+
+def _chunks(items: list[T], size: int) -> list[list[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,237 @@
+"""HTTP to DingTalk: one pooled session, the shared access token, pacing and retries per call."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from pydantic import SecretStr
+from requests.adapters import HTTPAdapter
+
+from dispatcher.dingtalk import redact
+from dispatcher.dingtalk.errors import TOKEN_ERRCODES
+from dispatcher.dingtalk.message import dumps
+from dispatcher.dingtalk.pacing import Pacer, Pacing
+from dispatcher.dingtalk.retry import (
+    Backoff,
+    Outcome,
+    RetryPolicy,
+    give_up,
+    judge_exception,
+    judge_response,
+)
+
+log = logging.getLogger(__name__)
+
+OnCall = Callable[[str, int | None, float], None]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    app_key: str
+    app_secret: SecretStr | str  # stored as SecretStr, so repr() shows '**********'
+    agent_id: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.app_secret, SecretStr):
+            object.__setattr__(self, "app_secret", SecretStr(self.app_secret))
+
+    def secret(self) -> str:
+        s = self.app_secret
+        return s.get_secret_value() if isinstance(s, SecretStr) else s
+
+
+@dataclass
+class _Token:
+    value: str
+    fresh_until: float
+
+
+# Shared by every client in the process, per (base URL, app key): DingTalk throttles gettoken,
+# and its rate limits count per app, not per client object.
+_registry_lock = threading.Lock()
+_tokens: dict[tuple[str, str, str], _Token] = {}
+_token_locks: dict[tuple[str, str, str], threading.Lock] = {}
+_pacers: dict[tuple[Any, ...], Pacer] = {}
+
+
+class Transport:
+    def __init__(
+        self,
+        credentials: Credentials,
+        base_url: str,
+        *,
+        pacing: Pacing,
+        retry: RetryPolicy,
+        timeout: tuple[float, float],
+        on_call: OnCall | None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        redact.install()
+        redact.remember(credentials.secret())
+        self.credentials = credentials
+        self.base_url = base_url
+        self.retry = retry
+        self.timeout = timeout
+        self._on_call = on_call
+        self._sleep = sleep
+        self._monotonic = monotonic
+        # The secret's digest is in the key so a wrong or rotated secret never reuses a token.
+        digest = hashlib.sha256(credentials.secret().encode()).hexdigest()[:16]
+        self._key = (base_url, credentials.app_key, digest)
+        self.pacer = _shared_pacer((base_url, credentials.app_key, pacing, monotonic, sleep), pacing)
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- token -------------------------------------------------------------------------------
+
+    def token(self) -> str:
+        """A valid access token; one gettoken at a time per app, however many threads ask."""
+        cached = self._cached_token()
+        if cached:
+            return cached
+        with self._token_lock():
+            cached = self._cached_token()
+            if cached:
+                return cached
+            payload, _ = self.call("gettoken", "/gettoken", method="GET", auth=False)
+            value = str(payload["access_token"])
+            redact.remember(value)
+            fresh_for = cache_seconds(payload.get("expires_in"))
+            with _registry_lock:
+                _tokens[self._key] = _Token(value, self._monotonic() + fresh_for)
+            return value
+
+    def _cached_token(self) -> str | None:
+        with _registry_lock:
+            cached = _tokens.get(self._key)
+        if cached and self._monotonic() < cached.fresh_until:
+            return cached.value
+        return None
+
+    def _drop_token(self, stale: str) -> None:
+        with _registry_lock:
+            cached = _tokens.get(self._key)
+            if cached and cached.value == stale:  # another thread may already hold a new one
+                del _tokens[self._key]
+
+    def _token_lock(self) -> threading.Lock:
+        with _registry_lock:
+            return _token_locks.setdefault(self._key, threading.Lock())
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def call(
+        self,
+        endpoint: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        method: str = "POST",
+        auth: bool = True,
+    ) -> tuple[dict[str, Any], int]:
+        """One API call with retries; returns the payload and the number of HTTP attempts.
+
+        Every attempt sends the same bytes: if a response was lost, DingTalk's same-content
+        rule turns the resend into a no-op instead of a second notification.
+        """
+        data = None if body is None else dumps(body).encode("utf-8")
+        fields = list(body) if body else []
+        backoff = Backoff(self.retry, self._monotonic)
+        renewed, attempts = False, 0
+        while True:
+            token = self.token() if auth else None
+            attempts += 1
+            outcome = self._attempt(endpoint, method, path, data, token, fields)
+            if outcome.payload is not None:
+                return outcome.payload, attempts
+            if token and outcome.errcode in TOKEN_ERRCODES and not renewed:
+                log.info("%s: token rejected (errcode %s), renewing", endpoint, outcome.errcode)
+                self._drop_token(token)
+                renewed = True
+                continue
+            assert outcome.error is not None
+            if not outcome.retryable:
+                raise outcome.error
+            delay = backoff.next_delay(outcome.min_delay)
+            if delay is None:
+                raise give_up(outcome, backoff.attempts)
+            log.warning("%s; retrying in %.2f s", outcome.error.message, delay)
+            self._sleep(delay)
+
+    def _attempt(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        data: bytes | None,
+        token: str | None,
+        fields: list[str],
+    ) -> Outcome:
+        if token:
+            params = {"access_token": token}
+        else:
+            params = {"appkey": self.credentials.app_key, "appsecret": self.credentials.secret()}
+        headers = {"Content-Type": "application/json; charset=utf-8"} if data is not None else {}
+        with self.pacer.endpoint(endpoint).reserve():
+            started = self._monotonic()
+            try:
+                response = self._session.request(
+                    method,
+                    self.base_url + path,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    timeout=self.timeout,
+                )
+            except requests.RequestException as exc:
+                outcome = judge_exception(endpoint, exc)
+            else:
+                outcome = judge_response(endpoint, response.status_code, response.content, self.retry, fields)
+        self._report(endpoint, outcome.errcode if outcome.error else 0, self._monotonic() - started)
+        return outcome
+
+    def _report(self, endpoint: str, errcode: int | None, seconds: float) -> None:
+        if self._on_call is None:
+            return
+        try:
+            self._on_call(endpoint, errcode, seconds)
+        except Exception:  # a broken metrics hook must never stop a delivery
+            log.exception("on_call hook failed for %s", endpoint)
+
+
+def forget_tokens() -> None:
+    """Drop every cached token, e.g. after rotating an app secret (and between tests)."""
+    with _registry_lock:
+        _tokens.clear()
+
+
+def cache_seconds(expires_in: Any) -> float:
+    """Keep a token until 5 minutes before it expires; half its life if it is shorter than that."""
+    try:
+        ttl = float(expires_in or 0)
+    except (TypeError, ValueError):
+        ttl = 0.0
+    ttl = ttl if ttl > 0 else 7200.0
+    return ttl / 2 if ttl <= 300 else ttl - 300
+
+
+def _shared_pacer(key: tuple[Any, ...], pacing: Pacing) -> Pacer:
+    *_, monotonic, sleep = key
+    with _registry_lock:
+        pacer = _pacers.get(key)
+        if pacer is None:
+            pacer = _pacers[key] = Pacer(pacing, monotonic=monotonic, sleep=sleep)
+        return pacer

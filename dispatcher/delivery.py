@@ -1,0 +1,105 @@
+"""From a report's recipient groups and the config's credentials to a DingTalk client call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.config import MOBILE, Config, normalize_mobile
+from dispatcher.errors import ConfigError, CredentialsError, Problem
+
+if TYPE_CHECKING:
+    from dispatcher.dingtalk.client import Credentials, DeliveryResult, DingTalkClient
+    from dispatcher.state import StateStore
+
+ENV_NAMES = {
+    "app_key": "DINGTALK_APP_KEY",
+    "app_secret": "DINGTALK_APP_SECRET",
+    "agent_id": "DINGTALK_AGENT_ID",
+}
+
+
+@dataclass(frozen=True)
+class Recipients:
+    userids: tuple[str, ...] = ()
+    mobiles: tuple[str, ...] = ()
+    dept_ids: tuple[int, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.userids) + len(self.mobiles) + len(self.dept_ids)
+
+
+def _unique(items: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def recipients_for(config: Config, groups: Sequence[str]) -> Recipients:
+    """Union of the named groups, de-duplicated in order."""
+    chosen = [config.recipients[name] for name in groups]
+    return Recipients(
+        userids=_unique(u for g in chosen for u in g.userids),
+        mobiles=_unique(m for g in chosen for m in g.mobiles),
+        dept_ids=_unique(d for g in chosen for d in g.dept_ids),
+    )
+
+
+def recipients_from_cli(values: Sequence[str]) -> Recipients:
+    """`--to` values: an 11-digit mobile is a mobile, anything else a userid."""
+    userids: list[str] = []
+    mobiles: list[str] = []
+    for raw in values:
+        for value in filter(None, (v.strip() for v in raw.split(","))):
+            mobile = normalize_mobile(value)
+            (mobiles if MOBILE.match(mobile) else userids).append(mobile if MOBILE.match(mobile) else value)
+    if not userids and not mobiles:
+        raise ConfigError([Problem("command line", None, "--to", "give at least one userid or mobile")])
+    return Recipients(userids=_unique(userids), mobiles=_unique(mobiles))
+
+
+def credentials_from(config: Config) -> Credentials:
+    """The app's credentials, or a CredentialsError naming every missing variable."""
+    from dispatcher.dingtalk.client import Credentials
+
+    dt = config.dingtalk
+    values = {"app_key": dt.app_key, "app_secret": dt.app_secret, "agent_id": dt.agent_id}
+    missing = sorted({*dt.missing_vars, *(ENV_NAMES[k] for k, v in values.items() if v in (None, ""))})
+    if missing:
+        raise CredentialsError(
+            f"DingTalk credentials are missing: {', '.join(missing)} not set",
+            hint="set them (see README, 'DingTalk set-up'), or add --sandbox to deliver to a local sandbox",
+        )
+    assert dt.app_key is not None and dt.app_secret is not None and dt.agent_id is not None
+    return Credentials(app_key=dt.app_key, app_secret=dt.app_secret, agent_id=dt.agent_id)
+
+
+def make_client(
+    config: Config,
+    credentials: Credentials,
+    state: StateStore | None,
+    *,
+    base_url: str | None = None,
+    on_call: Any = None,
+) -> DingTalkClient:
+    from dispatcher.dingtalk.client import DingTalkClient, Pacing
+
+    pacing = Pacing(
+        calls_per_second=config.dingtalk.calls_per_second,
+        recipients_per_minute=config.dingtalk.recipients_per_minute,
+    )
+    return DingTalkClient(
+        credentials,
+        base_url=base_url or config.dingtalk.api_base,
+        userid_cache=state,
+        pacing=pacing,
+        on_call=on_call,
+    )
+
+
+def deliver(client: DingTalkClient, msg: dict[str, Any], recipients: Recipients) -> DeliveryResult:
+    return client.send(
+        msg,
+        userids=list(recipients.userids),
+        mobiles=list(recipients.mobiles),
+        dept_ids=list(recipients.dept_ids),
+    )

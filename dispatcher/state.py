@@ -1,0 +1,201 @@
+"""The state store: a SQLAlchemy database holding the userid cache (and the run ledger).
+
+Tables carry a `dispatcher_` prefix so the store can share a database with other applications.
+The schema version lives in `dispatcher_meta`; `migrate()` brings an older store up to date.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from dispatcher import clock
+from dispatcher.errors import StateError
+
+SCHEMA_VERSION = 1
+DEFAULT_STATE_PATH = Path(".dispatcher") / "state.db"
+
+metadata = MetaData()
+
+meta_table = Table(
+    "dispatcher_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
+
+userid_cache = Table(
+    "dispatcher_userid_cache",
+    metadata,
+    Column("app_key", String(128), primary_key=True),
+    Column("mobile", String(32), primary_key=True),
+    Column("userid", String(128), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def state_url(config_dir: Path, configured: str | None = None) -> str:
+    """DISPATCHER_STATE_URL wins, then the config's `state:`, then SQLite beside the config."""
+    url = os.environ.get("DISPATCHER_STATE_URL") or configured
+    if url:
+        return resolve_sqlite_url(url, config_dir)
+    return f"sqlite:///{config_dir / DEFAULT_STATE_PATH}"
+
+
+def resolve_sqlite_url(url: str, base_dir: Path) -> str:
+    """Relative SQLite paths resolve against the config's folder, not the working directory."""
+    parsed = make_url(url)
+    db = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+        return url
+    if Path(db).is_absolute():
+        return url
+    return parsed.set(database=str(base_dir / db)).render_as_string(hide_password=False)
+
+
+class StateStore:
+    """Userid cache (and run ledger) over any SQLAlchemy URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine = _engine(url)
+            self.migrate()
+        except SQLAlchemyError as exc:
+            raise StateError(
+                f"cannot open the state store {_safe_url(url)}: {_short(exc)}",
+                hint="check DISPATCHER_STATE_URL or the config's state: key, and that the database is up",
+            ) from None
+
+    def migrate(self) -> None:
+        """Create missing tables and record the schema version; safe when processes race."""
+        try:
+            metadata.create_all(self.engine, checkfirst=True)
+        except (IntegrityError, OperationalError):
+            # Another process created the same tables between our check and our CREATE.
+            metadata.create_all(self.engine, checkfirst=True)
+        with self.engine.begin() as conn:
+            found = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema")).scalar()
+            if found is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(meta_table.insert().values(key="schema", value=str(SCHEMA_VERSION)))
+                except IntegrityError:
+                    pass
+            elif int(found) > SCHEMA_VERSION:
+                raise StateError(
+                    f"the state store has schema version {found}, newer than this release ({SCHEMA_VERSION})",
+                    hint="upgrade dispatcher, or point DISPATCHER_STATE_URL at another database",
+                )
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema")).scalar_one()
+            )
+
+    # -- userid cache (implements dispatcher.dingtalk.client.UseridCache) --
+
+    def get_userids(self, app_key: str, mobiles: Sequence[str], max_age: timedelta) -> dict[str, str]:
+        if not mobiles:
+            return {}
+        oldest = clock.now() - max_age
+        query = select(userid_cache.c.mobile, userid_cache.c.userid, userid_cache.c.resolved_at).where(
+            userid_cache.c.app_key == app_key, userid_cache.c.mobile.in_(list(mobiles))
+        )
+        with self._connect() as conn:
+            rows = conn.execute(query).all()
+        return {m: u for m, u, at in rows if _aware(at) >= oldest}
+
+    def put_userids(self, app_key: str, mapping: Mapping[str, str]) -> None:
+        if not mapping:
+            return
+        now = clock.now()
+        with self._begin() as conn:
+            conn.execute(
+                delete(userid_cache).where(
+                    userid_cache.c.app_key == app_key, userid_cache.c.mobile.in_(list(mapping))
+                )
+            )
+            conn.execute(
+                userid_cache.insert(),
+                [
+                    {"app_key": app_key, "mobile": m, "userid": u, "resolved_at": now}
+                    for m, u in mapping.items()
+                ],
+            )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _connect(self) -> AbstractContextManager[Connection]:
+        return _guarded(self.engine.connect, self.url)
+
+    def _begin(self) -> AbstractContextManager[Connection]:
+        return _guarded(self.engine.begin, self.url)
+
+
+@contextmanager
+def _guarded(opener: Callable[[], AbstractContextManager[Connection]], url: str) -> Iterator[Connection]:
+    """Database failures become StateError: no URL password, no traceback."""
+    try:
+        with opener() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise StateError(f"state store {_safe_url(url)} failed: {_short(exc)}") from None
+
+
+def _engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # WAL + a busy timeout let several local processes share one state file safely.
+        engine = create_engine(url, connect_args={"timeout": 30})
+        from sqlalchemy import event
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite returns naive datetimes; we only ever store UTC.
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return " ".join(text.split())[:300]

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_validate(sub, common)
     _add_list(sub, common)
     _add_preview(sub, common)
+    _add_send(sub, common)
+    _add_sandbox(sub)
     return parser
 
 
@@ -82,6 +84,50 @@ def _add_preview(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(handler=cmd_preview)
+
+
+def _add_send(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("send", parents=[common], help="run one report now and deliver it")
+    p.add_argument("report_id", metavar="REPORT_ID")
+    p.add_argument(
+        "--at",
+        type=_iso_instant,
+        metavar="ISO-8601",
+        help="send the run due at the last fire time at or before this instant (default: now)",
+    )
+    p.add_argument(
+        "--to",
+        nargs="+",
+        metavar="USERID|MOBILE",
+        help="send to these people instead of the report's recipients (a test send)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="resolve the recipients and print what would be sent"
+    )
+    p.add_argument(
+        "--sandbox", action="store_true", help="start a DingTalk sandbox in this process and deliver there"
+    )
+    p.set_defaults(handler=cmd_send)
+
+
+def _add_sandbox(sub: Any) -> None:
+    p = sub.add_parser("sandbox", help="run a local DingTalk-compatible server with an inbox page")
+    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765)")
+    p.add_argument("--latency", type=float, metavar="SECONDS", help="delay added to every API call")
+    p.add_argument("--token-ttl", type=float, metavar="SECONDS", help="access token lifetime (default: 7200)")
+    p.add_argument(
+        "--fail-rate", type=float, metavar="SHARE", help="share of API calls answered with HTTP 500"
+    )
+    p.add_argument(
+        "--reset-rate", type=float, metavar="SHARE", help="share of API calls whose connection is reset"
+    )
+    p.add_argument(
+        "--throttle-first", type=int, metavar="N", help="answer the first N calls with errcode 90018"
+    )
+    p.add_argument(
+        "--directory", metavar="FILE", help="extra users (JSON list or CSV) for the sandbox's directory"
+    )
+    p.set_defaults(handler=cmd_sandbox)
 
 
 def _version() -> str:
@@ -166,16 +212,11 @@ def _pad(text: str, width: int) -> str:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from dispatcher.runner import build_sources, fire_time_at, prepare
+    from dispatcher.runner import fire_time_at
 
     config = _load(args)
     report = config.report(args.report_id)
-    fire = fire_time_at(config, report, _instant(config, args.at))
-    sources = build_sources(config)
-    try:
-        prepared = prepare(config, sources, report, fire)
-    finally:
-        sources.dispose()
+    prepared = _prepare(config, report, fire_time_at(config, report, _instant(config, args.at)))
     out = preview_dict(prepared)
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=2))
@@ -215,6 +256,97 @@ def _print_preview(out: dict[str, Any], limit: int) -> None:
     print("-" * 60)
     print(out["markdown"])
     print("-" * 60)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from dispatcher.delivery import open_target, recipients_for, recipients_from_cli
+    from dispatcher.runner import fire_time_at
+
+    config = _load(args)
+    report = config.report(args.report_id)
+    recipients = recipients_from_cli(args.to) if args.to else recipients_for(config, report.to)
+    fire = fire_time_at(config, report, _instant(config, args.at))
+    # Credentials are checked before the query runs: a missing variable fails fast.
+    with open_target(config, sandbox=args.sandbox) as target:
+        print(f"report     {report.id} (fire time {fire.isoformat()})")
+        if target.sandbox is not None:
+            print(f"sandbox    {target.sandbox.url}/ (in this process; it stops when send exits)")
+        prepared = _prepare(config, report, fire)
+        if prepared.rendered is None:
+            print("result     no rows and on_empty is 'skip': nothing to send")
+            return 0
+        _send_prepared(args, target, prepared, recipients)
+    return 0
+
+
+def _prepare(config: Any, report: Any, fire: datetime) -> Any:
+    from dispatcher.runner import build_sources, prepare
+
+    sources = build_sources(config)
+    try:
+        return prepare(config, sources, report, fire)
+    finally:
+        sources.dispose()
+
+
+def _send_prepared(args: argparse.Namespace, target: Any, prepared: Any, recipients: Any) -> None:
+    from dispatcher.delivery import deliver
+
+    rendered = prepared.rendered
+    print(f"message    {rendered.msg['msgtype']}, {rendered.msg_bytes} bytes, {prepared.result.rows} rows")
+    if args.dry_run:
+        _print_dry_run(target.client, rendered, recipients)
+        return
+    result = deliver(target.client, rendered.msg, recipients)
+    _print_result(result)
+    if target.sandbox is not None:
+        names = sorted({f"{m['name']} ({m['userid']})" for m in target.sandbox.messages()})
+        print(f"inbox      delivered to {', '.join(names) or 'nobody'}")
+
+
+def _print_dry_run(client: Any, rendered: Any, recipients: Any) -> None:
+    resolved, problems = client.resolve_mobiles(list(recipients.mobiles))
+    userids = list(dict.fromkeys([*recipients.userids, *resolved.values()]))
+    print(f"userids    {', '.join(userids) or '(none)'}")
+    if recipients.dept_ids:
+        print(f"dept_ids   {', '.join(map(str, recipients.dept_ids))}")
+    for problem in problems:
+        print(f"warning    {problem}")
+    print("dry run    nothing was sent; the message would be:")
+    print("-" * 60)
+    print(rendered.markdown)
+    print("-" * 60)
+
+
+def _print_result(result: Any) -> None:
+    counts = result.counts()
+    tasks = ", ".join(map(str, result.task_ids))
+    print(f"sent       {result.recipients} recipients in {result.batches} call(s); task ids {tasks}")
+    forbidden = " ".join(f"{k.removeprefix('forbidden_')}:{v}" for k, v in counts.items() if k[10:] and v)
+    print(
+        f"receipts   unread {counts['unread']} · read {counts['read']} · invalid {counts['invalid']} · "
+        f"forbidden {counts['forbidden']}{f' ({forbidden})' if forbidden else ''} · "
+        f"failed {counts['failed']} · resent {counts['resent']}"
+    )
+    for problem in [*result.unresolved_mobiles, *result.warnings]:
+        print(f"warning    {problem}")
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from dispatcher.sandbox.options import SandboxOptions, changed, from_env
+    from dispatcher.sandbox.server import serve_forever
+
+    flags = {
+        "latency": args.latency,
+        "token_ttl": args.token_ttl,
+        "fail_rate": args.fail_rate,
+        "reset_rate": args.reset_rate,
+        "throttle_first": args.throttle_first,
+        "directory_file": args.directory,
+    }
+    changes = {**from_env(dict(os.environ)), **{k: v for k, v in flags.items() if v is not None}}
+    serve_forever(changed(SandboxOptions(), changes), port=args.port)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

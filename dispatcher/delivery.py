@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -103,3 +104,54 @@ def deliver(client: DingTalkClient, msg: dict[str, Any], recipients: Recipients)
         mobiles=list(recipients.mobiles),
         dept_ids=list(recipients.dept_ids),
     )
+
+
+@dataclass
+class Target:
+    """Where a delivery goes: DingTalk (or DINGTALK_API_BASE), or an in-process sandbox."""
+
+    client: DingTalkClient
+    sandbox: Any = None  # dispatcher.sandbox.Sandbox when --sandbox
+
+
+@contextmanager
+def open_target(
+    config: Config, *, sandbox: bool, sandbox_port: int = 0, on_call: Any = None
+) -> Iterator[Target]:
+    """A client for real credentials, or a started sandbox and a client for it.
+
+    Never falls back to the sandbox by itself: a production typo must not swallow reports.
+    """
+    from dispatcher.state import StateStore, state_url
+
+    box = _start_sandbox(sandbox_port) if sandbox else None
+    try:
+        if box is not None:
+            creds = _sandbox_credentials(box)
+            base_url = box.url
+        else:
+            creds = credentials_from(config)
+            base_url = None
+        state = StateStore(state_url(config.base_dir, config.state))
+        client = make_client(config, creds, state, base_url=base_url, on_call=on_call)
+        try:
+            yield Target(client, box)
+        finally:
+            client.close()
+            state.close()
+    finally:
+        if box is not None:
+            box.stop()
+
+
+def _start_sandbox(port: int) -> Any:
+    from dispatcher.sandbox import Sandbox
+
+    return Sandbox(port=port).start()
+
+
+def _sandbox_credentials(box: Any) -> Credentials:
+    from dispatcher.dingtalk.client import Credentials
+
+    opts = box.options
+    return Credentials(app_key=opts.app_key, app_secret=opts.app_secret, agent_id=opts.agent_id)

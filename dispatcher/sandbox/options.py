@@ -83,3 +83,28 @@ def _force_errcode(mapping: dict[Any, Any]) -> dict[str, int]:
             hint=f"endpoints: {', '.join(ENDPOINTS)}",
         )
     return {str(k): int(v) for k, v in mapping.items()}
+
+
+ENV_PREFIX = "DISPATCHER_SANDBOX_"
+
+
+def from_env(environ: dict[str, str]) -> dict[str, Any]:
+    """`DISPATCHER_SANDBOX_LATENCY=0.05` and friends: fault injection without flags.
+
+    List and mapping options take JSON (`DISPATCHER_SANDBOX_FORCE_ERRCODE={"asyncsend_v2": 60020}`).
+    """
+    import json
+
+    found: dict[str, Any] = {}
+    for name in _FIELDS:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is None:
+            continue
+        if name in ("failing_userids", "force_errcode"):
+            try:
+                found[name] = json.loads(raw)
+            except ValueError:
+                raise DispatcherError(f"{ENV_PREFIX}{name.upper()} must be JSON, got {raw!r}") from None
+        else:
+            found[name] = raw
+    return found

@@ -1,0 +1,279 @@
+"""The daemon's health endpoint and Prometheus metrics, served on loopback for systemd and a scraper.
+
+`GET /healthz` answers 200 only while the scheduler runs and has ticked recently; `GET /metrics`
+exposes a registry of this daemon's own, so several daemons (or tests) in one process never collide.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from dispatcher import clock
+from dispatcher.errors import DispatcherError
+
+log = logging.getLogger("dispatcher.health")
+
+# A run spans a fast SQLite query (tens of ms) to a large paced delivery (minutes).
+RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+# One DingTalk call: usually well under a second; the slow tail is timeouts and retries' waits.
+API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """Every metric the daemon exports, in one registry the caller may share or leave private."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        counter, reg = self._counter, self.registry
+        self._runs = counter("dispatcher_runs", "Report runs finished, by final state.", "report", "state")
+        self._run_seconds = Histogram(
+            "dispatcher_run_duration_seconds",
+            "Wall time of one report run.",
+            ["report"],
+            buckets=RUN_BUCKETS,
+            registry=reg,
+        )
+        self._deliveries = counter("dispatcher_deliveries", "Reports delivered to DingTalk.", "report")
+        self._recipients = counter("dispatcher_recipients", "Recipients addressed by deliveries.", "report")
+        self._tasks = counter("dispatcher_tasks", "DingTalk send tasks created.", "report")
+        self._api_calls = counter("dispatcher_api_calls", "DingTalk calls by errcode.", "endpoint", "code")
+        self._api_errors = counter("dispatcher_api_errors", "DingTalk calls failed.", "endpoint", "code")
+        self._api_seconds = Histogram(
+            "dispatcher_api_call_seconds",
+            "Duration of one DingTalk API call.",
+            ["endpoint"],
+            buckets=API_BUCKETS,
+            registry=reg,
+        )
+        self._alerts = counter("dispatcher_alerts", "Failure alerts sent to admins.", "report")
+        self._reloads = counter("dispatcher_config_reloads", "Config reloads, by result.", "result")
+        self._reports = Gauge("dispatcher_reports", "Reports currently scheduled.", registry=reg)
+        self._last_tick = Gauge(
+            "dispatcher_last_tick_timestamp_seconds", "Unix time of the scheduler's last tick.", registry=reg
+        )
+        # Both results exist from the start so `increase()` sees the first rejection, not a new series.
+        for result in ("ok", "rejected"):
+            self._reloads.labels(result=result)
+
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        # prometheus_client appends `_total` when exposing: `dispatcher_runs` is `dispatcher_runs_total`.
+        return Counter(name, doc, list(labels), registry=self.registry)
+
+    def run_finished(self, report_id: str, state: str, seconds: float | None) -> None:
+        self._runs.labels(report=report_id, state=state).inc()
+        if seconds is not None:
+            self._run_seconds.labels(report=report_id).observe(seconds)
+
+    def delivered(self, report_id: str, recipients: int, tasks: int) -> None:
+        self._deliveries.labels(report=report_id).inc()
+        self._recipients.labels(report=report_id).inc(recipients)
+        self._tasks.labels(report=report_id).inc(tasks)
+
+    def api_call(self, endpoint: str, errcode: int | None, seconds: float) -> None:
+        """The DingTalk client's `on_call` hook; `errcode` is None when no answer came back."""
+        code = "transport" if errcode is None else str(errcode)
+        self._api_calls.labels(endpoint=endpoint, code=code).inc()
+        if code != "0":
+            self._api_errors.labels(endpoint=endpoint, code=code).inc()
+        self._api_seconds.labels(endpoint=endpoint).observe(seconds)
+
+    def alert_sent(self, report_id: str) -> None:
+        self._alerts.labels(report=report_id).inc()
+
+    def config_reload(self, ok: bool) -> None:
+        self._reloads.labels(result="ok" if ok else "rejected").inc()
+
+    def set_reports(self, n: int) -> None:
+        self._reports.set(n)
+
+    def tick(self, when: float) -> None:
+        self._last_tick.set(when)
+
+
+@dataclass
+class HealthState:
+    """What the daemon knows about its own liveness. Times are Unix seconds; the daemon updates it."""
+
+    started_at: float
+    last_tick: float | None = None
+    running: bool = True
+    reports: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def tick(self, when: float | None = None) -> None:
+        with self._lock:
+            self.last_tick = clock.now().timestamp() if when is None else when
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent copy of the fields, taken under the lock."""
+        with self._lock:
+            return {
+                "started_at": self.started_at,
+                "last_tick": self.last_tick,
+                "running": self.running,
+                "reports": self.reports,
+            }
+
+
+def health_report(snapshot: dict[str, Any], now: float, stale_after: float) -> tuple[int, dict[str, Any]]:
+    """The /healthz status code and body for a snapshot at `now`. Pure, so the rules are easy to test."""
+    last_tick = snapshot["last_tick"]
+    # Before the first tick, the start time stands in: a scheduler that never ticks goes stale too.
+    reference = snapshot["started_at"] if last_tick is None else last_tick
+    if not snapshot["running"]:
+        status = "stopped"
+    elif now - reference > stale_after:
+        status = "stale"
+    else:
+        status = "ok"
+    body = {
+        "status": status,
+        "last_tick": None if last_tick is None else _iso_utc(last_tick),
+        "uptime_seconds": round(max(0.0, now - snapshot["started_at"]), 3),
+        "reports": snapshot["reports"],
+    }
+    return (200 if status == "ok" else 503), body
+
+
+def _iso_utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def check_loopback(host: str) -> None:
+    """Refuse anything but loopback: the endpoint has no auth, so operators put a proxy in front."""
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise DispatcherError(
+        f"the health endpoint binds to loopback only, not {host!r}",
+        hint="use 127.0.0.1, localhost or ::1 and put a reverse proxy in front for remote scrapers",
+    )
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, addr: tuple[str, int], state: HealthState, metrics: Metrics, stale_after: float
+    ) -> None:
+        if ":" in addr[0]:
+            self.address_family = socket.AF_INET6
+        self.state = state
+        self.metrics = metrics
+        self.stale_after = stale_after
+        super().__init__(addr, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("health endpoint failed to answer %s", client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._answer(head=False)
+
+    def do_HEAD(self) -> None:
+        self._answer(head=True)
+
+    def _answer(self, head: bool) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            code, body = health_report(
+                self.server.state.snapshot(), clock.now().timestamp(), self.server.stale_after
+            )
+            self._send(code, "application/json", json.dumps(body).encode(), head)
+        elif path == "/metrics":
+            self._send(200, CONTENT_TYPE_LATEST, generate_latest(self.server.metrics.registry), head)
+        else:
+            self._send(404, "application/json", b'{"error": "not found"}', head)
+
+    def _send(self, code: int, content_type: str, payload: bytes, head: bool) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if not head:
+            self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.client_address[0], *args)
+
+
+class HealthServer:
+    """`/healthz` and `/metrics` on loopback, served from a daemon thread.
+
+    The socket is bound on construction, so `url` is known at once (port 0 picks a free port) and a
+    port already in use fails when the daemon starts, not later.
+    """
+
+    def __init__(
+        self,
+        state: HealthState,
+        metrics: Metrics,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        stale_after: float = 120.0,
+    ) -> None:
+        check_loopback(host)
+        try:
+            self._server = _Server((host, port), state, metrics, stale_after)
+        except OSError as exc:
+            raise DispatcherError(
+                f"cannot serve the health endpoint on {host}:{port}: {exc.strerror or exc}",
+                hint="pick another --health-port, or stop whatever already listens there",
+            ) from None
+        bound_host = str(self._server.server_address[0])
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self.url = f"http://{shown}:{self._server.server_port}"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> HealthServer:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name="dispatcher-health",
+                daemon=True,
+            )
+            self._thread.start()
+            log.info("health endpoint listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port. Safe to call twice or without start()."""
+        if self._thread is not None:
+            # shutdown() waits for serve_forever to acknowledge, so it must only run once serving began.
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> HealthServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -97,6 +97,7 @@ class Report(_Model):
     period: str | None = None
     msgtype: Literal["markdown", "text", "action_card"] = "markdown"
     action_url: str | None = None
+    action_title: str = Field(default="查看详情", min_length=1, max_length=20)
     formats: dict[str, Literal["number", "integer", "percent", "currency", "text", "date"]] = {}
     labels: dict[str, str] = {}
     query_timeout: float = 60.0

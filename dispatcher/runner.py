@@ -111,6 +111,7 @@ def _render(
         labels=report.labels,
         msgtype=report.msgtype,
         action_url=report.action_url,
+        action_title=report.action_title,
         max_msg_bytes=config.dingtalk.max_msg_bytes,
         query_truncated=result.truncated,
         macros={**macros, **{k: v for k, v in params.items() if isinstance(v, str)}},

@@ -7,6 +7,8 @@ The schema version lives in `dispatcher_meta`; `migrate()` brings an older store
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
@@ -23,15 +25,17 @@ from sqlalchemy import (
     create_engine,
     delete,
     select,
+    text,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher import clock
 from dispatcher.errors import StateError
 
 SCHEMA_VERSION = 1
 DEFAULT_STATE_PATH = Path(".dispatcher") / "state.db"
+_SCHEMA_LOCK_KEY = 0x64697370  # "disp": the advisory lock racing PostgreSQL migrations share
 
 metadata = MetaData()
 
@@ -87,19 +91,12 @@ class StateStore:
 
     def migrate(self) -> None:
         """Create missing tables and record the schema version; safe when processes race."""
-        try:
-            metadata.create_all(self.engine, checkfirst=True)
-        except (IntegrityError, OperationalError):
-            # Another process created the same tables between our check and our CREATE.
-            metadata.create_all(self.engine, checkfirst=True)
         with self.engine.begin() as conn:
+            _lock_schema(conn)
+            metadata.create_all(conn, checkfirst=True)
             found = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema")).scalar()
             if found is None:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(meta_table.insert().values(key="schema", value=str(SCHEMA_VERSION)))
-                except IntegrityError:
-                    pass
+                conn.execute(meta_table.insert().values(key="schema", value=str(SCHEMA_VERSION)))
             elif int(found) > SCHEMA_VERSION:
                 raise StateError(
                     f"the state store has schema version {found}, newer than this release ({SCHEMA_VERSION})",
@@ -163,6 +160,15 @@ def _guarded(opener: Callable[[], AbstractContextManager[Connection]], url: str)
         raise StateError(f"state store {_safe_url(url)} failed: {_short(exc)}") from None
 
 
+def _lock_schema(conn: Connection) -> None:
+    # Racing processes take turns, so later ones find the tables made and create nothing.
+    # pysqlite would otherwise commit each CREATE on its own, leaving the race open table by table.
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -174,12 +180,26 @@ def _engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            _enable_wal(cur)
             cur.close()
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _enable_wal(cur: sqlite3.Cursor) -> None:
+    # Switching a new file to WAL answers "database is locked" at once, without the busy timeout,
+    # while another process does the same: processes opening a new store together take turns.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _aware(value: datetime) -> datetime:
@@ -199,3 +219,6 @@ def _safe_url(url: str) -> str:
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc)
     return " ".join(text.split())[:300]
+
+
+from dispatcher import ledger as _ledger  # noqa: E402,F401  (registers the ledger tables)

@@ -1,0 +1,389 @@
+"""The run ledger: one row per (report, scheduled fire time), the arbiter of exactly-once delivery.
+
+Several daemons may share one state database. Each claims a fire time by inserting its row
+before running the query; the unique constraint lets exactly one insert win, and a process
+that loses skips that fire time. Every write is one short transaction, so no lock is held
+across a query or a delivery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, get_args
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    Row,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.types import TypeDecorator
+
+from dispatcher import clock
+from dispatcher.dingtalk.redact import redact
+from dispatcher.errors import StateError
+from dispatcher.state import StateStore, metadata
+
+RunState = Literal["running", "sent", "skipped", "failed", "missed"]
+RUN_STATES: frozenset[str] = frozenset(get_args(RunState))
+MAX_ERROR_CHARS = 2000
+_MISSED_CHUNK = 500  # rows per multi-row INSERT: far below SQLite's bound-parameter limit
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite would otherwise keep whatever offset it got."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else _utc(value).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+runs = Table(
+    "dispatcher_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("report_id", String(200), nullable=False),
+    Column("fire_time", UTCDateTime(), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("started_at", UTCDateTime()),
+    Column("ended_at", UTCDateTime()),
+    Column("rows", Integer),
+    Column("msg_bytes", Integer),
+    Column("recipients", Integer),
+    Column("task_ids", Text),
+    Column("receipts", Text),
+    Column("error", Text),
+    Column("owner", String(200)),
+    Column("next_retry_at", UTCDateTime()),
+    UniqueConstraint("report_id", "fire_time", name="uq_dispatcher_runs_report_fire"),
+    Index("ix_dispatcher_runs_state_retry", "state", "next_retry_at"),
+    Index("ix_dispatcher_runs_fire_time", "fire_time"),
+)
+
+alerts = Table(
+    "dispatcher_alerts",
+    metadata,
+    Column("report_id", String(200), primary_key=True),
+    Column("last_alert_at", UTCDateTime(), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row of the ledger; timestamps are aware UTC."""
+
+    id: int
+    report_id: str
+    fire_time: datetime
+    state: RunState
+    attempts: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    rows: int | None
+    msg_bytes: int | None
+    recipients: int | None
+    task_ids: list[int]
+    receipts: dict[str, int]
+    error: str | None
+    owner: str | None
+    next_retry_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: timestamps as ISO 8601 strings."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
+        out["task_ids"] = list(self.task_ids)
+        out["receipts"] = dict(self.receipts)
+        return out
+
+
+class Ledger:
+    """Claims, outcomes, retries and alert throttling over the state store's database."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    # -- claiming --
+
+    def claim(self, report_id: str, fire_time: datetime, owner: str) -> Run | None:
+        """Take this fire time for this process; None when another process already holds it."""
+        values = {
+            "report_id": report_id,
+            "fire_time": _fire(fire_time),
+            "state": "running",
+            "attempts": 1,
+            "started_at": clock.now(),
+            "owner": owner,
+            "task_ids": "[]",
+            "receipts": "{}",
+        }
+        with self._store._connect() as conn:
+            try:
+                with conn.begin():
+                    key = conn.execute(runs.insert().values(values)).inserted_primary_key
+            except IntegrityError:
+                return None
+            return _fetch(conn, key[0] if key else None)
+
+    def claim_retry(self, run: Run, owner: str) -> Run | None:
+        """Compare-and-set from the failed attempt `run` saw; None when another process got there first."""
+        change = (
+            update(runs)
+            .where(runs.c.id == run.id, runs.c.state == "failed", runs.c.attempts == run.attempts)
+            .values(
+                state="running",
+                attempts=runs.c.attempts + 1,
+                started_at=clock.now(),
+                ended_at=None,
+                owner=owner,
+                next_retry_at=None,
+            )
+        )
+        with self._store._begin() as conn:
+            if conn.execute(change).rowcount != 1:
+                return None
+            return _fetch(conn, run.id)
+
+    def finish(
+        self,
+        run_id: int,
+        state: RunState,
+        *,
+        rows: int | None = None,
+        msg_bytes: int | None = None,
+        recipients: int | None = None,
+        task_ids: Iterable[int] = (),
+        receipts: dict[str, int] | None = None,
+        error: str | None = None,
+        next_retry_at: datetime | None = None,
+    ) -> None:
+        """Record a run's outcome."""
+        _check_state(state)
+        change = (
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(
+                state=state,
+                ended_at=clock.now(),
+                rows=rows,
+                msg_bytes=msg_bytes,
+                recipients=recipients,
+                task_ids=json.dumps([int(t) for t in task_ids]),
+                receipts=json.dumps(dict(receipts or {}), ensure_ascii=False),
+                error=_clean_error(error),
+                next_retry_at=None if next_retry_at is None else _utc(next_retry_at),
+            )
+        )
+        with self._store._begin() as conn:
+            if conn.execute(change).rowcount != 1:
+                raise StateError(f"the ledger has no run with id {run_id}", hint="was it pruned?")
+
+    def record_missed(self, report_id: str, fire_times: Iterable[datetime], reason: str = "missed") -> int:
+        """Mark fire times nobody ran, leaving existing rows alone; returns how many rows were added."""
+        now = clock.now()
+        wanted = sorted({_fire(t) for t in fire_times})
+        base = {"report_id": report_id, "state": "missed", "attempts": 0, "ended_at": now}
+        base |= {"error": _clean_error(reason), "task_ids": "[]", "receipts": "{}"}
+        added = 0
+        for chunk in _chunks(wanted, _MISSED_CHUNK):
+            added += self._insert_missing([{**base, "fire_time": t} for t in chunk])
+        return added
+
+    # -- reading --
+
+    def fire_times_with_rows(self, report_id: str, since: datetime, until: datetime) -> set[datetime]:
+        """Fire times in (since, until] that already have a row, whatever its state."""
+        query = select(runs.c.fire_time).where(
+            runs.c.report_id == report_id, runs.c.fire_time > _utc(since), runs.c.fire_time <= _utc(until)
+        )
+        with self._store._connect() as conn:
+            return set(conn.execute(query).scalars())
+
+    def last_fire_time(self, report_id: str) -> datetime | None:
+        query = select(func.max(runs.c.fire_time)).where(runs.c.report_id == report_id)
+        with self._store._connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else _utc(found)
+
+    def due_retries(self, now: datetime | None = None) -> list[Run]:
+        """Failed runs whose retry time has come, oldest first."""
+        query = (
+            select(runs)
+            .where(runs.c.state == "failed", runs.c.next_retry_at <= _utc(now or clock.now()))
+            .order_by(runs.c.next_retry_at, runs.c.fire_time, runs.c.id)
+        )
+        return self._select(query)
+
+    def history(self, report_id: str | None = None, limit: int = 20) -> list[Run]:
+        """Newest fire time first."""
+        query = select(runs).order_by(runs.c.fire_time.desc(), runs.c.id.desc()).limit(limit)
+        if report_id is not None:
+            query = query.where(runs.c.report_id == report_id)
+        return self._select(query)
+
+    def last_runs(self) -> dict[str, Run]:
+        """The latest row of each report."""
+        latest = (
+            select(runs.c.report_id, func.max(runs.c.fire_time).label("fire_time"))
+            .group_by(runs.c.report_id)
+            .subquery()
+        )
+        query = select(runs).join(
+            latest, and_(runs.c.report_id == latest.c.report_id, runs.c.fire_time == latest.c.fire_time)
+        )
+        return {run.report_id: run for run in self._select(query)}
+
+    # -- housekeeping --
+
+    def reap_stale(self, timeout_for: Callable[[str], float], now: datetime | None = None) -> list[Run]:
+        """Fail runs left in 'running' longer than their report's timeout so they get retried."""
+        now = _utc(now or clock.now())
+        running = self._select(select(runs).where(runs.c.state == "running"))
+        reaped = []
+        for run in running:
+            timeout = float(timeout_for(run.report_id))
+            if run.started_at is not None and run.started_at < now - timedelta(seconds=timeout):
+                taken = self._reap(run, now, timeout)
+                if taken is not None:
+                    reaped.append(taken)
+        return reaped
+
+    def prune(self, older_than: datetime) -> int:
+        """Delete rows whose fire time is before `older_than`; returns how many."""
+        with self._store._begin() as conn:
+            return conn.execute(delete(runs).where(runs.c.fire_time < _utc(older_than))).rowcount
+
+    def alert_allowed(
+        self, report_id: str, now: datetime | None = None, every: timedelta = timedelta(hours=1)
+    ) -> bool:
+        """True (and remembered) for at most one caller per report per `every`, across processes."""
+        now = _utc(now or clock.now())
+        # The WHERE makes the update a compare-and-set: of two racing callers only one matches.
+        refresh = (
+            update(alerts)
+            .where(alerts.c.report_id == report_id, alerts.c.last_alert_at <= now - every)
+            .values(last_alert_at=now)
+        )
+        with self._store._connect() as conn:
+            with conn.begin():
+                if conn.execute(refresh).rowcount == 1:
+                    return True
+            try:
+                with conn.begin():
+                    conn.execute(alerts.insert().values(report_id=report_id, last_alert_at=now))
+            except IntegrityError:
+                return False
+        return True
+
+    # -- internals --
+
+    def _reap(self, run: Run, now: datetime, timeout: float) -> Run | None:
+        error = f"abandoned: still running after {_seconds(timeout)}s (the process that ran it probably died)"
+        # Matching on attempts too keeps a reaper from failing a retry that started meanwhile.
+        change = (
+            update(runs)
+            .where(runs.c.id == run.id, runs.c.state == "running", runs.c.attempts == run.attempts)
+            .values(state="failed", error=error, ended_at=now, next_retry_at=now)
+        )
+        with self._store._begin() as conn:
+            if conn.execute(change).rowcount != 1:
+                return None
+            return _fetch(conn, run.id)
+
+    def _insert_missing(self, rows: list[dict[str, Any]]) -> int:
+        """Insert the rows that do not exist yet; a concurrent insert of the same row is not an error."""
+        with self._store._connect() as conn:
+            dialect = conn.dialect.name
+            if dialect in ("sqlite", "postgresql"):
+                insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+                statement = (
+                    insert(runs)
+                    .values(rows)
+                    .on_conflict_do_nothing(index_elements=["report_id", "fire_time"])
+                )
+                with conn.begin():
+                    result = conn.execute(statement, execution_options={"preserve_rowcount": True})
+                    return max(result.rowcount, 0)
+            return sum(_insert_one(conn, row) for row in rows)
+
+    def _select(self, query: Any) -> list[Run]:
+        with self._store._connect() as conn:
+            return [_run(row) for row in conn.execute(query)]
+
+
+def _insert_one(conn: Connection, row: dict[str, Any]) -> int:
+    try:
+        with conn.begin():
+            conn.execute(runs.insert().values(row))
+    except IntegrityError:
+        return 0
+    return 1
+
+
+def _fetch(conn: Connection, run_id: int | None) -> Run:
+    row = None if run_id is None else conn.execute(select(runs).where(runs.c.id == run_id)).one_or_none()
+    if row is None:
+        raise StateError(f"run {run_id} vanished from the ledger while being written")
+    return _run(row)
+
+
+def _run(row: Row[Any]) -> Run:
+    values = dict(row._mapping)
+    values["task_ids"] = json.loads(values["task_ids"] or "[]")
+    values["receipts"] = json.loads(values["receipts"] or "{}")
+    return Run(**values)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise StateError(f"the ledger needs timezone-aware times, got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def _fire(value: datetime) -> datetime:
+    # Fire times are whole seconds; dropping stray microseconds keeps uniqueness exact on every backend.
+    return _utc(value).replace(microsecond=0)
+
+
+def _check_state(state: str) -> None:
+    if state not in RUN_STATES:
+        raise StateError(f"unknown run state {state!r}", hint=f"one of: {', '.join(sorted(RUN_STATES))}")
+
+
+def _clean_error(error: str | None) -> str | None:
+    # Callers promise no secrets; redacting anyway costs little and a leak would cost much.
+    return None if error is None else redact(error)[:MAX_ERROR_CHARS]
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def _chunks(items: Sequence[datetime], size: int) -> Iterator[Sequence[datetime]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

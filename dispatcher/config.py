@@ -103,6 +103,13 @@ class Report(_Model):
     query_timeout: float = 60.0
     max_rows: int = Field(default=10_000, gt=0, le=10_000_000)
     enabled: bool = True
+    # The daemon's keys (dispatcher run):
+    catchup: Literal["last", "all", "none"] = "last"
+    grace: float = 3600.0
+    retries: int = Field(default=3, ge=0, le=20)
+    retry_delay: float = 60.0
+    run_timeout: float = 600.0
+    run_on_start: bool = False
 
     @field_validator("schedule")
     @classmethod
@@ -123,9 +130,9 @@ class Report(_Model):
                 raise ValueError(exc.message) from None
         return value
 
-    @field_validator("query_timeout", mode="before")
+    @field_validator("query_timeout", "grace", "retry_delay", "run_timeout", mode="before")
     @classmethod
-    def _timeout(cls, value: Any) -> float:
+    def _durations(cls, value: Any) -> float:
         return _duration(value)
 
     @field_validator("action_url")
@@ -139,6 +146,19 @@ class Report(_Model):
         return parse_schedule(self.schedule)
 
 
+class DaemonConfig(_Model):
+    workers: int = Field(default=8, ge=1, le=256)
+    source_concurrency: int = Field(default=4, ge=1, le=256)
+    retention: float = 90 * 86400.0
+    alert_interval: float = 3600.0
+    shutdown_timeout: float = 30.0
+
+    @field_validator("retention", "alert_interval", "shutdown_timeout", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> float:
+        return _duration(value)
+
+
 class Config(_Model):
     timezone: str = DEFAULT_TIMEZONE
     sources: dict[str, str] = {}
@@ -146,6 +166,7 @@ class Config(_Model):
     recipients: dict[str, RecipientGroup] = {}
     reports: dict[str, Report] = {}
     state: str | None = None
+    daemon: DaemonConfig = DaemonConfig()
     path: Path = Path("reports.yaml")
 
     @property

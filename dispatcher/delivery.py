@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -116,32 +116,30 @@ class Target:
 
 @contextmanager
 def open_target(
-    config: Config, *, sandbox: bool, sandbox_port: int = 0, on_call: Any = None
+    config: Config,
+    *,
+    sandbox: bool,
+    sandbox_port: int = 0,
+    on_call: Any = None,
+    state: StateStore | None = None,
 ) -> Iterator[Target]:
     """A client for real credentials, or a started sandbox and a client for it.
 
     Never falls back to the sandbox by itself: a production typo must not swallow reports.
     """
-    from dispatcher.state import StateStore, state_url
+    with ExitStack() as stack:
+        box = _start_sandbox(sandbox_port) if sandbox else None
+        if box is not None:
+            stack.callback(box.stop)
+        creds = _sandbox_credentials(box) if box is not None else credentials_from(config)
+        if state is None:
+            from dispatcher.state import StateStore, state_url
 
-    box = _start_sandbox(sandbox_port) if sandbox else None
-    try:
-        if box is not None:
-            creds = _sandbox_credentials(box)
-            base_url = box.url
-        else:
-            creds = credentials_from(config)
-            base_url = None
-        state = StateStore(state_url(config.base_dir, config.state))
-        client = make_client(config, creds, state, base_url=base_url, on_call=on_call)
-        try:
-            yield Target(client, box)
-        finally:
-            client.close()
-            state.close()
-    finally:
-        if box is not None:
-            box.stop()
+            state = StateStore(state_url(config.base_dir, config.state))
+            stack.callback(state.close)
+        client = make_client(config, creds, state, base_url=box.url if box else None, on_call=on_call)
+        stack.callback(client.close)
+        yield Target(client, box)
 
 
 def _start_sandbox(port: int) -> Any:

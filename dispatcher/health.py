@@ -260,7 +260,7 @@ class HealthServer:
                 daemon=True,
             )
             self._thread.start()
-            log.info("health endpoint listening on %s", self.url)
+            log.debug("health endpoint listening on %s", self.url)
         return self
 
     def stop(self) -> None:

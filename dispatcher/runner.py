@@ -1,4 +1,4 @@
-"""One run of one report: fire time → dates → query → render (→ deliver → record, later).
+"""One run of one report: fire time → dates → query → render → deliver → record.
 
 Everything here is a function of the report and its *scheduled* fire time, never of the wall
 clock, so a run caught up late or re-run next week queries the same dates as the on-time run.
@@ -6,20 +6,26 @@ clock, so a run caught up late or re-run next week queries the same dates as the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from dispatcher import clock
+from dispatcher import clock, logs
 from dispatcher.config import Config, Report
-from dispatcher.errors import QueryError, ScheduleError
+from dispatcher.errors import DispatcherError, QueryError, ScheduleError
 from dispatcher.params import default_period, render_params, render_value
 from dispatcher.query import QueryResult, Sources, SourceSpec, run_query
 from dispatcher.schedule import date_macros, to_zone
 from dispatcher.state import resolve_sqlite_url
 
 if TYPE_CHECKING:
+    from dispatcher.dingtalk.client import DingTalkClient
+    from dispatcher.health import Metrics
+    from dispatcher.ledger import Ledger, Run
     from dispatcher.render import Rendered
 
 
@@ -121,3 +127,126 @@ def _render(
 
 def now_in(config: Config) -> datetime:
     return clock.now().astimezone(to_zone(config.timezone))
+
+
+# -- executing a claimed run (the daemon) --
+
+
+@dataclass
+class Services:
+    """What a run needs besides its report: shared by every run of one daemon."""
+
+    config: Config
+    sources: Sources
+    client: DingTalkClient
+    ledger: Ledger
+    metrics: Metrics
+    owner: str
+    source_slots: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def slot(self, source: str) -> threading.BoundedSemaphore:
+        """A slow source holds up only its own reports: each source has a concurrency limit."""
+        with self._lock:
+            if source not in self.source_slots:
+                limit = self.config.daemon.source_concurrency
+                self.source_slots[source] = threading.BoundedSemaphore(limit)
+            return self.source_slots[source]
+
+
+def execute(svc: Services, report: Report, run: Run) -> str:
+    """Query, render, deliver and record one claimed run. Never raises: failures become ledger rows."""
+    started = time.monotonic()
+    fire = run.fire_time.astimezone(to_zone(svc.config.report_timezone(report)))
+    try:
+        with svc.slot(report.source):
+            prepared = prepare(svc.config, svc.sources, report, fire)
+        state = _deliver(svc, report, run, prepared)
+    except DispatcherError as exc:
+        state = _fail(svc, report, run, str(exc))
+    except Exception as exc:  # a bug in one run must not kill the daemon (APScheduler's run_job rule)
+        logs.log.exception("run.crashed", extra={"report": report.id, "fire_time": fire})
+        state = _fail(svc, report, run, f"internal error: {type(exc).__name__}: {exc}")
+    svc.metrics.run_finished(report.id, state, time.monotonic() - started)
+    return state
+
+
+def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str:
+    from dispatcher.delivery import deliver, recipients_for
+
+    fire = prepared.fire_time
+    if prepared.rendered is None:
+        svc.ledger.finish(run.id, "skipped", rows=prepared.result.rows)
+        logs.event("run.skipped", report=report.id, fire_time=fire, rows=0, reason="no rows, on_empty skip")
+        return "skipped"
+    rendered = prepared.rendered
+    result = deliver(svc.client, rendered.msg, recipients_for(svc.config, report.to))
+    counts = result.counts()
+    svc.ledger.finish(
+        run.id, "sent", rows=prepared.result.rows, msg_bytes=rendered.msg_bytes,
+        recipients=result.recipients, task_ids=result.task_ids, receipts=counts,
+        error="; ".join([*result.unresolved_mobiles, *result.warnings]) or None,
+    )  # fmt: skip
+    svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
+    logs.event(
+        "run.sent", report=report.id, fire_time=fire, rows=prepared.result.rows, bytes=rendered.msg_bytes,
+        recipients=result.recipients, tasks=len(result.task_ids), attempt=run.attempts,
+        **{k: v for k, v in counts.items() if v},
+    )  # fmt: skip
+    return "sent"
+
+
+def _fail(svc: Services, report: Report, run: Run, error: str) -> str:
+    fire = run.fire_time.astimezone(to_zone(svc.config.report_timezone(report)))
+    if run.attempts <= report.retries:
+        delay = report.retry_delay * 2 ** (run.attempts - 1)
+        retry_at = clock.now() + timedelta(seconds=delay)
+        svc.ledger.finish(run.id, "failed", error=error, next_retry_at=retry_at)
+        logs.event("run.failed", logging.WARNING, report=report.id, fire_time=fire, attempt=run.attempts,
+                   retry_at=retry_at, error=error)  # fmt: skip
+        return "failed"
+    svc.ledger.finish(run.id, "failed", error=error)
+    logs.event(
+        "run.gave_up", logging.ERROR, report=report.id, fire_time=fire, attempts=run.attempts, error=error
+    )
+    alert(svc, report, fire, error)
+    return "failed"
+
+
+def give_up(svc: Services, report: Report, run: Run) -> None:
+    """A run that cannot be retried any more (e.g. reaped after its process died)."""
+    _fail(svc, report, run, run.error or "failed")
+
+
+def alert(svc: Services, report: Report, fire: datetime, error: str) -> None:
+    """A short work notification to `admins`, at most once per report per alert_interval."""
+    from dispatcher.config import ALERT_GROUP
+    from dispatcher.delivery import deliver, recipients_for
+    from dispatcher.dingtalk.message import markdown_msg
+
+    if ALERT_GROUP not in svc.config.recipients:
+        logs.event("alert.skipped", logging.WARNING, report=report.id, reason="no 'admins' recipient group")
+        return
+    every = timedelta(seconds=svc.config.daemon.alert_interval)
+    if not svc.ledger.alert_allowed(report.id, every=every):
+        logs.event("alert.suppressed", report=report.id, fire_time=fire, reason="one alert per interval")
+        return
+    msg = markdown_msg(f"报表运行失败：{report.title}", _alert_text(report, fire, error))
+    try:
+        deliver(svc.client, msg, recipients_for(svc.config, [ALERT_GROUP]))
+    except DispatcherError as exc:
+        logs.event("alert.failed", logging.ERROR, report=report.id, error=str(exc))
+        return
+    svc.metrics.alert_sent(report.id)
+    logs.event("alert.sent", report=report.id, fire_time=fire)
+
+
+def _alert_text(report: Report, fire: datetime, error: str) -> str:
+    from dispatcher.render_helpers import md
+
+    now = clock.now().astimezone(fire.tzinfo).strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"### 报表运行失败\n\n- **报表** {md(report.id)}（{md(report.title)}）\n"
+        f"- **计划时间** {fire.strftime('%Y-%m-%d %H:%M:%S %Z')}\n- **错误** {md(error[:300])}\n\n"
+        f"告警时间 {now}"
+    )

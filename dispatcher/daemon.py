@@ -1,0 +1,363 @@
+"""`dispatcher run`: APScheduler wiring, the daemon loop, reload, retries, health.
+
+The loop follows rq's cron scheduler: signal handlers only set flags; the main thread heartbeats,
+reloads, reaps and retries; cleanup sits in `finally`. The first SIGTERM/SIGINT is a warm
+shutdown (running runs finish, up to `shutdown_timeout`), a second one a cold exit.
+
+Exactly-once rests on the ledger, not on the scheduler: every wake-up of a report plans the fire
+times it owes (`catchup.plan`) and claims each one in the ledger before running it. A process
+that loses a claim skips that fire time. So replicas, restarts and pauses all converge.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+
+from dispatcher import catchup, clock, logs
+from dispatcher.config import Config, Report, check_config, load_config
+from dispatcher.errors import DispatcherError, StateError
+from dispatcher.health import HealthServer, HealthState, Metrics
+from dispatcher.ledger import Ledger, Run
+from dispatcher.runner import Services, build_sources, execute, give_up
+from dispatcher.schedule import Schedule, to_zone
+from dispatcher.state import StateStore, state_url
+
+TICK = 1.0  # main-loop heartbeat, seconds
+REAP_EVERY = 15.0
+PRUNE_EVERY = 86400.0
+
+
+class ScheduleTrigger(BaseTrigger):
+    """APScheduler trigger over our own fire-time functions (Unix cron semantics, aligned intervals)."""
+
+    def __init__(self, schedule: Schedule, tz: Any) -> None:
+        self.schedule = schedule
+        self.tz = tz
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        after = previous_fire_time or now - timedelta(microseconds=1)
+        return self.schedule.next_fire_time(max(after, now - timedelta(microseconds=1)), self.tz)
+
+    def __str__(self) -> str:
+        return self.schedule.expression
+
+
+@dataclass
+class DaemonOptions:
+    config_path: Path
+    sandbox: bool = False
+    sandbox_port: int = 8765
+    health_port: int | None = None
+    log_format: str = "text"
+
+
+class Daemon:
+    def __init__(self, options: DaemonOptions) -> None:
+        self.options = options
+        self.config: Config = load_config(options.config_path)
+        self.stop_requested = threading.Event()
+        self.reload_requested = threading.Event()
+        self.health = HealthState(started_at=time.time())
+        self.metrics = Metrics()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._report_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._in_flight = 0
+        self._in_flight_cv = threading.Condition()
+        self._mtime = _mtime(options.config_path)
+
+    # -- lifecycle --
+
+    def run(self) -> int:
+        with ExitStack() as stack:
+            self.svc = self._services(stack)
+            self.scheduler = self._start_scheduler()
+            stack.callback(self._shutdown)
+            if self.options.health_port is not None:
+                server = HealthServer(self.health, self.metrics, port=self.options.health_port).start()
+                stack.callback(server.stop)
+                logs.event("health.listening", url=server.url)
+            self._install_signals()
+            logs.event("daemon.started", reports=len(self._enabled()), owner=self.owner)
+            self._loop()
+        return 0
+
+    def _services(self, stack: ExitStack) -> Services:
+        from dispatcher.delivery import open_target
+
+        store = StateStore(self._state_url(stack))
+        stack.callback(store.close)
+        target = stack.enter_context(
+            open_target(self.config, sandbox=self.options.sandbox, sandbox_port=self.options.sandbox_port,
+                        on_call=self.metrics.api_call, state=store)
+        )  # fmt: skip
+        if target.sandbox is not None:
+            print(f"sandbox inbox: {target.sandbox.url}/", flush=True)
+            logs.event("sandbox.listening", url=f"{target.sandbox.url}/")
+        sources = build_sources(self.config)
+        stack.callback(lambda: self.svc.sources.dispose())
+        return Services(self.config, sources, target.client, Ledger(store), self.metrics, self.owner)
+
+    def _state_url(self, stack: ExitStack) -> str:
+        if self.options.sandbox and not os.environ.get("DISPATCHER_STATE_URL"):
+            # Sandbox deliveries are throw-away: keep their ledger away from production's.
+            import tempfile
+
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dispatcher-sandbox-")))
+            return f"sqlite:///{folder / 'state.db'}"
+        return state_url(self.config.base_dir, self.config.state)
+
+    def _start_scheduler(self) -> BackgroundScheduler:
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(self.config.daemon.workers)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+        for report in self._enabled().values():
+            self._schedule(scheduler, report)
+        scheduler.start()
+        for report_id in self._enabled():
+            self._wake_soon(report_id, scheduler)
+        self._set_report_count()
+        return scheduler
+
+    def _enabled(self) -> dict[str, Report]:
+        return {rid: r for rid, r in self.config.reports.items() if r.enabled}
+
+    def _schedule(self, scheduler: BackgroundScheduler, report: Report) -> None:
+        trigger = ScheduleTrigger(report.parsed_schedule(), to_zone(self.config.report_timezone(report)))
+        scheduler.add_job(
+            self._wake, trigger, args=[report.id], id=report.id, name=report.id, replace_existing=True
+        )
+
+    def _wake_soon(self, report_id: str, scheduler: BackgroundScheduler | None = None) -> None:
+        """Run a report's catch-up now, on the worker pool (start, reload)."""
+        (scheduler or self.scheduler).add_job(self._wake, args=[report_id], id=f"{report_id}@catchup",
+                                              replace_existing=True, misfire_grace_time=None)  # fmt: skip
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, _frame: Any) -> None:
+            if self.stop_requested.is_set():
+                os._exit(1)  # second signal: cold exit
+            self.stop_requested.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
+
+    def _loop(self) -> None:
+        last_reap = last_prune = 0.0
+        while not self.stop_requested.wait(TICK):
+            now = time.monotonic()
+            self.health.tick()
+            self.metrics.tick(time.time())
+            self._maybe_reload()
+            if now - last_reap >= REAP_EVERY:
+                last_reap = now
+                self._guarded("reap", self._reap)
+            if now - last_prune >= PRUNE_EVERY or last_prune == 0.0:
+                last_prune = now
+                self._guarded("prune", self._prune)
+            self._guarded("retry", self._retry_due)
+        logs.event("daemon.stopping", in_flight=self._in_flight)
+
+    def _shutdown(self) -> None:
+        self.health.running = False
+        self.scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + self.config.daemon.shutdown_timeout
+        with self._in_flight_cv:
+            while self._in_flight and time.monotonic() < deadline:
+                self._in_flight_cv.wait(0.2)
+            left = self._in_flight
+        if left:
+            reason = "shutdown_timeout passed; their ledger rows are reaped after run_timeout"
+            logs.event("daemon.abandoned", logging.WARNING, in_flight=left, reason=reason)
+            logging.shutdown()
+            os._exit(0)  # worker threads would otherwise hold the interpreter open
+        logs.event("daemon.stopped")
+
+    def _guarded(self, what: str, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except StateError as exc:
+            logs.event("state.unavailable", logging.ERROR, during=what, error=str(exc))
+        except Exception:
+            logs.log.exception("daemon.error", extra={"during": what})
+
+    # -- runs --
+
+    @contextmanager
+    def _running(self, report_id: str) -> Iterator[None]:
+        """One run of a report at a time, counted for a warm shutdown."""
+        with self._locks_guard:
+            lock = self._report_locks.setdefault(report_id, threading.Lock())
+        with self._in_flight_cv:
+            self._in_flight += 1
+        try:
+            with lock:
+                yield
+        finally:
+            with self._in_flight_cv:
+                self._in_flight -= 1
+                self._in_flight_cv.notify_all()
+
+    def _wake(self, report_id: str) -> None:
+        """A report's job: plan the fire times it owes, record misses, claim and run the rest."""
+        if self.stop_requested.is_set():
+            return
+        with self._running(report_id):
+            try:
+                self._wake_locked(report_id)
+            except StateError as exc:  # nothing runs without a claim; the next wake-up catches up
+                logs.event("state.unavailable", logging.ERROR, report=report_id, error=str(exc))
+
+    def _wake_locked(self, report_id: str) -> None:
+        svc = self.svc
+        report = svc.config.reports.get(report_id)
+        if report is None or not report.enabled:
+            return
+        schedule, tz, now = report.parsed_schedule(), to_zone(svc.config.report_timezone(report)), clock.now()
+        reach = max(report.grace, schedule.min_period_seconds * catchup.MAX_BACKLOG)
+        plan = catchup.plan(
+            schedule, tz, now=now, last_recorded=svc.ledger.last_fire_time(report_id),
+            recorded=svc.ledger.fire_times_with_rows(report_id, now - timedelta(seconds=reach), now),
+            policy=report.catchup, grace=report.grace, run_on_start=report.run_on_start,
+        )  # fmt: skip
+        if plan.missed and svc.ledger.record_missed(report_id, plan.missed):
+            logs.event("run.missed", logging.WARNING, report=report_id, fire_time=plan.missed[-1],
+                       count=len(plan.missed), first=plan.missed[0], policy=report.catchup)  # fmt: skip
+            for _ in plan.missed:
+                self.metrics.run_finished(report_id, "missed", None)
+        for fire in plan.run:
+            if self.stop_requested.is_set():
+                return
+            run = svc.ledger.claim(report_id, fire, self.owner)
+            if run is None:
+                logs.event("run.claimed_elsewhere", logging.DEBUG, report=report_id, fire_time=fire)
+                continue
+            logs.event("run.started", report=report_id, fire_time=fire, attempt=1)
+            execute(svc, report, run)
+
+    def _retry(self, run: Run) -> None:
+        if self.stop_requested.is_set():
+            return
+        with self._running(run.report_id):
+            report = self.svc.config.reports.get(run.report_id)
+            claimed = self.svc.ledger.claim_retry(run, self.owner) if report else None
+            if report is not None and claimed is not None:
+                logs.event(
+                    "run.retrying", report=report.id, fire_time=claimed.fire_time, attempt=claimed.attempts
+                )
+                execute(self.svc, report, claimed)
+
+    def _retry_due(self) -> None:
+        for run in self.svc.ledger.due_retries():
+            report = self.svc.config.reports.get(run.report_id)
+            if report is None or not report.enabled:
+                self.svc.ledger.finish(
+                    run.id, "failed", error=(run.error or "") + " (report removed; not retried)"
+                )
+            elif run.attempts > report.retries:
+                give_up(self.svc, report, run)
+            else:
+                self.scheduler.add_job(self._retry, args=[run], id=f"retry:{run.id}", replace_existing=True,
+                                       misfire_grace_time=None)  # fmt: skip
+
+    def _reap(self) -> None:
+        reports = self.svc.config.reports
+        default = 600.0
+        for run in self.svc.ledger.reap_stale(
+            lambda rid: reports[rid].run_timeout if rid in reports else default
+        ):
+            logs.event("run.abandoned", logging.WARNING, report=run.report_id, fire_time=run.fire_time,
+                       error=run.error)  # fmt: skip
+
+    def _prune(self) -> None:
+        older = clock.now() - timedelta(seconds=self.config.daemon.retention)
+        pruned = self.svc.ledger.prune(older)
+        if pruned:
+            logs.event("ledger.pruned", rows=pruned, before=older)
+
+    # -- reload --
+
+    def _maybe_reload(self) -> None:
+        mtime = _mtime(self.options.config_path)
+        if mtime != self._mtime:
+            self._mtime = mtime
+            self.reload_requested.set()
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            self.reload()
+
+    def reload(self) -> bool:
+        """Swap in a valid new config; keep the running one when the new file has problems."""
+        new, problems = check_config(self.options.config_path)
+        if new is None:
+            for problem in problems:
+                logs.event("config.problem", logging.ERROR, problem=str(problem))
+            logs.event("config.rejected", logging.ERROR, problems=len(problems), keeping="previous schedule")
+            self.metrics.config_reload(False)
+            return False
+        old = self.config
+        self._swap(old, new)
+        self.metrics.config_reload(True)
+        return True
+
+    def _swap(self, old: Config, new: Config) -> None:
+        self.config = new
+        self.svc.config = new
+        if new.dingtalk != old.dingtalk and not self.options.sandbox:
+            logs.event("config.needs_restart", logging.WARNING, section="dingtalk",
+                       reason="credentials and pacing are read at start")  # fmt: skip
+        if new.sources != old.sources:
+            retired, self.svc.sources = self.svc.sources, build_sources(new)
+            retired.dispose()
+        old_ids = {rid for rid, r in old.reports.items() if r.enabled}
+        new_ids = set(self._enabled())
+        for rid in old_ids - new_ids:
+            self.scheduler.remove_job(rid)
+        changed = sorted(rid for rid in new_ids & old_ids if new.reports[rid] != old.reports[rid])
+        for rid in sorted(new_ids - old_ids) + changed:
+            self._schedule(self.scheduler, new.reports[rid])
+            self._wake_soon(rid)
+        self._set_report_count()
+        logs.event("config.reloaded", added=sorted(new_ids - old_ids), removed=sorted(old_ids - new_ids),
+                   changed=changed)  # fmt: skip
+
+    def _set_report_count(self) -> None:
+        count = len(self._enabled())
+        self.health.reports = count
+        self.metrics.set_reports(count)
+
+
+def _mtime(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def run_daemon(options: DaemonOptions) -> int:
+    logs.setup(options.log_format)
+    try:
+        return Daemon(options).run()
+    except DispatcherError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preview(sub, common)
     _add_send(sub, common)
     _add_sandbox(sub)
+    _add_run(sub, common)
+    _add_history(sub, common)
+    _add_demo(sub, common)
     return parser
 
 
@@ -130,6 +133,63 @@ def _add_sandbox(sub: Any) -> None:
     p.set_defaults(handler=cmd_sandbox)
 
 
+def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("run", parents=[common], help="run the daemon: push every report on its schedule")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="deliver to a built-in DingTalk sandbox and print its inbox address",
+    )
+    p.add_argument(
+        "--sandbox-port",
+        type=int,
+        default=8765,
+        metavar="PORT",
+        help="the sandbox's port on 127.0.0.1 (default: 8765; 0 picks a free one)",
+    )
+    p.add_argument(
+        "--health-port",
+        type=int,
+        metavar="PORT",
+        help="serve GET /healthz and GET /metrics on 127.0.0.1:PORT",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="one line per event: text (default) or json",
+    )
+    p.set_defaults(handler=cmd_run)
+
+
+def _add_history(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("history", parents=[common], help="show the run ledger, newest first")
+    p.add_argument("report_id", nargs="?", metavar="REPORT_ID", help="only this report")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="rows to show (default: 20)")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(handler=cmd_history)
+
+
+def _add_demo(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("demo", help="the demo shop database")
+    demo_sub = p.add_subparsers(dest="demo_command", metavar="ACTION", required=True)
+    load = demo_sub.add_parser("load", parents=[common], help="load the demo shop data into a database")
+    load.add_argument(
+        "--source",
+        required=True,
+        metavar="URL|NAME",
+        help="a SQLAlchemy URL, or a source name from the config",
+    )
+    load.add_argument(
+        "--end",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="the data's last day (default: today in the config's timezone)",
+    )
+    load.add_argument("--replace", action="store_true", help="drop and reload the demo tables if they exist")
+    load.set_defaults(handler=cmd_demo_load)
+
+
 def _version() -> str:
     from dispatcher import __version__
 
@@ -173,6 +233,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     config = _load(args)
     at = _instant(config, args.at)
+    last = _last_runs(config)
     rows = [
         {
             "id": report.id,
@@ -182,14 +243,35 @@ def cmd_list(args: argparse.Namespace) -> int:
             "source": report.source,
             "enabled": report.enabled,
             "next_fire_time": next_fire_time(config, report, at).isoformat(),
+            "last_run": last[report.id].to_dict() if report.id in last else None,
         }
         for report in config.reports.values()
     ]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
     else:
-        _print_table(rows, ["id", "schedule", "timezone", "next_fire_time", "title"])
+        for row in rows:
+            row["last_state"] = (row["last_run"] or {}).get("state", "-")
+        _print_table(rows, ["id", "schedule", "timezone", "next_fire_time", "last_state", "title"])
     return 0
+
+
+def _last_runs(config: Any) -> dict[str, Any]:
+    """Each report's latest ledger row, if there is a state store yet (list never creates one)."""
+    from dispatcher.ledger import Ledger
+    from dispatcher.state import DEFAULT_STATE_PATH, StateStore, state_url
+
+    url = state_url(config.base_dir, config.state)
+    if (
+        url == f"sqlite:///{config.base_dir / DEFAULT_STATE_PATH}"
+        and not (config.base_dir / DEFAULT_STATE_PATH).exists()
+    ):
+        return {}
+    store = StateStore(url)
+    try:
+        return Ledger(store).last_runs()
+    finally:
+        store.close()
 
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -346,6 +428,89 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     }
     changes = {**from_env(dict(os.environ)), **{k: v for k, v in flags.items() if v is not None}}
     serve_forever(changed(SandboxOptions(), changes), port=args.port)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dispatcher.daemon import DaemonOptions, run_daemon
+
+    options = DaemonOptions(
+        config_path=args.config,
+        sandbox=args.sandbox,
+        sandbox_port=args.sandbox_port,
+        health_port=args.health_port,
+        log_format=args.log_format,
+    )
+    return run_daemon(options)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from dispatcher.ledger import Ledger
+    from dispatcher.state import StateStore, state_url
+
+    config = _load(args)
+    if args.report_id is not None:
+        config.report(args.report_id)  # unknown id: a clear error, not an empty table
+    store = StateStore(state_url(config.base_dir, config.state))
+    try:
+        runs = Ledger(store).history(args.report_id, limit=max(args.limit, 1))
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs], ensure_ascii=False, indent=2))
+        return 0
+    _print_table([_history_row(config, r) for r in runs], ["fire_time", "report", "state", "attempts",
+                 "rows", "bytes", "recipients", "error"])  # fmt: skip
+    return 0
+
+
+def _history_row(config: Any, run: Any) -> dict[str, Any]:
+    from dispatcher.schedule import to_zone
+
+    report = config.reports.get(run.report_id)
+    zone = to_zone(config.report_timezone(report) if report else config.timezone)
+    error = " ".join((run.error or "").split())
+    return {
+        "fire_time": run.fire_time.astimezone(zone).isoformat(),
+        "report": run.report_id,
+        "state": run.state,
+        "attempts": run.attempts,
+        "rows": "" if run.rows is None else run.rows,
+        "bytes": "" if run.msg_bytes is None else run.msg_bytes,
+        "recipients": "" if run.recipients is None else run.recipients,
+        "error": error[:80] + ("…" if len(error) > 80 else ""),
+    }
+
+
+def cmd_demo_load(args: argparse.Namespace) -> int:
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from dispatcher.demo import load_demo
+    from dispatcher.state import resolve_sqlite_url
+
+    url, end = args.source, args.end
+    if "://" not in url or end is None:
+        config = _load(args)
+        if "://" not in url:
+            if url not in config.sources:
+                raise DispatcherError(
+                    f"no source named {url!r}", hint="pass a SQLAlchemy URL or a name from sources:"
+                )
+            url = resolve_sqlite_url(config.sources[url], config.base_dir)
+        end = end or _instant(config, None).date()
+    try:
+        engine = create_engine(url)
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise DispatcherError(
+            f"cannot use that URL: {exc}",
+            hint="PostgreSQL needs dispatcher[postgres], MySQL dispatcher[mysql]",
+        ) from None
+    try:
+        counts = load_demo(engine, end, replace=args.replace)
+    finally:
+        engine.dispose()
+    print(f"loaded the demo shop up to {end}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
     return 0
 
 

@@ -34,6 +34,7 @@ def test_list_shows_next_fire_time_after_at_with_offset(project, capsys):
             "source": "shop",
             "enabled": True,
             "next_fire_time": "2026-11-29T09:00:00+08:00",
+            "last_run": None,
         }
     ]
 

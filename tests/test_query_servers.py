@@ -1,0 +1,154 @@
+"""Report sources on real PostgreSQL and MariaDB: read-only guard, server-side timeout, same numbers."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+
+from dispatcher import demo
+from dispatcher.errors import QueryError
+from dispatcher.query import Sources, SourceSpec, run_query
+from tests.conftest import REPO
+from tests.services import mysql_url, postgres_url  # noqa: F401  (fixtures)
+
+END = date(2026, 11, 28)
+
+
+@pytest.fixture(params=["postgres", "mysql"])
+def server_url(request) -> str:
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def seeded(server_url):
+    engine = sa.create_engine(server_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1), (2), (3)")
+    engine.dispose()
+    sources = Sources({"db": SourceSpec("db", server_url)})
+    yield sources, server_url
+    sources.dispose()
+
+
+def table_sum(url: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT SUM(x) FROM t").scalar_one()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE t SET x = 0",
+        "DELETE FROM t",
+        "INSERT INTO t VALUES (9)",
+        "DROP TABLE t",
+        "CREATE TABLE z (y INT)",
+        "TRUNCATE TABLE t",
+    ],
+)
+def test_writes_and_ddl_are_refused_by_the_server_and_nothing_changes(seeded, sql):
+    sources, url = seeded
+    with pytest.raises(QueryError) as info:
+        run_query(sources, "db", sql, {}, max_rows=10, timeout=10, report="r")
+    assert "read" in str(info.value).lower()
+    assert table_sum(url) == 6
+    # The pooled connection stays read-only and usable for the next report.
+    assert run_query(sources, "db", "SELECT SUM(x) AS s FROM t", {}, max_rows=1, timeout=10).frame[
+        "s"
+    ].tolist() == [6]
+
+
+def test_statement_timeout_is_enforced_by_the_server(seeded):
+    sources, url = seeded
+    slow = "SELECT pg_sleep(30)" if url.startswith("postgresql") else "SELECT SLEEP(30)"
+    started = time.monotonic()
+    with pytest.raises(QueryError, match="query_timeout"):
+        run_query(sources, "db", slow, {}, max_rows=1, timeout=1.0)
+    assert time.monotonic() - started < 15
+    assert not still_running(url, "sleep(30)"), "the server is still running the cancelled query"
+
+
+def still_running(url: str, fragment: str) -> bool:
+    engine = sa.create_engine(url)
+    sql = (
+        "SELECT query FROM pg_stat_activity WHERE state = 'active'"
+        if url.startswith("postgresql")
+        else "SELECT info FROM information_schema.processlist WHERE info IS NOT NULL"
+    )
+    try:
+        with engine.connect() as conn:
+            rows = [r[0] or "" for r in conn.exec_driver_sql(sql)]
+        return any(
+            fragment in r.lower() and "processlist" not in r.lower() and "pg_stat" not in r for r in rows
+        )
+    finally:
+        engine.dispose()
+
+
+def test_shipped_reports_give_the_same_numbers_as_sqlite(server_url, tmp_path):
+    sqlite_path = tmp_path / "demo.db"
+    demo.ensure_demo_sqlite(sqlite_path, END)
+    engine = sa.create_engine(server_url)
+    demo.load_demo(engine, END)
+    engine.dispose()
+    sources = Sources(
+        {"lite": SourceSpec("lite", f"sqlite:///{sqlite_path}"), "srv": SourceSpec("srv", server_url)}
+    )
+    cases = [
+        ("daily_sales.sql", {"day": "2026-11-27", "prev_day": "2026-11-26", "prev_week": "2026-11-20"}),
+        ("weekly_top.sql", {"start": "2026-11-16", "end": "2026-11-22"}),
+        ("refunds_alert.sql", {"day": "2026-11-27", "threshold": 0.05}),
+    ]
+    try:
+        for name, params in cases:
+            sql = (REPO / "queries" / name).read_text(encoding="utf-8")
+            got = {
+                s: run_query(sources, s, sql, params, max_rows=100, timeout=30).frame for s in ("lite", "srv")
+            }
+            lite = got["lite"].astype(str).values.tolist()
+            srv = got["srv"].astype(float, errors="ignore").astype(str).values.tolist()
+            assert _numbers(lite) == _numbers(srv), name
+            assert len(lite) >= 1
+    finally:
+        sources.dispose()
+
+
+def _numbers(rows: list[list[str]]) -> list[list[str]]:
+    """Compare as numbers where they are numbers (SQLite gives floats, servers give Decimals)."""
+
+    def norm(v: str) -> str:
+        try:
+            return f"{float(v):.6f}"
+        except ValueError:
+            return v
+
+    return [[norm(v) for v in row] for row in rows]
+
+
+def test_demo_load_cli_refuses_to_overwrite_without_replace(server_url):
+    from tests.conftest import run_cli
+
+    first = run_cli("demo", "load", "--source", server_url, "--end", "2026-11-28")
+    assert first.returncode == 0, first.stderr
+    assert "orders" in first.stdout
+    again = run_cli("demo", "load", "--source", server_url, "--end", "2026-11-28")
+    assert again.returncode == 1 and "--replace" in again.stderr
+    replaced = run_cli("demo", "load", "--source", server_url, "--end", "2026-11-28", "--replace")
+    assert replaced.returncode == 0, replaced.stderr
+
+
+def test_unreachable_source_is_a_query_error():
+    sources = Sources(
+        {"db": SourceSpec("db", "postgresql+psycopg://postgres:pw@127.0.0.1:1/x?connect_timeout=2")}
+    )
+    with pytest.raises(QueryError) as info:
+        run_query(sources, "db", "SELECT 1", {}, max_rows=1, timeout=5)
+    assert "pw@" not in str(info.value)

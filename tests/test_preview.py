@@ -164,3 +164,63 @@ def test_bad_at_is_a_usage_error(project):
     result = run_cli("preview", "daily", "-c", str(project / "reports.yaml"), "--at", "yesterday-ish")
     assert result.returncode == 2
     assert "ISO-8601" in result.stderr
+
+
+def test_preview_of_5000_chinese_rows_fits_2048_bytes_through_the_cli(project, capsys):
+    import sqlite3
+
+    conn = sqlite3.connect(project / "shop.db")
+    surnames, given = "王李张刘陈杨黄赵吴周", "伟芳娜敏静丽强磊军洋"
+    conn.execute("CREATE TABLE people (name TEXT, sales REAL)")
+    conn.executemany(
+        "INSERT INTO people VALUES (?, ?)",
+        [(surnames[i % 10] + given[(i // 10) % 10] + given[i % 7], 1000.5 + i) for i in range(5000)],
+    )
+    conn.commit()
+    conn.close()
+    text = BASE_CONFIG.replace("    query: daily.sql\n", "    sql: SELECT name, sales FROM people\n")
+    (project / "reports.yaml").write_text(text, encoding="utf-8")
+    out = cli_json(capsys, "preview", "daily", "-c", str(project / "reports.yaml"), "--json")
+    assert out["rows"] == 5000
+    assert out["msg_bytes"] <= 2048
+    assert len(json.dumps(out["msg"], ensure_ascii=False, separators=(",", ":")).encode()) == out["msg_bytes"]
+    lines = out["markdown"].splitlines()
+    assert lines[-1].startswith("数据截至 ")
+    assert f"另有 {5000 - out['rows_shown']} 行未显示" in out["markdown"]
+    assert out["truncated"] is True
+
+
+def test_row_cap_truncates_and_says_so(project, capsys):
+    text = BASE_CONFIG.replace("    on_empty: send\n", "    on_empty: send\n    max_rows: 1\n")
+    (project / "reports.yaml").write_text(text, encoding="utf-8")
+    out = cli_json(
+        capsys,
+        "preview",
+        "daily",
+        "-c",
+        str(project / "reports.yaml"),
+        "--at",
+        "2026-11-28T10:00+08:00",
+        "--json",
+    )
+    assert out["rows"] == 1 and out["truncated"] is True
+    assert "截断" in out["markdown"]
+
+
+def test_shipped_reports_preview_on_a_fresh_copy(tmp_path):
+    import shutil
+
+    from tests.conftest import REPO
+
+    shutil.copy(REPO / "reports.yaml", tmp_path / "reports.yaml")
+    shutil.copytree(REPO / "queries", tmp_path / "queries")
+    for report_id in ("daily-sales", "weekly-top", "refunds-alert"):
+        result = run_cli("preview", report_id, "-c", str(tmp_path / "reports.yaml"), "--json", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+        assert out["msg_bytes"] <= 2048
+    demo = tmp_path / "demo.db"
+    assert demo.exists()
+    before = demo.stat().st_mtime_ns
+    assert run_cli("preview", "daily-sales", "-c", str(tmp_path / "reports.yaml")).returncode == 0
+    assert demo.stat().st_mtime_ns == before  # never regenerated once it exists

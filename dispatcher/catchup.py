@@ -8,7 +8,8 @@ on-time runs and catch-up are one mechanism. Policies, within the report's `grac
 - `none`: record every overdue fire time as missed.
 
 Fire times older than `grace` are always recorded as missed. A fire time counts as *on time*, not
-overdue, within `min(30 s, half the schedule's period)` of its moment: it always runs.
+overdue, within `min(30 s, half the schedule's period)` of its moment: it always runs. A report
+the ledger has never seen owes only its latest fire time (any age with `run_on_start`).
 """
 
 from __future__ import annotations
@@ -46,18 +47,26 @@ def plan(
     grace: float,
     run_on_start: bool = False,
 ) -> Plan:
-    """Split the fire times since the last ledger row (or within `grace`) into run and missed."""
+    """Split the fire times since the last ledger row (or the latest one, for a new report)."""
     slack = on_time_slack(schedule)
-    reach = max(grace, slack, schedule.min_period_seconds * MAX_BACKLOG)
-    start = now - timedelta(seconds=max(grace, slack))
-    if last_recorded is not None:
-        start = max(last_recorded, now - timedelta(seconds=reach))
-    times = _newest(schedule, tz, start, now)
-    if last_recorded is None and run_on_start and not times:
-        previous = schedule.previous_fire_time(now, tz)
-        times = [previous] if previous is not None else []
+    if last_recorded is None:
+        times = _latest(schedule, tz, now, max(grace, slack), run_on_start)
+    else:
+        reach = max(grace, slack, schedule.min_period_seconds * MAX_BACKLOG)
+        times = _newest(schedule, tz, max(last_recorded, now - timedelta(seconds=reach)), now)
     pending = [t for t in times if _utc(t) not in recorded]
     return _split(pending, now, slack, grace, policy, force_last=last_recorded is None and run_on_start)
+
+
+def _latest(
+    schedule: Schedule, tz: ZoneInfo, now: datetime, window: float, run_on_start: bool
+) -> list[datetime]:
+    """A report the ledger has never seen owes at most its latest fire time: its history before
+    this daemon knew it is neither run nor recorded as missed."""
+    previous = schedule.previous_fire_time(now, tz)
+    if previous is None or ((now - previous).total_seconds() > window and not run_on_start):
+        return []
+    return [previous]
 
 
 def _split(

@@ -101,3 +101,11 @@ def test_backlog_is_bounded():
     p = plan(EVERY_2S, SH, now=now, last_recorded=T0, recorded=set(), policy="none", grace=3600)
     assert len(p.run) + len(p.missed) <= 1000
     assert utc(p.missed)[-1] < now
+
+
+def test_a_new_frequent_report_owes_only_its_latest_fire_time():
+    now = T0 + timedelta(seconds=1, milliseconds=500)
+    p = plan(EVERY_2S, SH, now=now, last_recorded=None, recorded=set(), policy="all", grace=3600)
+    assert utc(p.run) == [T0] and p.missed == []
+    p = plan(EVERY_2S, SH, now=now, last_recorded=None, recorded=set(), policy="none", grace=3600)
+    assert utc(p.run) == [] and utc(p.missed) == [T0]

@@ -81,6 +81,7 @@ class Daemon:
         self._in_flight = 0
         self._in_flight_cv = threading.Condition()
         self._mtime = _mtime(options.config_path)
+        self._quiet: dict[str, float] = {}
 
     # -- lifecycle --
 
@@ -195,8 +196,13 @@ class Daemon:
     def _guarded(self, what: str, action: Callable[[], None]) -> None:
         try:
             action()
+            self._quiet.pop(what, None)
         except StateError as exc:
-            logs.event("state.unavailable", logging.ERROR, during=what, error=str(exc))
+            # Once per outage and then every 30 s, not once per one-second tick.
+            now = time.monotonic()
+            if now - self._quiet.get(what, -1e9) >= 30:
+                self._quiet[what] = now
+                logs.event("state.unavailable", logging.ERROR, during=what, error=str(exc))
         except Exception:
             logs.log.exception("daemon.error", extra={"during": what})
 
@@ -258,13 +264,18 @@ class Daemon:
         if self.stop_requested.is_set():
             return
         with self._running(run.report_id):
-            report = self.svc.config.reports.get(run.report_id)
-            claimed = self.svc.ledger.claim_retry(run, self.owner) if report else None
-            if report is not None and claimed is not None:
-                logs.event(
-                    "run.retrying", report=report.id, fire_time=claimed.fire_time, attempt=claimed.attempts
-                )
-                execute(self.svc, report, claimed)
+            try:
+                self._retry_locked(run)
+            except StateError as exc:  # the claim is the guard: no claim, no send
+                logs.event("state.unavailable", logging.ERROR, report=run.report_id, error=str(exc))
+
+    def _retry_locked(self, run: Run) -> None:
+        report = self.svc.config.reports.get(run.report_id)
+        claimed = self.svc.ledger.claim_retry(run, self.owner) if report else None
+        if report is not None and claimed is not None:
+            fire = claimed.fire_time.astimezone(to_zone(self.svc.config.report_timezone(report)))
+            logs.event("run.retrying", report=report.id, fire_time=fire, attempt=claimed.attempts)
+            execute(self.svc, report, claimed)
 
     def _retry_due(self) -> None:
         for run in self.svc.ledger.due_retries():

@@ -274,9 +274,21 @@ class Ledger:
         return reaped
 
     def prune(self, older_than: datetime) -> int:
-        """Delete rows whose fire time is before `older_than`; returns how many."""
+        """Delete rows whose fire time is before `older_than`; returns how many.
+
+        Each report's newest row survives (catch-up plans from it: without it a restart would
+        treat the report as new) and so does every run still owed a retry.
+        """
+        newer = runs.alias("newer")
+        has_newer = (
+            select(newer.c.id)
+            .where(newer.c.report_id == runs.c.report_id, newer.c.fire_time > runs.c.fire_time)
+            .exists()
+        )
+        owed = and_(runs.c.state == "failed", runs.c.next_retry_at.is_not(None))
+        doomed = delete(runs).where(runs.c.fire_time < _utc(older_than), has_newer, ~owed)
         with self._store._begin() as conn:
-            return conn.execute(delete(runs).where(runs.c.fire_time < _utc(older_than))).rowcount
+            return conn.execute(doomed).rowcount
 
     def alert_allowed(
         self, report_id: str, now: datetime | None = None, every: timedelta = timedelta(hours=1)

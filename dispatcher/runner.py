@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from dispatcher import clock, logs
 from dispatcher.config import Config, Report
-from dispatcher.errors import DispatcherError, QueryError, ScheduleError
+from dispatcher.errors import DispatcherError, QueryError, ScheduleError, StateError
 from dispatcher.params import default_period, render_params, render_value
 from dispatcher.query import QueryResult, Sources, SourceSpec, run_query
 from dispatcher.schedule import date_macros, to_zone
@@ -155,13 +155,20 @@ class Services:
 
 
 def execute(svc: Services, report: Report, run: Run) -> str:
-    """Query, render, deliver and record one claimed run. Never raises: failures become ledger rows."""
+    """Query, render, deliver and record one claimed run.
+
+    Failures become ledger rows; only a StateError (the ledger itself is gone) propagates.
+    """
     started = time.monotonic()
     fire = run.fire_time.astimezone(to_zone(svc.config.report_timezone(report)))
     try:
         with svc.slot(report.source):
             prepared = prepare(svc.config, svc.sources, report, fire)
         state = _deliver(svc, report, run, prepared)
+    except StateError:
+        # The outcome could not be recorded: the row stays `running` and is reaped after
+        # run_timeout, then retried with identical content (DingTalk collapses a duplicate).
+        raise
     except DispatcherError as exc:
         state = _fail(svc, report, run, str(exc))
     except Exception as exc:  # a bug in one run must not kill the daemon (APScheduler's run_job rule)

@@ -413,3 +413,22 @@ def test_four_processes_opening_an_empty_store_at_once_all_start(url: str, tmp_p
         assert len(Ledger(store).history()) == 1
     finally:
         store.close()
+
+
+def test_prune_keeps_each_reports_newest_row_and_runs_owed_a_retry(ledger: Ledger) -> None:
+    ledger.record_missed("yearly", [T0])  # the only row of a rare report: catch-up plans from it
+    ledger.record_missed("daily", [T0 + timedelta(days=i) for i in range(3)])
+    owed = ledger.claim("retrying", T0, "me")
+    assert owed is not None
+    ledger.finish(owed.id, "failed", error="boom", next_retry_at=T0 + timedelta(days=400))
+    newer = ledger.claim("retrying", T0 + timedelta(days=1), "me")
+    assert newer is not None
+    ledger.finish(newer.id, "sent")
+    assert ledger.prune(T0 + timedelta(days=365)) == 2  # daily's two older rows only
+    left = {(r.report_id, r.fire_time) for r in ledger.history(limit=100)}
+    assert left == {
+        ("yearly", T0),
+        ("daily", T0 + timedelta(days=2)),
+        ("retrying", T0),
+        ("retrying", T0 + timedelta(days=1)),
+    }

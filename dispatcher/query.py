@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, CursorResult, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from dispatcher.errors import QueryError
@@ -36,6 +36,8 @@ class SourceSpec:
     name: str
     url: str  # already resolved against the config folder
 
+
+FETCH_CHUNK = 10_000  # rows per fetchmany: few round trips, few Row objects alive at once
 
 # Hooks run before a SQLite source file is opened; the demo database registers one.
 MissingSqliteHook = Callable[[Path], bool]
@@ -121,7 +123,7 @@ def run_query(
                 if not result.returns_rows:
                     raise QueryError("the query returned no result set; reports must SELECT", report=report)
                 keys = list(result.keys())
-                rows = result.fetchmany(max_rows + 1)
+                rows = _fetch(result, max_rows + 1)
                 result.close()
             finally:
                 _end_read_only(conn)
@@ -132,6 +134,22 @@ def run_query(
     truncated = len(rows) > max_rows
     frame = pd.DataFrame.from_records(rows[:max_rows], columns=keys, coerce_float=True)
     return QueryResult(frame, len(frame), truncated, time.monotonic() - started)
+
+
+def _fetch(result: CursorResult[Any], limit: int) -> list[tuple[Any, ...]]:
+    """At most `limit` rows as plain tuples, a chunk at a time.
+
+    pandas builds a frame from tuples several times faster than from SQLAlchemy Row objects, and
+    each chunk's Rows are freed as soon as they are copied: a million-row preview stays as fast
+    and as small as `pandas.read_sql` (bench/, scenario 3).
+    """
+    rows: list[tuple[Any, ...]] = []
+    while len(rows) < limit:
+        chunk = result.fetchmany(min(FETCH_CHUNK, limit - len(rows)))
+        if not chunk:
+            break
+        rows.extend(map(tuple, chunk))
+    return rows
 
 
 def _begin_read_only(conn: Connection, timeout: float) -> None:

@@ -234,7 +234,7 @@ def _default(df: pd.DataFrame, opts: RenderOptions, page: _Page) -> _Fit:
         kpis = (page.conv(f"- **{label}** {fmt(values[0])}") for label, fmt, values in columns)
         fit = _fit_items(page, head, kpis, len(columns), "项")
         return _Fit(fit.text, min(fit.shown, 1), fit.dropped, fit.lines_dropped)
-    rows = (page.conv(_row_line(columns, i)) for i in range(n))
+    rows = (page.conv(_row_line(columns, i)) for i in range(len(columns[0][2])))
     return _fit_items(page, head, rows, n, "行")
 
 
@@ -242,6 +242,12 @@ _Column = tuple[str, Callable[[Any], str], list[Any]]
 
 
 def _columns(df: pd.DataFrame, opts: RenderOptions) -> list[_Column]:
+    """Each column's label, formatter (decided from the whole column) and its first values.
+
+    A line costs at least a byte, so no more than `max_msg_bytes` rows can ever be shown: only
+    those become Python objects, however many rows the query returned.
+    """
+    shown = min(len(df), opts.max_msg_bytes)
     columns = []
     for j, name in enumerate(map(str, df.columns)):
         series = df.iloc[:, j]
@@ -249,7 +255,7 @@ def _columns(df: pd.DataFrame, opts: RenderOptions) -> list[_Column]:
         if kind not in KINDS:
             raise RenderError(f"column {name!r}: unknown format {kind!r}; use one of {', '.join(KINDS)}")
         fmt = column_formatter(series, kind, opts.currency_symbol)
-        columns.append((md(opts.labels.get(name, name)), fmt, series.tolist()))
+        columns.append((md(opts.labels.get(name, name)), fmt, series.iloc[:shown].tolist()))
     return columns
 
 

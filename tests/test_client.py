@@ -409,3 +409,20 @@ def test_on_call_reports_every_http_call(sandbox: Sandbox) -> None:
 def test_credentials_repr_hides_the_secret() -> None:
     assert "sandbox-secret" not in repr(CREDS) and "**" in repr(CREDS)
     assert CREDS.secret() == "sandbox-secret"
+
+
+def test_runs_resolving_the_same_mobiles_at_once_look_each_up_once(sandbox: Sandbox, tmp_path: Any) -> None:
+    cache = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    mobiles = [mobile_of(i) for i in range(1, 6)]
+    results: list[dict[str, str]] = []
+    with client_for(sandbox, userid_cache=cache) as client:
+        threads = [
+            threading.Thread(target=lambda: results.append(client.resolve_mobiles(mobiles)[0]))
+            for _ in range(8)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert endpoint_counts(sandbox)["getbymobile"] == 5
+    assert results == [{m: f"u{i:05d}" for i, m in enumerate(mobiles, start=1)}] * 8

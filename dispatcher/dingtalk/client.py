@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -75,6 +76,8 @@ class DingTalkClient:
         self.credentials = credentials
         self.base_url = (base_url or os.environ.get("DINGTALK_API_BASE") or DEFAULT_BASE_URL).rstrip("/")
         self._cache = userid_cache
+        self._mobile_locks: dict[str, threading.Lock] = {}
+        self._mobile_locks_guard = threading.Lock()
         self._sleep = sleep
         self._monotonic = monotonic
         self._http = Transport(
@@ -118,18 +121,31 @@ class DingTalkClient:
             return {}, []
         app_key = self.credentials.app_key
         found = dict(self._cache.get_userids(app_key, wanted, USERID_MAX_AGE)) if self._cache else {}
-        looked_up: dict[str, str] = {}
         problems: list[str] = []
         for mobile in (m for m in wanted if m not in found):
-            userid, problem = self._lookup(mobile)
+            userid, problem = self._resolve_one(mobile)
             if userid:
-                looked_up[mobile] = userid
+                found[mobile] = userid
             else:
                 problems.append(problem)
-        if looked_up and self._cache:
-            self._cache.put_userids(app_key, looked_up)
-        found.update(looked_up)
         return {m: found[m] for m in wanted if m in found}, problems
+
+    def _resolve_one(self, mobile: str) -> tuple[str | None, str]:
+        """Runs sending at the same time share recipients: one lookup per mobile, and the others
+        wait for it and read its answer from the cache instead of asking DingTalk again."""
+        with self._mobile_lock(mobile):
+            if self._cache:
+                cached = self._cache.get_userids(self.credentials.app_key, [mobile], USERID_MAX_AGE)
+                if mobile in cached:
+                    return cached[mobile], ""
+            userid, problem = self._lookup(mobile)
+            if userid and self._cache:
+                self._cache.put_userids(self.credentials.app_key, {mobile: userid})
+            return userid, problem
+
+    def _mobile_lock(self, mobile: str) -> threading.Lock:
+        with self._mobile_locks_guard:
+            return self._mobile_locks.setdefault(mobile, threading.Lock())
 
     def _lookup(self, mobile: str) -> tuple[str | None, str]:
         try:

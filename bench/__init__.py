@@ -1,0 +1,1 @@
+"""The dispatcher's benchmark: every scenario side by side against the sandbox (`python -m bench`)."""

@@ -1,0 +1,65 @@
+"""The results as a markdown table, PASS/FAIL lines and a JSON document."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.common import Outcome, Row
+
+HEADER = ("scenario", "figure", "dispatcher", "baseline / reference", "ratio", "target", "result")
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for r in rows:
+        cells = (r.scenario, r.figure, r.dispatcher, r.reference, r.ratio, r.target, r.verdict)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def verdicts(rows: list[Row]) -> list[str]:
+    return [
+        f"{r.verdict}  {r.scenario}: {r.figure}: {r.dispatcher} (target {r.target})"
+        for r in rows
+        if r.verdict
+    ]
+
+
+def markdown(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
+    rows = [r for o in outcomes for r in o.rows]
+    command = "python -m bench" + (" --quick" if meta["mode"] == "quick" else "")
+    head = (
+        f"Benchmark ({meta['mode']} run, {meta['finished']}): sandbox latency {meta['latency_ms']} ms "
+        f"per call, {meta['cpus']} CPUs, Python {meta['python']}. Times and memory are medians over the "
+        f"repetitions; call counts are the worst repetition. Reproduce with `{command}`."
+    )
+    notes = "\n".join(f"- {n}" for n in meta.get("notes", []))
+    return f"{head}\n\n{table(rows)}\n" + (f"\n{notes}\n" if notes else "")
+
+
+def write(out_dir: Path, outcomes: list[Outcome], meta: dict[str, Any]) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [r for o in outcomes for r in o.rows]
+    doc = {
+        **meta,
+        "passed": all(r.passed is not False for r in rows),
+        "targets": [_row_dict(r) for r in rows if r.passed is not None],
+        "scenarios": {o.name: {"rows": [_row_dict(r) for r in o.rows], "data": o.data} for o in outcomes},
+    }
+    json_path, md_path = out_dir / "latest.json", out_dir / "latest.md"
+    json_path.write_text(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
+    md_path.write_text(markdown(outcomes, meta), encoding="utf-8")
+    return json_path, md_path
+
+
+def _row_dict(row: Row) -> dict[str, Any]:
+    return {
+        "figure": row.figure,
+        "dispatcher": row.dispatcher,
+        "reference": row.reference,
+        "ratio": row.ratio,
+        "target": row.target,
+        "passed": row.passed,
+    }

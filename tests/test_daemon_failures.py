@@ -84,3 +84,29 @@ def test_a_failing_run_is_retried_with_backoff_then_given_up_with_one_alert(
     assert (retried[0].ts - failed[0].ts).total_seconds() >= 1
     assert (retried[1].ts - failed[1].ts).total_seconds() >= 2
     assert len(alerts_to(sandbox)) == 1
+
+
+def test_a_run_left_running_by_a_dead_process_is_reaped_and_retried_once(
+    daemons: Daemons, sandbox: Sandbox, state_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dispatcher import clock
+    from tests.daemon_harness import ZONE, open_ledger, task_fire_times
+
+    fire = datetime(2026, 1, 1, 0, 0, tzinfo=ZONE)  # the yearly report's fire time this year
+    yearly = report("年报", schedule="0 0 1 1 *", run_timeout="5s", retries=1, retry_delay="1s")
+    config = project(tmp_path / "p", {"yearly": yearly})
+    # A process claimed the run an hour ago and died: its row still says `running`.
+    monkeypatch.setattr(clock, "now", lambda: datetime.now(UTC) - timedelta(hours=1))
+    with open_ledger(state_url) as ledger:
+        assert ledger.claim("yearly", fire, "dead-host:1") is not None
+    monkeypatch.undo()
+
+    daemon = daemons.start(config)
+    daemon.wait_for("run.abandoned", report="yearly")
+    daemon.wait_for("run.sent", report="yearly")
+    [row] = runs(state_url, "yearly")
+    assert (row.state, row.attempts) == ("sent", 2)
+    assert row.owner != "dead-host:1"
+    assert task_fire_times(sandbox, "年报") == [fire]

@@ -36,6 +36,11 @@ def on_time_slack(schedule: Schedule) -> float:
     return min(30.0, schedule.min_period_seconds / 2)
 
 
+def lookback(schedule: Schedule, grace: float) -> float:
+    """How far back (seconds) a wake-up looks for owed fire times: the ledger is read as far."""
+    return max(grace, on_time_slack(schedule), schedule.min_period_seconds * MAX_BACKLOG)
+
+
 def plan(
     schedule: Schedule,
     tz: ZoneInfo,
@@ -52,7 +57,7 @@ def plan(
     if last_recorded is None:
         times = _latest(schedule, tz, now, max(grace, slack), run_on_start)
     else:
-        reach = max(grace, slack, schedule.min_period_seconds * MAX_BACKLOG)
+        reach = lookback(schedule, grace)
         times = _newest(schedule, tz, max(last_recorded, now - timedelta(seconds=reach)), now)
     pending = [t for t in times if _utc(t) not in recorded]
     return _split(pending, now, slack, grace, policy, force_last=last_recorded is None and run_on_start)

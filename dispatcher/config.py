@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -185,6 +186,9 @@ class Config(_Model):
 
     def report_timezone(self, report: Report) -> str:
         return report.timezone or self.timezone
+
+    def report_zone(self, report: Report) -> ZoneInfo:
+        return to_zone(self.report_timezone(report))
 
     def query_text(self, report: Report) -> str:
         if report.sql is not None:

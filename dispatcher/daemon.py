@@ -35,7 +35,7 @@ from dispatcher.errors import DispatcherError, StateError
 from dispatcher.health import HealthServer, HealthState, Metrics
 from dispatcher.ledger import Ledger, Run
 from dispatcher.runner import Services, build_sources, execute, give_up
-from dispatcher.schedule import Schedule, to_zone
+from dispatcher.schedule import Schedule
 from dispatcher.state import StateStore, state_url
 
 TICK = 1.0  # main-loop heartbeat, seconds
@@ -142,7 +142,7 @@ class Daemon:
         return {rid: r for rid, r in self.config.reports.items() if r.enabled}
 
     def _schedule(self, scheduler: BackgroundScheduler, report: Report) -> None:
-        trigger = ScheduleTrigger(report.parsed_schedule(), to_zone(self.config.report_timezone(report)))
+        trigger = ScheduleTrigger(report.parsed_schedule(), self.config.report_zone(report))
         scheduler.add_job(
             self._wake, trigger, args=[report.id], id=report.id, name=report.id, replace_existing=True
         )
@@ -238,8 +238,8 @@ class Daemon:
         report = svc.config.reports.get(report_id)
         if report is None or not report.enabled:
             return
-        schedule, tz, now = report.parsed_schedule(), to_zone(svc.config.report_timezone(report)), clock.now()
-        reach = max(report.grace, schedule.min_period_seconds * catchup.MAX_BACKLOG)
+        schedule, tz, now = report.parsed_schedule(), svc.config.report_zone(report), clock.now()
+        reach = catchup.lookback(schedule, report.grace)
         plan = catchup.plan(
             schedule, tz, now=now, last_recorded=svc.ledger.last_fire_time(report_id),
             recorded=svc.ledger.fire_times_with_rows(report_id, now - timedelta(seconds=reach), now),
@@ -273,7 +273,7 @@ class Daemon:
         report = self.svc.config.reports.get(run.report_id)
         claimed = self.svc.ledger.claim_retry(run, self.owner) if report else None
         if report is not None and claimed is not None:
-            fire = claimed.fire_time.astimezone(to_zone(self.svc.config.report_timezone(report)))
+            fire = claimed.fire_time.astimezone(self.svc.config.report_zone(report))
             logs.event("run.retrying", report=report.id, fire_time=fire, attempt=claimed.attempts)
             execute(self.svc, report, claimed)
 

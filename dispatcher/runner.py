@@ -55,14 +55,13 @@ def _make_demo(path: Path, config: Config) -> bool:
 
     if path.name != DEMO_FILENAME:
         return False
-    today = clock.now().astimezone(to_zone(config.timezone)).date()
-    ensure_demo_sqlite(path, today)
+    ensure_demo_sqlite(path, now_in(config).date())
     return path.exists()
 
 
 def fire_time_at(config: Config, report: Report, at: datetime) -> datetime:
     """The report's last scheduled fire time at or before `at`, in the report's timezone."""
-    tz = to_zone(config.report_timezone(report))
+    tz = config.report_zone(report)
     fire = report.parsed_schedule().previous_fire_time(at, tz)
     if fire is None:
         raise ScheduleError(f"report {report.id!r} has no fire time at or before {at.isoformat()}")
@@ -70,13 +69,13 @@ def fire_time_at(config: Config, report: Report, at: datetime) -> datetime:
 
 
 def next_fire_time(config: Config, report: Report, after: datetime) -> datetime:
-    tz = to_zone(config.report_timezone(report))
+    tz = config.report_zone(report)
     return report.parsed_schedule().next_fire_time(after, tz)
 
 
 def prepare(config: Config, sources: Sources, report: Report, fire_time: datetime) -> Prepared:
     """Query and render the report as the run scheduled at `fire_time` would."""
-    tz = to_zone(config.report_timezone(report))
+    tz = config.report_zone(report)
     macros = date_macros(fire_time, tz)
     params = render_params(report.params, macros, report.id, config.path.name)
     result = run_query(
@@ -160,7 +159,7 @@ def execute(svc: Services, report: Report, run: Run) -> str:
     Failures become ledger rows; only a StateError (the ledger itself is gone) propagates.
     """
     started = time.monotonic()
-    fire = run.fire_time.astimezone(to_zone(svc.config.report_timezone(report)))
+    fire = run.fire_time.astimezone(svc.config.report_zone(report))
     try:
         with svc.slot(report.source):
             prepared = prepare(svc.config, svc.sources, report, fire)
@@ -204,7 +203,7 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
 
 
 def _fail(svc: Services, report: Report, run: Run, error: str) -> str:
-    fire = run.fire_time.astimezone(to_zone(svc.config.report_timezone(report)))
+    fire = run.fire_time.astimezone(svc.config.report_zone(report))
     if run.attempts <= report.retries:
         delay = report.retry_delay * 2 ** (run.attempts - 1)
         retry_at = clock.now() + timedelta(seconds=delay)

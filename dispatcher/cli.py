@@ -258,14 +258,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _last_runs(config: Any) -> dict[str, Any]:
     """Each report's latest ledger row, if there is a state store yet (list never creates one)."""
+    from sqlalchemy.engine import make_url
+
     from dispatcher.ledger import Ledger
-    from dispatcher.state import DEFAULT_STATE_PATH, StateStore, state_url
+    from dispatcher.state import StateStore, state_url
 
     url = state_url(config.base_dir, config.state)
-    if (
-        url == f"sqlite:///{config.base_dir / DEFAULT_STATE_PATH}"
-        and not (config.base_dir / DEFAULT_STATE_PATH).exists()
-    ):
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
         return {}
     store = StateStore(url)
     try:

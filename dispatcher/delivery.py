@@ -52,7 +52,10 @@ def recipients_from_cli(values: Sequence[str]) -> Recipients:
     for raw in values:
         for value in filter(None, (v.strip() for v in raw.split(","))):
             mobile = normalize_mobile(value)
-            (mobiles if MOBILE.match(mobile) else userids).append(mobile if MOBILE.match(mobile) else value)
+            if MOBILE.match(mobile):
+                mobiles.append(mobile)
+            else:
+                userids.append(value)
     if not userids and not mobiles:
         raise ConfigError([Problem("command line", None, "--to", "give at least one userid or mobile")])
     return Recipients(userids=_unique(userids), mobiles=_unique(mobiles))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, CursorResult, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from dispatcher.errors import QueryError
 
@@ -177,13 +177,11 @@ def _end_read_only(conn: Connection) -> None:
 
 
 def _mysql_timeout(conn: Connection, timeout: float) -> None:
-    if conn.dialect.name == "mariadb" or "mariadb" in str(getattr(conn.dialect, "server_version_info", "")):
+    # MariaDB calls it max_statement_time (seconds); MySQL max_execution_time (milliseconds).
+    if getattr(conn.dialect, "is_mariadb", False):
         conn.exec_driver_sql(f"SET SESSION max_statement_time = {timeout:.3f}")
-        return
-    try:
+    else:
         conn.exec_driver_sql(f"SET SESSION max_execution_time = {int(timeout * 1000)}")
-    except DBAPIError:
-        conn.exec_driver_sql(f"SET SESSION max_statement_time = {timeout:.3f}")
 
 
 def _sqlite_deadline(conn: Connection, timeout: float) -> None:

@@ -329,15 +329,13 @@ def _print_preview(out: dict[str, Any], limit: int) -> None:
     print(f"report     {out['id']}")
     print(f"fire time  {out['fire_time']}")
     print(f"params     {json.dumps(out['params'], ensure_ascii=False)}")
-    print(f"rows       {out['rows']}{' (truncated at the row cap)' if out['truncated'] else ''}")
+    print(f"rows       {out['rows']}{' (truncated)' if out['truncated'] else ''}")
     if out["action"] == "skip":
         print("result     no rows and on_empty is 'skip': this run would send nothing")
         return
     print(f"message    {out['msgtype']}, {out['msg_bytes']} of {limit} bytes, {out['rows_shown']} rows shown")
     print(f"title      {out['title']}")
-    print("-" * 60)
-    print(out["markdown"])
-    print("-" * 60)
+    _print_message(out["markdown"])
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -395,8 +393,12 @@ def _print_dry_run(client: Any, rendered: Any, recipients: Any) -> None:
     for problem in problems:
         print(f"warning    {problem}")
     print("dry run    nothing was sent; the message would be:")
+    _print_message(rendered.markdown)
+
+
+def _print_message(markdown: str) -> None:
     print("-" * 60)
-    print(rendered.markdown)
+    print(markdown)
     print("-" * 60)
 
 

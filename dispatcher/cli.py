@@ -33,26 +33,33 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dispatcher",
         description="Scheduled SQL reports delivered as DingTalk work notifications.",
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("-V", "--version", action="version", version=_version())
+    _add_config_option(parser, default=Path("reports.yaml"))
+    # The same option after the command; SUPPRESS keeps a value given before the command.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-c",
-        "--config",
-        type=Path,
-        default=Path("reports.yaml"),
-        metavar="PATH",
-        help="the reports file (default: ./reports.yaml)",
-    )
+    _add_config_option(common, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_validate(sub, common)
     _add_list(sub, common)
     _add_preview(sub, common)
     _add_send(sub, common)
-    _add_sandbox(sub)
+    _add_sandbox(sub, common)
     _add_run(sub, common)
     _add_history(sub, common)
     _add_demo(sub, common)
     return parser
+
+
+def _add_config_option(parser: argparse.ArgumentParser, default: Any) -> None:
+    """`-c` works before or after the command: `dispatcher -c FILE list` = `dispatcher list -c FILE`."""
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=default,
+        metavar="PATH",
+        help="the reports file (default: ./reports.yaml)",
+    )
 
 
 def _add_validate(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -113,8 +120,11 @@ def _add_send(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_send)
 
 
-def _add_sandbox(sub: Any) -> None:
-    p = sub.add_parser("sandbox", help="run a local DingTalk-compatible server with an inbox page")
+def _add_sandbox(sub: Any, common: argparse.ArgumentParser) -> None:
+    # -c is accepted (and unused) so one shell alias with -c serves every command.
+    p = sub.add_parser(
+        "sandbox", parents=[common], help="run a local DingTalk-compatible server with an inbox page"
+    )
     p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765)")
     p.add_argument("--latency", type=float, metavar="SECONDS", help="delay added to every API call")
     p.add_argument("--token-ttl", type=float, metavar="SECONDS", help="access token lifetime (default: 7200)")

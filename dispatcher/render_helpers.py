@@ -87,8 +87,8 @@ def md(x: Any) -> str:
 
 
 def cell(x: Any) -> str:
-    """`md` capped at CELL_MAX_CHARS, for one value inside a default-rendered line."""
-    text = md(x)
+    """`md` capped at CELL_MAX_CHARS, for one value inside a default-rendered line; blank shows `—`."""
+    text = md(x) or MISSING  # an empty value would leave `- ****` or a label with nothing after it
     return text if len(text) <= CELL_MAX_CHARS else text[: CELL_MAX_CHARS - 1] + "…"
 
 

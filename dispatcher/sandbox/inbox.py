@@ -14,8 +14,8 @@ from string import Template
 from typing import Any
 from urllib.parse import quote
 
+from dispatcher.dingtalk.markdown import is_web_url, to_html
 from dispatcher.sandbox.delivery import SHANGHAI
-from dispatcher.sandbox.markdown import is_web_url, to_html
 
 MAX_CARDS = 200  # benchmarks deliver thousands; the page stays light
 FORBIDDEN_REASONS = {

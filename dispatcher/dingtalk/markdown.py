@@ -1,12 +1,16 @@
-"""DingTalk's markdown subset → HTML, for the sandbox inbox.
+"""DingTalk's markdown subset, read the way the phone reads it: one parser for the renderer and the sandbox.
 
 Rendered: headings `#`–`######`, block quotes `>`, `**bold**`, `*italic*`, `[links](http…)`,
-`![images](http…)`, `- ` and `1. ` lists, paragraphs separated by a blank line, and a line break at
-every `\\n` inside a paragraph (DingTalk's rule; the two spaces it recommends around `\\n`
-are dropped).
+`![images](http…)`, `- ` and `1. ` lists, paragraphs separated by a blank line.
+Line breaks follow the phone, not CommonMark's renderers: inside a paragraph (or a quote, or a list
+item's continuation) a single `\\n` joins the two lines; a line ending in two spaces breaks; a blank
+line starts a new paragraph; headings and list items always start their own line
+[message-types-and-data-format; blinkbean/dingtalk#2].
 Everything else is shown as the raw text a phone shows: table pipes, code fences and `backticks`,
-HTML tags (escaped, never rendered), and links or images whose URL is not http(s)
-[message-types-and-data-format].
+HTML tags (escaped, never rendered), and links or images whose URL is not http(s).
+
+`hard_breaks` is what the renderer applies before measuring a message, so a line the author wrote on
+its own line is on its own line on the phone; `to_html` is what the sandbox inbox shows.
 """
 
 from __future__ import annotations
@@ -22,12 +26,40 @@ NUMBERED = re.compile(r" {0,3}(\d{1,9})\.\s+(.*)$")
 LINK = re.compile(r"(!?)\[([^\]\n]*)\]\(\s*([^)\s]+)\s*\)")
 BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
 ITALIC = re.compile(r"(?<![*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![*\w])")
+HARD_BREAK = "  "  # two spaces before "\n": the break DingTalk's own example uses
+
+
+def _is_item(line: str) -> bool:
+    return bool(BULLET.match(line) or NUMBERED.match(line))
+
+
+def starts_own_line(line: str, previous: str) -> bool:
+    """Whether `line` starts a new line on the phone even with a single `\\n` before it."""
+    if HEADING.match(previous) or HEADING.match(line) or _is_item(line):
+        return True
+    return bool(QUOTE.match(line)) and not QUOTE.match(previous)
+
+
+def hard_breaks(text: str) -> str:
+    """`text` with two spaces before each single `\\n` the phone would otherwise join.
+
+    Only joins get the two bytes: list items, headings and blank-line gaps already break, so a long
+    list costs nothing extra in the 2048-byte budget. Idempotent.
+    """
+    lines = text.split("\n")
+    out = []
+    for line, following in zip(lines, [*lines[1:], None], strict=True):
+        joined = following is not None and following.strip() and line.strip()
+        if joined and not line.endswith(HARD_BREAK) and not starts_own_line(following, line):
+            line = line.rstrip() + HARD_BREAK
+        out.append(line)
+    return "\n".join(out)
 
 
 @dataclass
 class _Block:
     kind: str  # "p", "quote", "ul", "ol"
-    lines: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # for lists: one entry per item, "\n"-joined
     start: int = 1
 
 
@@ -60,11 +92,11 @@ def _feed(line: str, block: _Block | None, out: list[str]) -> _Block | None:
             block.lines.append(match.group(match.lastindex or 1))
             return block
     if block is None:
-        return _Block("p", [line.strip()])
+        return _Block("p", [line.lstrip()])
     if block.kind in ("ul", "ol"):  # a lazy continuation line belongs to the last item
-        block.lines[-1] = f"{block.lines[-1]}\n{line.strip()}"
+        block.lines[-1] = f"{block.lines[-1]}\n{line.lstrip()}"
     else:
-        block.lines.append(line.strip())
+        block.lines.append(line.lstrip())
     return block
 
 
@@ -82,7 +114,12 @@ def _flush(block: _Block | None, out: list[str]) -> None:
 
 
 def _lines(lines: list[str]) -> str:
-    return "<br>\n".join(inline(line.strip()) for line in lines)
+    """The lines of one block: `<br>` after a line ending in two spaces, else joined as the phone does."""
+    parts = []
+    for i, line in enumerate(lines):
+        last = i == len(lines) - 1
+        parts.append(inline(line.strip()) + ("" if last else "<br>\n" if line.endswith(HARD_BREAK) else " "))
+    return "".join(parts)
 
 
 def inline(text: str) -> str:

@@ -48,9 +48,9 @@ def hard_breaks(text: str) -> str:
     """
     lines = text.split("\n")
     out = []
-    for line, following in zip(lines, [*lines[1:], None], strict=True):
-        joined = following is not None and following.strip() and line.strip()
-        if joined and not line.endswith(HARD_BREAK) and not starts_own_line(following, line):
+    for line, following in zip(lines, [*lines[1:], ""], strict=True):
+        joined = following.strip() and line.strip() and not line.endswith(HARD_BREAK)
+        if joined and not starts_own_line(following, line):
             line = line.rstrip() + HARD_BREAK
         out.append(line)
     return "\n".join(out)

@@ -18,7 +18,7 @@ import pandas as pd
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SecurityError
 
-from dispatcher.dingtalk.markdown import hard_breaks
+from dispatcher.dingtalk.markdown import hard_breaks, to_plain
 from dispatcher.dingtalk.message import (
     MAX_MSG_BYTES,
     action_card_msg,
@@ -37,7 +37,6 @@ from dispatcher.render_helpers import (
     infer_kind,
     md,
     template_helpers,
-    to_plain,
 )
 
 MSGTYPES = ("markdown", "text", "action_card")

@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import requests
 
-from dispatcher.dingtalk.markdown import hard_breaks, to_html
+from dispatcher.dingtalk.markdown import hard_breaks, to_html, to_plain
 from dispatcher.dingtalk.message import markdown_msg, msg_bytes
 from dispatcher.render import RenderOptions, render
+from dispatcher.render_helpers import md
 from dispatcher.sandbox import Sandbox, SandboxOptions
 
 FIRE = datetime(2026, 11, 28, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -119,7 +120,7 @@ def test_one_parser_the_sandbox_shows_with_the_module_the_renderer_measures_with
     import dispatcher.sandbox.inbox
 
     assert dispatcher.sandbox.inbox.to_html is to_html
-    assert dispatcher.render.hard_breaks is hard_breaks
+    assert dispatcher.render.hard_breaks is hard_breaks and dispatcher.render.to_plain is to_plain
     code = (
         "import sys, dispatcher.dingtalk.markdown, dispatcher.dingtalk.message;"
         "print(sorted(m for m in sys.modules if m.startswith(('dispatcher.sandbox', 'dispatcher.render'))))"
@@ -143,3 +144,10 @@ def test_an_empty_label_or_kpi_value_renders_as_a_dash() -> None:
     r = render(df, opts(labels={"sales": ""}))
     assert "****" not in r.markdown
     assert "- **—** 5\n- **note** —" in r.markdown
+
+
+def test_escaped_data_shows_as_plain_text_in_the_parser_that_shows_the_phone() -> None:
+    hostile = "- **x**\n### [a](https://e.example) <b>1</b>"
+    shown = to_html(md(hostile))
+    assert shown.startswith("<p>") and shown.count("<p>") == 1
+    assert not any(tag in shown for tag in ("<strong>", "<a ", "<h3>", "<li>", "<b>"))

@@ -9,8 +9,10 @@ line starts a new paragraph; headings and list items always start their own line
 Everything else is shown as the raw text a phone shows: table pipes, code fences and `backticks`,
 HTML tags (escaped, never rendered), and links or images whose URL is not http(s).
 
-`hard_breaks` is what the renderer applies before measuring a message, so a line the author wrote on
-its own line is on its own line on the phone; `to_html` is what the sandbox inbox shows.
+One module reads the subset for every purpose: `escape` makes untrusted text inert, `hard_breaks` is
+what the renderer applies before measuring a message (so a line the author wrote on its own line is
+on its own line on the phone), `to_plain` turns a line into the text message type's plain text, and
+`to_html` is what the sandbox inbox shows.
 """
 
 from __future__ import annotations
@@ -27,6 +29,52 @@ LINK = re.compile(r"(!?)\[([^\]\n]*)\]\(\s*([^)\s]+)\s*\)")
 BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
 ITALIC = re.compile(r"(?<![*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![*\w])")
 HARD_BREAK = "  "  # two spaces before "\n": the break DingTalk's own example uses
+
+# Rather than backslash-escaping (DingTalk documents no escape syntax), every character that could
+# open markdown or HTML structure is swapped for its full-width look-alike: a value reads the same on
+# a phone but can never become a heading, link, list, table or tag.
+_FULL_WIDTH = str.maketrans(
+    {
+        "*": "＊",
+        "_": "＿",
+        "`": "｀",
+        "[": "［",
+        "]": "］",
+        "#": "＃",
+        ">": "＞",
+        "<": "＜",
+        "|": "｜",
+        "~": "～",
+        "\\": "＼",
+        "&": "＆",
+    }
+)
+_BREAKS = re.compile(r"[\s\x00-\x1f\x7f]+")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# A value at the start of a line could still open a list, a rule or a setext heading.
+_LEADING_MARK = re.compile(r"^[-+=]+(?=\s|$)")
+_LEADING_NUMBER = re.compile(r"^(\d+)([.)])(?=\s|$)")
+_LEADING_SWAP = str.maketrans({"-": "－", "+": "＋", "=": "＝", ".": "．", ")": "）"})
+
+
+def escape(text: str) -> str:
+    """`text` made safe to drop anywhere in DingTalk markdown: one line, no structure it could open."""
+    text = _SURROGATE.sub("\ufffd", _BREAKS.sub(" ", text).strip()).translate(_FULL_WIDTH)
+    text = _LEADING_MARK.sub(lambda m: m.group(0).translate(_LEADING_SWAP), text)
+    return _LEADING_NUMBER.sub(lambda m: m.group(1) + m.group(2).translate(_LEADING_SWAP), text)
+
+
+def to_plain(line: str) -> str:
+    """One markdown line as plain text, for the text msgtype. Escaped data never matches."""
+    line = line.strip()
+    if heading := HEADING.match(line):
+        line = heading.group(2)
+    elif quote := QUOTE.match(line):
+        line = quote.group(1).strip()
+    if bullet := BULLET.match(line):
+        line = "• " + bullet.group(1)
+    line = LINK.sub(lambda m: m.group(2) if m.group(1) else f"{m.group(2)} {m.group(3)}", line)
+    return ITALIC.sub(r"\1", BOLD.sub(r"\1", line))
 
 
 def _is_item(line: str) -> bool:

@@ -83,6 +83,22 @@ class DingTalkConfig(_Model):
         return None if value == "" else value
 
 
+MAX_LINK_CHARS = 500  # an action card's button URL [message-types-and-data-format]
+_LINK = re.compile(r"(https?://|dingtalk://dingtalkclient/)\S+\Z", re.IGNORECASE)
+
+
+def link_url(value: str) -> str:
+    """A link a message may carry: http(s), or a DingTalk client link that opens inside the app."""
+    if not _LINK.match(value):
+        raise ValueError(f"{value!r} is not an http(s) URL or a dingtalk://dingtalkclient/ link")
+    if len(value) > MAX_LINK_CHARS:
+        raise ValueError(
+            f"a link of {len(value)} characters is not accepted; DingTalk allows {MAX_LINK_CHARS}"
+            " (shorten it, e.g. with fewer query parameters)"
+        )
+    return value
+
+
 class Report(_Model):
     id: str = ""
     title: str = Field(min_length=1, max_length=64)
@@ -138,10 +154,8 @@ class Report(_Model):
 
     @field_validator("action_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"https?://\S+\Z", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value
+    def _link(cls, value: str | None) -> str | None:
+        return None if value is None else link_url(value)
 
     def parsed_schedule(self) -> Schedule:
         return parse_schedule(self.schedule)

@@ -18,6 +18,7 @@ import pandas as pd
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SecurityError
 
+from dispatcher.dingtalk.markdown import hard_breaks, to_plain
 from dispatcher.dingtalk.message import (
     MAX_MSG_BYTES,
     action_card_msg,
@@ -28,6 +29,7 @@ from dispatcher.dingtalk.message import (
 from dispatcher.errors import RenderError
 from dispatcher.render_helpers import (
     KINDS,
+    MISSING,
     TemplateSandbox,
     column_formatter,
     escape_frame,
@@ -35,7 +37,6 @@ from dispatcher.render_helpers import (
     infer_kind,
     md,
     template_helpers,
-    to_plain,
 )
 
 MSGTYPES = ("markdown", "text", "action_card")
@@ -101,6 +102,7 @@ class _Fit:
 class _Page:
     wrap: Callable[[str], dict[str, Any]]
     conv: Callable[[str], str]  # markdown line → line as sent (identity, or plain text)
+    breaks: Callable[[str], str]  # the whole text → the phone's line breaks (markdown only)
     footer: str
     limit: int
     query_truncated: bool
@@ -109,7 +111,8 @@ class _Page:
         return "\n".join(self.conv(line) for line in lines)
 
     def text(self, blocks: list[str], note: str | None) -> str:
-        return "\n\n".join([b for b in blocks if b] + ([note] if note else []) + [self.footer])
+        # Breaks are made here, on the text that is measured, so they count in the byte budget.
+        return self.breaks("\n\n".join([b for b in blocks if b] + ([note] if note else []) + [self.footer]))
 
     def size(self, text: str) -> int:
         return msg_bytes(self.wrap(text))
@@ -142,10 +145,10 @@ def _page(opts: RenderOptions) -> _Page:
         wrap = lambda t: action_card_msg(title, t, opts.action_title, url)  # noqa: E731
     else:
         wrap = lambda t: markdown_msg(title, t)  # noqa: E731
-    conv = to_plain if opts.msgtype == "text" else _identity
+    conv, breaks = (to_plain, _identity) if opts.msgtype == "text" else (_identity, hard_breaks)
     stamp = opts.fire_time.strftime("%Y-%m-%d %H:%M:%S" if opts.footer_seconds else "%Y-%m-%d %H:%M")
     footer = conv(f"数据截至 {stamp}")
-    return _Page(wrap, conv, footer, opts.max_msg_bytes, opts.query_truncated)
+    return _Page(wrap, conv, breaks, footer, opts.max_msg_bytes, opts.query_truncated)
 
 
 def _identity(line: str) -> str:
@@ -255,7 +258,8 @@ def _columns(df: pd.DataFrame, opts: RenderOptions) -> list[_Column]:
         if kind not in KINDS:
             raise RenderError(f"column {name!r}: unknown format {kind!r}; use one of {', '.join(KINDS)}")
         fmt = column_formatter(series, kind, opts.currency_symbol)
-        columns.append((md(opts.labels.get(name, name)), fmt, series.iloc[:shown].tolist()))
+        label = md(opts.labels.get(name, name)) or MISSING
+        columns.append((label, fmt, series.iloc[:shown].tolist()))
     return columns
 
 

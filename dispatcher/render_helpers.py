@@ -1,15 +1,13 @@
 """Formatting values for DingTalk markdown (cells, numbers, dates); template helpers and sandbox.
 
-Cell text is untrusted. Rather than backslash-escaping (DingTalk documents no escape syntax), every
-character that could open markdown or HTML structure is swapped for its full-width look-alike, so a
-value reads the same on a phone but can never become a heading, link, list, table or tag.
+Cell text is untrusted: `md` makes it text the markdown cannot read as structure, with the escaping of
+the one DingTalk markdown module (dispatcher.dingtalk.markdown.escape).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
@@ -21,32 +19,11 @@ from jinja2 import Undefined
 from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from dispatcher.dingtalk.markdown import escape
+
 MISSING = "—"
 CELL_MAX_CHARS = 64
 LARGE = 100_000  # at or above this, cents are noise on a phone: numbers show no decimals
-
-_FULL_WIDTH = str.maketrans(
-    {
-        "*": "＊",
-        "_": "＿",
-        "`": "｀",
-        "[": "［",
-        "]": "］",
-        "#": "＃",
-        ">": "＞",
-        "<": "＜",
-        "|": "｜",
-        "~": "～",
-        "\\": "＼",
-        "&": "＆",
-    }
-)
-_BREAKS = re.compile(r"[\s\x00-\x1f\x7f]+")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-# A value at the start of a line could still open a list, a rule or a setext heading.
-_LEADING_MARK = re.compile(r"^[-+=]+(?=\s|$)")
-_LEADING_NUMBER = re.compile(r"^(\d+)([.)])(?=\s|$)")
-_LEADING_SWAP = str.maketrans({"-": "－", "+": "＋", "=": "＝", ".": "．", ")": "）"})
 
 
 def is_missing(x: Any) -> bool:
@@ -80,15 +57,12 @@ def plain_value(x: Any) -> str:
 
 def md(x: Any) -> str:
     """A value made safe to drop anywhere in markdown: one line, no structure it could open."""
-    text = _BREAKS.sub(" ", plain_value(x)).strip()
-    text = _SURROGATE.sub("\ufffd", text).translate(_FULL_WIDTH)
-    text = _LEADING_MARK.sub(lambda m: m.group(0).translate(_LEADING_SWAP), text)
-    return _LEADING_NUMBER.sub(lambda m: m.group(1) + m.group(2).translate(_LEADING_SWAP), text)
+    return escape(plain_value(x))
 
 
 def cell(x: Any) -> str:
-    """`md` capped at CELL_MAX_CHARS, for one value inside a default-rendered line."""
-    text = md(x)
+    """`md` capped at CELL_MAX_CHARS, for one value inside a default-rendered line; blank shows `—`."""
+    text = md(x) or MISSING  # an empty value would leave `- ****` or a label with nothing after it
     return text if len(text) <= CELL_MAX_CHARS else text[: CELL_MAX_CHARS - 1] + "…"
 
 
@@ -302,25 +276,6 @@ def _column_date_pattern(series: pd.Series) -> str:
     if seconds:
         return "%Y-%m-%d %H:%M:%S"
     return "%Y-%m-%d %H:%M" if minutes else "%Y-%m-%d"
-
-
-# --- plain text for the text msgtype -------------------------------------------------------------
-
-_HEADING = re.compile(r"^#{1,6}\s+")
-_QUOTE = re.compile(r"^>\s?")
-_BULLET = re.compile(r"^[-*+]\s+")
-_IMAGE = re.compile(r"!\[([^\]\n]*)\]\([^)\n]*\)")
-_LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\n]*)\)")
-_STRONG = re.compile(r"(\*\*|__)(.+?)\1")
-_EMPHASIS = re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])")
-
-
-def to_plain(line: str) -> str:
-    """One markdown line as plain text. Data never matches: it was made full-width already."""
-    line = _QUOTE.sub("", _HEADING.sub("", line.strip()))
-    line = _BULLET.sub("• ", line)
-    line = _LINK.sub(r"\1 \2", _IMAGE.sub(r"\1", line))
-    return _EMPHASIS.sub(r"\1", _STRONG.sub(r"\2", line))
 
 
 # --- templates -----------------------------------------------------------------------------------

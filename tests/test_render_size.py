@@ -160,7 +160,9 @@ def test_template_prose_too_big_loses_trailing_lines_not_the_footer():
     lines = r.markdown.split("\n")
     assert r.msg_bytes <= 2048 and r.truncated and r.rows_shown == 1
     kept = len(lines) - 5  # heading, kept prose, blank, note, blank, footer
-    assert lines[1 : 1 + kept] == [f"第{i}段说明文字，内容很长很长很长。" for i in range(kept)]
+    # each prose line but the last kept one ends in two spaces: the phone joins single newlines
+    prose = [f"第{i}段说明文字，内容很长很长很长。" for i in range(kept)]
+    assert lines[1 : 1 + kept] == [line + "  " for line in prose[:-1]] + prose[-1:]
     assert lines[-3:] == [f"…… 省略 {200 - kept} 行内容", "", FOOTER]
 
 

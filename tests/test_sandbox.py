@@ -384,9 +384,9 @@ def test_sandbox_endpoints_expose_and_control_the_state(sandbox: Sandbox, api: A
     assert sandbox.options.calls_per_second == 1
     bad = requests.post(f"{base}/options", json={"no_such_option": 1})
     assert bad.status_code == 400 and "no_such_option" in bad.json()["error"]
-    requests.post(f"{base}/expire_tokens")
+    requests.post(f"{base}/expire_tokens", json={})  # control requests must be JSON (issue 15 §6)
     assert api.post(MOBILE, {"mobile": "13800000000"})["errcode"] == 42001
-    requests.post(f"{base}/reset")
+    requests.post(f"{base}/reset", json={})
     assert sandbox.messages() == [] and sandbox.tasks() == [] and sandbox.calls() == []
     requests.post(f"{base}/users", json=[{"userid": "late1", "name": "迟到", "mobile": "13622223333"}])
     fresh = api.gettoken()["access_token"]

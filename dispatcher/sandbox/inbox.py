@@ -14,8 +14,8 @@ from string import Template
 from typing import Any
 from urllib.parse import quote
 
+from dispatcher.dingtalk.markdown import is_web_url, to_html
 from dispatcher.sandbox.delivery import SHANGHAI
-from dispatcher.sandbox.markdown import is_web_url, to_html
 
 MAX_CARDS = 200  # benchmarks deliver thousands; the page stays light
 FORBIDDEN_REASONS = {
@@ -35,10 +35,12 @@ def render_page(
     tasks: list[dict[str, Any]],
     names: dict[str, str],
     userid: str | None = None,
+    nonce: str = "",
 ) -> str:
+    """The page; `nonce` is the one the Content-Security-Policy allows its <style> elements by."""
     shown = [m for m in messages if userid is None or m["userid"] == userid]
     shown.sort(key=lambda m: m["id"], reverse=True)
-    cards = "\n".join(card(m) for m in shown[:MAX_CARDS])
+    cards = "\n".join(card(m, nonce) for m in shown[:MAX_CARDS])
     if not shown:
         cards = '<div class="empty">还没有消息 — no notifications yet</div>'
     who = f"{names.get(userid, userid)} ({userid})" if userid else "所有人 (everyone)"
@@ -48,6 +50,7 @@ def render_page(
         "opening a person's inbox (?userid=…) marks their messages read"
     )
     return _TEMPLATE.substitute(
+        nonce=e(nonce),
         title="DingTalk sandbox inbox",
         heading="工作通知 · DingTalk sandbox inbox",
         summary=e(summary),
@@ -69,27 +72,38 @@ def nav(messages: list[dict[str, Any]], names: dict[str, str], userid: str | Non
     return "".join(links)
 
 
-def card(message: dict[str, Any]) -> str:
-    title, body = content(message["msg"])
+def card(message: dict[str, Any], nonce: str = "") -> str:
+    """One notification as a phone shows it: the chat-list row with the title as its preview, then
+    the conversation with the message body; who, when and what state below the phone."""
+    preview, body = content(message["msg"], nonce)
     state = "已撤回 recalled" if message["recalled"] else ("已读 read" if message["read"] else "未读 unread")
     classes = "card" + (" recalled" if message["recalled"] else "")
     classes += " unread" if not message["read"] and not message["recalled"] else ""
+    when = e(local_time(message["at"]))
+    chat = (
+        '<div class="chat"><div class="avatar">通知</div><div class="preview">'
+        f'<div class="who"><b>工作通知</b><time>{when}</time></div>'
+        f'<div class="line">{preview or "&nbsp;"}</div></div></div>'
+    )
     meta = (
         f'<span class="tag">{e(message["msgtype"])}</span>'
-        f"<span>{e(message['name'])} ({e(message['userid'])})</span>"
-        f"<span>{e(local_time(message['at']))}</span>"
+        f"<span>→ {e(message['name'])} ({e(message['userid'])})</span>"
         f'<span class="tag{" unread" if state.startswith("未读") else ""}">{e(state)}</span>'
         f"<span>task {e(message['task_id'])}</span>"
     )
     return (
-        f'<article class="{classes}"><div class="meta">{meta}</div>'
-        + (f'<div class="title">{title}</div>' if title else "")
-        + f'<div class="body">{body}</div></article>'
+        f'<article class="{classes}">{chat}'
+        f'<div class="conversation"><div class="bubble">{body}</div></div>'
+        f'<div class="meta">{meta}</div></article>'
     )
 
 
-def content(msg: dict[str, Any]) -> tuple[str, str]:
-    """(title HTML, body HTML) the way the phone shows each msgtype."""
+def content(msg: dict[str, Any], nonce: str = "") -> tuple[str, str]:
+    """(chat-list preview HTML, body HTML) the way the phone shows each msgtype.
+
+    The title of a markdown or action card message is only the preview (and the push): the phone
+    does not print it above the body, which usually starts with its own heading.
+    """
     msgtype = msg.get("msgtype", "")
     part = _obj(msg.get(msgtype))
     if msgtype == "markdown":
@@ -98,11 +112,12 @@ def content(msg: dict[str, Any]) -> tuple[str, str]:
         return e(part.get("title", "")), to_html(str(part.get("markdown", ""))) + buttons(part)
     if msgtype == "text":
         text = str(part.get("content", ""))
-        return "", f"<pre>{e(text)}</pre>"  # a text message has no title on the phone
+        return e(" ".join(text.split())), f"<pre>{e(text)}</pre>"
     if msgtype == "oa":
-        return oa(part)
+        return oa(part, nonce)
     if msgtype == "link":
-        body = f"<p>{e(part.get('text', ''))}</p>" + _button("打开链接", str(part.get("messageUrl", "")))
+        body = f"<p><b>{e(part.get('title', ''))}</b></p><p>{e(part.get('text', ''))}</p>"
+        body += _button("打开链接", str(part.get("messageUrl", "")))
         if is_web_url(str(part.get("picUrl", ""))):
             body = f'<img src="{e(part["picUrl"])}" alt="">' + body
         return e(part.get("title", "")), body
@@ -123,11 +138,15 @@ def _button(label: str, url: str) -> str:
     return f'<span class="button">{e(label)}</span>'
 
 
-def oa(part: dict[str, Any]) -> tuple[str, str]:
+def oa(part: dict[str, Any], nonce: str = "") -> tuple[str, str]:
     head, body = _obj(part.get("head")), _obj(part.get("body"))
     color = str(head.get("bgcolor", "FF1677FF"))[-6:]
-    color = color if all(c in "0123456789abcdefABCDEF" for c in color) else "1677FF"
-    out = [f'<div class="oa-head" style="background:#{color}">{e(head.get("text", ""))}</div>']
+    color = color.lower() if all(c in "0123456789abcdefABCDEF" for c in color) else "1677ff"
+    # no style attribute: the page's CSP allows only nonce'd <style> elements
+    out = [f'<style nonce="{e(nonce)}">.oa-{color}{{background:#{color}}}</style>']
+    out.append(f'<div class="oa-head oa-{color}">{e(head.get("text", ""))}</div>')
+    if body.get("title"):
+        out.append(f'<div class="oa-title">{e(body["title"])}</div>')
     for row in [_obj(r) for r in _list(body.get("form"))][:6]:  # the phone shows six rows
         out.append(f'<div class="oa-form">{e(row.get("key", ""))} {e(row.get("value", ""))}</div>')
     rich = _obj(body.get("rich"))
@@ -138,7 +157,7 @@ def oa(part: dict[str, Any]) -> tuple[str, str]:
     if body.get("author"):
         out.append(f'<div class="oa-form">{e(body["author"])}</div>')
     out.append(_button("查看详情", str(part.get("message_url", ""))))
-    return e(body.get("title", "")), "".join(out)
+    return e(body.get("title", "") or head.get("text", "")), "".join(out)
 
 
 def undelivered(tasks: list[dict[str, Any]], names: dict[str, str], userid: str | None) -> str:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import signal
 import socket
 import threading
 import time
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -40,6 +42,7 @@ ROUTES = {
 }
 LOOPBACK = {"127.0.0.1", "localhost"}
 SECRET_IN_TEXT = re.compile(r"(access_token|appsecret)=[^&\s\"']*", re.IGNORECASE)
+SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 ERROR_500 = b"<html><head><title>500 Internal Server Error</title></head>\n<body><h1>500</h1></body></html>"
 
 
@@ -89,7 +92,12 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if url.path in ROUTES:
+        refused = refusal(self.headers, method, url.path, self.server.server_address[1])
+        if refused is not None:
+            status, reason = refused
+            log.warning("sandbox: refused %s %s: %s", method, url.path, reason)
+            self._json({"ok": False, "errcode": status, "errmsg": reason, "error": reason}, status=status)
+        elif url.path in ROUTES:
             self._api(ROUTES[url.path], method, url.path, query, raw)
         elif url.path.startswith("/_sandbox/"):
             self._control(method, url.path.removeprefix("/_sandbox/"), query, raw)
@@ -154,23 +162,67 @@ class _Handler(BaseHTTPRequestHandler):
     def _inbox(self, userid: str | None) -> None:
         engine = self.server.engine
         messages, tasks, names = engine.inbox_snapshot()
-        page = render_page(messages, tasks, names, userid)
+        nonce = secrets.token_urlsafe(16)
+        page = render_page(messages, tasks, names, userid, nonce=nonce)
         if userid:
             engine.mark_read(userid, max((m["id"] for m in messages), default=0))
-        self._send(200, page.encode("utf-8"), "text/html; charset=utf-8")
+        headers = {"Content-Security-Policy": inbox_policy(nonce), "X-Frame-Options": "DENY"}
+        self._send(200, page.encode("utf-8"), "text/html; charset=utf-8", headers)
 
     # -- writing -------------------------------------------------------------------------------
     def _json(self, payload: Any, status: int = 200) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         self._send(status, data, "application/json;charset=utf-8")
 
-    def _send(self, status: int, data: bytes, content_type: str) -> None:
+    def _send(
+        self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        for name, value in {**SAFE_HEADERS, **(headers or {})}.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+def allowed_hosts(port: int) -> set[str]:
+    """The `Host` values that name this server; anything else is DNS rebinding or a mistake."""
+    hosts = {f"{name}:{port}" for name in LOOPBACK}
+    return hosts | (LOOPBACK if port == 80 else set())
+
+
+def refusal(headers: Message, method: str, path: str, port: int) -> tuple[int, str] | None:
+    """(status, reason) for a request a web page in the developer's browser could have made, else None.
+
+    A page on another site can make the browser send requests here, and through DNS rebinding read
+    the answers [issue 15 §6]: so the Host must name this server on every request, a state-changing
+    request must come from no page or this one (Origin), and control requests must be JSON, which a
+    cross-site form cannot send without a CORS preflight this server never grants.
+    """
+    hosts = allowed_hosts(port)
+    named = headers.get_all("Host") or []
+    if len(named) != 1 or named[0].strip().lower() not in hosts:
+        shown = ", ".join(repr(h) for h in named) or "none"
+        return 403, f"Host {shown} is not this sandbox; use {' or '.join(sorted(hosts))}"
+    if method == "GET":
+        return None
+    origins = headers.get_all("Origin") or []
+    if any(origin.strip().lower() not in {f"http://{h}" for h in hosts} for origin in origins):
+        return 403, f"cross-origin request from {origins[0]!r} refused"
+    mime = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if path.startswith("/_sandbox/") and mime != "application/json":
+        return 415, f"/_sandbox/ requests must be Content-Type application/json, not {mime or 'none'!r}"
+    return None
+
+
+def inbox_policy(nonce: str) -> str:
+    """The inbox runs no script, loads only its own nonce'd styles and message images, and is never framed."""
+    return (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; img-src http: https:; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    )
 
 
 def parse_body(raw: bytes, content_type: str) -> dict[str, Any] | None:

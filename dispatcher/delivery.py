@@ -193,6 +193,7 @@ class Target:
 
     client: DingTalkClient
     sandbox: Any = None  # dispatcher.sandbox.Sandbox when --sandbox
+    state: StateStore | None = None
 
 
 @contextmanager
@@ -220,7 +221,40 @@ def open_target(
             stack.callback(state.close)
         client = make_client(config, creds, state, base_url=box.url if box else None, on_call=on_call)
         stack.callback(client.close)
-        yield Target(client, box)
+        yield Target(client, box, state)
+
+
+def cached_userids(config: Config, mobiles: Sequence[str]) -> dict[str, str]:
+    """mobile -> userid from the state store's cache, without credentials or a call to DingTalk.
+
+    Without an app key, any app's entry will do: the store normally serves one app.
+    """
+    from sqlalchemy import select
+
+    from dispatcher.dingtalk.client import USERID_MAX_AGE
+    from dispatcher.state import StateStore, state_url, userid_cache
+
+    url = state_url(config.base_dir, config.state)
+    if not mobiles or _no_sqlite_file(url):
+        return {}  # a dry run creates no state store
+    store = StateStore(url)
+    try:
+        if config.dingtalk.app_key:
+            return store.get_userids(config.dingtalk.app_key, mobiles, USERID_MAX_AGE)
+        query = select(userid_cache.c.mobile, userid_cache.c.userid).where(userid_cache.c.mobile.in_(mobiles))
+        with store._connect() as conn:
+            return {m: u for m, u in conn.execute(query.order_by(userid_cache.c.resolved_at))}
+    finally:
+        store.close()
+
+
+def _no_sqlite_file(url: str) -> bool:
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file()
 
 
 def _start_sandbox(port: int) -> Any:

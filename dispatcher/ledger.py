@@ -11,21 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
 from sqlalchemy import (
-    Column,
     Connection,
-    DateTime,
-    Dialect,
-    Index,
-    Integer,
     Row,
-    String,
     Table,
-    Text,
-    UniqueConstraint,
     and_,
     delete,
     func,
@@ -34,81 +26,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.types import TypeDecorator
 
 from dispatcher import clock
 from dispatcher.dingtalk.redact import redact
 from dispatcher.errors import StateError
-from dispatcher.state import StateStore, metadata
+from dispatcher.ledger_tables import RETRYABLE_STATES, UTCDateTime, alerts, manual_runs, runs, utc
+from dispatcher.state import StateStore
+
+__all__ = ["RETRYABLE_STATES", "Ledger", "Run", "RunState", "UTCDateTime", "alerts", "manual_runs", "runs"]
 
 RunState = Literal["running", "sent", "partial", "suppressed", "skipped", "failed", "missed"]
 Trigger = Literal["schedule", "manual"]
 RUN_STATES: frozenset[str] = frozenset(get_args(RunState))
 MAX_ERROR_CHARS = 2000
 _MISSED_CHUNK = 500  # rows per multi-row INSERT: far below SQLite's bound-parameter limit
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores naive UTC, returns aware UTC: SQLite would otherwise keep whatever offset it got."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else _utc(value).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-def _run_columns() -> list[Column[Any]]:
-    return [
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("report_id", String(200), nullable=False),
-        Column("fire_time", UTCDateTime(), nullable=False),
-        Column("state", String(16), nullable=False),
-        Column("attempts", Integer, nullable=False, default=0),
-        Column("started_at", UTCDateTime()),
-        Column("ended_at", UTCDateTime()),
-        Column("rows", Integer),
-        Column("msg_bytes", Integer),
-        Column("recipients", Integer),
-        Column("task_ids", Text),
-        Column("receipts", Text),
-        Column("error", Text),
-        Column("owner", String(200)),
-        Column("next_retry_at", UTCDateTime()),
-        # JSON {"accepted": [{task_id, userids, dept_ids, recipients}], "refused": [{errcode, message,
-        # recipients, dept_ids}]}: a retry skips whoever an accepted batch already reached.
-        Column("batches", Text),  # schema version 2
-    ]
-
-
-runs = Table(
-    "dispatcher_runs",
-    metadata,
-    *_run_columns(),
-    UniqueConstraint("report_id", "fire_time", name="uq_dispatcher_runs_report_fire"),
-    Index("ix_dispatcher_runs_state_retry", "state", "next_retry_at"),
-    Index("ix_dispatcher_runs_fire_time", "fire_time"),
-)
-
-# `dispatcher send` runs: no unique fire time, so a manual send never takes the daemon's claim,
-# and catch-up, retries and pruning, which read only `runs`, never mistake one for a scheduled run.
-manual_runs = Table(
-    "dispatcher_manual_runs",
-    metadata,
-    *_run_columns(),
-    Index("ix_dispatcher_manual_runs_report_fire", "report_id", "fire_time"),
-)
-RETRYABLE_STATES = ("failed", "partial")
-
-alerts = Table(
-    "dispatcher_alerts",
-    metadata,
-    Column("report_id", String(200), primary_key=True),
-    Column("last_alert_at", UTCDateTime(), nullable=False),
-)
 
 
 @dataclass(frozen=True)
@@ -230,7 +161,7 @@ class Ledger:
             "task_ids": json.dumps([int(t) for t in task_ids]),
             "receipts": json.dumps(dict(receipts or {}), ensure_ascii=False),
             "error": _clean_error(error),
-            "next_retry_at": None if next_retry_at is None else _utc(next_retry_at),
+            "next_retry_at": None if next_retry_at is None else utc(next_retry_at),
         }
         if batches is not None:
             values["batches"] = json.dumps(batches, ensure_ascii=False)
@@ -271,7 +202,7 @@ class Ledger:
     def fire_times_with_rows(self, report_id: str, since: datetime, until: datetime) -> set[datetime]:
         """Fire times in (since, until] that already have a row, whatever its state."""
         query = select(runs.c.fire_time).where(
-            runs.c.report_id == report_id, runs.c.fire_time > _utc(since), runs.c.fire_time <= _utc(until)
+            runs.c.report_id == report_id, runs.c.fire_time > utc(since), runs.c.fire_time <= utc(until)
         )
         with self._store._connect() as conn:
             return set(conn.execute(query).scalars())
@@ -280,13 +211,13 @@ class Ledger:
         query = select(func.max(runs.c.fire_time)).where(runs.c.report_id == report_id)
         with self._store._connect() as conn:
             found = conn.execute(query).scalar()
-        return None if found is None else _utc(found)
+        return None if found is None else utc(found)
 
     def due_retries(self, now: datetime | None = None) -> list[Run]:
         """Failed or partial runs whose retry time has come, oldest first."""
         query = (
             select(runs)
-            .where(runs.c.state.in_(RETRYABLE_STATES), runs.c.next_retry_at <= _utc(now or clock.now()))
+            .where(runs.c.state.in_(RETRYABLE_STATES), runs.c.next_retry_at <= utc(now or clock.now()))
             .order_by(runs.c.next_retry_at, runs.c.fire_time, runs.c.id)
         )
         return self._select(query)
@@ -318,7 +249,7 @@ class Ledger:
 
     def reap_stale(self, timeout_for: Callable[[str], float], now: datetime | None = None) -> list[Run]:
         """Fail runs left in 'running' longer than their report's timeout so they get retried."""
-        now = _utc(now or clock.now())
+        now = utc(now or clock.now())
         running = self._select(select(runs).where(runs.c.state == "running"))
         reaped = []
         for run in running:
@@ -342,8 +273,8 @@ class Ledger:
             .exists()
         )
         owed = and_(runs.c.state.in_(RETRYABLE_STATES), runs.c.next_retry_at.is_not(None))
-        doomed = delete(runs).where(runs.c.fire_time < _utc(older_than), has_newer, ~owed)
-        manual = delete(manual_runs).where(manual_runs.c.fire_time < _utc(older_than))
+        doomed = delete(runs).where(runs.c.fire_time < utc(older_than), has_newer, ~owed)
+        manual = delete(manual_runs).where(manual_runs.c.fire_time < utc(older_than))
         with self._store._begin() as conn:
             return conn.execute(doomed).rowcount + conn.execute(manual).rowcount
 
@@ -351,7 +282,7 @@ class Ledger:
         self, report_id: str, now: datetime | None = None, every: timedelta = timedelta(hours=1)
     ) -> bool:
         """True (and remembered) for at most one caller per report per `every`, across processes."""
-        now = _utc(now or clock.now())
+        now = utc(now or clock.now())
         # The WHERE makes the update a compare-and-set: of two racing callers only one matches.
         refresh = (
             update(alerts)
@@ -429,15 +360,9 @@ def _run(row: Row[Any], table: Table = runs) -> Run:
     return Run(**values, trigger="manual" if table is manual_runs else "schedule")
 
 
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise StateError(f"the ledger needs timezone-aware times, got naive {value.isoformat()}")
-    return value.astimezone(UTC)
-
-
 def _fire(value: datetime) -> datetime:
     # Fire times are whole seconds; dropping stray microseconds keeps uniqueness exact on every backend.
-    return _utc(value).replace(microsecond=0)
+    return utc(value).replace(microsecond=0)
 
 
 def _check_state(state: str) -> None:

@@ -25,6 +25,7 @@ from dispatcher.ledger import Ledger
 from dispatcher.runner import Services, build_sources, execute
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.state import StateStore, state_url
+from tests.services import postgres_url  # noqa: F401  (a fixture)
 
 USERS = [f"u{i:05d}" for i in range(1, 252)]
 FIRE = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
@@ -214,3 +215,23 @@ def test_send_prints_the_partial_delivery_and_exits_1(tmp_path: Path, sandbox: S
     assert "partial    100 of 251 recipients in 1 call; task id" in out.out
     assert "refused    151 recipients: errcode 60011" in out.out
     assert "60011" in out.err
+
+
+def test_another_replica_on_postgresql_retries_only_the_refused_batches(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    postgres_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DISPATCHER_STATE_URL", postgres_url)
+    refuse_after_first_batch(sandbox, times=1)
+    path = write_project(tmp_path / "p", sandbox)
+    for first in _services(path, sandbox):
+        assert run_once(first) == "partial"
+    forget_tokens()  # the second replica is another process: its own token, client and store
+    for second in _services(path, sandbox):
+        assert retry_due(second) == "sent"
+        [run] = second.ledger.history("big")
+        assert (run.state, run.recipients, len(run.task_ids)) == ("sent", 251, 3)
+    counts = Counter(sent_userids(sandbox))
+    assert sorted(counts) == USERS and set(counts.values()) == {1}

@@ -193,7 +193,7 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
     counts = result.counts()
     svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
     if outcome.state == "partial":
-        return _partial(svc, report, run, prepared, outcome)
+        return _partial(svc, report, run, outcome, rows=prepared.result.rows, msg_bytes=rendered.msg_bytes)
     svc.ledger.finish(
         run.id, outcome.state, rows=prepared.result.rows, msg_bytes=rendered.msg_bytes,
         recipients=outcome.recipients, task_ids=outcome.task_ids, receipts=counts,
@@ -208,15 +208,16 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
     return outcome.state
 
 
-def _partial(svc: Services, report: Report, run: Run, prepared: Prepared, outcome: Outcome) -> str:
-    """Some batches went out and some were refused: record both, retry only the refused ones."""
-    fire = prepared.fire_time
+def _partial(
+    svc: Services, report: Report, run: Run, outcome: Outcome, *, rows: int | None, msg_bytes: int | None
+) -> str:
+    """Some batches went out and some did not: record both; a retry sends only to the rest."""
+    fire = run.fire_time.astimezone(svc.config.report_zone(report))
     retry_at = _retry_at(report, run)
-    rendered = prepared.rendered
     svc.ledger.finish(
-        run.id, "partial", rows=prepared.result.rows, msg_bytes=rendered.msg_bytes if rendered else None,
-        recipients=outcome.recipients, task_ids=outcome.task_ids, receipts=outcome.counts,
-        error=outcome.reason, next_retry_at=retry_at, batches=outcome.batches,
+        run.id, "partial", rows=rows, msg_bytes=msg_bytes, recipients=outcome.recipients,
+        task_ids=outcome.task_ids, receipts=outcome.counts, error=outcome.reason, next_retry_at=retry_at,
+        batches=outcome.batches,
     )  # fmt: skip
     logs.event(
         "run.partial", logging.WARNING, report=report.id, fire_time=fire, recipients=outcome.recipients,
@@ -243,17 +244,7 @@ def _fail(svc: Services, report: Report, run: Run, error: str) -> str:
     if run.accepted_userids or run.accepted_dept_ids:
         # An earlier attempt reached some people: the run stays partial, whatever this attempt did.
         outcome = outcome_of(run, None, error=error)
-        retry_at = _retry_at(report, run)
-        svc.ledger.finish(run.id, "partial", recipients=outcome.recipients, task_ids=outcome.task_ids,
-                          error=outcome.reason, next_retry_at=retry_at, batches=outcome.batches)  # fmt: skip
-        logs.event("run.partial", logging.WARNING, report=report.id, fire_time=fire,
-                   recipients=outcome.recipients, refused=outcome.refused, attempt=run.attempts,
-                   retry_at=retry_at, error=error)  # fmt: skip
-        if retry_at is None:
-            logs.event("run.gave_up", logging.ERROR, report=report.id, fire_time=fire, attempts=run.attempts,
-                       error=error)  # fmt: skip
-            alert(svc, report, fire, outcome.reason or error, partial=outcome)
-        return "partial"
+        return _partial(svc, report, run, outcome, rows=run.rows, msg_bytes=run.msg_bytes)
     retry_at = _retry_at(report, run)
     if retry_at is not None:
         svc.ledger.finish(run.id, "failed", error=error, next_retry_at=retry_at)

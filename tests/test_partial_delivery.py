@@ -235,3 +235,18 @@ def test_another_replica_on_postgresql_retries_only_the_refused_batches(
         assert (run.state, run.recipients, len(run.task_ids)) == ("sent", 251, 3)
     counts = Counter(sent_userids(sandbox))
     assert sorted(counts) == USERS and set(counts.values()) == {1}
+
+
+def test_a_retry_refused_again_keeps_the_run_partial_with_what_reached_people(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    refuse_after_first_batch(sandbox)  # every call after the first is refused, the retry's too
+    for svc in _services(write_project(tmp_path / "p", sandbox, retries=1), sandbox):
+        assert run_once(svc) == "partial"
+        assert retry_due(svc) == "partial"
+        [run] = svc.ledger.history("big")
+        assert (run.state, run.attempts, run.recipients, run.next_retry_at) == ("partial", 2, 100, None)
+        assert len(run.accepted_userids) == 100 and run.batches["refused"][0]["recipients"] == 151
+    retried = sandbox.calls("asyncsend_v2")[2]["body"]["userid_list"].split(",")
+    assert retried[0] == "u00101", "the retry starts after the accepted batch"
+    assert Counter(sent_userids(sandbox)) == Counter(USERS[:100])

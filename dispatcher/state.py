@@ -168,10 +168,22 @@ def _upgrade(conn: Connection, found: int) -> None:
     """Bring an older store's existing tables up to SCHEMA_VERSION (create_all made the new ones)."""
     for version in range(found + 1, SCHEMA_VERSION + 1):
         for table, column, sql_type in _ADDED_COLUMNS.get(version, ()):
-            # MariaDB has no schema lock here: a racing process may have added the column already.
-            if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
-                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+            if not _has_column(conn, table, column):
+                _add_column(conn, table, column, sql_type)
     conn.execute(update(meta_table).where(meta_table.c.key == "schema").values(value=str(SCHEMA_VERSION)))
+
+
+def _has_column(conn: Connection, table: str, column: str) -> bool:
+    return column in {c["name"] for c in inspect(conn).get_columns(table)}
+
+
+def _add_column(conn: Connection, table: str, column: str, sql_type: str) -> None:
+    try:
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+    except SQLAlchemyError:
+        # MariaDB takes no schema lock here: a process starting at the same moment may have won.
+        if not _has_column(conn, table, column):
+            raise
 
 
 # version -> columns it added to tables an older version already had

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dispatcher.cli import main
 from dispatcher.config import load_config
@@ -24,8 +25,12 @@ from dispatcher.health import Metrics
 from dispatcher.ledger import Ledger
 from dispatcher.runner import Services, build_sources, execute
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.state import StateStore, state_url
+from dispatcher.state import StateStore
+from dispatcher.state import state_url as store_url
+from tests import daemon_harness
 from tests.services import postgres_url  # noqa: F401  (a fixture)
+
+daemons, state_url = daemon_harness.daemons, daemon_harness.state_url  # fixtures
 
 USERS = [f"u{i:05d}" for i in range(1, 252)]
 FIRE = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
@@ -84,7 +89,7 @@ def services(tmp_path: Path, sandbox: Sandbox) -> Iterator[Services]:
 
 def _services(path: Path, sandbox: Sandbox) -> Iterator[Services]:
     config = load_config(path)
-    store = StateStore(state_url(config.base_dir, config.state))
+    store = StateStore(store_url(config.base_dir, config.state))
     opts = sandbox.options
     client = make_client(config, Credentials(opts.app_key, opts.app_secret, opts.agent_id), store)
     sources = build_sources(config)
@@ -250,3 +255,31 @@ def test_a_retry_refused_again_keeps_the_run_partial_with_what_reached_people(
     retried = sandbox.calls("asyncsend_v2")[2]["body"]["userid_list"].split(",")
     assert retried[0] == "u00101", "the retry starts after the accepted batch"
     assert Counter(sent_userids(sandbox)) == Counter(USERS[:100])
+
+
+def test_the_daemon_records_partial_then_its_retry_reaches_only_the_rest(
+    daemons: daemon_harness.Daemons, tmp_path: Path
+) -> None:
+    box = daemons.sandbox
+    refuse_after_first_batch(box, times=1)
+    big = daemon_harness.report(
+        "全员日报", schedule="0 0 1 1 *", run_on_start=True, to="many", retries=1, retry_delay="1s"
+    )
+    path = daemon_harness.project(tmp_path / "p", {"big": big})
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["recipients"]["many"] = {"userids": USERS}
+    daemon_harness.replace_file(path, yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+
+    daemon = daemons.start(path)
+    partial = daemon.wait_for("run.partial", report="big")
+    assert (partial.fields["recipients"], partial.fields["refused"], partial.fields["attempt"]) == (
+        100,
+        151,
+        1,
+    )
+    sent = daemon.wait_for("run.sent", report="big")
+    assert (sent.fields["recipients"], sent.fields["attempt"]) == (251, 2)
+    counts = Counter(sent_userids(box))
+    assert sorted(counts) == USERS and set(counts.values()) == {1}
+    [run] = daemon_harness.runs(daemons.state_url, "big")
+    assert (run.state, run.attempts, len(run.task_ids)) == ("sent", 2, 3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.config import MOBILE, Config, normalize_mobile
@@ -231,6 +232,7 @@ def cached_userids(config: Config, mobiles: Sequence[str]) -> dict[str, str]:
     """
     from sqlalchemy import select
 
+    from dispatcher import clock
     from dispatcher.dingtalk.client import USERID_MAX_AGE
     from dispatcher.state import StateStore, state_url, userid_cache
 
@@ -241,9 +243,12 @@ def cached_userids(config: Config, mobiles: Sequence[str]) -> dict[str, str]:
     try:
         if config.dingtalk.app_key:
             return store.get_userids(config.dingtalk.app_key, mobiles, USERID_MAX_AGE)
-        query = select(userid_cache.c.mobile, userid_cache.c.userid).where(userid_cache.c.mobile.in_(mobiles))
+        cache = userid_cache.c
+        query = select(cache.mobile, cache.userid, cache.resolved_at).where(cache.mobile.in_(mobiles))
+        oldest = clock.now() - USERID_MAX_AGE
         with store._connect() as conn:
-            return {m: u for m, u in conn.execute(query.order_by(userid_cache.c.resolved_at))}
+            rows = conn.execute(query.order_by(cache.resolved_at)).all()
+        return {m: u for m, u, at in rows if (at if at.tzinfo else at.replace(tzinfo=UTC)) >= oldest}
     finally:
         store.close()
 

@@ -143,8 +143,7 @@ def _print_result(result: Any) -> None:
         print(f"partial    {result.recipients} of {plural(total, 'recipient')} in "
               f"{plural(result.batches, 'call')}; {task_words}")  # fmt: skip
         for refusal in result.refused:
-            print(f"refused    {plural(len(refusal.userids), 'recipient')}: errcode {refusal.errcode}: "
-                  f"{refusal.message}")  # fmt: skip
+            print(f"refused    {plural(len(refusal.userids), 'recipient')}: {refusal.message}")
     else:
         print(f"sent       {plural(result.recipients, 'recipient')} in {plural(result.batches, 'call')}; "
               f"{task_words}")  # fmt: skip

@@ -147,8 +147,11 @@ def outcome_of(run: Run | None, result: DeliveryResult | None, *, error: str | N
     batches = {"accepted": accepted, "refused": refused}
     sent = Outcome("sent", reached, missing, task_ids, batches, counts)
     if result is None or refused:
-        why = error or "; ".join(f"errcode {r['errcode']}: {r['message']}" for r in refused)
-        reason = f"partial delivery: {plural(reached, 'recipient')} reached, {missing} not: {why}"
+        codes = ", ".join(f"errcode {r['errcode']}" for r in refused if r["errcode"] is not None)
+        why = error or "; ".join(str(r["message"]) for r in refused)
+        # The code goes first: history's table cuts the error at 80 characters.
+        reach = f"{plural(reached, 'recipient')} reached, {missing} not"
+        reason = f"partial delivery ({codes or 'refused'}): {reach}: {why}"
         return replace(sent, state="partial", reason=reason)
     notes = (*result.unresolved_mobiles, *result.warnings)
     if result.duplicate_only() and not prior:

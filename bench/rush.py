@@ -49,7 +49,7 @@ USERS = 1200
 MANAGERS = 100  # users 1..100 are addressed by mobile, in many reports each
 CALLS_PER_SECOND = 20
 SOURCES = 3
-TERMINAL = ("sent", "failed", "skipped")
+TERMINAL = ("sent", "partial", "suppressed", "failed", "skipped")
 
 
 @dataclass(frozen=True)

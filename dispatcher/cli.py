@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher.errors import DispatcherError
+from dispatcher.words import plural
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -232,8 +233,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{count} problem{'s' if count != 1 else ''} found in {args.config}", file=sys.stderr)
         return 1
     print(
-        f"{args.config}: OK: {len(config.reports)} reports, {len(config.sources)} sources, "
-        f"{len(config.recipients)} recipient groups"
+        f"{args.config}: OK: {plural(len(config.reports), 'report')}, "
+        f"{plural(len(config.sources), 'source')}, {plural(len(config.recipients), 'recipient group')}"
     )
     return 0
 
@@ -343,30 +344,16 @@ def _print_preview(out: dict[str, Any], limit: int) -> None:
     if out["action"] == "skip":
         print("result     no rows and on_empty is 'skip': this run would send nothing")
         return
-    print(f"message    {out['msgtype']}, {out['msg_bytes']} of {limit} bytes, {out['rows_shown']} rows shown")
+    print(f"message    {out['msgtype']}, {out['msg_bytes']} of {plural(limit, 'byte')}, "
+          f"{plural(out['rows_shown'], 'row')} shown")  # fmt: skip
     print(f"title      {out['title']}")
     _print_message(out["markdown"])
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from dispatcher.delivery import open_target, recipients_for, recipients_from_cli
-    from dispatcher.runner import fire_time_at
+    from dispatcher.cli_send import cmd_send as send
 
-    config = _load(args)
-    report = config.report(args.report_id)
-    recipients = recipients_from_cli(args.to) if args.to else recipients_for(config, report.to)
-    fire = fire_time_at(config, report, _instant(config, args.at))
-    # Credentials are checked before the query runs: a missing variable fails fast.
-    with open_target(config, sandbox=args.sandbox) as target:
-        print(f"report     {report.id} (fire time {fire.isoformat()})")
-        if target.sandbox is not None:
-            print(f"sandbox    {target.sandbox.url}/ (in this process; it stops when send exits)")
-        prepared = _prepare(config, report, fire)
-        if prepared.rendered is None:
-            print("result     no rows and on_empty is 'skip': nothing to send")
-            return 0
-        _send_prepared(args, target, prepared, recipients)
-    return 0
+    return send(args)
 
 
 def _prepare(config: Any, report: Any, fire: datetime) -> Any:
@@ -379,51 +366,10 @@ def _prepare(config: Any, report: Any, fire: datetime) -> Any:
         sources.dispose()
 
 
-def _send_prepared(args: argparse.Namespace, target: Any, prepared: Any, recipients: Any) -> None:
-    from dispatcher.delivery import deliver
-
-    rendered = prepared.rendered
-    print(f"message    {rendered.msg['msgtype']}, {rendered.msg_bytes} bytes, {prepared.result.rows} rows")
-    if args.dry_run:
-        _print_dry_run(target.client, rendered, recipients)
-        return
-    result = deliver(target.client, rendered.msg, recipients)
-    _print_result(result)
-    if target.sandbox is not None:
-        names = sorted({f"{m['name']} ({m['userid']})" for m in target.sandbox.messages()})
-        print(f"inbox      delivered to {', '.join(names) or 'nobody'}")
-
-
-def _print_dry_run(client: Any, rendered: Any, recipients: Any) -> None:
-    resolved, problems = client.resolve_mobiles(list(recipients.mobiles))
-    userids = list(dict.fromkeys([*recipients.userids, *resolved.values()]))
-    print(f"userids    {', '.join(userids) or '(none)'}")
-    if recipients.dept_ids:
-        print(f"dept_ids   {', '.join(map(str, recipients.dept_ids))}")
-    for problem in problems:
-        print(f"warning    {problem}")
-    print("dry run    nothing was sent; the message would be:")
-    _print_message(rendered.markdown)
-
-
 def _print_message(markdown: str) -> None:
     print("-" * 60)
     print(markdown)
     print("-" * 60)
-
-
-def _print_result(result: Any) -> None:
-    counts = result.counts()
-    tasks = ", ".join(map(str, result.task_ids))
-    print(f"sent       {result.recipients} recipients in {result.batches} call(s); task ids {tasks}")
-    forbidden = " ".join(f"{k.removeprefix('forbidden_')}:{v}" for k, v in counts.items() if k[10:] and v)
-    print(
-        f"receipts   unread {counts['unread']} · read {counts['read']} · invalid {counts['invalid']} · "
-        f"forbidden {counts['forbidden']}{f' ({forbidden})' if forbidden else ''} · "
-        f"failed {counts['failed']} · resent {counts['resent']}"
-    )
-    for problem in [*result.unresolved_mobiles, *result.warnings]:
-        print(f"warning    {problem}")
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -469,23 +415,32 @@ def cmd_history(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps([r.to_dict() for r in runs], ensure_ascii=False, indent=2))
+        rows = [r.to_dict() | {"fire_time": _in_zone(config, r).isoformat()} for r in runs]
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
-    _print_table([_history_row(config, r) for r in runs], ["fire_time", "report", "state", "attempts",
-                 "rows", "bytes", "recipients", "error"])  # fmt: skip
+    if not runs:
+        print(f"report {args.report_id!r} has no runs yet" if args.report_id else "no runs yet")
+        return 0
+    _print_table([_history_row(config, r) for r in runs], ["fire_time", "report", "state", "trigger",
+                 "attempts", "rows", "bytes", "recipients", "error"])  # fmt: skip
     return 0
 
 
-def _history_row(config: Any, run: Any) -> dict[str, Any]:
+def _in_zone(config: Any, run: Any) -> datetime:
+    """A run's fire time in its report's zone (the config's, for a report no longer configured)."""
     from dispatcher.schedule import to_zone
 
     report = config.reports.get(run.report_id)
-    zone = to_zone(config.report_timezone(report) if report else config.timezone)
+    return run.fire_time.astimezone(to_zone(config.report_timezone(report) if report else config.timezone))
+
+
+def _history_row(config: Any, run: Any) -> dict[str, Any]:
     error = " ".join((run.error or "").split())
     return {
-        "fire_time": run.fire_time.astimezone(zone).isoformat(),
+        "fire_time": _in_zone(config, run).isoformat(),
         "report": run.report_id,
         "state": run.state,
+        "trigger": run.trigger,
         "attempts": run.attempts,
         "rows": "" if run.rows is None else run.rows,
         "bytes": "" if run.msg_bytes is None else run.msg_bytes,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.config import MOBILE, Config, normalize_mobile
@@ -12,6 +13,8 @@ from dispatcher.errors import ConfigError, CredentialsError, Problem
 
 if TYPE_CHECKING:
     from dispatcher.dingtalk.client import Credentials, DeliveryResult, DingTalkClient
+    from dispatcher.dingtalk.results import Batch, Refusal
+    from dispatcher.ledger import Run, RunState
     from dispatcher.state import StateStore
 
 ENV_NAMES = {
@@ -100,13 +103,92 @@ def make_client(
     )
 
 
-def deliver(client: DingTalkClient, msg: dict[str, Any], recipients: Recipients) -> DeliveryResult:
+def deliver(
+    client: DingTalkClient, msg: dict[str, Any], recipients: Recipients, *, skip: Run | None = None
+) -> DeliveryResult:
+    """Send to `recipients`, except whoever an earlier attempt of the run `skip` already reached."""
     return client.send(
         msg,
         userids=list(recipients.userids),
         mobiles=list(recipients.mobiles),
         dept_ids=list(recipients.dept_ids),
+        skip_userids=skip.accepted_userids if skip else (),
+        skip_dept_ids=skip.accepted_dept_ids if skip else (),
     )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run's deliveries add up to, over every attempt so far."""
+
+    state: RunState  # sent | partial | suppressed
+    recipients: int  # unique userids any accepted batch reached
+    refused: int  # userids still not reached
+    task_ids: list[int]
+    batches: dict[str, list[dict[str, Any]]]
+    counts: dict[str, int]
+    reason: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def outcome_of(run: Run | None, result: DeliveryResult | None, *, error: str | None = None) -> Outcome:
+    """Merge this attempt's `result` (None: it failed before sending, with `error`) into the run's batches."""
+    from dispatcher.words import plural
+
+    prior = run.batches.get("accepted", []) if run else []
+    accepted = prior + [_accepted(b) for b in (result.accepted if result else [])]
+    refused = (
+        [_refused(r) for r in result.refused] if result else (run.batches.get("refused", []) if run else [])
+    )
+    reached = len({u for b in accepted for u in b["userids"]})
+    missing = sum(int(r["recipients"]) for r in refused)
+    counts = result.counts() if result else dict(run.receipts if run else {})
+    task_ids = [int(b["task_id"]) for b in accepted]
+    batches = {"accepted": accepted, "refused": refused}
+    sent = Outcome("sent", reached, missing, task_ids, batches, counts)
+    if result is None or refused:
+        codes = ", ".join(f"errcode {r['errcode']}" for r in refused if r["errcode"] is not None)
+        why = error or "; ".join(str(r["message"]) for r in refused)
+        # The code goes first: history's table cuts the error at 80 characters.
+        reach = f"{plural(reached, 'recipient')} reached, {missing} not"
+        reason = f"partial delivery ({codes or 'refused'}): {reach}: {why}"
+        return replace(sent, state="partial", reason=reason)
+    notes = (*result.unresolved_mobiles, *result.warnings)
+    if result.duplicate_only() and not prior:
+        return replace(sent, state="suppressed", reason=DUPLICATE_REASON, notes=(DUPLICATE_REASON, *notes))
+    nobody = nobody_received(result)
+    return replace(sent, notes=(*notes, nobody) if nobody else notes)
+
+
+DUPLICATE_REASON = (
+    "suppressed: DingTalk dropped it as duplicate content (143106), so nobody received it; "
+    "the same message already went to these people today"
+)
+
+
+def nobody_received(result: DeliveryResult) -> str | None:
+    """Why no recipient got the message, when the receipts show that; None when someone did (or unknown)."""
+    from dispatcher.words import plural
+
+    if result.reached() != 0:
+        return None
+    counts = result.counts()
+    parts = [plural(counts[k], f"{k} recipient") for k in ("invalid", "forbidden", "failed") if counts[k]]
+    codes = [
+        f"{k.removeprefix('forbidden_')}: {v}" for k, v in counts.items() if k.startswith("forbidden_") and v
+    ]
+    detail = ", ".join(parts) + (f" ({', '.join(codes)})" if codes else "")
+    return f"nobody received the message: {detail or 'no recipient in the receipts'}"
+
+
+def _accepted(batch: Batch) -> dict[str, Any]:
+    return {"task_id": batch.task_id, "recipients": len(batch.userids), "userids": list(batch.userids),
+            "dept_ids": list(batch.dept_ids)}  # fmt: skip
+
+
+def _refused(refusal: Refusal) -> dict[str, Any]:
+    return {"errcode": refusal.errcode, "message": refusal.message, "recipients": len(refusal.userids),
+            "dept_ids": list(refusal.dept_ids)}  # fmt: skip
 
 
 @dataclass
@@ -115,6 +197,7 @@ class Target:
 
     client: DingTalkClient
     sandbox: Any = None  # dispatcher.sandbox.Sandbox when --sandbox
+    state: StateStore | None = None
 
 
 @contextmanager
@@ -142,7 +225,44 @@ def open_target(
             stack.callback(state.close)
         client = make_client(config, creds, state, base_url=box.url if box else None, on_call=on_call)
         stack.callback(client.close)
-        yield Target(client, box)
+        yield Target(client, box, state)
+
+
+def cached_userids(config: Config, mobiles: Sequence[str]) -> dict[str, str]:
+    """mobile -> userid from the state store's cache, without credentials or a call to DingTalk.
+
+    Without an app key, any app's entry will do: the store normally serves one app.
+    """
+    from sqlalchemy import select
+
+    from dispatcher import clock
+    from dispatcher.dingtalk.client import USERID_MAX_AGE
+    from dispatcher.state import StateStore, state_url, userid_cache
+
+    url = state_url(config.base_dir, config.state)
+    if not mobiles or _no_sqlite_file(url):
+        return {}  # a dry run creates no state store
+    store = StateStore(url)
+    try:
+        if config.dingtalk.app_key:
+            return store.get_userids(config.dingtalk.app_key, mobiles, USERID_MAX_AGE)
+        cache = userid_cache.c
+        query = select(cache.mobile, cache.userid, cache.resolved_at).where(cache.mobile.in_(mobiles))
+        oldest = clock.now() - USERID_MAX_AGE
+        with store._connect() as conn:
+            rows = conn.execute(query.order_by(cache.resolved_at)).all()
+        return {m: u for m, u, at in rows if (at if at.tzinfo else at.replace(tzinfo=UTC)) >= oldest}
+    finally:
+        store.close()
+
+
+def _no_sqlite_file(url: str) -> bool:
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file()
 
 
 def _start_sandbox(port: int) -> Any:

@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
 from sqlalchemy import (
-    Column,
     Connection,
-    DateTime,
-    Dialect,
-    Index,
-    Integer,
     Row,
-    String,
     Table,
-    Text,
-    UniqueConstraint,
     and_,
     delete,
     func,
@@ -34,61 +26,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.types import TypeDecorator
 
 from dispatcher import clock
 from dispatcher.dingtalk.redact import redact
 from dispatcher.errors import StateError
-from dispatcher.state import StateStore, metadata
+from dispatcher.ledger_tables import RETRYABLE_STATES, UTCDateTime, alerts, manual_runs, runs, utc
+from dispatcher.state import StateStore
 
-RunState = Literal["running", "sent", "skipped", "failed", "missed"]
+__all__ = ["RETRYABLE_STATES", "Ledger", "Run", "RunState", "UTCDateTime", "alerts", "manual_runs", "runs"]
+
+RunState = Literal["running", "sent", "partial", "suppressed", "skipped", "failed", "missed"]
+Trigger = Literal["schedule", "manual"]
 RUN_STATES: frozenset[str] = frozenset(get_args(RunState))
 MAX_ERROR_CHARS = 2000
 _MISSED_CHUNK = 500  # rows per multi-row INSERT: far below SQLite's bound-parameter limit
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores naive UTC, returns aware UTC: SQLite would otherwise keep whatever offset it got."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else _utc(value).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-runs = Table(
-    "dispatcher_runs",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("report_id", String(200), nullable=False),
-    Column("fire_time", UTCDateTime(), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("started_at", UTCDateTime()),
-    Column("ended_at", UTCDateTime()),
-    Column("rows", Integer),
-    Column("msg_bytes", Integer),
-    Column("recipients", Integer),
-    Column("task_ids", Text),
-    Column("receipts", Text),
-    Column("error", Text),
-    Column("owner", String(200)),
-    Column("next_retry_at", UTCDateTime()),
-    UniqueConstraint("report_id", "fire_time", name="uq_dispatcher_runs_report_fire"),
-    Index("ix_dispatcher_runs_state_retry", "state", "next_retry_at"),
-    Index("ix_dispatcher_runs_fire_time", "fire_time"),
-)
-
-alerts = Table(
-    "dispatcher_alerts",
-    metadata,
-    Column("report_id", String(200), primary_key=True),
-    Column("last_alert_at", UTCDateTime(), nullable=False),
-)
 
 
 @dataclass(frozen=True)
@@ -110,6 +61,16 @@ class Run:
     error: str | None
     owner: str | None
     next_retry_at: datetime | None
+    batches: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    trigger: Trigger = "schedule"
+
+    @property
+    def accepted_userids(self) -> set[str]:
+        return {str(u) for b in self.batches.get("accepted", []) for u in b.get("userids", [])}
+
+    @property
+    def accepted_dept_ids(self) -> set[int]:
+        return {int(d) for b in self.batches.get("accepted", []) for d in b.get("dept_ids", [])}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: timestamps as ISO 8601 strings."""
@@ -119,6 +80,7 @@ class Run:
             out[name] = value.isoformat() if isinstance(value, datetime) else value
         out["task_ids"] = list(self.task_ids)
         out["receipts"] = dict(self.receipts)
+        out["batches"] = {k: [dict(b) for b in v] for k, v in self.batches.items()}
         return out
 
 
@@ -151,10 +113,13 @@ class Ledger:
             return _fetch(conn, key[0] if key else None)
 
     def claim_retry(self, run: Run, owner: str) -> Run | None:
-        """Compare-and-set from the failed attempt `run` saw; None when another process got there first."""
+        """Compare-and-set from the failed or partial attempt `run` saw; None when another process got
+        there first."""
+        if run.state not in RETRYABLE_STATES:
+            return None
         change = (
             update(runs)
-            .where(runs.c.id == run.id, runs.c.state == "failed", runs.c.attempts == run.attempts)
+            .where(runs.c.id == run.id, runs.c.state == run.state, runs.c.attempts == run.attempts)
             .values(
                 state="running",
                 attempts=runs.c.attempts + 1,
@@ -181,27 +146,45 @@ class Ledger:
         receipts: dict[str, int] | None = None,
         error: str | None = None,
         next_retry_at: datetime | None = None,
+        batches: dict[str, list[dict[str, Any]]] | None = None,
+        trigger: Trigger = "schedule",
     ) -> None:
-        """Record a run's outcome."""
+        """Record a run's outcome; `batches` None leaves the recorded batches as they are."""
         _check_state(state)
-        change = (
-            update(runs)
-            .where(runs.c.id == run_id)
-            .values(
-                state=state,
-                ended_at=clock.now(),
-                rows=rows,
-                msg_bytes=msg_bytes,
-                recipients=recipients,
-                task_ids=json.dumps([int(t) for t in task_ids]),
-                receipts=json.dumps(dict(receipts or {}), ensure_ascii=False),
-                error=_clean_error(error),
-                next_retry_at=None if next_retry_at is None else _utc(next_retry_at),
-            )
-        )
+        table = manual_runs if trigger == "manual" else runs
+        values = {
+            "state": state,
+            "ended_at": clock.now(),
+            "rows": rows,
+            "msg_bytes": msg_bytes,
+            "recipients": recipients,
+            "task_ids": json.dumps([int(t) for t in task_ids]),
+            "receipts": json.dumps(dict(receipts or {}), ensure_ascii=False),
+            "error": _clean_error(error),
+            "next_retry_at": None if next_retry_at is None else utc(next_retry_at),
+        }
+        if batches is not None:
+            values["batches"] = json.dumps(batches, ensure_ascii=False)
+        change = update(table).where(table.c.id == run_id).values(values)
         with self._store._begin() as conn:
             if conn.execute(change).rowcount != 1:
                 raise StateError(f"the ledger has no run with id {run_id}", hint="was it pruned?")
+
+    def start_manual(self, report_id: str, fire_time: datetime, owner: str) -> Run:
+        """A `dispatcher send` of this fire time: recorded in history, never a claim."""
+        values = {
+            "report_id": report_id,
+            "fire_time": _fire(fire_time),
+            "state": "running",
+            "attempts": 1,
+            "started_at": clock.now(),
+            "owner": owner,
+            "task_ids": "[]",
+            "receipts": "{}",
+        }
+        with self._store._begin() as conn:
+            key = conn.execute(manual_runs.insert().values(values)).inserted_primary_key
+            return _fetch(conn, key[0] if key else None, manual_runs)
 
     def record_missed(self, report_id: str, fire_times: Iterable[datetime], reason: str = "missed") -> int:
         """Mark fire times nobody ran, leaving existing rows alone; returns how many rows were added."""
@@ -219,7 +202,7 @@ class Ledger:
     def fire_times_with_rows(self, report_id: str, since: datetime, until: datetime) -> set[datetime]:
         """Fire times in (since, until] that already have a row, whatever its state."""
         query = select(runs.c.fire_time).where(
-            runs.c.report_id == report_id, runs.c.fire_time > _utc(since), runs.c.fire_time <= _utc(until)
+            runs.c.report_id == report_id, runs.c.fire_time > utc(since), runs.c.fire_time <= utc(until)
         )
         with self._store._connect() as conn:
             return set(conn.execute(query).scalars())
@@ -228,23 +211,27 @@ class Ledger:
         query = select(func.max(runs.c.fire_time)).where(runs.c.report_id == report_id)
         with self._store._connect() as conn:
             found = conn.execute(query).scalar()
-        return None if found is None else _utc(found)
+        return None if found is None else utc(found)
 
     def due_retries(self, now: datetime | None = None) -> list[Run]:
-        """Failed runs whose retry time has come, oldest first."""
+        """Failed or partial runs whose retry time has come, oldest first."""
         query = (
             select(runs)
-            .where(runs.c.state == "failed", runs.c.next_retry_at <= _utc(now or clock.now()))
+            .where(runs.c.state.in_(RETRYABLE_STATES), runs.c.next_retry_at <= utc(now or clock.now()))
             .order_by(runs.c.next_retry_at, runs.c.fire_time, runs.c.id)
         )
         return self._select(query)
 
     def history(self, report_id: str | None = None, limit: int = 20) -> list[Run]:
-        """Newest fire time first."""
-        query = select(runs).order_by(runs.c.fire_time.desc(), runs.c.id.desc()).limit(limit)
-        if report_id is not None:
-            query = query.where(runs.c.report_id == report_id)
-        return self._select(query)
+        """Scheduled and manual runs, newest fire time first (a manual run after its scheduled twin)."""
+        found: list[Run] = []
+        for table in (runs, manual_runs):
+            query = select(table).order_by(table.c.fire_time.desc(), table.c.id.desc()).limit(limit)
+            if report_id is not None:
+                query = query.where(table.c.report_id == report_id)
+            found += self._select(query, table)
+        found.sort(key=lambda r: (r.fire_time, r.started_at or r.fire_time), reverse=True)
+        return found[:limit]
 
     def last_runs(self) -> dict[str, Run]:
         """The latest row of each report."""
@@ -262,7 +249,7 @@ class Ledger:
 
     def reap_stale(self, timeout_for: Callable[[str], float], now: datetime | None = None) -> list[Run]:
         """Fail runs left in 'running' longer than their report's timeout so they get retried."""
-        now = _utc(now or clock.now())
+        now = utc(now or clock.now())
         running = self._select(select(runs).where(runs.c.state == "running"))
         reaped = []
         for run in running:
@@ -285,16 +272,17 @@ class Ledger:
             .where(newer.c.report_id == runs.c.report_id, newer.c.fire_time > runs.c.fire_time)
             .exists()
         )
-        owed = and_(runs.c.state == "failed", runs.c.next_retry_at.is_not(None))
-        doomed = delete(runs).where(runs.c.fire_time < _utc(older_than), has_newer, ~owed)
+        owed = and_(runs.c.state.in_(RETRYABLE_STATES), runs.c.next_retry_at.is_not(None))
+        doomed = delete(runs).where(runs.c.fire_time < utc(older_than), has_newer, ~owed)
+        manual = delete(manual_runs).where(manual_runs.c.fire_time < utc(older_than))
         with self._store._begin() as conn:
-            return conn.execute(doomed).rowcount
+            return conn.execute(doomed).rowcount + conn.execute(manual).rowcount
 
     def alert_allowed(
         self, report_id: str, now: datetime | None = None, every: timedelta = timedelta(hours=1)
     ) -> bool:
         """True (and remembered) for at most one caller per report per `every`, across processes."""
-        now = _utc(now or clock.now())
+        now = utc(now or clock.now())
         # The WHERE makes the update a compare-and-set: of two racing callers only one matches.
         refresh = (
             update(alerts)
@@ -343,9 +331,9 @@ class Ledger:
                     return max(result.rowcount, 0)
             return sum(_insert_one(conn, row) for row in rows)
 
-    def _select(self, query: Any) -> list[Run]:
+    def _select(self, query: Any, table: Table = runs) -> list[Run]:
         with self._store._connect() as conn:
-            return [_run(row) for row in conn.execute(query)]
+            return [_run(row, table) for row in conn.execute(query)]
 
 
 def _insert_one(conn: Connection, row: dict[str, Any]) -> int:
@@ -357,29 +345,24 @@ def _insert_one(conn: Connection, row: dict[str, Any]) -> int:
     return 1
 
 
-def _fetch(conn: Connection, run_id: int | None) -> Run:
-    row = None if run_id is None else conn.execute(select(runs).where(runs.c.id == run_id)).one_or_none()
+def _fetch(conn: Connection, run_id: int | None, table: Table = runs) -> Run:
+    row = None if run_id is None else conn.execute(select(table).where(table.c.id == run_id)).one_or_none()
     if row is None:
         raise StateError(f"run {run_id} vanished from the ledger while being written")
-    return _run(row)
+    return _run(row, table)
 
 
-def _run(row: Row[Any]) -> Run:
+def _run(row: Row[Any], table: Table = runs) -> Run:
     values = dict(row._mapping)
     values["task_ids"] = json.loads(values["task_ids"] or "[]")
     values["receipts"] = json.loads(values["receipts"] or "{}")
-    return Run(**values)
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise StateError(f"the ledger needs timezone-aware times, got naive {value.isoformat()}")
-    return value.astimezone(UTC)
+    values["batches"] = json.loads(values.get("batches") or "{}")
+    return Run(**values, trigger="manual" if table is manual_runs else "schedule")
 
 
 def _fire(value: datetime) -> datetime:
     # Fire times are whole seconds; dropping stray microseconds keeps uniqueness exact on every backend.
-    return _utc(value).replace(microsecond=0)
+    return utc(value).replace(microsecond=0)
 
 
 def _check_state(state: str) -> None:

@@ -23,6 +23,7 @@ from dispatcher.schedule import date_macros, to_zone
 from dispatcher.state import resolve_sqlite_url
 
 if TYPE_CHECKING:
+    from dispatcher.delivery import Outcome
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.health import Metrics
     from dispatcher.ledger import Ledger, Run
@@ -178,7 +179,7 @@ def execute(svc: Services, report: Report, run: Run) -> str:
 
 
 def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str:
-    from dispatcher.delivery import deliver, recipients_for
+    from dispatcher.delivery import deliver, outcome_of, recipients_for
 
     fire = prepared.fire_time
     if prepared.rendered is None:
@@ -186,27 +187,66 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         logs.event("run.skipped", report=report.id, fire_time=fire, rows=0, reason="no rows, on_empty skip")
         return "skipped"
     rendered = prepared.rendered
-    result = deliver(svc.client, rendered.msg, recipients_for(svc.config, report.to))
+    recipients = recipients_for(svc.config, report.to)
+    result = deliver(svc.client, rendered.msg, recipients, skip=run)
+    outcome = outcome_of(run, result)
     counts = result.counts()
-    svc.ledger.finish(
-        run.id, "sent", rows=prepared.result.rows, msg_bytes=rendered.msg_bytes,
-        recipients=result.recipients, task_ids=result.task_ids, receipts=counts,
-        error="; ".join([*result.unresolved_mobiles, *result.warnings]) or None,
-    )  # fmt: skip
     svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
-    logs.event(
-        "run.sent", report=report.id, fire_time=fire, rows=prepared.result.rows, bytes=rendered.msg_bytes,
-        recipients=result.recipients, tasks=len(result.task_ids), attempt=run.attempts,
-        **{k: v for k, v in counts.items() if v},
+    if outcome.state == "partial":
+        return _partial(svc, report, run, outcome, rows=prepared.result.rows, msg_bytes=rendered.msg_bytes)
+    svc.ledger.finish(
+        run.id, outcome.state, rows=prepared.result.rows, msg_bytes=rendered.msg_bytes,
+        recipients=outcome.recipients, task_ids=outcome.task_ids, receipts=counts,
+        error="; ".join(outcome.notes) or None, batches=outcome.batches,
     )  # fmt: skip
-    return "sent"
+    level = logging.WARNING if outcome.state == "suppressed" else logging.INFO
+    logs.event(
+        f"run.{outcome.state}", level, report=report.id, fire_time=fire, rows=prepared.result.rows,
+        bytes=rendered.msg_bytes, recipients=outcome.recipients, tasks=len(outcome.task_ids),
+        attempt=run.attempts, reason=outcome.reason, **{k: v for k, v in counts.items() if v},
+    )  # fmt: skip
+    return outcome.state
+
+
+def _partial(
+    svc: Services, report: Report, run: Run, outcome: Outcome, *, rows: int | None, msg_bytes: int | None
+) -> str:
+    """Some batches went out and some did not: record both; a retry sends only to the rest."""
+    fire = run.fire_time.astimezone(svc.config.report_zone(report))
+    retry_at = _retry_at(report, run)
+    svc.ledger.finish(
+        run.id, "partial", rows=rows, msg_bytes=msg_bytes, recipients=outcome.recipients,
+        task_ids=outcome.task_ids, receipts=outcome.counts, error=outcome.reason, next_retry_at=retry_at,
+        batches=outcome.batches,
+    )  # fmt: skip
+    logs.event(
+        "run.partial", logging.WARNING, report=report.id, fire_time=fire, recipients=outcome.recipients,
+        refused=outcome.refused, tasks=len(outcome.task_ids), attempt=run.attempts, retry_at=retry_at,
+        error=outcome.reason,
+    )  # fmt: skip
+    if retry_at is None:
+        logs.event("run.gave_up", logging.ERROR, report=report.id, fire_time=fire, attempts=run.attempts,
+                   error=outcome.reason)  # fmt: skip
+        alert(svc, report, fire, outcome.reason or "partial delivery", partial=outcome)
+    return "partial"
+
+
+def _retry_at(report: Report, run: Run) -> datetime | None:
+    if run.attempts > report.retries:
+        return None
+    return clock.now() + timedelta(seconds=report.retry_delay * 2 ** (run.attempts - 1))
 
 
 def _fail(svc: Services, report: Report, run: Run, error: str) -> str:
+    from dispatcher.delivery import outcome_of
+
     fire = run.fire_time.astimezone(svc.config.report_zone(report))
-    if run.attempts <= report.retries:
-        delay = report.retry_delay * 2 ** (run.attempts - 1)
-        retry_at = clock.now() + timedelta(seconds=delay)
+    if run.accepted_userids or run.accepted_dept_ids:
+        # An earlier attempt reached some people: the run stays partial, whatever this attempt did.
+        outcome = outcome_of(run, None, error=error)
+        return _partial(svc, report, run, outcome, rows=run.rows, msg_bytes=run.msg_bytes)
+    retry_at = _retry_at(report, run)
+    if retry_at is not None:
         svc.ledger.finish(run.id, "failed", error=error, next_retry_at=retry_at)
         logs.event("run.failed", logging.WARNING, report=report.id, fire_time=fire, attempt=run.attempts,
                    retry_at=retry_at, error=error)  # fmt: skip
@@ -224,7 +264,9 @@ def give_up(svc: Services, report: Report, run: Run) -> None:
     _fail(svc, report, run, run.error or "failed")
 
 
-def alert(svc: Services, report: Report, fire: datetime, error: str) -> None:
+def alert(
+    svc: Services, report: Report, fire: datetime, error: str, *, partial: Outcome | None = None
+) -> None:
     """A short work notification to `admins`, at most once per report per alert_interval."""
     from dispatcher.config import ALERT_GROUP
     from dispatcher.delivery import deliver, recipients_for
@@ -237,7 +279,8 @@ def alert(svc: Services, report: Report, fire: datetime, error: str) -> None:
     if not svc.ledger.alert_allowed(report.id, every=every):
         logs.event("alert.suppressed", report=report.id, fire_time=fire, reason="one alert per interval")
         return
-    msg = markdown_msg(f"报表运行失败：{report.title}", _alert_text(report, fire, error))
+    heading = "报表部分送达" if partial is not None else "报表运行失败"
+    msg = markdown_msg(f"{heading}：{report.title}", _alert_text(report, fire, error, partial))
     try:
         deliver(svc.client, msg, recipients_for(svc.config, [ALERT_GROUP]))
     except DispatcherError as exc:
@@ -247,12 +290,18 @@ def alert(svc: Services, report: Report, fire: datetime, error: str) -> None:
     logs.event("alert.sent", report=report.id, fire_time=fire)
 
 
-def _alert_text(report: Report, fire: datetime, error: str) -> str:
+def _alert_text(report: Report, fire: datetime, error: str, partial: Outcome | None = None) -> str:
     from dispatcher.render_helpers import md
 
     now = clock.now().astimezone(fire.tzinfo).strftime("%Y-%m-%d %H:%M:%S")
+    heading = "报表部分送达" if partial is not None else "报表运行失败"
+    reach = (
+        f"- **送达** {partial.recipients} 人已送达，{partial.refused} 人未送达\n"
+        if partial is not None
+        else ""
+    )
     return (
-        f"### 报表运行失败\n\n- **报表** {md(report.id)}（{md(report.title)}）\n"
-        f"- **计划时间** {fire.strftime('%Y-%m-%d %H:%M:%S %Z')}\n- **错误** {md(error[:300])}\n\n"
+        f"### {heading}\n\n- **报表** {md(report.id)}（{md(report.title)}）\n"
+        f"- **计划时间** {fire.strftime('%Y-%m-%d %H:%M:%S %Z')}\n{reach}- **错误** {md(error[:300])}\n\n"
         f"告警时间 {now}"
     )

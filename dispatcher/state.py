@@ -24,8 +24,10 @@ from sqlalchemy import (
     Table,
     create_engine,
     delete,
+    inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dispatcher import clock
 from dispatcher.errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_STATE_PATH = Path(".dispatcher") / "state.db"
 _SCHEMA_LOCK_KEY = 0x64697370  # "disp": the advisory lock racing PostgreSQL migrations share
 
@@ -97,6 +99,8 @@ class StateStore:
             found = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema")).scalar()
             if found is None:
                 conn.execute(meta_table.insert().values(key="schema", value=str(SCHEMA_VERSION)))
+            elif int(found) < SCHEMA_VERSION:
+                _upgrade(conn, int(found))
             elif int(found) > SCHEMA_VERSION:
                 raise StateError(
                     f"the state store has schema version {found}, newer than this release ({SCHEMA_VERSION})",
@@ -158,6 +162,34 @@ def _guarded(opener: Callable[[], AbstractContextManager[Connection]], url: str)
             yield conn
     except SQLAlchemyError as exc:
         raise StateError(f"state store {_safe_url(url)} failed: {_short(exc)}") from None
+
+
+def _upgrade(conn: Connection, found: int) -> None:
+    """Bring an older store's existing tables up to SCHEMA_VERSION (create_all made the new ones)."""
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        for table, column, sql_type in _ADDED_COLUMNS.get(version, ()):
+            if not _has_column(conn, table, column):
+                _add_column(conn, table, column, sql_type)
+    conn.execute(update(meta_table).where(meta_table.c.key == "schema").values(value=str(SCHEMA_VERSION)))
+
+
+def _has_column(conn: Connection, table: str, column: str) -> bool:
+    return column in {c["name"] for c in inspect(conn).get_columns(table)}
+
+
+def _add_column(conn: Connection, table: str, column: str, sql_type: str) -> None:
+    try:
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+    except SQLAlchemyError:
+        # MariaDB takes no schema lock here: a process starting at the same moment may have won.
+        if not _has_column(conn, table, column):
+            raise
+
+
+# version -> columns it added to tables an older version already had
+_ADDED_COLUMNS: dict[int, tuple[tuple[str, str, str], ...]] = {
+    2: (("dispatcher_runs", "batches", "TEXT"),),
+}
 
 
 def _lock_schema(conn: Connection) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from dispatcher import clock
 from dispatcher.errors import StateError
 from dispatcher.ledger import Ledger
-from dispatcher.state import StateStore
+from dispatcher.state import SCHEMA_VERSION, StateStore
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("DISPATCHER_TEST_POSTGRES_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -150,7 +150,7 @@ import json, sys, time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from dispatcher.ledger import Ledger
-from dispatcher.state import StateStore
+from dispatcher.state import SCHEMA_VERSION, StateStore
 
 ledger = Ledger(StateStore(sys.argv[2]))
 print("ready", flush=True)
@@ -166,7 +166,7 @@ import sys, time
 from datetime import UTC, datetime
 from pathlib import Path
 from dispatcher.ledger import Ledger
-from dispatcher.state import StateStore
+from dispatcher.state import SCHEMA_VERSION, StateStore
 
 print("ready", flush=True)
 while not Path(sys.argv[1]).exists():
@@ -407,7 +407,7 @@ def test_alert_allowed_once_across_ledgers_on_one_database(
 
 def test_four_processes_opening_an_empty_store_at_once_all_start(url: str, tmp_path: Path) -> None:
     outputs = _processes(MIGRATE_WORKER, [[url]] * 4, tmp_path)
-    assert [out.split()[-1] for out in outputs] == ["1"] * 4
+    assert [out.split()[-1] for out in outputs] == [str(SCHEMA_VERSION)] * 4
     store = StateStore(url)
     try:
         assert len(Ledger(store).history()) == 1

@@ -20,7 +20,7 @@ def test_valid_config_exits_0_with_a_one_line_summary(project, capsys):
     code, out = validate(project / "reports.yaml", capsys)
     assert code == 0, out
     assert out.strip().splitlines() == [
-        f"{project / 'reports.yaml'}: OK: 1 reports, 1 sources, 2 recipient groups"
+        f"{project / 'reports.yaml'}: OK: 1 report, 1 source, 2 recipient groups"
     ]
 
 

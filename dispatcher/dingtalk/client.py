@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,10 +19,11 @@ from typing import Any, Protocol, TypeVar
 
 from dispatcher.dingtalk.message import MAX_MSG_BYTES, msg_bytes
 from dispatcher.dingtalk.pacing import Pacing
-from dispatcher.dingtalk.results import DeliveryResult, Receipt, mask_mobile, receipt_from
+from dispatcher.dingtalk.results import Batch, DeliveryResult, Receipt, Refusal, mask_mobile, receipt_from
 from dispatcher.dingtalk.retry import RetryPolicy
 from dispatcher.dingtalk.transport import Credentials, OnCall, Transport
 from dispatcher.errors import DeliveryError
+from dispatcher.words import plural
 
 __all__ = [
     "Credentials",
@@ -168,9 +169,16 @@ class DingTalkClient:
         dept_ids: Sequence[int] = (),
         receipts: bool = True,
         receipt_timeout: float = 30.0,
+        skip_userids: Collection[str] = (),
+        skip_dept_ids: Collection[int] = (),
     ) -> DeliveryResult:
         """Send `msg` to everyone once, in batches DingTalk accepts; then read receipts and
-        resend once to the users DingTalk reports as failed."""
+        resend once to the users DingTalk reports as failed.
+
+        `skip_userids` and `skip_dept_ids` are those an earlier attempt already delivered to. When DingTalk
+        refuses a batch after accepting others, sending stops and the result is partial
+        (`result.refused`); when it refuses the first, the DeliveryError propagates.
+        """
         _check_size(msg)
         resolved, problems = self.resolve_mobiles(mobiles)
         users = _unique([u.strip() for u in userids if u and u.strip()] + list(resolved.values()))
@@ -180,13 +188,17 @@ class DingTalkClient:
                 "no recipient left to send to" + (": " + "; ".join(problems) if problems else ""),
                 hint="fix the report's recipients (userids, mobiles or dept_ids)",
             )
-        tasks = list(self._send_batches(msg, users, depts))
+        users = [u for u in users if u not in skip_userids]
+        depts = [d for d in depts if d not in skip_dept_ids]
+        tasks, refused = self._send_all(msg, users, depts)
         result = DeliveryResult(
             task_ids=[t.task_id for t in tasks],
             batches=len(tasks),
-            recipients=len(users),
-            dept_ids=depts,
+            recipients=len(_unique(u for t in tasks for u in t.userids)),
+            dept_ids=_unique(d for t in tasks for d in t.dept_ids),
             unresolved_mobiles=problems,
+            accepted=[Batch(t.task_id, t.userids, t.dept_ids) for t in tasks],
+            refused=refused,
         )
         if receipts:
             self._collect_receipts(msg, tasks, result, receipt_timeout)
@@ -199,7 +211,7 @@ class DingTalkClient:
         failed = _unique(u for r in result.receipts for u in r.failed)
         if not failed:
             return
-        log.info("resending to %d user(s) DingTalk reported as failed", len(failed))
+        log.info("resending to %s DingTalk reported as failed", plural(len(failed), "user"))
         resent: list[_Task] = []
         try:
             for task in self._send_batches(msg, failed, []):
@@ -209,6 +221,25 @@ class DingTalkClient:
         result.resent_userids = [u for t in resent for u in t.userids]
         result.resent_task_ids = [t.task_id for t in resent]
         result.receipts += self._receipts(resent, timeout, result)
+
+    def _send_all(
+        self, msg: dict[str, Any], users: list[str], depts: list[int]
+    ) -> tuple[list[_Task], list[Refusal]]:
+        tasks: list[_Task] = []
+        try:
+            for task in self._send_batches(msg, users, depts):
+                tasks.append(task)
+        except DeliveryError as exc:
+            if not tasks:
+                raise
+            # What went out stays out: the caller records it, and a retry sends only the rest.
+            sent_users = {u for t in tasks for u in t.userids}
+            sent_depts = {d for t in tasks for d in t.dept_ids}
+            rest_users = [u for u in users if u not in sent_users]
+            rest_depts = [d for d in depts if d not in sent_depts]
+            log.warning("asyncsend_v2 refused after %s: %s", plural(len(tasks), "accepted call"), exc.message)
+            return tasks, [Refusal(exc.errcode, exc.message, rest_users, rest_depts)]
+        return tasks, []
 
     def _send_batches(self, msg: dict[str, Any], users: list[str], depts: list[int]) -> Iterator[_Task]:
         size = min(MAX_USERIDS, self._http.pacer.pacing.recipients_per_minute)
@@ -231,7 +262,9 @@ class DingTalkClient:
         with self._recipient_slot(len(users)):
             payload, attempts = self._http.call("asyncsend_v2", _SEND + "asyncsend_v2", body)
         task_id = int(payload["task_id"])
-        log.debug("asyncsend_v2 task %d: %d userid(s), %d dept(s)", task_id, len(users), len(depts))
+        log.debug(
+            "asyncsend_v2 task %d: %s, %s", task_id, plural(len(users), "userid"), plural(len(depts), "dept")
+        )
         return _Task(task_id, users, depts, attempts)
 
     def _recipient_slot(self, count: int) -> AbstractContextManager[Any]:

@@ -6,6 +6,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FORBIDDEN_CODES = ("143105", "143106")  # always present in counts(): the two a report can cause
+DUPLICATE = "143106"  # the same content to the same person on the same day: DingTalk drops it
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One asyncsend_v2 call DingTalk accepted."""
+
+    task_id: int
+    userids: list[str]
+    dept_ids: list[int]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The recipients no accepted call reached: the refused call's, and those of every call after it."""
+
+    errcode: int | None
+    message: str
+    userids: list[str]
+    dept_ids: list[int]
 
 
 @dataclass
@@ -31,13 +51,32 @@ class Receipt:
 class DeliveryResult:
     task_ids: list[int]
     batches: int
-    recipients: int  # unique userids sent to (department members are not counted)
+    recipients: int  # unique userids in accepted calls (department members are not counted)
     dept_ids: list[int]
     unresolved_mobiles: list[str]  # masked, each with its reason
+    accepted: list[Batch] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)  # non-empty: a partial delivery
     receipts: list[Receipt] = field(default_factory=list)
     resent_task_ids: list[int] = field(default_factory=list)
     resent_userids: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # receipts or resends that failed
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.refused)
+
+    def reached(self) -> int | None:
+        """How many users the receipts show holding the message; None when the receipts can't tell
+        (departments, receipts off or unfinished)."""
+        accepted_depts = any(b.dept_ids for b in self.accepted)
+        if accepted_depts or not self.receipts or not all(r.complete for r in self.receipts):
+            return None
+        counts = self.counts()
+        return counts["read"] + counts["unread"]
+
+    def duplicate_only(self) -> bool:
+        """Nobody got it, and DingTalk dropped it as duplicate content for at least one person."""
+        return self.reached() == 0 and self.counts()[f"forbidden_{DUPLICATE}"] > 0
 
     def counts(self) -> dict[str, int]:
         """Each user's final status once: a resend's receipt replaces the failure it retried."""

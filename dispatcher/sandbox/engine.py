@@ -52,6 +52,8 @@ class Engine:
         self._current_token: str | None = None
         self._windows: defaultdict[str, deque[float]] = defaultdict(deque)
         self._throttled = 0
+        self._spared: defaultdict[str, int] = defaultdict(int)  # calls let through by force_errcode_after
+        self._forced: defaultdict[str, int] = defaultdict(int)  # calls refused by force_errcode
         self._calls: list[dict[str, Any]] = []
         self._handlers: dict[str, Handler] = {
             "getbymobile": self._getbymobile,
@@ -70,6 +72,9 @@ class Engine:
                 self._rng = _rng(new.seed)
             if "throttle_first" in changes:
                 self._throttled = 0  # throttle_first means "the next N calls" from now
+            if {"force_errcode", "force_errcode_after", "force_errcode_times"} & set(changes):
+                self._spared.clear()  # the forced-error counters also count from now
+                self._forced.clear()
             if new.directory_file and new.directory_file != self.options.directory_file:
                 self.directory.load_file(new.directory_file)
             if new.generated_users > self.options.generated_users:
@@ -81,6 +86,8 @@ class Engine:
             self.mail = Mailroom(self.directory)
             self._windows.clear()
             self._throttled = 0
+            self._spared.clear()
+            self._forced.clear()
             self._calls.clear()
 
     def expire_tokens(self) -> None:
@@ -174,9 +181,9 @@ class Engine:
         limited = self._throttle(endpoint, mono)
         if limited:
             return limited
-        forced = self.options.force_errcode.get(endpoint)
+        forced = self._forced_errcode(endpoint)
         if forced is not None:
-            return Refusal(int(forced))
+            return Refusal(forced)
         if endpoint == "gettoken":
             return self._gettoken(query, mono)
         token = query.get("access_token") or (body or {}).get("access_token")
@@ -186,6 +193,19 @@ class Engine:
         if body is None:
             return Refusal(40035, "the request body is neither a JSON object nor form-encoded")
         return self._handlers[endpoint](body, mono)
+
+    def _forced_errcode(self, endpoint: str) -> int | None:
+        """force_errcode, after sparing `force_errcode_after` calls, for `force_errcode_times` calls."""
+        forced, opts = self.options.force_errcode.get(endpoint), self.options
+        if forced is None:
+            return None
+        if self._spared[endpoint] < opts.force_errcode_after:
+            self._spared[endpoint] += 1
+            return None
+        if opts.force_errcode_times and self._forced[endpoint] >= opts.force_errcode_times:
+            return None
+        self._forced[endpoint] += 1
+        return int(forced)
 
     def _throttle(self, endpoint: str, mono: float) -> Refusal | None:
         """throttle_first, then the per-app per-API limit: calls_per_second in any 1-s window."""

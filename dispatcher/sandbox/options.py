@@ -33,6 +33,9 @@ class SandboxOptions:
     recipients_per_minute: int = 5000
     per_user_daily: int = 500
     force_errcode: dict[str, int] = field(default_factory=dict)
+    # force_errcode spares this many calls of each endpoint first: batch 1 accepted, the rest refused
+    force_errcode_after: int = 0
+    force_errcode_times: int = 0  # then refuses this many calls of it (0: every later call)
     failing_userids: frozenset[str] = frozenset()
     seed: int | None = None
     directory_file: str | None = None
@@ -43,7 +46,7 @@ class SandboxOptions:
 _FIELDS = {f.name: f for f in dataclasses.fields(SandboxOptions)}
 _FLOATS = {"token_ttl", "latency", "fail_rate", "reset_rate", "progress_delay"}
 _INTS = {"agent_id", "throttle_first", "calls_per_second", "recipients_per_minute"}
-_INTS |= {"per_user_daily", "generated_users"}
+_INTS |= {"per_user_daily", "generated_users", "force_errcode_after", "force_errcode_times"}
 
 
 def changed(options: SandboxOptions, changes: dict[str, Any]) -> SandboxOptions:

@@ -1,0 +1,205 @@
+"""`dispatcher send`: one report now, recorded in history as a manual run, its outcome told plainly.
+
+Exit 1 whenever the message did not reach everyone it was meant for: refused, partial, dropped as
+duplicate content, or reaching nobody per the receipts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from datetime import datetime
+from typing import Any
+
+from dispatcher.errors import CredentialsError, DeliveryError, DispatcherError
+from dispatcher.words import plural
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from dispatcher.cli import _instant, _load
+    from dispatcher.delivery import credentials_from, open_target, recipients_for, recipients_from_cli
+    from dispatcher.runner import fire_time_at
+
+    config = _load(args)
+    report = config.report(args.report_id)
+    recipients = recipients_from_cli(args.to) if args.to else recipients_for(config, report.to)
+    fire = fire_time_at(config, report, _instant(config, args.at))
+    if args.dry_run and not args.sandbox and _missing_credentials(credentials_from, config):
+        return _offline_dry_run(config, report, fire, recipients)
+    # Credentials are checked before the query runs: a missing variable fails fast.
+    with open_target(config, sandbox=args.sandbox) as target:
+        print(f"report     {report.id} (fire time {fire.isoformat()})")
+        if target.sandbox is not None:
+            print(f"sandbox    {target.sandbox.url}/ (in this process; it stops when send exits)")
+        if args.dry_run:
+            prepared = _prepare_or_skip(config, report, fire)
+            if prepared is not None:
+                _print_dry_run(target.client, prepared, recipients)
+            return 0
+        # Sandbox sends are throw-away: they stay out of the real history.
+        ledger = None if target.sandbox is not None else _ledger(target)
+        _send_recorded(config, report, fire, target, recipients, ledger)
+    return 0
+
+
+def _missing_credentials(credentials_from: Any, config: Any) -> bool:
+    try:
+        credentials_from(config)
+    except CredentialsError:
+        return True
+    return False
+
+
+def _prepare_or_skip(config: Any, report: Any, fire: datetime) -> Any:
+    from dispatcher.cli import _prepare
+
+    prepared = _prepare(config, report, fire)
+    if prepared.rendered is None:
+        print("result     no rows and on_empty is 'skip': nothing to send")
+        return None
+    rendered = prepared.rendered
+    print(
+        f"message    {rendered.msg['msgtype']}, {plural(rendered.msg_bytes, 'byte')}, "
+        f"{plural(prepared.result.rows, 'row')}"
+    )
+    return prepared
+
+
+def _ledger(target: Any) -> Any:
+    from dispatcher.ledger import Ledger
+
+    return Ledger(target.state) if target.state is not None else None
+
+
+def _send_recorded(
+    config: Any, report: Any, fire: datetime, target: Any, recipients: Any, ledger: Any
+) -> None:
+    """Prepare, deliver and print; the ledger row (trigger manual) follows the run from start to end."""
+    run = ledger.start_manual(report.id, fire, _owner()) if ledger is not None else None
+
+    def finish(state: str, **fields: Any) -> None:
+        if ledger is not None and run is not None:
+            ledger.finish(run.id, state, trigger="manual", **fields)
+
+    try:
+        prepared = _prepare_or_skip(config, report, fire)
+        if prepared is None:
+            finish("skipped", rows=0)
+            return
+        result = _deliver(target, prepared, recipients)
+    except DispatcherError as exc:
+        finish("failed", error=str(exc))
+        raise
+    except BaseException as exc:  # Ctrl-C or a bug: the row must not stay 'running' forever
+        finish("failed", error=f"interrupted: {type(exc).__name__}")
+        raise
+    _record_and_judge(finish, prepared, result)
+
+
+def _deliver(target: Any, prepared: Any, recipients: Any) -> Any:
+    from dispatcher.delivery import deliver
+
+    result = deliver(target.client, prepared.rendered.msg, recipients)
+    _print_result(result)
+    if target.sandbox is not None:
+        names = sorted({f"{m['name']} ({m['userid']})" for m in target.sandbox.messages()})
+        print(f"inbox      delivered to {', '.join(names) or 'nobody'}")
+    return result
+
+
+def _record_and_judge(finish: Any, prepared: Any, result: Any) -> None:
+    from dispatcher.delivery import outcome_of
+
+    outcome = outcome_of(None, result)
+    finish(
+        outcome.state, rows=prepared.result.rows, msg_bytes=prepared.rendered.msg_bytes,
+        recipients=outcome.recipients, task_ids=outcome.task_ids, receipts=outcome.counts,
+        error=outcome.reason or "; ".join(outcome.notes) or None, batches=outcome.batches,
+    )  # fmt: skip
+    if outcome.state != "sent":
+        raise DeliveryError(outcome.reason or outcome.state, hint=_HINTS[outcome.state])
+    nobody = [n for n in outcome.notes if n.startswith("nobody received")]
+    if nobody:
+        raise DeliveryError(nobody[0], hint="check the recipients' userids and mobiles (see README, 'send')")
+
+
+_HINTS = {
+    "partial": "the recipients listed as refused did not get it; fix the cause and send again",
+    "suppressed": "DingTalk sends the same content to a person once a day; change the message or wait",
+}
+
+
+def _owner() -> str:
+    return f"send@{socket.gethostname()}:{os.getpid()}"
+
+
+def _print_result(result: Any) -> None:
+    counts = result.counts()
+    ids = ", ".join(map(str, result.task_ids))
+    task_words = f"task id{'s' if len(result.task_ids) != 1 else ''} {ids}"
+    if result.partial:
+        total = result.recipients + sum(len(r.userids) for r in result.refused)
+        print(f"partial    {result.recipients} of {plural(total, 'recipient')} in "
+              f"{plural(result.batches, 'call')}; {task_words}")  # fmt: skip
+        for refusal in result.refused:
+            print(f"refused    {plural(len(refusal.userids), 'recipient')}: {refusal.message}")
+    else:
+        print(f"sent       {plural(result.recipients, 'recipient')} in {plural(result.batches, 'call')}; "
+              f"{task_words}")  # fmt: skip
+    forbidden = " ".join(f"{k.removeprefix('forbidden_')}:{v}" for k, v in counts.items() if k[10:] and v)
+    print(
+        f"receipts   unread {counts['unread']} · read {counts['read']} · invalid {counts['invalid']} · "
+        f"forbidden {counts['forbidden']}{f' ({forbidden})' if forbidden else ''} · "
+        f"failed {counts['failed']} · resent {counts['resent']}"
+    )
+    for problem in [*result.unresolved_mobiles, *result.warnings]:
+        print(f"warning    {problem}")
+
+
+def _print_dry_run(client: Any, prepared: Any, recipients: Any) -> None:
+    resolved, problems = client.resolve_mobiles(list(recipients.mobiles))
+    _print_recipients(recipients, list(resolved.values()), problems)
+    print("dry run    nothing was sent; the message would be:")
+    _print_markdown(prepared.rendered.markdown)
+
+
+def _offline_dry_run(config: Any, report: Any, fire: datetime, recipients: Any) -> int:
+    """No credentials: resolve mobiles from the userid cache only, and say which are left."""
+    from dispatcher.delivery import cached_userids
+    from dispatcher.dingtalk.results import mask_mobile
+
+    print(f"report     {report.id} (fire time {fire.isoformat()})")
+    prepared = _prepare_or_skip(config, report, fire)
+    if prepared is None:
+        return 0
+    known = cached_userids(config, list(recipients.mobiles))
+    unresolved = [
+        f"{mask_mobile(m)}: not in the userid cache; resolved at send time"
+        for m in recipients.mobiles
+        if m not in known
+    ]
+    _print_recipients(recipients, list(known.values()), [], unresolved)
+    print("dry run    nothing was sent (no DingTalk credentials: mobiles come from the userid cache only);")
+    print("           the message would be:")
+    _print_markdown(prepared.rendered.markdown)
+    return 0
+
+
+def _print_recipients(
+    recipients: Any, resolved: list[str], problems: list[str], unresolved: list[str] | None = None
+) -> None:
+    userids = list(dict.fromkeys([*recipients.userids, *resolved]))
+    print(f"userids    {', '.join(userids) or '(none)'}")
+    if recipients.dept_ids:
+        print(f"dept_ids   {', '.join(map(str, recipients.dept_ids))}")
+    for line in unresolved or []:
+        print(f"unresolved {line}")
+    for problem in problems:
+        print(f"warning    {problem}")
+
+
+def _print_markdown(markdown: str) -> None:
+    from dispatcher.cli import _print_message
+
+    _print_message(markdown)

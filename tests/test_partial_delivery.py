@@ -1,0 +1,285 @@
+"""Partial deliveries: DingTalk accepts some batches and refuses the rest (issue 15 §3).
+
+Reproduced against a real sandbox over HTTP and a real SQLite state store: 251 userids go out in
+three batches; the sandbox accepts the first and answers 60011 after it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dispatcher.cli import main
+from dispatcher.config import load_config
+from dispatcher.delivery import make_client
+from dispatcher.dingtalk.client import Credentials
+from dispatcher.dingtalk.transport import forget_tokens
+from dispatcher.health import Metrics
+from dispatcher.ledger import Ledger
+from dispatcher.runner import Services, build_sources, execute
+from dispatcher.sandbox import Sandbox, SandboxOptions
+from dispatcher.state import StateStore
+from dispatcher.state import state_url as store_url
+from tests import daemon_harness
+from tests.services import postgres_url  # noqa: F401  (a fixture)
+
+daemons, state_url = daemon_harness.daemons, daemon_harness.state_url  # fixtures
+
+USERS = [f"u{i:05d}" for i in range(1, 252)]
+FIRE = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+AT = "2026-11-28T10:00+08:00"
+
+CONFIG = """\
+timezone: Asia/Shanghai
+sources:
+  shop: sqlite:///shop.db
+dingtalk:
+  app_key: dingsandboxkey
+  app_secret: sandbox-secret
+  agent_id: 100000001
+  api_base: {api_base}
+recipients:
+  many: {{userids: {users}}}
+  admins: {{userids: [oncall01]}}
+reports:
+  big:
+    title: 全员日报
+    schedule: "0 9 * * *"
+    source: shop
+    sql: "SELECT 1 AS n"
+    to: [many]
+    retries: {retries}
+    retry_delay: 1s
+"""
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    forget_tokens()
+    with Sandbox(SandboxOptions(generated_users=251)) as box:
+        yield box
+    forget_tokens()
+
+
+def refuse_after_first_batch(sandbox: Sandbox, times: int = 0) -> None:
+    sandbox.set_options(
+        force_errcode={"asyncsend_v2": 60011}, force_errcode_after=1, force_errcode_times=times
+    )
+
+
+def write_project(folder: Path, sandbox: Sandbox, retries: int = 2) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = CONFIG.format(api_base=sandbox.url, users=json.dumps(USERS), retries=retries)
+    (folder / "reports.yaml").write_text(text, encoding="utf-8")
+    (folder / "shop.db").touch()
+    return folder / "reports.yaml"
+
+
+@pytest.fixture
+def services(tmp_path: Path, sandbox: Sandbox) -> Iterator[Services]:
+    yield from _services(write_project(tmp_path / "p", sandbox), sandbox)
+
+
+def _services(path: Path, sandbox: Sandbox) -> Iterator[Services]:
+    config = load_config(path)
+    store = StateStore(store_url(config.base_dir, config.state))
+    opts = sandbox.options
+    client = make_client(config, Credentials(opts.app_key, opts.app_secret, opts.agent_id), store)
+    sources = build_sources(config)
+    try:
+        yield Services(config, sources, client, Ledger(store), Metrics(), "test-owner")
+    finally:
+        client.close()
+        sources.dispose()
+        store.close()
+
+
+def sent_userids(sandbox: Sandbox) -> list[str]:
+    """Every userid of every accepted asyncsend_v2 call, in order."""
+    return [
+        u
+        for call in sandbox.calls("asyncsend_v2")
+        if call["errcode"] == 0
+        for u in call["body"]["userid_list"].split(",")
+    ]
+
+
+def run_once(svc: Services) -> str:
+    report = svc.config.reports["big"]
+    run = svc.ledger.claim("big", FIRE, svc.owner)
+    assert run is not None
+    return execute(svc, report, run)
+
+
+def retry_due(svc: Services) -> str:
+    report = svc.config.reports["big"]
+    [due] = svc.ledger.due_retries(datetime.now(UTC) + timedelta(hours=1))
+    claimed = svc.ledger.claim_retry(due, "another-replica")
+    assert claimed is not None
+    return execute(svc, report, claimed)
+
+
+def test_the_client_reports_accepted_and_refused_batches(sandbox: Sandbox) -> None:
+    refuse_after_first_batch(sandbox)
+    opts = sandbox.options
+    creds = Credentials(opts.app_key, opts.app_secret, opts.agent_id)
+    with make_client(load_config_stub(sandbox), creds, None) as client:
+        result = client.send({"msgtype": "text", "text": {"content": "hi"}}, userids=USERS)
+    assert [len(b.userids) for b in result.accepted] == [100]
+    assert result.task_ids == [result.accepted[0].task_id]
+    [refused] = result.refused
+    assert (refused.errcode, len(refused.userids)) == (60011, 151)
+    assert "60011" in refused.message
+    assert result.partial and result.recipients == 100
+    assert len({m["userid"] for m in sandbox.messages()}) == 100
+
+
+def load_config_stub(sandbox: Sandbox):  # type: ignore[no-untyped-def]
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="partial-"))
+    return load_config(write_project(folder, sandbox))
+
+
+def test_a_partial_run_is_recorded_with_its_batches_and_logged_as_partial(
+    services: Services, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    refuse_after_first_batch(sandbox)
+    with caplog.at_level(logging.INFO, logger="dispatcher"):
+        assert run_once(services) == "partial"
+    [run] = services.ledger.history("big")
+    assert run.state == "partial"
+    assert run.recipients == 100
+    assert len(run.task_ids) == 1
+    [accepted] = run.batches["accepted"]
+    assert (accepted["task_id"], accepted["recipients"]) == (run.task_ids[0], 100)
+    [refused] = run.batches["refused"]
+    assert (refused["errcode"], refused["recipients"]) == (60011, 151)
+    assert run.next_retry_at is not None  # retries: 2, so the rest is owed a retry
+    assert "60011" in (run.error or "")
+    [line] = [r for r in caplog.records if r.getMessage() == "run.partial"]
+    fields = line.event_fields  # type: ignore[attr-defined]
+    assert (fields["recipients"], fields["refused"], fields["tasks"]) == (100, 151, 1)
+
+
+def test_a_retry_sends_only_to_the_batches_not_yet_accepted(services: Services, sandbox: Sandbox) -> None:
+    refuse_after_first_batch(sandbox, times=1)
+    assert run_once(services) == "partial"
+    assert retry_due(services) == "sent"
+
+    counts = Counter(sent_userids(sandbox))
+    assert sorted(counts) == USERS
+    assert set(counts.values()) == {1}, "every userid is sent exactly once across first run and retry"
+    assert Counter(m["userid"] for m in sandbox.messages()) == Counter(USERS)
+    [run] = services.ledger.history("big")
+    assert (run.state, run.attempts, run.recipients) == ("sent", 2, 251)
+    assert len(run.task_ids) == 3
+    assert run.batches["refused"] == []
+
+
+def test_a_partial_run_that_gives_up_alerts_the_admins_with_partial(tmp_path: Path, sandbox: Sandbox) -> None:
+    refuse_after_first_batch(sandbox, times=1)  # the alert, sent afterwards, gets through
+    for svc in _services(write_project(tmp_path / "p", sandbox, retries=0), sandbox):
+        assert run_once(svc) == "partial"
+        [run] = svc.ledger.history("big")
+        assert run.next_retry_at is None
+    [alert] = sandbox.messages("oncall01")
+    text = alert["msg"]["markdown"]["text"]
+    assert "部分送达" in alert["msg"]["markdown"]["title"]
+    assert "100" in text and "151" in text and "60011" in text
+
+
+def test_history_and_list_show_partial(tmp_path: Path, sandbox: Sandbox, capsys) -> None:  # type: ignore[no-untyped-def]
+    refuse_after_first_batch(sandbox)
+    path = write_project(tmp_path / "p", sandbox)
+    for svc in _services(path, sandbox):
+        run_once(svc)
+    assert main(["history", "big", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert " partial " in out and "60011" in out
+    assert main(["history", "big", "-c", str(path), "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["state"] == "partial" and row["batches"]["refused"][0]["recipients"] == 151
+    assert main(["list", "-c", str(path)]) == 0
+    assert "partial" in capsys.readouterr().out
+
+
+def test_send_prints_the_partial_delivery_and_exits_1(tmp_path: Path, sandbox: Sandbox, capsys) -> None:  # type: ignore[no-untyped-def]
+    refuse_after_first_batch(sandbox)
+    path = write_project(tmp_path / "p", sandbox)
+    code = main(["send", "big", "-c", str(path), "--at", AT])
+    out = capsys.readouterr()
+    assert code == 1
+    assert "partial    100 of 251 recipients in 1 call; task id" in out.out
+    assert "refused    151 recipients: DingTalk asyncsend_v2 failed: errcode 60011" in out.out
+    assert "60011" in out.err
+
+
+def test_another_replica_on_postgresql_retries_only_the_refused_batches(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    postgres_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DISPATCHER_STATE_URL", postgres_url)
+    refuse_after_first_batch(sandbox, times=1)
+    path = write_project(tmp_path / "p", sandbox)
+    for first in _services(path, sandbox):
+        assert run_once(first) == "partial"
+    forget_tokens()  # the second replica is another process: its own token, client and store
+    for second in _services(path, sandbox):
+        assert retry_due(second) == "sent"
+        [run] = second.ledger.history("big")
+        assert (run.state, run.recipients, len(run.task_ids)) == ("sent", 251, 3)
+    counts = Counter(sent_userids(sandbox))
+    assert sorted(counts) == USERS and set(counts.values()) == {1}
+
+
+def test_a_retry_refused_again_keeps_the_run_partial_with_what_reached_people(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    refuse_after_first_batch(sandbox)  # every call after the first is refused, the retry's too
+    for svc in _services(write_project(tmp_path / "p", sandbox, retries=1), sandbox):
+        assert run_once(svc) == "partial"
+        assert retry_due(svc) == "partial"
+        [run] = svc.ledger.history("big")
+        assert (run.state, run.attempts, run.recipients, run.next_retry_at) == ("partial", 2, 100, None)
+        assert len(run.accepted_userids) == 100 and run.batches["refused"][0]["recipients"] == 151
+    retried = sandbox.calls("asyncsend_v2")[2]["body"]["userid_list"].split(",")
+    assert retried[0] == "u00101", "the retry starts after the accepted batch"
+    assert Counter(sent_userids(sandbox)) == Counter(USERS[:100])
+
+
+def test_the_daemon_records_partial_then_its_retry_reaches_only_the_rest(
+    daemons: daemon_harness.Daemons, tmp_path: Path
+) -> None:
+    box = daemons.sandbox
+    refuse_after_first_batch(box, times=1)
+    big = daemon_harness.report(
+        "全员日报", schedule="0 0 1 1 *", run_on_start=True, to="many", retries=1, retry_delay="1s"
+    )
+    path = daemon_harness.project(tmp_path / "p", {"big": big})
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["recipients"]["many"] = {"userids": USERS}
+    daemon_harness.replace_file(path, yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+
+    daemon = daemons.start(path)
+    partial = daemon.wait_for("run.partial", report="big")
+    assert (partial.fields["recipients"], partial.fields["refused"], partial.fields["attempt"]) == (
+        100,
+        151,
+        1,
+    )
+    sent = daemon.wait_for("run.sent", report="big")
+    assert (sent.fields["recipients"], sent.fields["attempt"]) == (251, 2)
+    counts = Counter(sent_userids(box))
+    assert sorted(counts) == USERS and set(counts.values()) == {1}
+    [run] = daemon_harness.runs(daemons.state_url, "big")
+    assert (run.state, run.attempts, len(run.task_ids)) == ("sent", 2, 3)

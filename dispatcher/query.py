@@ -48,6 +48,7 @@ class SourceSpec:
 
 
 FETCH_CHUNK = 10_000  # rows per fetchmany: few round trips, few Row objects alive at once
+FIRST_CHUNK = 100  # before the row width is known
 SIZED = {str, bytes, bytearray, memoryview}
 DRIVERS = {"psycopg", "pymysql", "sqlite3"}
 
@@ -223,12 +224,15 @@ def _fetch(cursor: Any, limits: _Limits) -> tuple[list[tuple[Any, ...]], bool]:
     """
     limit = limits.max_rows + 1
     rows: list[tuple[Any, ...]] = []
-    size = 0
+    size, want = 0, FIRST_CHUNK
     while len(rows) < limit:
-        chunk = cursor.fetchmany(min(FETCH_CHUNK, limit - len(rows)))
+        chunk = cursor.fetchmany(min(want, limit - len(rows)))
         if not chunk:
             return rows, False
         size += _chunk_bytes(chunk)
+        # Size the next chunk so that it can hold at most an eighth of max_bytes: wide rows come
+        # a few at a time, narrow ones FETCH_CHUNK at a time.
+        want = max(1, min(FETCH_CHUNK, limits.max_bytes // 8 * (len(rows) + len(chunk)) // max(size, 1)))
         if size > limits.max_bytes:
             raise _too_big_error(limits)
         rows.extend(chunk if isinstance(chunk[0], tuple) else map(tuple, chunk))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -333,3 +334,69 @@ def test_the_deadline_timer_thread_ends_with_the_query(tmp_path: Path):
         assert threading.active_count() <= before
     finally:
         sources.dispose()
+
+
+# --- The README's read-only role stops what read-only transactions cannot ----------------------
+
+
+def test_the_readme_postgres_role_refuses_privileged_side_effects(pg):
+    from sqlalchemy.engine import make_url
+
+    role = f"dt_ro_{uuid.uuid4().hex[:8]}"
+    base = make_url(pg)
+    database, schema = base.database, base.query["options"].split("=", 1)[1]
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    statements = [
+        f"CREATE ROLE {role} LOGIN PASSWORD 'pw' NOSUPERUSER NOCREATEDB NOCREATEROLE",
+        f"GRANT CONNECT ON DATABASE {database} TO {role}",
+        f"GRANT USAGE ON SCHEMA {schema} TO {role}",
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}",
+        f"ALTER ROLE {role} SET default_transaction_read_only = on",
+    ]
+    try:
+        with admin.connect() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+        sources = Sources(
+            {"db": SourceSpec("db", base.set(username=role, password="pw").render_as_string(False))}
+        )
+        try:
+            for sql in (
+                "SELECT pg_read_file('/etc/hostname') AS f",
+                "SELECT lo_import('/etc/hostname') AS l",
+            ):
+                with pytest.raises(QueryError, match="permission denied"):
+                    run_query(sources, "db", sql, {}, max_rows=1, timeout=10)
+        finally:
+            sources.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()
+
+
+def test_the_readme_mariadb_role_refuses_into_outfile(my, tmp_path):
+    from sqlalchemy.engine import make_url
+
+    user = f"dt_ro_{uuid.uuid4().hex[:8]}"
+    base = make_url(my)
+    _admin_exec(
+        my,
+        f"CREATE USER '{user}'@'%%' IDENTIFIED BY 'pw'",
+        f"GRANT SELECT ON {base.database}.* TO '{user}'@'%%'",
+    )
+    sources = Sources(
+        {"db": SourceSpec("db", base.set(username=user, password="pw").render_as_string(False))}
+    )
+    target = tmp_path / "out.txt"
+    try:
+        with pytest.raises(QueryError, match="FILE privilege"):
+            run_query(sources, "db", f"SELECT 1 AS a INTO OUTFILE '{target}'", {}, max_rows=1, timeout=10)
+        assert run_query(
+            sources, "db", "SELECT LOAD_FILE('/etc/hostname') AS f", {}, max_rows=1, timeout=10
+        ).frame["f"].tolist() == [None]
+    finally:
+        sources.dispose()
+        _admin_exec(my, f"DROP USER '{user}'@'%%'")
+    assert not target.exists()

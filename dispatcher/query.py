@@ -170,7 +170,7 @@ def _run_read_only(
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     _begin_read_only(conn, limits.timeout)
     cancel = canceller(conn)
-    stopped_early = False
+    cursor, complete = None, False
     try:
         with Deadline(limits.timeout, cancel) as deadline:
             try:
@@ -180,19 +180,30 @@ def _run_read_only(
                         "the query returned no result set; reports must SELECT", report=limits.report
                     )
                 keys = [d[0] for d in cursor.description]
-                rows, stopped_early = _fetch(cursor, limits)
-                if stopped_early and conn.dialect.name in ("mysql", "mariadb"):
-                    abandon_mysql_stream(conn, cancel)
-                    return keys, rows
-                cursor.close()
+                rows, complete = _fetch(cursor, limits)
             except Exception as exc:
                 if deadline.fired and _is_database_error(exc):
                     raise _timeout_error(limits) from None
                 raise
+            finally:
+                _close(conn, cursor, complete, cancel)
     finally:
         if not conn.invalidated:
             _end_read_only(conn)
     return keys, rows
+
+
+def _close(conn: Connection, cursor: Any, complete: bool, cancel: Callable[[], None]) -> None:
+    """Close the cursor without reading what is left of the result."""
+    if cursor is None:
+        return
+    if not complete and conn.dialect.name in ("mysql", "mariadb"):
+        abandon_mysql_stream(conn, cancel)  # an SSCursor's close would read every remaining row
+        return
+    try:
+        cursor.close()  # PostgreSQL: CLOSE, the server never computes the rest
+    except Exception:
+        conn.invalidate()  # the run's own error (or the timeout) is what gets reported
 
 
 def _open_cursor(conn: Connection, sql: str, params: Mapping[str, Any]) -> Any:
@@ -216,7 +227,7 @@ def _open_cursor(conn: Connection, sql: str, params: Mapping[str, Any]) -> Any:
 
 
 def _fetch(cursor: Any, limits: _Limits) -> tuple[list[tuple[Any, ...]], bool]:
-    """At most `max_rows + 1` rows as plain tuples, and whether rows were left unread.
+    """At most `max_rows + 1` rows as plain tuples, and whether that was the whole result.
 
     Tuples straight from the driver: pandas builds a frame from them several times faster than
     from SQLAlchemy Rows (bench/, 3). The byte count fails the run once the result outgrows
@@ -228,7 +239,7 @@ def _fetch(cursor: Any, limits: _Limits) -> tuple[list[tuple[Any, ...]], bool]:
     while len(rows) < limit:
         chunk = cursor.fetchmany(min(want, limit - len(rows)))
         if not chunk:
-            return rows, False
+            return rows, True
         size += _chunk_bytes(chunk)
         # Size the next chunk so that it can hold at most an eighth of max_bytes: wide rows come
         # a few at a time, narrow ones FETCH_CHUNK at a time.
@@ -236,7 +247,7 @@ def _fetch(cursor: Any, limits: _Limits) -> tuple[list[tuple[Any, ...]], bool]:
         if size > limits.max_bytes:
             raise _too_big_error(limits)
         rows.extend(chunk if isinstance(chunk[0], tuple) else map(tuple, chunk))
-    return rows, True
+    return rows, False
 
 
 def _chunk_bytes(chunk: list[Any]) -> int:

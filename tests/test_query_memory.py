@@ -91,3 +91,30 @@ def test_a_bad_max_bytes_is_a_config_error_with_line(tmp_path):
     done = run_cli("validate", "-c", str(config))
     assert done.returncode == 1
     assert "reports.yaml:10: reports.big.max_bytes" in done.stderr and "64MB" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "fixture,sql",
+    [
+        ("postgres_url", "SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 10000000) AS g"),
+        ("mysql_url", "SELECT seq, REPEAT('x', 1000) AS pad FROM seq_1_to_10000000"),
+    ],
+)
+def test_max_bytes_stops_a_server_result_without_reading_the_rest(request, fixture, sql):
+    import time
+
+    from dispatcher.errors import QueryError
+    from dispatcher.query import Sources, SourceSpec, run_query
+
+    sources = Sources({"db": SourceSpec("db", request.getfixturevalue(fixture))})
+    started = time.monotonic()
+    try:
+        with pytest.raises(QueryError, match="max_bytes"):
+            run_query(
+                sources, "db", sql, {}, max_rows=10_000_000, max_bytes=1024 * 1024, timeout=120, report="r"
+            )
+        # Reading the other 10 GB would take minutes; stopping takes about a second.
+        assert time.monotonic() - started < 30
+        assert run_query(sources, "db", "SELECT 1 AS one", {}, max_rows=1, timeout=10).rows == 1
+    finally:
+        sources.dispose()

@@ -14,9 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from dispatcher import yamlfile
 from dispatcher.errors import ConfigError, Problem, ReportNotFound, ScheduleError
 from dispatcher.schedule import Schedule, parse_duration, parse_schedule, to_zone
-from dispatcher.source_url import DEFAULT_MAX_BYTES, parse_size, superuser_login, url_problem
-
-MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 86400.0  # query_timeout's range (dispatcher.query_guard enforces it)
+from dispatcher.source_url import (
+    DEFAULT_MAX_BYTES,
+    parse_size,
+    query_timeout_in_range,
+    superuser_warning,
+    url_problem,
+)
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 MOBILE = re.compile(r"1[3-9]\d{9}\Z")  # mainland mobile, the only kind getbymobile resolves
@@ -143,12 +147,7 @@ class Report(_Model):
     @field_validator("query_timeout")
     @classmethod
     def _timeout_in_range(cls, value: float) -> float:
-        # Below 1s the server limits round to "no limit"; above a day a report would never finish.
-        if value < MIN_TIMEOUT:
-            raise ValueError(f"query_timeout {value:g}s is too short: it must be at least 1s")
-        if value > MAX_TIMEOUT:
-            raise ValueError(f"query_timeout {value:g}s is too long: it must be at most 1 day (86400s)")
-        return value
+        return query_timeout_in_range(value)
 
     @field_validator("max_bytes", mode="before")
     @classmethod
@@ -349,12 +348,8 @@ class _Checker:
         problem = url_problem(url)
         if problem:
             self._problem(keypath, problem)
-        elif user := superuser_login(url):
-            message = (
-                f"logs in as the superuser {user!r} (judged from the URL, without connecting); "
-                "give dispatcher a read-only role, see README 'Security'"
-            )
-            self.warnings.append(self.doc.problem(keypath, message))
+        elif warning := superuser_warning(url):
+            self.warnings.append(self.doc.problem(keypath, warning))
 
     def _check_report(self, report_id: str, entry: dict[str, Any]) -> None:
         """Cross-references, checked on the raw entry so they show even when it has other faults."""

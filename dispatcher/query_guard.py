@@ -17,11 +17,10 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection
 
 from dispatcher.errors import QueryError
+from dispatcher.source_url import MAX_TIMEOUT  # also the session's ceiling if a statement lifts its own
 
 log = logging.getLogger(__name__)
 
-MIN_TIMEOUT = 1.0
-MAX_TIMEOUT = 86400.0  # one day: also the session-wide ceiling when a transaction's own limit is lifted
 MULTI_STATEMENTS = 1 << 16  # pymysql.constants.CLIENT.MULTI_STATEMENTS, without importing the driver
 
 

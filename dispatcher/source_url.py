@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 86400.0  # query_timeout's range, in seconds
 
 # backend -> (drivers we run with, the driver a bare `backend://` URL gets, the extra that installs it)
 BACKENDS: dict[str, tuple[tuple[str, ...], str | None, str | None]] = {
@@ -60,14 +61,25 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def superuser_login(url: str) -> str | None:
-    """The superuser the URL logs in as (`postgres`, `root`), judged from the URL alone, or None."""
+def superuser_warning(url: str) -> str | None:
+    """A warning when the URL logs in as the superuser (`postgres`, `root`); judged from the URL alone."""
     match = _URL.fullmatch(url.strip())
-    if match is None:
+    user = (match["username"] or "") if match else ""
+    if not match or not user or SUPERUSERS.get(match["name"].partition("+")[0]) != user:
         return None
-    backend = match["name"].partition("+")[0]
-    user = match["username"] or ""
-    return user if user and SUPERUSERS.get(backend) == user else None
+    return (
+        f"logs in as the superuser {user!r} (judged from the URL, without connecting); "
+        "give dispatcher a read-only role, see README 'Security'"
+    )
+
+
+def query_timeout_in_range(value: float) -> float:
+    # Below 1s the server limits round to "no limit"; beyond a day a report never finishes.
+    if value < MIN_TIMEOUT:
+        raise ValueError(f"query_timeout {value:g}s is too short: it must be at least 1s")
+    if value > MAX_TIMEOUT:
+        raise ValueError(f"query_timeout {value:g}s is too long: it must be at most 1 day (86400s)")
+    return value
 
 
 def with_known_driver(url: Any) -> Any:

@@ -19,7 +19,14 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from dispatcher.errors import QueryError
-from dispatcher.query_guard import Deadline, abandon_mysql_stream, canceller, server_engine, sqlite_reset
+from dispatcher.query_guard import (
+    Deadline,
+    abandon_mysql_stream,
+    canceller,
+    server_engine,
+    sqlite_reset,
+    sqlite_session,
+)
 from dispatcher.source_url import (
     DEFAULT_MAX_BYTES,
     INSTALL_HINT,
@@ -112,11 +119,7 @@ def _sqlite_engine(spec: SourceSpec, database: str | None, hook: MissingSqliteHo
     # mode=ro: SQLite itself refuses writes and never creates a file by accident.
     uri = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
     engine = create_engine(uri)
-
-    @event.listens_for(engine, "connect")
-    def _read_only(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.execute("PRAGMA query_only = ON")
-
+    event.listen(engine, "connect", sqlite_session)
     event.listen(engine, "checkin", sqlite_reset)
     return engine
 

@@ -89,15 +89,34 @@ def _mysql_reset(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.close()
 
 
+def sqlite_session(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA query_only = ON")
+    dbapi_conn.set_authorizer(_sqlite_authorizer)
+
+
+def _sqlite_authorizer(
+    action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None
+) -> int:
+    """SQLite asks before each step it compiles: no ATTACH (it creates files), no PRAGMA that sets a value."""
+    import sqlite3
+
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
 def sqlite_reset(dbapi_conn: Any, _record: Any) -> None:
     """Undo what a query may have changed on the connection: ATTACHed files and query_only."""
     if dbapi_conn is None:
         return
     try:
+        dbapi_conn.set_authorizer(None)
         for _seq, name, *_ in dbapi_conn.execute("PRAGMA database_list").fetchall():
             if name not in ("main", "temp"):
                 dbapi_conn.execute(f'DETACH DATABASE "{name}"')
-        dbapi_conn.execute("PRAGMA query_only = ON")
+        sqlite_session(dbapi_conn, _record)
     except Exception:
         dbapi_conn.close()
 

@@ -186,25 +186,42 @@ def test_mariadb_get_lock_is_released_when_the_connection_returns(my):
 
 
 def test_sqlite_attach_and_pragmas_do_not_outlive_the_query(tmp_path):
-    main, other = tmp_path / "main.db", tmp_path / "other.db"
-    for path in (main, other):
-        conn = sqlite3.connect(path)
-        conn.execute("CREATE TABLE t (x)")
-        conn.commit()
-        conn.close()
+    main, created = tmp_path / "main.db", tmp_path / "created.db"
+    conn = sqlite3.connect(main)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
     sources = Sources({"db": SourceSpec("db", f"sqlite:///{main}")})
     try:
-        for sql in (f"ATTACH DATABASE '{other}' AS other", "PRAGMA query_only = OFF"):
-            try:
+        for sql in (
+            f"ATTACH DATABASE '{created}' AS other",
+            f"ATTACH DATABASE 'file:{created}?mode=rwc' AS other",
+            "PRAGMA query_only = OFF",
+        ):
+            with pytest.raises(QueryError, match="not authorized"):
                 run_query(sources, "db", sql, {}, max_rows=1, timeout=10)
-            except QueryError:
-                pass  # "no result set" is fine; what matters is the state left on the connection
+        assert not created.exists()
         with pytest.raises(QueryError, match="refused a write"):
             run_query(sources, "db", "INSERT INTO t VALUES (1)", {}, max_rows=1, timeout=10)
         names = run_query(sources, "db", "SELECT name FROM pragma_database_list", {}, max_rows=9, timeout=10)
         assert names.frame["name"].tolist() == ["main"]
     finally:
         sources.dispose()
+
+
+def test_sqlite_pool_reset_detaches_and_restores_query_only(tmp_path):
+    from dispatcher.query_guard import sqlite_reset
+
+    main, other = tmp_path / "main.db", tmp_path / "other.db"
+    for path in (main, other):
+        sqlite3.connect(path).close()
+    raw = sqlite3.connect(main)
+    raw.execute(f"ATTACH DATABASE '{other}' AS other")
+    raw.execute("PRAGMA query_only = OFF")
+    sqlite_reset(raw, None)
+    assert [r[1] for r in raw.execute("PRAGMA database_list")] == ["main"]
+    assert raw.execute("PRAGMA query_only").fetchone()[0] == 1
+    raw.close()
 
 
 # --- Timeouts ----------------------------------------------------------------------------------

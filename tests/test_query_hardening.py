@@ -259,6 +259,21 @@ def test_postgres_set_local_cannot_lift_the_deadline(pg):
         sources.dispose()
 
 
+def test_postgres_client_deadline_cancels_even_without_a_server_limit(pg):
+    from dispatcher.query_guard import Deadline, canceller
+
+    sources = Sources({"db": SourceSpec("db", pg)})
+    try:
+        with sources.engine("db").connect() as conn:
+            conn.exec_driver_sql("SET statement_timeout = 0")  # as if the SQL had lifted it
+            started = time.monotonic()
+            with Deadline(1.0, canceller(conn)) as deadline, pytest.raises(sa.exc.OperationalError):
+                conn.exec_driver_sql("SELECT pg_sleep(30)")
+            assert deadline.fired and time.monotonic() - started < 10
+    finally:
+        sources.dispose()
+
+
 def test_the_deadline_timer_thread_ends_with_the_query(tmp_path: Path):
     db = tmp_path / "x.db"
     sqlite3.connect(db).close()

@@ -3,11 +3,16 @@
 Both sides are whole processes measured the same way (spawn to exit, each its own peak RSS from
 wait4): `dispatcher preview` with the row cap raised to the row count, and a script that imports
 pandas and SQLAlchemy and calls `pandas.read_sql` on the same query. They alternate.
+
+Then the caps (issue 15): a query that could return far more than the default 10,000 rows, and one
+whose 10,000 rows are 200 KB blobs, must peak within 1.5× of what a query returning just the
+capped rows needs. The full run adds PostgreSQL and MariaDB series of 20M and 10M rows.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -79,7 +84,77 @@ def write_project(folder: Path, rows: int) -> Path:
     return write_config(folder / "reports.yaml", config)
 
 
-def run(rows: int, reps: int) -> Outcome:
+CAP = 10_000  # the default max_rows
+BLOBS = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) "
+    "SELECT i, zeroblob(200000) AS blob FROM n"
+)
+# name -> (environment variable, default URL, the huge query, the same query cut to the cap)
+SERVERS = {
+    "PostgreSQL": (
+        "DISPATCHER_TEST_POSTGRES_URL",
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        "SELECT g, md5(g::text) AS h FROM generate_series(1, 20000000) AS g",
+    ),
+    "MariaDB": (
+        "DISPATCHER_TEST_MYSQL_URL",
+        "mysql+pymysql://root@127.0.0.1:3306/test",
+        "SELECT seq, MD5(seq) AS h FROM seq_1_to_10000000",
+    ),
+}
+
+
+def run(rows: int, reps: int, servers: bool = False) -> Outcome:
+    outcome = run_uncapped(rows, reps)
+    with tempfile.TemporaryDirectory(prefix="bench-cap-") as tmp:
+        folder = Path(tmp)
+        make_big_db(folder / "big.db", min(rows, 100_000))
+        cases = [("SQLite, 100,000-row table", "sqlite:///big.db", SQL, 0)]
+        cases.append(("SQLite, 10,000 rows of 200 KB blobs", "sqlite:///big.db", BLOBS, 1))
+        for name, (var, default, sql) in SERVERS.items() if servers else ():
+            cases.append((name + ", " + sql.split(" FROM ")[-1], os.environ.get(var) or default, sql, 0))
+        for label, url, sql, code in cases:
+            outcome.rows.append(_capped(folder, label, url, sql, code))
+    return outcome
+
+
+def _capped(folder: Path, label: str, url: str, sql: str, code: int) -> Row:
+    """Peak RSS of the capped preview against a preview of just what the cap lets through.
+
+    That is the first 10,000 rows for the row cap, and the 320 blobs (64,000,000 bytes) that fit
+    under the default max_bytes of 64 MB for the byte cap.
+    """
+    env = clean_env()
+    keep = CAP if code == 0 else 320
+    capped = _preview(folder, "capped", url, sql)
+    small = _preview(folder, "small", url, f"SELECT * FROM ({sql}) AS s LIMIT {keep}")
+    mine, theirs = run_child(capped, env=env), checked(run_child(small, env=env), f"{label}: reference")
+    ok = mine.returncode == code and (code == 0 or "max_bytes" in mine.stderr)
+    what = "stops at max_rows" if code == 0 else "fails at max_bytes"
+    return Row(
+        NAME,
+        f"{label}: peak RSS, {what}" + ("" if ok else f" (exit {mine.returncode}: {mine.stderr[-200:]})"),
+        mb(mine.peak_rss_mb),
+        f"the first {keep:,} rows {mb(theirs.peak_rss_mb)}",
+        f"{ratio(mine.peak_rss_mb, theirs.peak_rss_mb):.2f}",
+        f"≤ {LIMIT}× what the cap lets through",
+        ok and ratio(mine.peak_rss_mb, theirs.peak_rss_mb) <= LIMIT,
+    )
+
+
+def _preview(folder: Path, name: str, url: str, sql: str) -> list[str]:
+    config = {
+        "sources": {"db": url},
+        "recipients": {"team": {"userids": ["manager4974"]}},
+        "reports": {
+            name: {"title": name, "schedule": "0 9 * * *", "source": "db", "sql": sql, "to": ["team"]}
+        },
+    }
+    path = write_config(folder / f"{name}.yaml", config)
+    return dispatcher_cmd("preview", name, "-c", str(path), "--json")
+
+
+def run_uncapped(rows: int, reps: int) -> Outcome:
     samples: dict[str, list[dict[str, float]]] = {"preview": [], "read_sql": []}
     with tempfile.TemporaryDirectory(prefix="bench-big-") as tmp:
         config = write_project(Path(tmp), rows)

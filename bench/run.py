@@ -62,7 +62,7 @@ def scenarios(s: Settings) -> dict[str, Callable[[], Outcome]]:
     return {
         "fanout": lambda: fanout.run(s.fanout_userids, s.fanout_mobiles, s.fanout_reps),
         "rush": lambda: rush.run(s.rush_reports, s.rush_factor, s.rush_reps),
-        "big": lambda: bigresult.run(s.big_rows, s.big_reps),
+        "big": lambda: bigresult.run(s.big_rows, s.big_reps, servers=s.mode == "full"),
         "rest": lambda: rest.run(s.rest_reports, s.rest_window),
         "cli": lambda: clistart.run(s.cli_reps),
     }

@@ -225,7 +225,10 @@ def _instant(config: Any, at: datetime | None) -> datetime:
 def cmd_validate(args: argparse.Namespace) -> int:
     from dispatcher.config import check_config
 
-    config, problems = check_config(args.config)
+    warnings: list[Any] = []
+    config, problems = check_config(args.config, warnings=warnings)
+    for warning in warnings:
+        print(f"warning    {warning}")
     if problems or config is None:
         for problem in problems:
             print(problem, file=sys.stderr)

@@ -14,6 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from dispatcher import yamlfile
 from dispatcher.errors import ConfigError, Problem, ReportNotFound, ScheduleError
 from dispatcher.schedule import Schedule, parse_duration, parse_schedule, to_zone
+from dispatcher.source_url import (
+    DEFAULT_MAX_BYTES,
+    parse_size,
+    query_timeout_in_range,
+    superuser_warning,
+    url_problem,
+)
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 MOBILE = re.compile(r"1[3-9]\d{9}\Z")  # mainland mobile, the only kind getbymobile resolves
@@ -119,6 +126,7 @@ class Report(_Model):
     labels: dict[str, str] = {}
     query_timeout: float = 60.0
     max_rows: int = Field(default=10_000, gt=0, le=10_000_000)
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024, le=16 * 1024**3)
     enabled: bool = True
     # The daemon's keys (dispatcher run):
     catchup: Literal["last", "all", "none"] = "last"
@@ -151,6 +159,16 @@ class Report(_Model):
     @classmethod
     def _durations(cls, value: Any) -> float:
         return _duration(value)
+
+    @field_validator("query_timeout")
+    @classmethod
+    def _timeout_in_range(cls, value: float) -> float:
+        return query_timeout_in_range(value)
+
+    @field_validator("max_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        return parse_size(value)
 
     @field_validator("action_url")
     @classmethod
@@ -219,7 +237,10 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
     return config
 
 
-def check_config(path: Path, env: dict[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
+def check_config(
+    path: Path, env: dict[str, str] | None = None, warnings: list[Problem] | None = None
+) -> tuple[Config | None, list[Problem]]:
+    """Every problem of the file; findings that do not stop it (a superuser login) go to `warnings`."""
     doc = yamlfile.load(path)
     if doc.problems and doc.data is None:
         return None, doc.problems
@@ -231,7 +252,11 @@ def check_config(path: Path, env: dict[str, str] | None = None) -> tuple[Config 
     for keypath, names in missing.items():
         if keypath[:1] != ("dingtalk",):
             doc.problems.append(doc.problem(keypath, _unset_message(names)))
-    return _Checker(doc, path, data, missing).run()
+    checker = _Checker(doc, path, data, missing)
+    result = checker.run()
+    if warnings is not None:
+        warnings.extend(checker.warnings)
+    return result
 
 
 def _unset_message(names: list[str]) -> str:
@@ -246,6 +271,7 @@ class _Checker:
         self.path = path
         self.data = data
         self.missing = missing
+        self.warnings: list[Problem] = []
 
     def run(self) -> tuple[Config | None, list[Problem]]:
         top = {k: v for k, v in self.data.items() if k not in ("reports", "recipients", "dingtalk")}
@@ -309,6 +335,8 @@ class _Checker:
     def _cross_check(self, config: Config | None) -> None:
         if config is not None:
             self._check_zone(config)
+        for name, url in self._section("sources").items():
+            self._check_source(name, url)
         for name, group in self._section("recipients").items():
             if isinstance(group, dict) and not any(group.get(k) for k in ("userids", "mobiles", "dept_ids")):
                 self._problem(("recipients", name), "group has no userids, mobiles or dept_ids")
@@ -325,6 +353,17 @@ class _Checker:
             to_zone(config.timezone)
         except ScheduleError as exc:
             self._problem(("timezone",), exc.message)
+
+    def _check_source(self, name: str, url: Any) -> None:
+        """A URL SQLAlchemy cannot use fails here, not at the first run; judged offline, without a driver."""
+        keypath = ("sources", name)
+        if not isinstance(url, str) or keypath in self.missing:
+            return
+        problem = url_problem(url)
+        if problem:
+            self._problem(keypath, problem)
+        elif warning := superuser_warning(url):
+            self.warnings.append(self.doc.problem(keypath, warning))
 
     def _check_report(self, report_id: str, entry: dict[str, Any]) -> None:
         """Cross-references, checked on the raw entry so they show even when it has other faults."""

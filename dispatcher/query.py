@@ -6,6 +6,7 @@ travels on to the renderer. Every source is opened so that the *database* refuse
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -14,10 +15,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import Connection, CursorResult, make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from dispatcher.errors import QueryError
+from dispatcher.query_guard import (
+    Deadline,
+    abandon_mysql_stream,
+    canceller,
+    server_engine,
+    sqlite_reset,
+    sqlite_session,
+)
+from dispatcher.source_url import (
+    DEFAULT_MAX_BYTES,
+    INSTALL_HINT,
+    format_bytes,
+    missing_driver_hint,
+    url_problem,
+    with_known_driver,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,6 +55,9 @@ class SourceSpec:
 
 
 FETCH_CHUNK = 10_000  # rows per fetchmany: few round trips, few Row objects alive at once
+FIRST_CHUNK = 100  # before the row width is known
+SIZED = {str, bytes, bytearray, memoryview}
+DRIVERS = {"psycopg", "pymysql", "sqlite3"}
 
 # Hooks run before a SQLite source file is opened; the demo database registers one.
 MissingSqliteHook = Callable[[Path], bool]
@@ -65,17 +85,24 @@ class Sources:
             self._engines.clear()
 
     def _create(self, spec: SourceSpec) -> Engine:
+        problem = url_problem(spec.url)
+        if problem:
+            raise QueryError(problem, source=spec.name, hint="check the source URL in reports.yaml")
         try:
             url = make_url(spec.url)
-            backend = url.get_backend_name()
-            if backend == "sqlite":
+            if url.get_backend_name() == "sqlite":
                 return _sqlite_engine(spec, url.database, self.on_missing_sqlite)
-            return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4, pool_recycle=1800)
+            return server_engine(with_known_driver(url))
+        except ImportError as exc:
+            backend = spec.url.partition(":")[0].partition("+")[0]
+            raise QueryError(
+                f"the database driver is not installed ({_short(exc)})",
+                source=spec.name,
+                hint=missing_driver_hint(backend),
+            ) from None
         except (ArgumentError, NoSuchModuleError, ValueError) as exc:
             raise QueryError(
-                f"cannot use URL {_safe(spec.url)}: {_short(exc)}",
-                source=spec.name,
-                hint="check the URL; PostgreSQL needs dispatcher[postgres], MySQL needs dispatcher[mysql]",
+                f"cannot use URL {_safe(spec.url)}: {_short(exc)}", source=spec.name, hint=INSTALL_HINT
             ) from None
 
 
@@ -92,11 +119,8 @@ def _sqlite_engine(spec: SourceSpec, database: str | None, hook: MissingSqliteHo
     # mode=ro: SQLite itself refuses writes and never creates a file by accident.
     uri = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
     engine = create_engine(uri)
-
-    @event.listens_for(engine, "connect")
-    def _read_only(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.execute("PRAGMA query_only = ON")
-
+    event.listen(engine, "connect", sqlite_session)
+    event.listen(engine, "checkin", sqlite_reset)
     return engine
 
 
@@ -109,58 +133,149 @@ def run_query(
     max_rows: int,
     timeout: float,
     report: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> QueryResult:
-    """Run `sql` read-only with bound `params`; stop fetching after `max_rows`."""
+    """Run `sql` read-only with bound `params`; stop fetching after `max_rows` rows.
+
+    Exactly one statement runs: PostgreSQL gets it through the extended protocol (a server-side
+    cursor), PyMySQL never enables multi-statements and sqlite3 refuses a second one.
+    """
     import pandas as pd  # imported here so validate/list stay fast
 
     started = time.monotonic()
     engine = sources.engine(source)
+    limits = _Limits(max_rows, max_bytes, timeout, report, source)
     try:
         with engine.connect() as conn:
-            _begin_read_only(conn, timeout)
-            try:
-                result = conn.execute(text(sql), dict(params))
-                if not result.returns_rows:
-                    raise QueryError("the query returned no result set; reports must SELECT", report=report)
-                keys = list(result.keys())
-                rows = _fetch(result, max_rows + 1)
-                result.close()
-            finally:
-                _end_read_only(conn)
+            keys, rows = _run_read_only(conn, sql, params, limits)
     except QueryError:
         raise
-    except SQLAlchemyError as exc:
-        raise _query_error(exc, report, source, timeout) from None
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
+        raise _query_error(exc, report, source, timeout, sql) from None
     truncated = len(rows) > max_rows
     frame = pd.DataFrame.from_records(rows[:max_rows], columns=keys, coerce_float=True)
     return QueryResult(frame, len(frame), truncated, time.monotonic() - started)
 
 
-def _fetch(result: CursorResult[Any], limit: int) -> list[tuple[Any, ...]]:
-    """At most `limit` rows as plain tuples, a chunk at a time, straight from the driver's cursor.
+@dataclass(frozen=True)
+class _Limits:
+    max_rows: int
+    max_bytes: int
+    timeout: float
+    report: str | None
+    source: str
 
-    A `text()` query has no result processors, so SQLAlchemy's Row objects would only wrap the
-    driver's tuples; pandas builds a frame from tuples several times faster, and skipping the
-    wrapping keeps a million-row preview as fast and as small as `pandas.read_sql` (bench/, 3).
+
+def _run_read_only(
+    conn: Connection, sql: str, params: Mapping[str, Any], limits: _Limits
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    _begin_read_only(conn, limits.timeout)
+    cancel = canceller(conn)
+    cursor, complete = None, False
+    try:
+        with Deadline(limits.timeout, cancel) as deadline:
+            try:
+                cursor = _open_cursor(conn, sql, params)
+                if cursor.description is None:
+                    raise QueryError(
+                        "the query returned no result set; reports must SELECT", report=limits.report
+                    )
+                keys = [d[0] for d in cursor.description]
+                rows, complete = _fetch(cursor, limits)
+            except Exception as exc:
+                if deadline.fired and _is_database_error(exc):
+                    raise _timeout_error(limits) from None
+                raise
+            finally:
+                _close(conn, cursor, complete, cancel)
+    finally:
+        if not conn.invalidated:
+            _end_read_only(conn)
+    return keys, rows
+
+
+def _close(conn: Connection, cursor: Any, complete: bool, cancel: Callable[[], None]) -> None:
+    """Close the cursor without reading what is left of the result."""
+    if cursor is None:
+        return
+    if not complete and conn.dialect.name in ("mysql", "mariadb"):
+        abandon_mysql_stream(conn, cancel)  # an SSCursor's close would read every remaining row
+        return
+    try:
+        cursor.close()  # PostgreSQL: CLOSE, the server never computes the rest
+    except Exception:
+        conn.invalidate()  # the run's own error (or the timeout) is what gets reported
+
+
+def _open_cursor(conn: Connection, sql: str, params: Mapping[str, Any]) -> Any:
+    """A driver cursor streaming the result: rows are pulled in chunks, never all at once."""
+    compiled = text(sql).compile(dialect=conn.dialect)
+    bound = compiled.construct_params(dict(params))
+    args: Any = tuple(bound[n] for n in compiled.positiontup or ()) if compiled.positional else bound
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        cursor = raw.cursor(name="dispatcher_report")  # DECLARE … CURSOR: extended protocol, one SELECT
+    elif dialect in ("mysql", "mariadb"):
+        import pymysql.cursors
+
+        cursor = raw.cursor(pymysql.cursors.SSCursor)
+    else:
+        cursor = raw.cursor()  # sqlite3 steps lazily and refuses a second statement
+    cursor.execute(compiled.string, args)
+    return cursor
+
+
+def _fetch(cursor: Any, limits: _Limits) -> tuple[list[tuple[Any, ...]], bool]:
+    """At most `max_rows + 1` rows as plain tuples, and whether that was the whole result.
+
+    Tuples straight from the driver: pandas builds a frame from them several times faster than
+    from SQLAlchemy Rows (bench/, 3). The byte count fails the run once the result outgrows
+    `max_bytes`, before it can take the process's memory.
     """
-    cursor = result.cursor
+    limit = limits.max_rows + 1
     rows: list[tuple[Any, ...]] = []
+    size, want = 0, FIRST_CHUNK
     while len(rows) < limit:
-        chunk = cursor.fetchmany(min(FETCH_CHUNK, limit - len(rows)))
+        chunk = cursor.fetchmany(min(want, limit - len(rows)))
         if not chunk:
-            break
+            return rows, True
+        size += _chunk_bytes(chunk)
+        # Size the next chunk so that it can hold at most an eighth of max_bytes: wide rows come
+        # a few at a time, narrow ones FETCH_CHUNK at a time.
+        want = max(1, min(FETCH_CHUNK, limits.max_bytes // 8 * (len(rows) + len(chunk)) // max(size, 1)))
+        if size > limits.max_bytes:
+            raise _too_big_error(limits)
         rows.extend(chunk if isinstance(chunk[0], tuple) else map(tuple, chunk))
-    return rows
+    return rows, False
+
+
+def _chunk_bytes(chunk: list[Any]) -> int:
+    """Approximate size of a chunk: text and binary values by length, other values 8 bytes each."""
+    total = 0
+    for column in zip(*chunk, strict=True):
+        try:
+            total += sum(map(len, column))
+            continue
+        except TypeError:
+            pass
+        if not SIZED.intersection(map(type, column)):
+            total += 8 * len(column)
+        else:
+            total += sum(len(v) if type(v) in SIZED else 8 for v in column)
+    return total
 
 
 def _begin_read_only(conn: Connection, timeout: float) -> None:
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        _sqlite_deadline(conn, timeout)
         conn.exec_driver_sql("BEGIN")
     elif dialect == "postgresql":
         conn.exec_driver_sql("BEGIN READ ONLY")
-        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
     elif dialect in ("mysql", "mariadb"):
         # START TRANSACTION READ ONLY alone lets DDL through (implicit commit); see CLARIFICATIONS 2.
         conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
@@ -180,20 +295,25 @@ def _end_read_only(conn: Connection) -> None:
 def _mysql_timeout(conn: Connection, timeout: float) -> None:
     # MariaDB calls it max_statement_time (seconds); MySQL max_execution_time (milliseconds).
     if getattr(conn.dialect, "is_mariadb", False):
-        conn.exec_driver_sql(f"SET SESSION max_statement_time = {timeout:.3f}")
+        conn.exec_driver_sql(f"SET SESSION max_statement_time = {max(timeout, 0.001):.3f}")
     else:
-        conn.exec_driver_sql(f"SET SESSION max_execution_time = {int(timeout * 1000)}")
+        conn.exec_driver_sql(f"SET SESSION max_execution_time = {max(1, int(timeout * 1000))}")
 
 
-def _sqlite_deadline(conn: Connection, timeout: float) -> None:
-    """SQLite has no statement timeout; a progress handler aborts the statement inside SQLite."""
-    deadline = time.monotonic() + timeout
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)  # type: ignore[attr-defined]
+def _is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, SQLAlchemyError) or any(
+        c.__name__ in ("Error", "DatabaseError", "InterfaceError") and c.__module__.split(".")[0] in DRIVERS
+        for c in type(exc).__mro__
+    )
 
 
-def _query_error(exc: SQLAlchemyError, report: str | None, source: str, timeout: float) -> QueryError:
+ONE_STATEMENT = (
+    "a report runs exactly one SQL statement, a query that only reads (SELECT, WITH … SELECT, VALUES)"
+)
+READ_ONLY_HINT = "reports may only read; nothing was changed"
+
+
+def _query_error(exc: BaseException, report: str | None, source: str, timeout: float, sql: str) -> QueryError:
     message = _short(exc)
     lowered = message.lower()
     if (
@@ -208,20 +328,64 @@ def _query_error(exc: SQLAlchemyError, report: str | None, source: str, timeout:
             source=source,
             hint="make the query cheaper, or raise query_timeout for this report",
         )
-    if "readonly" in lowered or "read-only" in lowered or "read only" in lowered:
+    if _several_statements(exc, message, sql):
         return QueryError(
-            f"the database refused a write: {message}",
+            f"the database refused the query ({message}): {ONE_STATEMENT}",
             report=report,
             source=source,
-            hint="reports may only read; nothing was changed",
+            hint=READ_ONLY_HINT,
+        )
+    if "readonly" in lowered or "read-only" in lowered or "read only" in lowered:
+        return QueryError(
+            f"the database refused a write: {message}", report=report, source=source, hint=READ_ONLY_HINT
         )
     return QueryError(message, report=report, source=source)
+
+
+def _several_statements(exc: BaseException, message: str, sql: str) -> bool:
+    """Whether the driver or server refused the text for not being one SELECT.
+
+    This only picks the wording: the refusal itself came from the protocol (PostgreSQL's extended
+    protocol and DECLARE, MySQL without multi-statements, sqlite3's one-statement execute).
+    """
+    orig = getattr(exc, "orig", exc)
+    if "one statement at a time" in message or "multiple commands into a prepared statement" in message:
+        return True
+    if "DECLARE CURSOR" in message:
+        return True
+    first = (re.findall(r"\w+", sql) or [""])[0]
+    if getattr(orig, "sqlstate", None) == "42601" and first and f'at or near "{first}"' in message:
+        return True  # DECLARE … CURSOR FOR only takes a query: the first word was not one
+    near = re.search(r"near '(.+)' at line", message, re.S)
+    if near and getattr(orig, "args", (None,))[0] == 1064:
+        head, found, _tail = sql.partition(near.group(1))
+        return bool(found) and head.rstrip().endswith(";")
+    return False
+
+
+def _timeout_error(limits: _Limits) -> QueryError:
+    return QueryError(
+        f"the query ran longer than its query_timeout of {limits.timeout:g}s and was cancelled",
+        report=limits.report,
+        source=limits.source,
+        hint="make the query cheaper, or raise query_timeout for this report",
+    )
+
+
+def _too_big_error(limits: _Limits) -> QueryError:
+    return QueryError(
+        f"the result is larger than max_bytes ({format_bytes(limits.max_bytes)}); the run was stopped "
+        "before it could use that much memory",
+        report=limits.report,
+        source=limits.source,
+        hint="select fewer or smaller columns, lower max_rows, or raise max_bytes for this report",
+    )
 
 
 def _short(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     text_ = str(orig) if orig is not None else str(exc)
-    text_ = text_.split("\n[SQL:")[0]
+    text_ = text_.split("\n[SQL:")[0].split("\nLINE ")[0]  # PostgreSQL's excerpt shows our DECLARE
     return " ".join(text_.split())[:500]
 
 

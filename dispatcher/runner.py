@@ -85,6 +85,7 @@ def prepare(config: Config, sources: Sources, report: Report, fire_time: datetim
         config.query_text(report),
         params,
         max_rows=report.max_rows,
+        max_bytes=report.max_bytes,
         timeout=report.query_timeout,
         report=report.id,
     )

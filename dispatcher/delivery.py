@@ -146,9 +146,13 @@ def open_target(
 
 
 def _start_sandbox(port: int) -> Any:
-    from dispatcher.sandbox import Sandbox
+    import os
 
-    return Sandbox(port=port).start()
+    from dispatcher.sandbox import Sandbox
+    from dispatcher.sandbox.options import options_from_env
+
+    # The same DISPATCHER_SANDBOX_* faults as `dispatcher sandbox`, for in-process sandboxes too.
+    return Sandbox(options_from_env(dict(os.environ)), port=port).start()
 
 
 def _sandbox_credentials(box: Any) -> Credentials:

@@ -42,6 +42,7 @@ QUOTA_EXHAUSTED = 90020
 _RENEW = "renews the token once and resends the identical request"
 _FRESH_REJECTED = "a fresh token was rejected too: " + CREDENTIALS_HINT
 _STOP = "stops the run (no retry) and shows the hint"
+_MASKED = "reports the masked mobile and sends to the others"
 
 ERRCODES: dict[int, ErrcodeInfo] = {
     -1: ErrcodeInfo("DingTalk is busy", "retries with backoff", "a transient fault", retryable=True),
@@ -52,12 +53,12 @@ ERRCODES: dict[int, ErrcodeInfo] = {
     42001: ErrcodeInfo("access token expired", _RENEW, _FRESH_REJECTED),
     40096: ErrcodeInfo("invalid AppKey or AppSecret", "stops at once (no retry)", CREDENTIALS_HINT),
     40089: ErrcodeInfo("invalid AppKey or AppSecret (legacy)", "stops at once (no retry)", CREDENTIALS_HINT),
-    40035: ErrcodeInfo("invalid parameter", _STOP + ", which names the field"),
-    400002: ErrcodeInfo("invalid parameter", _STOP + ", which names the field"),
+    40035: ErrcodeInfo("invalid parameter", _STOP + ", which names the field", "fix the named field"),
+    400002: ErrcodeInfo("invalid parameter", _STOP + ", which names the field", "fix the named field"),
     40056: ErrcodeInfo("invalid agent_id", _STOP, "check DINGTALK_AGENT_ID (the app's AgentID)"),
     33012: ErrcodeInfo("invalid userid", _STOP, "fix the recipient's userid"),
-    40104: ErrcodeInfo("invalid mobile", "reports the masked mobile and sends to the others"),
-    60121: ErrcodeInfo("no employee with this mobile", "reports the masked mobile and sends to the others"),
+    40104: ErrcodeInfo("invalid mobile", _MASKED, "fix the recipient's mobile number"),
+    60121: ErrcodeInfo("no employee with this mobile", _MASKED, "fix the recipient's mobile number"),
     60011: ErrcodeInfo(
         "the app lacks the permission for this API",
         _STOP,
@@ -86,7 +87,11 @@ ERRCODES: dict[int, ErrcodeInfo] = {
         QUOTA_HINT,
     ),
 }
-UNKNOWN = ErrcodeInfo("unexpected error", "stops the run and shows `sub_code` and `sub_msg`")
+UNKNOWN = ErrcodeInfo(
+    "unexpected error",
+    "stops the run and shows `sub_code` and `sub_msg` in the error and in history",
+    "read DingTalk's sub_msg; the run can be retried",
+)
 
 
 @dataclass(frozen=True)
@@ -153,8 +158,12 @@ def api_error(
 
 def table_rows() -> list[str]:
     """The README's error table, one markdown row per code: tests/test_errcode88.py keeps them equal."""
-    rows = [f"| {code} | {info.meaning} | {info.action} |" for code, info in ERRCODES.items()]
-    return [*rows, f"| any other | {UNKNOWN.meaning} | {UNKNOWN.action} |"]
+    rows = [_row(str(code), info) for code, info in ERRCODES.items()]
+    return [*rows, _row("any other", UNKNOWN)]
+
+
+def _row(code: str, info: ErrcodeInfo) -> str:
+    return f"| {code} | {info.meaning} | {info.action} | {info.hint or ''} |".replace("|  |", "| |")
 
 
 def _int(value: Any) -> int | None:

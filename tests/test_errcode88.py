@@ -18,7 +18,6 @@ from dispatcher.dingtalk.message import markdown_msg
 from dispatcher.dingtalk.transport import forget_tokens
 from dispatcher.errors import CredentialsError, DeliveryError, QuotaExhaustedError
 from dispatcher.sandbox import Sandbox, SandboxOptions
-
 from tests.conftest import REPO
 
 CREDS = Credentials("dingsandboxkey", "sandbox-secret", 100000001)
@@ -85,9 +84,9 @@ def test_the_sandbox_wraps_topapi_errors_in_88_as_the_real_gateway(sandbox: Sand
 @pytest.mark.parametrize(
     ("payload", "code", "text"),
     [
-        ({"errcode": 88, "sub_code": "40014", "sub_msg": "不合法的access_token"}, 40014, "不合法的access_token"),
+        ({"errcode": 88, "sub_code": "40014", "sub_msg": "不合法的token"}, 40014, "不合法的token"),
         ({"errcode": 88, "sub_code": 90018, "sub_msg": "api frequency limit"}, 90018, "api frequency limit"),
-        ({"errcode": 88, "errmsg": "ding talk error[subcode=90020,submsg=超过月度配额]"}, 90020, "超过月度配额"),
+        ({"errcode": 88, "errmsg": "ding talk error[subcode=90020,submsg=超配额]"}, 90020, "超配额"),
         ({"errcode": 88, "errmsg": "gateway trouble"}, 88, "gateway trouble"),
         ({"errcode": 60020, "errmsg": "访问ip不在白名单之中"}, 60020, "访问ip不在白名单之中"),
     ],
@@ -185,9 +184,7 @@ def test_the_sandbox_quota_counts_only_non_exempt_calls(sandbox: Sandbox) -> Non
 # -- 60011 and 60020: the hints -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("code", "hint"), [(60011, "grant the permission"), (60020, "egress IP")]
-)
+@pytest.mark.parametrize(("code", "hint"), [(60011, "grant the permission"), (60020, "egress IP")])
 def test_permission_and_whitelist_errors_carry_their_hint_and_are_not_retried(
     sandbox: Sandbox, code: int, hint: str
 ) -> None:

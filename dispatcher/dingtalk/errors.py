@@ -46,7 +46,7 @@ _MASKED = "reports the masked mobile and sends to the others"
 
 ERRCODES: dict[int, ErrcodeInfo] = {
     -1: ErrcodeInfo("DingTalk is busy", "retries with backoff", "a transient fault", retryable=True),
-    GATEWAY: ErrcodeInfo("gateway envelope", "unwraps `sub_code` (or `subcode=` in errmsg), then follows its row"),
+    GATEWAY: ErrcodeInfo("gateway envelope", "unwraps `sub_code` (or `subcode=` in errmsg), follows its row"),
     40001: ErrcodeInfo("access token invalid", _RENEW + "; at gettoken: wrong credentials", _FRESH_REJECTED),
     40014: ErrcodeInfo("access token invalid", _RENEW, _FRESH_REJECTED),
     41001: ErrcodeInfo("access token missing", _RENEW, _FRESH_REJECTED),

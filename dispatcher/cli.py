@@ -377,7 +377,7 @@ def _send_prepared(args: argparse.Namespace, target: Any, prepared: Any, recipie
     if args.dry_run:
         _print_dry_run(target.client, rendered, recipients)
         return
-    result = deliver(target.client, rendered.msg, recipients)
+    result = deliver(target.client, rendered.msg, recipients, prepared.report.receipts)
     _print_result(result)
     if target.sandbox is not None:
         names = sorted({f"{m['name']} ({m['userid']})" for m in target.sandbox.messages()})

@@ -97,15 +97,21 @@ def make_client(
         userid_cache=state,
         pacing=pacing,
         on_call=on_call,
+        receipts=config.dingtalk.receipts,
+        receipt_wait=config.dingtalk.receipt_wait,
     )
 
 
-def deliver(client: DingTalkClient, msg: dict[str, Any], recipients: Recipients) -> DeliveryResult:
+def deliver(
+    client: DingTalkClient, msg: dict[str, Any], recipients: Recipients, receipts: str | None = None
+) -> DeliveryResult:
+    """`receipts`: a report's own receipts mode; None keeps the config's `dingtalk.receipts`."""
     return client.send(
         msg,
         userids=list(recipients.userids),
         mobiles=list(recipients.mobiles),
         dept_ids=list(recipients.dept_ids),
+        receipts=receipts,
     )
 
 

@@ -186,7 +186,7 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         logs.event("run.skipped", report=report.id, fire_time=fire, rows=0, reason="no rows, on_empty skip")
         return "skipped"
     rendered = prepared.rendered
-    result = deliver(svc.client, rendered.msg, recipients_for(svc.config, report.to))
+    result = deliver(svc.client, rendered.msg, recipients_for(svc.config, report.to), report.receipts)
     counts = result.counts()
     svc.ledger.finish(
         run.id, "sent", rows=prepared.result.rows, msg_bytes=rendered.msg_bytes,
@@ -239,7 +239,7 @@ def alert(svc: Services, report: Report, fire: datetime, error: str) -> None:
         return
     msg = markdown_msg(f"报表运行失败：{report.title}", _alert_text(report, fire, error))
     try:
-        deliver(svc.client, msg, recipients_for(svc.config, [ALERT_GROUP]))
+        deliver(svc.client, msg, recipients_for(svc.config, [ALERT_GROUP]), receipts="off")
     except DispatcherError as exc:
         logs.event("alert.failed", logging.ERROR, report=report.id, error=str(exc))
         return

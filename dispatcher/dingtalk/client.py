@@ -75,8 +75,12 @@ class DingTalkClient:
         on_call: OnCall | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        receipts: bool | str = True,
+        receipt_wait: float = 5.0,
     ) -> None:
         self.credentials = credentials
+        self.receipts = receipts_mode(receipts)  # send()'s default; see send()
+        self.receipt_wait = receipt_wait
         self.base_url = (base_url or os.environ.get("DINGTALK_API_BASE") or DEFAULT_BASE_URL).rstrip("/")
         self._cache = userid_cache
         self._mobile_locks: dict[str, threading.Lock] = {}
@@ -169,15 +173,16 @@ class DingTalkClient:
         userids: Sequence[str] = (),
         mobiles: Sequence[str] = (),
         dept_ids: Sequence[int] = (),
-        receipts: bool | str = True,
+        receipts: bool | str | None = None,
         receipt_timeout: float = 30.0,
-        receipt_wait: float = 5.0,
+        receipt_wait: float | None = None,
     ) -> DeliveryResult:
         """Send `msg` to everyone once, in batches DingTalk accepts; then read receipts and
         resend once to the users DingTalk reports as failed.
 
         `receipts`: `full` (progress polling, then the result), `result` (one getsendresult per
-        task after `receipt_wait` seconds) or `off`; True means `full`, False `off`."""
+        task after `receipt_wait` seconds) or `off`; True means `full`, False `off`, None the
+        client's own setting."""
         _check_size(msg)
         resolved, problems = self.resolve_mobiles(mobiles)
         users = _unique([u.strip() for u in userids if u and u.strip()] + list(resolved.values()))
@@ -195,9 +200,10 @@ class DingTalkClient:
             dept_ids=depts,
             unresolved_mobiles=problems,
         )
-        mode = receipts_mode(receipts)
+        mode = self.receipts if receipts is None else receipts_mode(receipts)
+        wait = self.receipt_wait if receipt_wait is None else receipt_wait
         if mode != "off":
-            self._collect_receipts(msg, tasks, result, _Reading(mode, receipt_timeout, receipt_wait))
+            self._collect_receipts(msg, tasks, result, _Reading(mode, receipt_timeout, wait))
         return result
 
     def _collect_receipts(

@@ -57,10 +57,11 @@ def _measure(mode: str, users: int) -> dict[str, Any]:
             result = client.send(msg, userids=[f"u{i:05d}" for i in range(1, users + 1)])
         calls = sb.calls()
     counted = count_calls(calls, COUNTED)
+    per_endpoint = {e: count_calls(calls, [e]) for e in COUNTED}
     return {
         "batches": result.batches,
         "expected_batches": math.ceil(users / 100),
         "counted": counted,
-        "by_endpoint": ", ".join(f"{e} {count_calls(calls, [e])}" for e in COUNTED if count_calls(calls, [e])),
+        "by_endpoint": ", ".join(f"{e} {n}" for e, n in per_endpoint.items() if n),
         "receipts_complete": sum(r.complete for r in result.receipts),
     }

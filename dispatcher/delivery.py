@@ -121,6 +121,7 @@ class Target:
 
     client: DingTalkClient
     sandbox: Any = None  # dispatcher.sandbox.Sandbox when --sandbox
+    api_calls: Any = None  # dispatcher.apicalls.ApiCounter, except for an in-process sandbox
 
 
 @contextmanager
@@ -146,9 +147,23 @@ def open_target(
 
             state = StateStore(state_url(config.base_dir, config.state))
             stack.callback(state.close)
+        counter = _api_counter(config, state) if box is None else None  # a sandbox costs no quota
+        if counter is not None:
+            on_call = counter.hook(on_call)
         client = make_client(config, creds, state, base_url=box.url if box else None, on_call=on_call)
         stack.callback(client.close)
-        yield Target(client, box)
+        if counter is not None:
+            from dispatcher.quota import quota_alert
+
+            counter.on_warn = lambda month, used, quota: quota_alert(client, config, month, used, quota)
+        yield Target(client, box, counter)
+
+
+def _api_counter(config: Config, state: StateStore) -> Any:
+    from dispatcher.apicalls import ApiCounter
+    from dispatcher.schedule import to_zone
+
+    return ApiCounter(state, to_zone(config.timezone), config.dingtalk.monthly_quota)
 
 
 def _start_sandbox(port: int) -> Any:

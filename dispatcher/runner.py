@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from dispatcher import clock, logs
 from dispatcher.config import Config, Report
-from dispatcher.errors import DispatcherError, QueryError, ScheduleError, StateError
+from dispatcher.errors import DispatcherError, QueryError, QuotaExhaustedError, ScheduleError, StateError
 from dispatcher.params import default_period, render_params, render_value
 from dispatcher.query import QueryResult, Sources, SourceSpec, run_query
 from dispatcher.schedule import date_macros, to_zone
@@ -168,6 +168,8 @@ def execute(svc: Services, report: Report, run: Run) -> str:
         # The outcome could not be recorded: the row stays `running` and is reaped after
         # run_timeout, then retried with identical content (DingTalk collapses a duplicate).
         raise
+    except QuotaExhaustedError as exc:
+        state = _quota_exhausted(svc, report, run, str(exc))
     except DispatcherError as exc:
         state = _fail(svc, report, run, str(exc))
     except Exception as exc:  # a bug in one run must not kill the daemon (APScheduler's run_job rule)
@@ -216,6 +218,20 @@ def _fail(svc: Services, report: Report, run: Run, error: str) -> str:
         "run.gave_up", logging.ERROR, report=report.id, fire_time=fire, attempts=run.attempts, error=error
     )
     alert(svc, report, fire, error)
+    return "failed"
+
+
+def _quota_exhausted(svc: Services, report: Report, run: Run, error: str) -> str:
+    """90020: retrying cannot help before next month, and every retry would spend a call."""
+    from dispatcher.quota import exhausted_alert
+
+    fire = run.fire_time.astimezone(svc.config.report_zone(report))
+    svc.ledger.finish(run.id, "failed", error=error)
+    logs.event("run.gave_up", logging.ERROR, report=report.id, fire_time=fire, attempts=run.attempts,
+               error=error, reason="monthly API quota used up")  # fmt: skip
+    month = now_in(svc.config).strftime("%Y-%m")
+    allowed = svc.ledger.alert_allowed(f"quota-exhausted:{month}", every=timedelta(days=62))
+    exhausted_alert(svc.client, svc.config, allowed, error)
     return "failed"
 
 

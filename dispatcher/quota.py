@@ -67,6 +67,29 @@ def forecast(config: Config, counter: ApiCounter, now: datetime | None = None) -
     )
 
 
+def forecast_text(f: Forecast, top: int = 5) -> str:
+    """What `dispatcher quota` prints: the month so far, the forecast, the costliest reports."""
+    limit = f"{f.quota:,}" if f.quota else "unlimited"
+    lines = [f"month      {f.month} ({f.timezone}); quota {limit} calls"]
+    lines.append(f"used       {f.used_total:,}{_share(f.used_total, f.quota)}")
+    lines += [f"  {endpoint:<16} {calls:>8,}" for endpoint, calls in f.used.items()]
+    lines.append(f"forecast   {f.forecast:,} by the end of the month{_share(f.forecast, f.quota)}")
+    if f.quota and f.forecast > f.quota:
+        lines.append(
+            "warning    the forecast exceeds the quota: DingTalk will answer 90020 before the month ends"
+        )
+        lines.append("           (fewer receipt calls: receipts: result or off; or a paid DingTalk edition)")
+    costly = [c for c in f.reports if c.calls][:top]
+    if costly:
+        lines.append("costliest reports, calls left this month:")
+        lines += [f"  {c.id:<24} {c.runs_left:>6,} runs x {c.calls_per_run} = {c.calls:,}" for c in costly]
+    return "\n".join(lines)
+
+
+def _share(calls: int, quota: int) -> str:
+    return f" ({calls / quota:.1%} of the quota)" if quota else ""
+
+
 def calls_per_run(config: Config, report: Report) -> int:
     from dispatcher.delivery import recipients_for
 

@@ -247,3 +247,44 @@ def test_every_code_the_sandbox_wraps_has_a_row() -> None:
 
     assert WRAPPED <= set(errors.ERRCODES)
     assert Path(REPO / "README.md").exists()
+
+
+# -- in-process sandboxes read the same DISPATCHER_SANDBOX_* faults as `dispatcher sandbox` -------
+
+
+def test_send_sandbox_honours_dispatcher_sandbox_force_errcode(project: Path) -> None:
+    from tests.conftest import run_cli
+
+    env = {"DISPATCHER_SANDBOX_FORCE_ERRCODE": '{"asyncsend_v2": 60011}'}
+    args = (
+        "send",
+        "daily",
+        "-c",
+        str(project / "reports.yaml"),
+        "--at",
+        "2026-11-28T10:00+08:00",
+        "--sandbox",
+    )
+    result = run_cli(*args, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "sub_code 60011" in result.stderr and "grant the permission" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_send_sandbox_honours_the_sandbox_monthly_quota(project: Path) -> None:
+    from tests.conftest import run_cli
+
+    env = {"DISPATCHER_SANDBOX_MONTHLY_QUOTA": "1", "DISPATCHER_SANDBOX_SUB_CODE_FORM": "errmsg"}
+    args = (
+        "send",
+        "daily",
+        "-c",
+        str(project / "reports.yaml"),
+        "--at",
+        "2026-11-28T10:00+08:00",
+        "--sandbox",
+    )
+    result = run_cli(*args, env=env)
+    # The send spends the one call; reading its receipt meets 90020 and is only a warning.
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no receipt for task" in result.stdout and "sub_code 90020" in result.stdout

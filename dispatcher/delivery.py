@@ -103,7 +103,11 @@ def make_client(
 
 
 def deliver(
-    client: DingTalkClient, msg: dict[str, Any], recipients: Recipients, receipts: str | None = None
+    client: DingTalkClient,
+    msg: dict[str, Any],
+    recipients: Recipients,
+    receipts: str | None = None,
+    receipt_wait: float | None = None,
 ) -> DeliveryResult:
     """`receipts`: a report's own receipts mode; None keeps the config's `dingtalk.receipts`."""
     return client.send(
@@ -112,6 +116,7 @@ def deliver(
         mobiles=list(recipients.mobiles),
         dept_ids=list(recipients.dept_ids),
         receipts=receipts,
+        receipt_wait=receipt_wait,
     )
 
 

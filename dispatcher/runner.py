@@ -188,7 +188,9 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         logs.event("run.skipped", report=report.id, fire_time=fire, rows=0, reason="no rows, on_empty skip")
         return "skipped"
     rendered = prepared.rendered
-    result = deliver(svc.client, rendered.msg, recipients_for(svc.config, report.to), report.receipts)
+    # Waiting for receipts holds this run: never longer than a quarter of the schedule's period.
+    wait = min(svc.config.dingtalk.receipt_wait, report.parsed_schedule().min_period_seconds / 4)
+    result = deliver(svc.client, rendered.msg, recipients_for(svc.config, report.to), report.receipts, wait)
     counts = result.counts()
     svc.ledger.finish(
         run.id, "sent", rows=prepared.result.rows, msg_bytes=rendered.msg_bytes,

@@ -288,3 +288,31 @@ def test_send_sandbox_honours_the_sandbox_monthly_quota(project: Path) -> None:
     # The send spends the one call; reading its receipt meets 90020 and is only a warning.
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no receipt for task" in result.stdout and "sub_code 90020" in result.stdout
+
+
+def test_an_unknown_sub_code_reaches_the_run_history(project: Path, sandbox: Sandbox, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from dispatcher.config import load_config
+    from dispatcher.delivery import make_client
+    from dispatcher.health import Metrics
+    from dispatcher.ledger import Ledger
+    from dispatcher.runner import Services, build_sources, execute
+    from dispatcher.state import StateStore
+
+    config = load_config(project / "reports.yaml", env={})
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    ledger = Ledger(store)
+    client = make_client(config, CREDS, store, base_url=sandbox.url)
+    svc = Services(config, build_sources(config), client, ledger, Metrics(), "test")
+    sandbox.set_options(force_errcode={"asyncsend_v2": 77777})
+    try:
+        run = ledger.claim("daily", datetime(2026, 11, 27, 1, 0, tzinfo=UTC), "test")
+        assert run is not None and execute(svc, config.reports["daily"], run) == "failed"
+        [row] = ledger.history("daily")
+    finally:
+        svc.sources.dispose()
+        client.close()
+        store.close()
+    assert "sub_code 77777" in (row.error or "") and "sub_msg sandbox forced error" in (row.error or "")
+    assert row.next_retry_at is not None, "an unknown code is retried by the run's own retries"

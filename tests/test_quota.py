@@ -113,6 +113,7 @@ def test_the_80_percent_warning_goes_out_once_across_replicas(tmp_path: Path, ca
         time.sleep(0.2)  # a second (wrong) alert thread would have started by now
         assert [(used, quota) for _, used, quota in warned] == [(8, 10)]
         assert [r for r in caplog.records if "quota.warning" in r.getMessage()] != []
+        assert not [r for r in caplog.records if "could not record" in r.getMessage()]
         with stores[0].engine.connect() as conn:
             assert conn.execute(text("SELECT COUNT(*) FROM dispatcher_quota_warnings")).scalar() == 1
     finally:

@@ -264,7 +264,7 @@ class DingTalkClient:
 
     def _receipts(self, tasks: list[_Task], reading: _Reading, result: DeliveryResult) -> list[Receipt]:
         deadline = self._monotonic() + reading.timeout
-        if reading.mode == "result" and tasks:
+        if reading.mode == "result" and any(not t.dept_ids for t in tasks):
             # One getsendresult per task: asked too early, its lists are still incomplete.
             self._sleep(max(0.0, min(reading.wait, reading.timeout)))
         return [self._receipt(task, reading, deadline, result) for task in tasks]

@@ -69,8 +69,8 @@ def forecast(config: Config, counter: ApiCounter, now: datetime | None = None) -
 
 def forecast_text(f: Forecast, top: int = 5) -> str:
     """What `dispatcher quota` prints: the month so far, the forecast, the costliest reports."""
-    limit = f"{f.quota:,}" if f.quota else "unlimited"
-    lines = [f"month      {f.month} ({f.timezone}); quota {limit} calls"]
+    limit = f"{f.quota:,} calls" if f.quota else "unlimited (monthly_quota: 0)"
+    lines = [f"month      {f.month} ({f.timezone}); quota {limit}"]
     lines.append(f"used       {f.used_total:,}{_share(f.used_total, f.quota)}")
     lines += [f"  {endpoint:<16} {calls:>8,}" for endpoint, calls in f.used.items()]
     lines.append(f"forecast   {f.forecast:,} by the end of the month{_share(f.forecast, f.quota)}")

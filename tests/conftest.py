@@ -19,7 +19,6 @@ dingtalk:
   app_key: ${TEST_DT_KEY:-}
   app_secret: ${TEST_DT_SECRET:-}
   agent_id: ${TEST_DT_AGENT:-}
-  receipt_wait: 0.1s  # the sandbox's tasks finish at once: no need to wait the default 5 s
 recipients:
   leads:
     userids: [manager4974, "0147282552401293909"]

@@ -115,7 +115,8 @@ def test_failed_users_are_resent_in_result_mode_too(sandbox: Sandbox) -> None:
 def write_config(project: Path, dingtalk: str, report: str = "") -> Path:
     path = project / "reports.yaml"
     text = path.read_text(encoding="utf-8")
-    text = text.replace("  receipt_wait: 0.1s", dingtalk.rstrip("\n"))
+    agent = "  agent_id: ${TEST_DT_AGENT:-}\n"
+    text = text.replace(agent, agent + dingtalk.rstrip("\n") + "\n")
     text = text.replace("    on_empty: send\n", f"    on_empty: send\n{report}")
     path.write_text(text, encoding="utf-8")
     return path

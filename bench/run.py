@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import bigresult, clistart, fanout, report, rest, rush
+from bench import bigresult, clistart, fanout, receipts, report, rest, rush
 from bench.common import LATENCY, REPO, Outcome, Row
 
 
@@ -37,10 +37,11 @@ class Settings:
     rest_reports: int
     rest_window: float  # seconds; the CPU target is per minute whatever the window
     cli_reps: int
+    receipt_users: int = 1000
 
 
 FULL = Settings("full", 1000, 200, 3, 300, 2, 3, 1_000_000, 5, 500, 60.0, 10)
-QUICK = Settings("quick", 100, 20, 1, 100, 1, 1, 600_000, 1, 500, 15.0, 3)
+QUICK = Settings("quick", 100, 20, 1, 100, 1, 1, 600_000, 1, 500, 15.0, 3, 300)
 
 NOTES = {
     "full": [
@@ -65,6 +66,7 @@ def scenarios(s: Settings) -> dict[str, Callable[[], Outcome]]:
         "big": lambda: bigresult.run(s.big_rows, s.big_reps, servers=s.mode == "full"),
         "rest": lambda: rest.run(s.rest_reports, s.rest_window),
         "cli": lambda: clistart.run(s.cli_reps),
+        "receipts": lambda: receipts.run(s.receipt_users),
     }
 
 

@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox(sub, common)
     _add_run(sub, common)
     _add_history(sub, common)
+    _add_quota(sub, common)
     _add_demo(sub, common)
     return parser
 
@@ -179,6 +180,14 @@ def _add_history(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=20, metavar="N", help="rows to show (default: 20)")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(handler=cmd_history)
+
+
+def _add_quota(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "quota", parents=[common], help="DingTalk API calls used this month, and the month's forecast"
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.set_defaults(handler=cmd_quota)
 
 
 def _add_demo(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -426,6 +435,22 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 0
     _print_table([_history_row(config, r) for r in runs], ["fire_time", "report", "state", "trigger",
                  "attempts", "rows", "bytes", "recipients", "error"])  # fmt: skip
+    return 0
+
+
+def cmd_quota(args: argparse.Namespace) -> int:
+    from dispatcher.apicalls import ApiCounter
+    from dispatcher.quota import forecast, forecast_text
+    from dispatcher.schedule import to_zone
+    from dispatcher.state import StateStore, state_url
+
+    config = _load(args)
+    store = StateStore(state_url(config.base_dir, config.state))
+    try:
+        result = forecast(config, ApiCounter(store, to_zone(config.timezone), config.dingtalk.monthly_quota))
+    finally:
+        store.close()
+    print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json else forecast_text(result))
     return 0
 
 

@@ -100,7 +100,7 @@ def _send_recorded(
 def _deliver(target: Any, prepared: Any, recipients: Any) -> Any:
     from dispatcher.delivery import deliver
 
-    result = deliver(target.client, prepared.rendered.msg, recipients)
+    result = deliver(target.client, prepared.rendered.msg, recipients, prepared.report.receipts)
     _print_result(result)
     if target.sandbox is not None:
         names = sorted({f"{m['name']} ({m['userid']})" for m in target.sandbox.messages()})

@@ -25,6 +25,12 @@ from dispatcher.source_url import (
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 MOBILE = re.compile(r"1[3-9]\d{9}\Z")  # mainland mobile, the only kind getbymobile resolves
 ALERT_GROUP = "admins"
+ReceiptsMode = Literal["full", "result", "off"]
+
+
+def _receipts_mode(value: Any) -> Any:
+    # YAML 1.1 reads a bare `off` as false (and `on` as true).
+    return {False: "off", True: "full"}.get(value, value) if isinstance(value, bool) else value
 
 
 class _Model(BaseModel):
@@ -81,6 +87,10 @@ class DingTalkConfig(_Model):
     calls_per_second: float = Field(default=20.0, gt=0, le=20)
     recipients_per_minute: int = Field(default=5000, gt=0)
     max_msg_bytes: int = Field(default=2048, ge=256, le=2048)
+    # The organisation's monthly API quota (5000 on the standard edition); 0: unlimited (paid editions).
+    monthly_quota: int = Field(default=5000, ge=0)
+    receipts: ReceiptsMode = "result"
+    receipt_wait: float = 5.0
     # Filled from the interpolation pass, not from YAML: which env vars were unset.
     missing_vars: tuple[str, ...] = ()
 
@@ -88,6 +98,16 @@ class DingTalkConfig(_Model):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("receipt_wait", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> float:
+        return _duration(value)
+
+    @field_validator("receipts", mode="before")
+    @classmethod
+    def _receipts(cls, value: Any) -> Any:
+        return _receipts_mode(value)
 
 
 MAX_LINK_CHARS = 500  # an action card's button URL [message-types-and-data-format]
@@ -135,6 +155,7 @@ class Report(_Model):
     retry_delay: float = 60.0
     run_timeout: float = 600.0
     run_on_start: bool = False
+    receipts: ReceiptsMode | None = None  # None: the dingtalk section's mode
 
     @field_validator("schedule")
     @classmethod
@@ -174,6 +195,11 @@ class Report(_Model):
     @classmethod
     def _link(cls, value: str | None) -> str | None:
         return None if value is None else link_url(value)
+
+    @field_validator("receipts", mode="before")
+    @classmethod
+    def _receipts(cls, value: Any) -> Any:
+        return _receipts_mode(value)
 
     def parsed_schedule(self) -> Schedule:
         return parse_schedule(self.schedule)

@@ -108,6 +108,8 @@ class Daemon:
             open_target(self.config, sandbox=self.options.sandbox, sandbox_port=self.options.sandbox_port,
                         on_call=self.metrics.api_call, state=store)
         )  # fmt: skip
+        if target.api_calls is not None:
+            self.metrics.watch_api_calls(target.api_calls)
         if target.sandbox is not None:
             print(f"sandbox inbox: {target.sandbox.url}/", flush=True)
             logs.event("sandbox.listening", url=f"{target.sandbox.url}/")

@@ -100,13 +100,24 @@ def make_client(
         userid_cache=state,
         pacing=pacing,
         on_call=on_call,
+        receipts=config.dingtalk.receipts,
+        receipt_wait=config.dingtalk.receipt_wait,
     )
 
 
 def deliver(
-    client: DingTalkClient, msg: dict[str, Any], recipients: Recipients, *, skip: Run | None = None
+    client: DingTalkClient,
+    msg: dict[str, Any],
+    recipients: Recipients,
+    receipts: str | None = None,
+    receipt_wait: float | None = None,
+    *,
+    skip: Run | None = None,
 ) -> DeliveryResult:
-    """Send to `recipients`, except whoever an earlier attempt of the run `skip` already reached."""
+    """Send to `recipients`, except whoever an earlier attempt of the run `skip` already reached.
+
+    `receipts`: a report's own receipts mode; None keeps the config's `dingtalk.receipts`.
+    """
     return client.send(
         msg,
         userids=list(recipients.userids),
@@ -114,6 +125,8 @@ def deliver(
         dept_ids=list(recipients.dept_ids),
         skip_userids=skip.accepted_userids if skip else (),
         skip_dept_ids=skip.accepted_dept_ids if skip else (),
+        receipts=receipts,
+        receipt_wait=receipt_wait,
     )
 
 
@@ -198,6 +211,7 @@ class Target:
     client: DingTalkClient
     sandbox: Any = None  # dispatcher.sandbox.Sandbox when --sandbox
     state: StateStore | None = None
+    api_calls: Any = None  # dispatcher.apicalls.ApiCounter, except for an in-process sandbox
 
 
 @contextmanager
@@ -223,9 +237,16 @@ def open_target(
 
             state = StateStore(state_url(config.base_dir, config.state))
             stack.callback(state.close)
+        counter = _api_counter(config, state) if box is None else None  # a sandbox costs no quota
+        if counter is not None:
+            on_call = counter.hook(on_call)
         client = make_client(config, creds, state, base_url=box.url if box else None, on_call=on_call)
         stack.callback(client.close)
-        yield Target(client, box, state)
+        if counter is not None:
+            from dispatcher.quota import quota_alert
+
+            counter.on_warn = lambda month, used, quota: quota_alert(client, config, month, used, quota)
+        yield Target(client, box, state, counter)
 
 
 def cached_userids(config: Config, mobiles: Sequence[str]) -> dict[str, str]:
@@ -265,10 +286,21 @@ def _no_sqlite_file(url: str) -> bool:
     return parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file()
 
 
-def _start_sandbox(port: int) -> Any:
-    from dispatcher.sandbox import Sandbox
+def _api_counter(config: Config, state: StateStore) -> Any:
+    from dispatcher.apicalls import ApiCounter
+    from dispatcher.schedule import to_zone
 
-    return Sandbox(port=port).start()
+    return ApiCounter(state, to_zone(config.timezone), config.dingtalk.monthly_quota)
+
+
+def _start_sandbox(port: int) -> Any:
+    import os
+
+    from dispatcher.sandbox import Sandbox
+    from dispatcher.sandbox.options import options_from_env
+
+    # The same DISPATCHER_SANDBOX_* faults as `dispatcher sandbox`, for in-process sandboxes too.
+    return Sandbox(options_from_env(dict(os.environ)), port=port).start()
 
 
 def _sandbox_credentials(box: Any) -> Credentials:

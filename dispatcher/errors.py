@@ -101,3 +101,7 @@ class CredentialsError(DeliveryError):
 
 class StateError(DispatcherError):
     """The state store (ledger, userid cache) is unreachable or inconsistent."""
+
+
+class QuotaExhaustedError(DeliveryError):
+    """DingTalk answered 90020: the organisation's monthly API quota is used up. Never retried."""

@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from dispatcher import clock
 from dispatcher.errors import DispatcherError
@@ -94,6 +97,11 @@ class Metrics:
             self._api_errors.labels(endpoint=endpoint, code=code).inc()
         self._api_seconds.labels(endpoint=endpoint).observe(seconds)
 
+    def watch_api_calls(self, counter: Any) -> None:
+        """`dispatcher_api_calls_month{endpoint}`: this month's quota calls of every replica,
+        read from the state store at scrape time (an `apicalls.ApiCounter`)."""
+        self.registry.register(_ApiMonthCollector(counter))
+
     def alert_sent(self, report_id: str) -> None:
         self._alerts.labels(report=report_id).inc()
 
@@ -105,6 +113,26 @@ class Metrics:
 
     def tick(self, when: float) -> None:
         self._last_tick.set(when)
+
+
+class _ApiMonthCollector(Collector):
+    def __init__(self, counter: Any) -> None:
+        self._counter = counter
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "dispatcher_api_calls_month",
+            "DingTalk calls counted against the monthly quota this calendar month, all replicas.",
+            labels=["endpoint"],
+        )
+        try:
+            used = self._counter.used()
+        except DispatcherError as exc:  # an unreachable store must not break the scrape
+            log.warning("cannot read this month's API calls: %s", exc)
+            used = {}
+        for endpoint, calls in sorted(used.items()):
+            family.add_metric([endpoint], calls)
+        yield family
 
 
 @dataclass

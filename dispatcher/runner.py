@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from dispatcher import clock, logs
 from dispatcher.config import Config, Report
-from dispatcher.errors import DispatcherError, QueryError, ScheduleError, StateError
+from dispatcher.errors import DispatcherError, QueryError, QuotaExhaustedError, ScheduleError, StateError
 from dispatcher.params import default_period, render_params, render_value
 from dispatcher.query import QueryResult, Sources, SourceSpec, run_query
 from dispatcher.schedule import date_macros, to_zone
@@ -170,6 +170,8 @@ def execute(svc: Services, report: Report, run: Run) -> str:
         # The outcome could not be recorded: the row stays `running` and is reaped after
         # run_timeout, then retried with identical content (DingTalk collapses a duplicate).
         raise
+    except QuotaExhaustedError as exc:
+        state = _quota_exhausted(svc, report, run, str(exc))
     except DispatcherError as exc:
         state = _fail(svc, report, run, str(exc))
     except Exception as exc:  # a bug in one run must not kill the daemon (APScheduler's run_job rule)
@@ -189,7 +191,9 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         return "skipped"
     rendered = prepared.rendered
     recipients = recipients_for(svc.config, report.to)
-    result = deliver(svc.client, rendered.msg, recipients, skip=run)
+    # Waiting for receipts holds this run: never longer than a quarter of the schedule's period.
+    wait = min(svc.config.dingtalk.receipt_wait, report.parsed_schedule().min_period_seconds / 4)
+    result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
     outcome = outcome_of(run, result)
     counts = result.counts()
     svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
@@ -260,6 +264,20 @@ def _fail(svc: Services, report: Report, run: Run, error: str) -> str:
     return "failed"
 
 
+def _quota_exhausted(svc: Services, report: Report, run: Run, error: str) -> str:
+    """90020: retrying cannot help before next month, and every retry would spend a call."""
+    from dispatcher.quota import exhausted_alert
+
+    fire = run.fire_time.astimezone(svc.config.report_zone(report))
+    svc.ledger.finish(run.id, "failed", error=error)
+    logs.event("run.gave_up", logging.ERROR, report=report.id, fire_time=fire, attempts=run.attempts,
+               error=error, reason="monthly API quota used up")  # fmt: skip
+    month = now_in(svc.config).strftime("%Y-%m")
+    allowed = svc.ledger.alert_allowed(f"quota-exhausted:{month}", every=timedelta(days=62))
+    exhausted_alert(svc.client, svc.config, allowed, error)
+    return "failed"
+
+
 def give_up(svc: Services, report: Report, run: Run) -> None:
     """A run that cannot be retried any more (e.g. reaped after its process died)."""
     _fail(svc, report, run, run.error or "failed")
@@ -283,7 +301,7 @@ def alert(
     heading = "报表部分送达" if partial is not None else "报表运行失败"
     msg = markdown_msg(f"{heading}：{report.title}", _alert_text(report, fire, error, partial))
     try:
-        deliver(svc.client, msg, recipients_for(svc.config, [ALERT_GROUP]))
+        deliver(svc.client, msg, recipients_for(svc.config, [ALERT_GROUP]), receipts="off")
     except DispatcherError as exc:
         logs.event("alert.failed", logging.ERROR, report=report.id, error=str(exc))
         return

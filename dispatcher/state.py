@@ -253,4 +253,5 @@ def _short(exc: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
+from dispatcher import apicalls as _apicalls  # noqa: E402,F401  (registers the API call counter's tables)
 from dispatcher import ledger as _ledger  # noqa: E402,F401  (registers the ledger tables)

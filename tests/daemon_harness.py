@@ -94,6 +94,7 @@ def config_text(
             "app_key": "${DINGTALK_APP_KEY}",
             "app_secret": "${DINGTALK_APP_SECRET}",
             "agent_id": "${DINGTALK_AGENT_ID}",
+            "receipt_wait": "0.1s",  # the sandbox's tasks finish at once: no need for the default 5 s
         },
         "recipients": {"team": {"userids": ["manager4974"]}, "admins": {"userids": ["oncall01"]}},
         "reports": reports,

@@ -16,6 +16,7 @@ TARGETS = {
     "3 big result": 4,  # time and memory vs pandas.read_sql; capped rows and capped bytes (SQLite)
     "4 daemon at rest": 3,  # RSS, CPU per minute, nothing ran
     "5 CLI start": 2,  # validate time, validate does not import pandas
+    "6 receipts": 3,  # quota calls per send batch: off = 1, result <= 2, full <= 4
 }
 
 

@@ -44,6 +44,9 @@ MAX_USERIDS = 100  # asyncsend_v2 userid_list; also the most getsendresult can r
 MAX_DEPTS = 20  # asyncsend_v2 dept_id_list
 UNKNOWN_MOBILE = {60121: "no employee with this mobile", 40104: "not a valid mobile number"}
 _SEND = "/topapi/message/corpconversation/"
+# receipts: full polls progress at most twice, then reads the result: at most 3 calls per task.
+RECEIPT_MODES = ("full", "result", "off")
+PROGRESS_POLLS = 2
 
 
 class UseridCache(Protocol):
@@ -73,8 +76,12 @@ class DingTalkClient:
         on_call: OnCall | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        receipts: bool | str = True,
+        receipt_wait: float = 5.0,
     ) -> None:
         self.credentials = credentials
+        self.receipts = receipts_mode(receipts)  # send()'s default; see send()
+        self.receipt_wait = receipt_wait
         self.base_url = (base_url or os.environ.get("DINGTALK_API_BASE") or DEFAULT_BASE_URL).rstrip("/")
         self._cache = userid_cache
         self._mobile_locks: dict[str, threading.Lock] = {}
@@ -167,10 +174,11 @@ class DingTalkClient:
         userids: Sequence[str] = (),
         mobiles: Sequence[str] = (),
         dept_ids: Sequence[int] = (),
-        receipts: bool = True,
+        receipts: bool | str | None = None,
         receipt_timeout: float = 30.0,
         skip_userids: Collection[str] = (),
         skip_dept_ids: Collection[int] = (),
+        receipt_wait: float | None = None,
     ) -> DeliveryResult:
         """Send `msg` to everyone once, in batches DingTalk accepts; then read receipts and
         resend once to the users DingTalk reports as failed.
@@ -178,7 +186,10 @@ class DingTalkClient:
         `skip_userids` and `skip_dept_ids` are those an earlier attempt already delivered to. When DingTalk
         refuses a batch after accepting others, sending stops and the result is partial
         (`result.refused`); when it refuses the first, the DeliveryError propagates.
-        """
+
+        `receipts`: `full` (progress polling, then the result), `result` (one getsendresult per
+        task after `receipt_wait` seconds) or `off`; True means `full`, False `off`, None the
+        client's own setting."""
         _check_size(msg)
         resolved, problems = self.resolve_mobiles(mobiles)
         users = _unique([u.strip() for u in userids if u and u.strip()] + list(resolved.values()))
@@ -200,14 +211,16 @@ class DingTalkClient:
             accepted=[Batch(t.task_id, t.userids, t.dept_ids) for t in tasks],
             refused=refused,
         )
-        if receipts:
-            self._collect_receipts(msg, tasks, result, receipt_timeout)
+        mode = self.receipts if receipts is None else receipts_mode(receipts)
+        wait = self.receipt_wait if receipt_wait is None else receipt_wait
+        if mode != "off":
+            self._collect_receipts(msg, tasks, result, _Reading(mode, receipt_timeout, wait))
         return result
 
     def _collect_receipts(
-        self, msg: dict[str, Any], tasks: list[_Task], result: DeliveryResult, timeout: float
+        self, msg: dict[str, Any], tasks: list[_Task], result: DeliveryResult, reading: _Reading
     ) -> None:
-        result.receipts = self._receipts(tasks, timeout, result)
+        result.receipts = self._receipts(tasks, reading, result)
         failed = _unique(u for r in result.receipts for u in r.failed)
         if not failed:
             return
@@ -220,7 +233,7 @@ class DingTalkClient:
             result.warnings.append(f"resending to failed users stopped: {exc.message}")
         result.resent_userids = [u for t in resent for u in t.userids]
         result.resent_task_ids = [t.task_id for t in resent]
-        result.receipts += self._receipts(resent, timeout, result)
+        result.receipts += self._receipts(resent, reading, result)
 
     def _send_all(
         self, msg: dict[str, Any], users: list[str], depts: list[int]
@@ -281,18 +294,22 @@ class DingTalkClient:
         body = {"agent_id": self.credentials.agent_id, "msg_task_id": task_id}
         self._http.call("recall", _SEND + "recall", body)
 
-    def _receipts(self, tasks: list[_Task], timeout: float, result: DeliveryResult) -> list[Receipt]:
-        deadline = self._monotonic() + timeout
-        return [self._receipt(task, deadline, result) for task in tasks]
+    def _receipts(self, tasks: list[_Task], reading: _Reading, result: DeliveryResult) -> list[Receipt]:
+        deadline = self._monotonic() + reading.timeout
+        if reading.mode == "result" and any(not t.dept_ids for t in tasks):
+            # One getsendresult per task: asked too early, its lists are still incomplete.
+            self._sleep(max(0.0, min(reading.wait, reading.timeout)))
+        return [self._receipt(task, reading, deadline, result) for task in tasks]
 
-    def _receipt(self, task: _Task, deadline: float, result: DeliveryResult) -> Receipt:
+    def _receipt(self, task: _Task, reading: _Reading, deadline: float, result: DeliveryResult) -> Receipt:
         receipt = Receipt(task.task_id, task.userids, task.dept_ids, complete=False)
         try:
-            done = self._wait_done(task.task_id, deadline)
+            done = self._wait_done(task.task_id, deadline, reading.wait) if reading.mode == "full" else None
             if not task.dept_ids:
                 assert len(task.userids) <= MAX_USERIDS, "getsendresult can't report on >100 users"
                 receipt = self.get_send_result(task.task_id)
-                receipt.userids, receipt.dept_ids, receipt.complete = task.userids, [], done
+                complete = _accounted_for(receipt, task.userids) if done is None else done
+                receipt.userids, receipt.dept_ids, receipt.complete = task.userids, [], complete
             # else: departments can hold any number of people, and getsendresult cannot report
             # on a task with more than 100 recipients (it times out).
         except DeliveryError as exc:  # the message went out; a missing receipt must not fail it
@@ -300,19 +317,41 @@ class DingTalkClient:
         receipt.attempts = task.attempts
         return receipt
 
-    def _wait_done(self, task_id: int, deadline: float) -> bool:
+    def _wait_done(self, task_id: int, deadline: float, wait: float) -> bool:
+        """At most PROGRESS_POLLS getsendprogress calls: each one spends the monthly quota."""
         body = {"agent_id": self.credentials.agent_id, "task_id": task_id}
-        delay = 0.1
-        while True:
+        for poll in range(PROGRESS_POLLS):
             payload, _ = self._http.call("getsendprogress", _SEND + "getsendprogress", body)
             if (payload.get("progress") or {}).get("status") == 2:
                 return True
             remaining = deadline - self._monotonic()
-            if remaining <= 0:
-                log.warning("task %d still sending when the receipt timeout ran out", task_id)
-                return False
-            self._sleep(min(delay, remaining))
-            delay = min(delay * 1.5, 2.0)
+            if remaining <= 0 or poll == PROGRESS_POLLS - 1:
+                break
+            self._sleep(min(wait, remaining))
+        log.warning("task %d still sending when its receipt was read", task_id)
+        return False
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """How to read receipts: the mode, the overall timeout and the wait before asking."""
+
+    mode: str
+    timeout: float
+    wait: float
+
+
+def receipts_mode(value: bool | str) -> str:
+    mode = {True: "full", False: "off"}.get(value, value) if isinstance(value, bool) else value
+    if mode not in RECEIPT_MODES:
+        raise ValueError(f"receipts must be one of {', '.join(RECEIPT_MODES)}, not {value!r}")
+    return str(mode)
+
+
+def _accounted_for(receipt: Receipt, userids: list[str]) -> bool:
+    """True when the result lists every user: the task had finished when it was read."""
+    listed = {*receipt.invalid, *receipt.forbidden, *receipt.failed, *receipt.read, *receipt.unread}
+    return set(userids) <= listed
 
 
 def _check_size(msg: dict[str, Any]) -> None:

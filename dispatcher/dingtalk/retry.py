@@ -45,6 +45,7 @@ class Outcome:
     errcode: int | None = None
     retryable: bool = False
     min_delay: float = 0.0
+    exponential: bool = False  # 90002: the minimum wait doubles with each attempt (1, 2, 4 s ...)
 
 
 class Backoff:
@@ -59,11 +60,13 @@ class Backoff:
         self._started = monotonic()
         self._rng = rng or random.Random()
 
-    def next_delay(self, min_delay: float = 0.0) -> float | None:
+    def next_delay(self, min_delay: float = 0.0, exponential: bool = False) -> float | None:
         """Seconds to wait before the next attempt, or None when the budget is spent."""
         p = self.policy
         if self.attempts >= p.max_attempts:
             return None
+        if exponential:
+            min_delay *= 2 ** (self.attempts - 1)
         cap = min(p.max_delay, p.base_delay * 2 ** (self.attempts - 1))
         delay = max(self._rng.uniform(0.0, cap), min_delay)
         if self._monotonic() - self._started + delay > p.max_total_seconds:
@@ -88,10 +91,17 @@ def judge_response(
         return Outcome(payload=payload)
     if errcode is None:
         return Outcome(error=DeliveryError(f"DingTalk {endpoint} answered without an errcode"))
-    errmsg = redact(str(payload.get("errmsg", "")))
-    error = errors.api_error(endpoint, errcode, errmsg, fields=fields)
-    min_delay = policy.throttle_min_delay if errcode == errors.THROTTLED else 0.0
-    return Outcome(error=error, errcode=errcode, retryable=error.retryable, min_delay=min_delay)
+    answer = errors.unwrap(payload, errcode)
+    errmsg = redact(answer.errmsg)
+    error = errors.api_error(endpoint, answer.errcode, errmsg, fields=fields, wrapped=answer.wrapped)
+    throttled = answer.errcode in (errors.THROTTLED, errors.THROTTLED_GLOBALLY)
+    return Outcome(
+        error=error,
+        errcode=answer.errcode,
+        retryable=error.retryable,
+        min_delay=policy.throttle_min_delay if throttled else 0.0,
+        exponential=answer.errcode == errors.THROTTLED_GLOBALLY,
+    )
 
 
 def judge_exception(endpoint: str, exc: requests.RequestException) -> Outcome:

@@ -165,7 +165,7 @@ class Transport:
             assert outcome.error is not None
             if not outcome.retryable:
                 raise outcome.error
-            delay = backoff.next_delay(outcome.min_delay)
+            delay = backoff.next_delay(outcome.min_delay, outcome.exponential)
             if delay is None:
                 raise give_up(outcome, backoff.attempts)
             log.warning("%s; retrying in %.2f s", outcome.error.message, delay)

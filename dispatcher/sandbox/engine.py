@@ -19,10 +19,14 @@ from dispatcher import clock
 from dispatcher.sandbox.delivery import Mailroom, Task
 from dispatcher.sandbox.directory import Directory
 from dispatcher.sandbox.options import SandboxOptions, changed
-from dispatcher.sandbox.rules import Refusal, parse_agent_id, parse_send, valid_mobile
+from dispatcher.sandbox.rules import Refusal, envelope, parse_agent_id, parse_send, valid_mobile
 
 SECRET_KEYS = ("access_token", "appsecret")
 GET_ENDPOINTS = {"gettoken"}
+# Calls that count against the monthly quota; tokens and the address book are exempt
+# [how-to-process-api-throttling-on-the-dingtalk-server].
+COUNTED = frozenset({"asyncsend_v2", "getsendprogress", "getsendresult", "recall"})
+RECEIPT_LISTS = ("read_user_id_list", "unread_user_id_list", "failed_user_id_list", "forbidden_list")
 Handler = Callable[[dict[str, Any], float], dict[str, Any] | Refusal]
 
 
@@ -54,6 +58,7 @@ class Engine:
         self._throttled = 0
         self._spared: defaultdict[str, int] = defaultdict(int)  # calls let through by force_errcode_after
         self._forced: defaultdict[str, int] = defaultdict(int)  # calls refused by force_errcode
+        self._quota_used = 0
         self._calls: list[dict[str, Any]] = []
         self._handlers: dict[str, Handler] = {
             "getbymobile": self._getbymobile,
@@ -87,6 +92,7 @@ class Engine:
             self._windows.clear()
             self._throttled = 0
             self._spared.clear()
+            self._quota_used = 0
             self._forced.clear()
             self._calls.clear()
 
@@ -142,7 +148,10 @@ class Engine:
         with self.lock:
             answer = self._answer(endpoint, method, query, body)
         if isinstance(answer, Refusal):
-            answer = {"errcode": answer.errcode, "errmsg": answer.errmsg}
+            if endpoint == "gettoken":
+                answer = {"errcode": answer.errcode, "errmsg": answer.errmsg}
+            else:
+                answer = envelope(answer, self.options.sub_code_form)
         if endpoint != "gettoken":
             answer["request_id"] = secrets.token_hex(8)
         return answer
@@ -156,8 +165,10 @@ class Engine:
         body: Any,
         status: int | None,
         errcode: int | None,
+        sub_code: int | None = None,
     ) -> None:
-        """One API call for calls(); status None: the connection was closed without an answer."""
+        """One API call for calls(); status None: the connection was closed without an answer.
+        `sub_code` is the real code of an errcode 88 envelope."""
         entry = {
             "endpoint": endpoint,
             "method": method,
@@ -166,6 +177,7 @@ class Engine:
             "body": redacted(body) if isinstance(body, dict) else body,
             "http_status": status,
             "errcode": errcode,
+            "sub_code": sub_code,
             "at": clock.now().isoformat(),
         }
         with self.lock:
@@ -190,6 +202,10 @@ class Engine:
         bad_token = self._check_token(token, mono)
         if bad_token:
             return bad_token
+        if endpoint in COUNTED and self.options.monthly_quota:
+            if self._quota_used >= self.options.monthly_quota:
+                return Refusal(90020)
+            self._quota_used += 1
         if body is None:
             return Refusal(40035, "the request body is neither a JSON object nor form-encoded")
         return self._handlers[endpoint](body, mono)
@@ -225,7 +241,7 @@ class Engine:
         key_ok = secrets.compare_digest(str(query.get("appkey", "")), self.options.app_key)
         secret_ok = secrets.compare_digest(str(query.get("appsecret", "")), self.options.app_secret)
         if not (key_ok and secret_ok):
-            return Refusal(40089)
+            return Refusal(40096)
         ttl = self.options.token_ttl
         token = self._current_token
         if token is None or self._tokens[token] <= mono:
@@ -298,7 +314,13 @@ class Engine:
         task = self._task(body, "task_id", mono)
         if isinstance(task, Refusal):
             return task
-        return {"errcode": 0, "errmsg": "ok", "send_result": self.mail.send_result(task)}
+        result = self.mail.send_result(task)
+        delay, elapsed = self.options.progress_delay, mono - task.created
+        if elapsed < delay:  # still sending: the lists hold only the users handled so far
+            for name in RECEIPT_LISTS:
+                result[name] = result[name][: int(len(result[name]) * elapsed / delay)]
+            result["forbidden_user_id_list"] = [f["userid"] for f in result["forbidden_list"]]
+        return {"errcode": 0, "errmsg": "ok", "send_result": result}
 
     def _recall(self, body: dict[str, Any], mono: float) -> dict[str, Any] | Refusal:
         task = self._task(body, "msg_task_id", mono)

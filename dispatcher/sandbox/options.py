@@ -41,12 +41,17 @@ class SandboxOptions:
     directory_file: str | None = None
     progress_delay: float = 0.0
     generated_users: int = 0
+    # How /topapi/* errors wrap their code in errcode 88: string, number, errmsg or plain (unwrapped).
+    sub_code_form: str = "string"
+    monthly_quota: int = 0  # non-exempt calls answered before 90020; 0: no quota
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(SandboxOptions)}
 _FLOATS = {"token_ttl", "latency", "fail_rate", "reset_rate", "progress_delay"}
 _INTS = {"agent_id", "throttle_first", "calls_per_second", "recipients_per_minute"}
 _INTS |= {"per_user_daily", "generated_users", "force_errcode_after", "force_errcode_times"}
+_INTS |= {"monthly_quota"}
+SUB_CODE_FORMS = ("string", "number", "errmsg", "plain")
 
 
 def changed(options: SandboxOptions, changes: dict[str, Any]) -> SandboxOptions:
@@ -73,8 +78,11 @@ def _coerce(name: str, value: Any) -> Any:
             return _force_errcode(dict(value))
         if name == "seed":
             return None if value is None else int(value)
+        if name == "sub_code_form" and value not in SUB_CODE_FORMS:
+            raise ValueError(value)
     except (TypeError, ValueError) as exc:
-        raise DispatcherError(f"sandbox option {name}: invalid value {value!r}") from exc
+        hint = f"one of {', '.join(SUB_CODE_FORMS)}" if name == "sub_code_form" else None
+        raise DispatcherError(f"sandbox option {name}: invalid value {value!r}", hint=hint) from exc
     return value
 
 
@@ -111,3 +119,8 @@ def from_env(environ: dict[str, str]) -> dict[str, Any]:
         else:
             found[name] = raw
     return found
+
+
+def options_from_env(environ: dict[str, str]) -> SandboxOptions:
+    """The options `dispatcher sandbox`, `send --sandbox` and `run --sandbox` all start from."""
+    return changed(SandboxOptions(), from_env(environ))

@@ -25,6 +25,7 @@ ERRMSG: dict[int, str] = {
     40035: "不合法的参数",
     40056: "不合法的agentid",
     40089: "不合法的corpid或corpsecret",
+    40096: "不合法的appKey或appSecret",
     40104: "企业中无效的手机号",
     41001: "缺少access_token参数",
     42001: "access_token超时",
@@ -38,6 +39,10 @@ ERRMSG: dict[int, str] = {
     90020: "调用量已超过月度配额",
     400002: "无效的参数",
 }
+
+# The /topapi/* gateway answers these wrapped in errcode 88 (dingtalk-api.md, "Wrapped errors").
+WRAPPED = frozenset({40001, 40014, 41001, 42001, 90018, 90002, 90020, 60011})
+GATEWAY = 88
 
 # The fields each msgtype must carry [message-types-and-data-format].
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -62,6 +67,22 @@ class Refusal:
     def errmsg(self) -> str:
         base = ERRMSG.get(self.errcode, "sandbox forced error")
         return f"{base}: {self.detail}" if self.detail else base
+
+
+def envelope(refusal: Refusal, form: str) -> dict[str, Any]:
+    """A /topapi/* refusal as the real gateway answers it. `form`: how the sub code travels
+    (`string`, `number`, `errmsg` only inside errmsg, or `plain`: not wrapped at all)."""
+    # Codes the sandbox has no text for stand for the gateway's other sub codes: wrapped too.
+    if form == "plain" or (refusal.errcode not in WRAPPED and refusal.errcode in ERRMSG):
+        return {"errcode": refusal.errcode, "errmsg": refusal.errmsg}
+    answer: dict[str, Any] = {
+        "errcode": GATEWAY,
+        "errmsg": f"ding talk error[subcode={refusal.errcode},submsg={refusal.errmsg}]",
+    }
+    if form != "errmsg":
+        answer["sub_code"] = refusal.errcode if form == "number" else str(refusal.errcode)
+        answer["sub_msg"] = refusal.errmsg
+    return answer
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, ERROR_500, "text/html; charset=utf-8")
         else:
             answer = engine.call(endpoint, method, query, body)
-            engine.record(endpoint, method, path, query, body, 200, answer["errcode"])
+            sub_code = _sub_code(answer)
+            engine.record(endpoint, method, path, query, body, 200, answer["errcode"], sub_code)
             self._json(answer)
 
     def _reset(self) -> None:
@@ -243,6 +244,13 @@ def parse_body(raw: bytes, content_type: str) -> dict[str, Any] | None:
         form = parse_qs(text, keep_blank_values=True)
         return {k: v[-1] for k, v in form.items()} if form else None
     return body if isinstance(body, dict) else None
+
+
+def _sub_code(answer: dict[str, Any]) -> int | None:
+    if answer["errcode"] != 88:
+        return None
+    found = re.search(r"subcode=(-?\d+)", str(answer.get("errmsg", "")))
+    return int(found.group(1)) if found else None
 
 
 def _expect(value: Any, kind: type) -> Any:

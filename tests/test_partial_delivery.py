@@ -218,7 +218,7 @@ def test_send_prints_the_partial_delivery_and_exits_1(tmp_path: Path, sandbox: S
     out = capsys.readouterr()
     assert code == 1
     assert "partial    100 of 251 recipients in 1 call; task id" in out.out
-    assert "refused    151 recipients: DingTalk asyncsend_v2 failed: errcode 60011" in out.out
+    assert "refused    151 recipients: DingTalk asyncsend_v2 failed: errcode 88, sub_code 60011" in out.out
     assert "60011" in out.err
 
 

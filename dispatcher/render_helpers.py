@@ -21,6 +21,8 @@ from jinja2 import Undefined
 from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from dispatcher.templating import BoundedSandbox
+
 MISSING = "—"
 CELL_MAX_CHARS = 64
 LARGE = 100_000  # at or above this, cents are noise on a phone: numbers show no decimals
@@ -340,9 +342,7 @@ _MAX_REPEAT = 100_000
 _MAX_EXPONENT = 1_000
 
 
-class TemplateSandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
-
+class TemplateSandbox(BoundedSandbox, ImmutableSandboxedEnvironment):
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if not super().is_safe_attribute(obj, attr, value):
             return False

@@ -1,0 +1,111 @@
+"""Issue 15, part 5: a deleted or overwritten state file stops claiming, alerts, and turns /healthz 503;
+and /healthz is 503 while due runs wait too long for a worker. Real daemons, real files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from dispatcher.daemon_health import STORE_ALERT_TITLE
+from dispatcher.sandbox import Sandbox
+from tests import daemon_harness
+from tests.daemon_harness import DaemonProcess, Daemons, count_state, project, report, wait_until
+
+sandbox, state_url, daemons = daemon_harness.sandbox, daemon_harness.state_url, daemon_harness.daemons
+
+
+def healthz(url: str) -> tuple[int, dict[str, Any]]:
+    response = requests.get(url + "/healthz", timeout=5)
+    return response.status_code, response.json()
+
+
+def wait_health(url: str, code: int, what: str, timeout: float = 40) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        got, body = healthz(url)
+        return body if got == code else None
+
+    return wait_until(check, f"/healthz {code} ({what})", timeout=timeout, every=0.2)
+
+
+def start(daemons: Daemons, tmp_path: Path, **config: Any) -> tuple[DaemonProcess, str]:
+    daemon = daemons.start(project(tmp_path / "p", {"tick": report("心跳")}, **config), "--health-port", "0")
+    return daemon, daemon.wait_for("health.listening").fields["url"]
+
+
+def store_alerts(sandbox: Sandbox) -> list[dict[str, Any]]:
+    return [m for m in sandbox.messages("oncall01") if m["msg"]["markdown"]["title"] == STORE_ALERT_TITLE]
+
+
+def backup(state_file: Path, to: Path) -> Path:
+    with sqlite3.connect(state_file) as src, sqlite3.connect(to) as dst:
+        src.backup(dst)
+    return to
+
+
+def test_a_deleted_state_file_stops_claiming_alerts_and_fails_healthz_until_it_is_restored(
+    daemons: Daemons, sandbox: Sandbox, state_url: str, tmp_path: Path
+) -> None:
+    state_file = Path(state_url.removeprefix("sqlite:///"))
+    daemon, url = start(daemons, tmp_path)
+    daemon.wait_for("run.sent", count=2)
+    assert healthz(url)[0] == 200
+    saved = backup(state_file, tmp_path / "saved.db")
+
+    state_file.unlink()
+    body = wait_health(url, 503, "state file deleted")
+    assert body["status"] == "unhealthy"
+    assert "was deleted" in body["problems"]["state_store"]
+    daemon.wait_for("state.unhealthy")
+    daemon.wait_for("run.not_claimed", report="tick")
+    wait_until(lambda: store_alerts(sandbox), "an alert to admins about the state store")
+    assert not state_file.exists(), "the daemon must not recreate an empty state file"
+    sent_before = len(daemon.events("run.sent"))
+    daemon.wait_for("run.not_claimed", count=3, report="tick")
+    assert len(daemon.events("run.sent")) <= sent_before + 1  # at most the run already in flight
+
+    shutil.copyfile(saved, state_file)  # the operator restores the backup
+    wait_health(url, 200, "state file restored")
+    daemon.wait_for("state.recovered")
+    restored = count_state(state_url, "tick", "sent")
+    wait_until(lambda: count_state(state_url, "tick", "sent") > restored, "a run sent into the restored file")
+    assert len(store_alerts(sandbox)) == 1
+
+
+def test_a_state_file_overwritten_with_garbage_stops_claiming_and_fails_healthz(
+    daemons: Daemons, sandbox: Sandbox, state_url: str, tmp_path: Path
+) -> None:
+    state_file = Path(state_url.removeprefix("sqlite:///"))
+    daemon, url = start(daemons, tmp_path)
+    daemon.wait_for("run.sent", count=2)
+    size = state_file.stat().st_size
+    with open(state_file, "r+b") as fh:  # in place: same inode, as a stray `dd` or editor would
+        fh.write(os.urandom(size))
+
+    body = wait_health(url, 503, "state file overwritten")
+    assert "not a SQLite database" in body["problems"]["state_store"]
+    daemon.wait_for("run.not_claimed", count=2, report="tick")
+    sent = len(daemon.events("run.sent"))
+    daemon.wait_for("run.not_claimed", count=4, report="tick")
+    assert len(daemon.events("run.sent")) == sent
+    wait_until(lambda: store_alerts(sandbox), "an alert to admins about the state store")
+    assert daemon.alive()
+
+
+def test_healthz_is_503_while_a_due_run_waits_longer_than_max_wait_for_a_worker(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    forever = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) AS n FROM c"
+    slow = report("慢", every="1h", run_on_start=True, sql=forever, query_timeout="60s", run_timeout="60s")
+    reports = {"slow": slow, "tick": report("心跳")}
+    config = project(tmp_path / "p", reports, daemon={"workers": 1, "max_wait": "3s"})
+    daemon = daemons.start(config, "--health-port", "0")
+    url = daemon.wait_for("health.listening").fields["url"]
+    daemon.wait_for("run.started", report="slow")
+
+    body = wait_health(url, 503, "tick waiting for the only worker")
+    assert "waited" in body["problems"]["workers"] and "all 1 workers are busy" in body["problems"]["workers"]

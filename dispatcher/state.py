@@ -91,6 +91,9 @@ class StateStore:
             ) from None
         self._file = _sqlite_file(url)
         self._identity = _identity(self._file) if self._file else None
+        # SQLite's POSIX locks are per process and inode, and closing *any* descriptor of the file
+        # drops them all: the header is read through one descriptor held open for the store's life.
+        self._fd = os.open(self._file, os.O_RDONLY) if self._file else None
         if self._file is not None:
             # From now on a missing file is a problem check() reports, not a new empty store.
             self.engine.dispose()
@@ -109,21 +112,23 @@ class StateStore:
         return problem
 
     def _file_problem(self) -> str | None:
-        if self._file is None:
+        if self._file is None or self._fd is None:
             return None
         try:
             identity = _identity(self._file)
-            with open(self._file, "rb") as fh:
-                header = fh.read(len(_SQLITE_HEADER))
+            if identity != self._identity:
+                # Another inode: none of our locks live on it, so a new descriptor is safe.
+                fd = os.open(self._file, os.O_RDONLY)
+                os.close(self._fd)
+                self._fd, self._identity = fd, identity
+                return f"the state file {self._file} was replaced by another file"
+            header = os.pread(self._fd, len(_SQLITE_HEADER), 0)
         except FileNotFoundError:
             return f"the state file {self._file} was deleted"
         except OSError as exc:
             return f"cannot read the state file {self._file}: {exc.strerror or exc}"
         if header != _SQLITE_HEADER:
             return f"the state file {self._file} is not a SQLite database any more (overwritten?)"
-        if identity != self._identity:
-            self._identity = identity
-            return f"the state file {self._file} was replaced by another file"
         return None
 
     def _query_problem(self) -> str | None:
@@ -186,6 +191,9 @@ class StateStore:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def _connect(self) -> AbstractContextManager[Connection]:
         return _guarded(self.engine.connect, self.url)

@@ -109,3 +109,59 @@ def test_healthz_is_503_while_a_due_run_waits_longer_than_max_wait_for_a_worker(
 
     body = wait_health(url, 503, "tick waiting for the only worker")
     assert "waited" in body["problems"]["workers"] and "all 1 workers are busy" in body["problems"]["workers"]
+
+
+def test_check_reports_a_deleted_overwritten_or_replaced_file_and_adopts_a_restored_one(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    from dispatcher.ledger import Ledger
+    from dispatcher.state import StateStore
+
+    path = tmp_path / "state.db"
+    store = StateStore(f"sqlite:///{path}")
+    try:
+        assert store.check() is None
+        saved = backup(path, tmp_path / "saved.db")
+        path.unlink()
+        assert "was deleted" in (store.check() or "")
+        assert not path.exists(), "a check or a later write must not recreate an empty store"
+
+        shutil.copyfile(saved, path)
+        assert "was replaced" in (store.check() or "")
+        assert store.check() is None  # a working state store under the name is adopted
+        assert Ledger(store).claim("r", datetime(2026, 1, 1, tzinfo=UTC), "me") is not None
+
+        with open(path, "r+b") as fh:
+            fh.write(b"garbage!" * 4)
+        assert "not a SQLite database" in (store.check() or "")
+    finally:
+        store.close()
+
+
+def test_healthz_is_503_unhealthy_with_each_problem_and_200_once_they_clear() -> None:
+    from dispatcher.health import HealthState, health_report
+
+    state = HealthState(started_at=1000.0)
+    state.tick(1000.0)
+    state.set_problem("state_store", "the state file x was deleted")
+    code, body = health_report(state.snapshot(), now=1001.0, stale_after=120)
+    assert (code, body["status"]) == (503, "unhealthy")
+    assert body["problems"] == {"state_store": "the state file x was deleted"}
+    state.set_problem("state_store", None)
+    code, body = health_report(state.snapshot(), now=1001.0, stale_after=120)
+    assert (code, body["status"], "problems" in body) == (200, "ok", False)
+
+
+def test_the_wait_clock_measures_the_oldest_job_not_yet_picked_up() -> None:
+    from dispatcher.watchdog import WaitClock
+
+    clock = WaitClock()
+    clock.started()  # a job picked up before its submission was reported
+    clock.submitted()
+    assert clock.oldest_wait() == 0.0
+    clock.submitted()
+    assert clock.oldest_wait() > 0.0
+    clock.started()
+    assert clock.oldest_wait() == 0.0

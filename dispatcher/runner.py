@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from dispatcher import clock, logs
 from dispatcher.config import Config, Report
-from dispatcher.errors import DispatcherError, QueryError, ScheduleError, StateError
+from dispatcher.errors import DispatcherError, QueryError, RenderError, ScheduleError, StateError
 from dispatcher.params import default_period, render_params, render_value
 from dispatcher.query import QueryResult, Sources, SourceSpec, run_query
 from dispatcher.schedule import date_macros, to_zone
@@ -122,7 +122,10 @@ def _render(
         query_truncated=result.truncated,
         macros={**macros, **{k: v for k, v in params.items() if isinstance(v, str)}},
     )
-    return render(result.frame, options)
+    try:
+        return render(result.frame, options)
+    except RenderError as exc:
+        raise RenderError(f"report {report.id!r}: {exc.message}", hint=exc.hint) from None
 
 
 def now_in(config: Config) -> datetime:

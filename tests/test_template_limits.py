@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -81,3 +85,18 @@ def test_a_params_bomb_ends_in_a_config_error_naming_the_report_and_key(value: s
 
 def test_params_still_render_dates() -> None:
     assert render_value("{{ today | add_days(-1) }}", {"today": "2026-11-28"}, "x") == "2026-11-27"
+
+
+def test_preview_of_a_bomb_exits_1_with_the_report_named_and_no_traceback(tmp_path: Path) -> None:
+    from tests.daemon_harness import project, report
+
+    bomb = report("炸弹", template="{% set a = 'ab' %}" + "{% set a = a ~ a %}" * 34 + "{{ a }}")
+    config = project(tmp_path / "p", {"bomb": bomb})
+    env = {**os.environ, "DINGTALK_APP_KEY": "k", "DINGTALK_APP_SECRET": "s", "DINGTALK_AGENT_ID": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dispatcher", "preview", "bomb", "-c", str(config)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "report 'bomb'" in done.stderr and "past 1,000,000 characters" in done.stderr
+    assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr

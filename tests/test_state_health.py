@@ -13,10 +13,11 @@ import requests
 
 from dispatcher.daemon_health import STORE_ALERT_TITLE
 from dispatcher.sandbox import Sandbox
-from tests import daemon_harness
+from tests import daemon_harness, services
 from tests.daemon_harness import DaemonProcess, Daemons, count_state, project, report, wait_until
 
 sandbox, state_url, daemons = daemon_harness.sandbox, daemon_harness.state_url, daemon_harness.daemons
+postgres_url = services.postgres_url
 
 
 def healthz(url: str) -> tuple[int, dict[str, Any]]:
@@ -165,3 +166,18 @@ def test_the_wait_clock_measures_the_oldest_job_not_yet_picked_up() -> None:
     assert clock.oldest_wait() > 0.0
     clock.started()
     assert clock.oldest_wait() == 0.0
+
+
+def test_check_on_postgresql_reports_a_store_that_stops_answering(postgres_url: str) -> None:
+    from dispatcher.state import StateStore
+
+    store = StateStore(postgres_url)
+    try:
+        assert store.check() is None
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE dispatcher_meta")
+        problem = store.check() or ""
+        assert "does not answer" in problem and "dispatcher_meta" in problem
+        assert "password" not in problem.lower()
+    finally:
+        store.close()

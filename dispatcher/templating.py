@@ -24,6 +24,7 @@ from jinja2.visitor import NodeTransformer
 MAX_CHARS = 1_000_000  # one string or one rendered output; a DingTalk message is at most ~20 KB
 MAX_ITEMS = 100_000  # one list built by an operator
 MAX_LOOP_STEPS = 1_000_000  # loop iterations in one render, all loops together
+MAX_INT_BITS = 100_000  # an integer a template computes (Python's own cap on printing one is 4,300 digits)
 RENDER_SECONDS = 5.0  # wall time of one render
 _CHECK_EVERY = 1024  # loop steps between deadline checks
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]")
@@ -129,6 +130,8 @@ class BoundedSandbox(SandboxedEnvironment):
             _check_percent(left, right)
         if operator == "*":
             _check_repeat(left, right)
+        if operator in ("*", "**"):
+            _check_int_growth(operator, left, right)
         return check_size(super().call_binop(context, operator, left, right))
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -193,6 +196,18 @@ def _check_repeat(left: Any, right: Any) -> None:
     seq, times = (left, right) if isinstance(left, str | list | tuple) else (right, left)
     if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > MAX_CHARS:
         raise TemplateLimitError(f"repeating a sequence past {MAX_CHARS:,} items is not allowed")
+
+
+def _check_int_growth(operator: str, left: Any, right: Any) -> None:
+    # Big integers are a memory and CPU bomb of their own: 9 ** 9 ** 9, or squaring in a loop.
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return
+    if operator == "**":
+        bits = left.bit_length() * max(right, 0) if abs(left) > 1 else 0
+    else:
+        bits = left.bit_length() + right.bit_length()
+    if bits > MAX_INT_BITS:
+        raise TemplateLimitError(f"an integer grew past {MAX_INT_BITS:,} bits")
 
 
 def _check_percent(text: str, args: Any) -> None:

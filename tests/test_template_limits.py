@@ -41,6 +41,8 @@ BOMBS = {
     "output chunks": "{% for i in range(100000) %}{{ 'x' * 90000 }}{% endfor %}",
     "nested ranges": "{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}"
     "{% endfor %}",
+    "power of a power": "{{ (9 ** 999) ** 999 }}",
+    "repeated squaring": "{% set a = 9 ** 999 %}" + "{% set a = a * a %}" * 40 + "{{ a > 1 }}",
     "nested loops over rows": "{% for r in rows %}{% for s in rows %}{% for t in rows %}.{% endfor %}"
     "{% endfor %}{% endfor %}",
 }
@@ -75,8 +77,9 @@ def test_a_template_that_stays_under_the_limits_renders_as_before() -> None:
         "{{ '{:>2000000000}'.format('x') }}",
         "{{ '%0999999999d' % 1 }}",
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "{{ 9 ** 999999 }}",
     ],
-    ids=["concat", "center", "format", "percent", "loops"],
+    ids=["concat", "center", "format", "percent", "loops", "power"],
 )
 def test_a_params_bomb_ends_in_a_config_error_naming_the_report_and_key(value: str) -> None:
     with pytest.raises(ConfigError, match=r"reports\.bomb\.params\.day.*(past|over|more than)"):

@@ -410,7 +410,8 @@ class Daemon:
             if problem is None:
                 logs.event("state.recovered", previous=self._store_problem, action="claiming again")
             else:
-                logs.event("state.unhealthy", logging.ERROR, error=problem, action="claiming stopped")
+                logs.event("state.unavailable", logging.ERROR, during="health check", error=problem,
+                           action="claiming stopped")  # fmt: skip
                 if self._store_problem is None:
                     alert_store_problem(self.svc, self.owner, problem)
             self._store_problem = problem

@@ -61,7 +61,7 @@ def test_a_deleted_state_file_stops_claiming_alerts_and_fails_healthz_until_it_i
     body = wait_health(url, 503, "state file deleted")
     assert body["status"] == "unhealthy"
     assert "was deleted" in body["problems"]["state_store"]
-    daemon.wait_for("state.unhealthy")
+    daemon.wait_for("state.unavailable", during="health check")
     daemon.wait_for("run.not_claimed", report="tick")
     wait_until(lambda: store_alerts(sandbox), "an alert to admins about the state store")
     assert not state_file.exists(), "the daemon must not recreate an empty state file"

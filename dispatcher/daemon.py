@@ -94,6 +94,8 @@ class Daemon:
     # -- lifecycle --
 
     def run(self) -> int:
+        import dispatcher.render  # noqa: F401  (pandas: imported here, not in the first run's time)
+
         with ExitStack() as stack:
             self.svc = self._services(stack)
             self.scheduler = self._start_scheduler()

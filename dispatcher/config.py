@@ -211,8 +211,12 @@ class DaemonConfig(_Model):
     retention: float = 90 * 86400.0
     alert_interval: float = 3600.0
     shutdown_timeout: float = 30.0
+    heartbeat: float = Field(default=600.0, gt=0)
+    max_wait: float = Field(default=60.0, gt=0)
 
-    @field_validator("retention", "alert_interval", "shutdown_timeout", mode="before")
+    @field_validator(
+        "retention", "alert_interval", "shutdown_timeout", "heartbeat", "max_wait", mode="before"
+    )
     @classmethod
     def _durations(cls, value: Any) -> float:
         return _duration(value)

@@ -20,27 +20,31 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_SUBMITTED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
 from dispatcher import catchup, clock, logs
 from dispatcher.config import Config, Report, check_config, load_config
+from dispatcher.daemon_health import alert_store_problem, next_fires, workers_problem
 from dispatcher.errors import DispatcherError, StateError
 from dispatcher.health import HealthServer, HealthState, Metrics
 from dispatcher.ledger import Ledger, Run
 from dispatcher.runner import Services, build_sources, execute, give_up
 from dispatcher.schedule import Schedule
 from dispatcher.state import StateStore, state_url
+from dispatcher.watchdog import Attempt, WaitClock, run_bounded
 
 TICK = 1.0  # main-loop heartbeat, seconds
 REAP_EVERY = 15.0
 PRUNE_EVERY = 86400.0
+NEVER = 1e9  # seconds: a run_timeout the reaper never reaches
 
 
 class ScheduleTrigger(BaseTrigger):
@@ -82,10 +86,16 @@ class Daemon:
         self._in_flight_cv = threading.Condition()
         self._mtime = _mtime(options.config_path)
         self._quiet: dict[str, float] = {}
+        self._waits = WaitClock()
+        self._store_problem: str | None = None
+        self._live: dict[str, int] = {}  # report id -> runs of it executing in this process
+        self._abandoned: dict[str, Attempt] = {}  # report id -> its last run abandoned after run_timeout
 
     # -- lifecycle --
 
     def run(self) -> int:
+        import dispatcher.render  # noqa: F401  (pandas: imported here, not in the first run's time)
+
         with ExitStack() as stack:
             self.svc = self._services(stack)
             self.scheduler = self._start_scheduler()
@@ -96,13 +106,14 @@ class Daemon:
                 logs.event("health.listening", url=server.url)
             self._install_signals()
             logs.event("daemon.started", reports=len(self._enabled()), owner=self.owner)
+            self._log_next_fires()
             self._loop()
         return 0
 
     def _services(self, stack: ExitStack) -> Services:
         from dispatcher.delivery import open_target
 
-        store = StateStore(self._state_url(stack))
+        store = self.store = StateStore(self._state_url(stack))
         stack.callback(store.close)
         target = stack.enter_context(
             open_target(self.config, sandbox=self.options.sandbox, sandbox_port=self.options.sandbox_port,
@@ -132,6 +143,7 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
+        scheduler.add_listener(lambda _event: self._waits.submitted(), EVENT_JOB_SUBMITTED)
         for report in self._enabled().values():
             self._schedule(scheduler, report)
         scheduler.start()
@@ -166,11 +178,18 @@ class Daemon:
 
     def _loop(self) -> None:
         last_reap = last_prune = 0.0
+        last_beat = time.monotonic()
         while not self.stop_requested.wait(TICK):
             now = time.monotonic()
             self.health.tick()
             self.metrics.tick(time.time())
             self._maybe_reload()
+            self._check_workers()
+            if now - last_beat >= self.config.daemon.heartbeat:
+                last_beat = now
+                self._heartbeat()
+            if not self._check_store():
+                continue  # nothing touches the ledger until the store is healthy again
             if now - last_reap >= REAP_EVERY:
                 last_reap = now
                 self._guarded("reap", self._reap)
@@ -210,36 +229,64 @@ class Daemon:
 
     # -- runs --
 
+    def _lock(self, report_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._report_locks.setdefault(report_id, threading.Lock())
+
     @contextmanager
     def _running(self, report_id: str) -> Iterator[None]:
-        """One run of a report at a time, counted for a warm shutdown."""
-        with self._locks_guard:
-            lock = self._report_locks.setdefault(report_id, threading.Lock())
+        """Counted for a warm shutdown, and shielded from this process's own reaper."""
         with self._in_flight_cv:
             self._in_flight += 1
+            self._live[report_id] = self._live.get(report_id, 0) + 1
         try:
-            with lock:
-                yield
+            yield
         finally:
             with self._in_flight_cv:
                 self._in_flight -= 1
+                self._live[report_id] -= 1
+                if not self._live[report_id]:
+                    del self._live[report_id]
                 self._in_flight_cv.notify_all()
 
     def _wake(self, report_id: str) -> None:
-        """A report's job: plan the fire times it owes, record misses, claim and run the rest."""
-        if self.stop_requested.is_set():
-            return
-        with self._running(report_id):
-            try:
-                self._wake_locked(report_id)
-            except StateError as exc:  # nothing runs without a claim; the next wake-up catches up
-                logs.event("state.unavailable", logging.ERROR, report=report_id, error=str(exc))
+        """A report's job: plan the fire times it owes, record misses, claim and run the rest.
 
-    def _wake_locked(self, report_id: str) -> None:
+        One run of a report at a time. A wake-up waits for the report's previous run at most that
+        run's run_timeout; once a run is abandoned (see watchdog) wake-ups record their fire times
+        as skipped and free their worker at once, instead of queueing behind a stuck thread.
+        """
+        self._waits.started()
+        if self._store_problem is not None:
+            logs.event("run.not_claimed", logging.WARNING, report=report_id, reason=self._store_problem)
+        if self.stop_requested.is_set() or self._store_problem is not None:
+            return
+        lock = self._lock(report_id)
+        busy = self._stuck(report_id) or not lock.acquire(timeout=self._run_timeout(report_id))
+        handed_off = False
+        try:
+            handed_off = self._wake_locked(report_id, busy, lock)
+        except StateError as exc:  # nothing runs without a claim; the next wake-up catches up
+            logs.event("state.unavailable", logging.ERROR, report=report_id, error=str(exc))
+        finally:
+            if not busy and not handed_off:
+                lock.release()
+
+    def _stuck(self, report_id: str) -> bool:
+        """Whether a run of this report was abandoned after its run_timeout and is still going."""
+        attempt = self._abandoned.get(report_id)
+        return attempt is not None and not attempt.done.is_set()
+
+    def _run_timeout(self, report_id: str) -> float:
+        report = self.config.reports.get(report_id)
+        return report.run_timeout if report is not None else 0.0
+
+    def _wake_locked(self, report_id: str, busy: bool, lock: threading.Lock) -> bool:
+        """True when a run was abandoned and its thread now owns `lock`."""
         svc = self.svc
         report = svc.config.reports.get(report_id)
         if report is None or not report.enabled:
-            return
+            return False
         schedule, tz, now = report.parsed_schedule(), svc.config.report_zone(report), clock.now()
         reach = catchup.lookback(schedule, report.grace)
         plan = catchup.plan(
@@ -254,40 +301,82 @@ class Daemon:
                 self.metrics.run_finished(report_id, "missed", None)
         for fire in plan.run:
             if self.stop_requested.is_set():
-                return
+                return False
             run = svc.ledger.claim(report_id, fire, self.owner)
             if run is None:
                 logs.event("run.claimed_elsewhere", logging.DEBUG, report=report_id, fire_time=fire)
-                continue
-            logs.event("run.started", report=report_id, fire_time=fire, attempt=1)
-            execute(svc, report, run)
+            elif busy:
+                self._skip_busy(report, run)
+            else:
+                logs.event("run.started", report=report_id, fire_time=fire, attempt=1)
+                if self._execute(report, run, lock):
+                    return True  # the fire times left are the next wake-up's to catch up or skip
+        return False
+
+    def _skip_busy(self, report: Report, run: Run) -> None:
+        reason = "the previous run of this report is still running"
+        self.svc.ledger.finish(run.id, "skipped", error=f"skipped: {reason}")
+        self.metrics.run_finished(report.id, "skipped", None)
+        logs.event("run.skipped", logging.WARNING, report=report.id, reason=reason,
+                   fire_time=run.fire_time.astimezone(self.svc.config.report_zone(report)))  # fmt: skip
+
+    def _execute(self, report: Report, run: Run, lock: threading.Lock) -> bool:
+        """Run a claimed run for at most its run_timeout; True when it was abandoned (see watchdog)."""
+
+        def body(attempt: Attempt) -> None:
+            with self._running(report.id):
+                try:
+                    execute(self.svc, report, run, attempt.still_mine)
+                except StateError as exc:  # the row stays `running`; the reaper retries it
+                    logs.event("state.unavailable", logging.ERROR, report=report.id, error=str(exc))
+
+        abandoned = run_bounded(body, report.run_timeout, lock, name=f"run:{report.id}")
+        if abandoned is None:
+            return False
+        self._abandoned[report.id] = abandoned
+        error = f"run exceeded run_timeout ({report.run_timeout:g}s) and was abandoned"
+        logs.event("run.timed_out", logging.ERROR, report=report.id, attempt=run.attempts, error=error,
+                   fire_time=run.fire_time.astimezone(self.svc.config.report_zone(report)))  # fmt: skip
+        try:
+            give_up(self.svc, report, replace(run, error=error))  # retried or alerted by the usual rules
+        except StateError as exc:
+            logs.event("state.unavailable", logging.ERROR, report=report.id, error=str(exc))
+        return True
 
     def _retry(self, run: Run) -> None:
-        if self.stop_requested.is_set():
+        self._waits.started()
+        if self.stop_requested.is_set() or self._store_problem is not None:
             return
-        with self._running(run.report_id):
-            try:
-                self._retry_locked(run)
-            except StateError as exc:  # the claim is the guard: no claim, no send
-                logs.event("state.unavailable", logging.ERROR, report=run.report_id, error=str(exc))
+        lock = self._lock(run.report_id)
+        if not lock.acquire(blocking=False):
+            return  # a run of this report is still going; _retry_due offers the retry again later
+        handed_off = False
+        try:
+            handed_off = self._retry_locked(run, lock)
+        except StateError as exc:  # the claim is the guard: no claim, no send
+            logs.event("state.unavailable", logging.ERROR, report=run.report_id, error=str(exc))
+        finally:
+            if not handed_off:
+                lock.release()
 
-    def _retry_locked(self, run: Run) -> None:
+    def _retry_locked(self, run: Run, lock: threading.Lock) -> bool:
         report = self.svc.config.reports.get(run.report_id)
         claimed = self.svc.ledger.claim_retry(run, self.owner) if report else None
         if report is not None and claimed is not None:
             fire = claimed.fire_time.astimezone(self.svc.config.report_zone(report))
             logs.event("run.retrying", report=report.id, fire_time=fire, attempt=claimed.attempts)
-            execute(self.svc, report, claimed)
+            return self._execute(report, claimed, lock)
+        return False
 
     def _retry_due(self) -> None:
         for run in self.svc.ledger.due_retries():
             report = self.svc.config.reports.get(run.report_id)
             if report is None or not report.enabled:
-                self.svc.ledger.finish(
-                    run.id, "failed", error=(run.error or "") + " (report removed; not retried)"
-                )
+                self.svc.ledger.stop_retrying(run, "report removed; not retried")
             elif run.attempts > report.retries:
                 give_up(self.svc, report, run)
+            elif self._lock(run.report_id).locked():
+                continue  # its report is busy (maybe a run abandoned after run_timeout): retry later
             else:
                 self.scheduler.add_job(self._retry, args=[run], id=f"retry:{run.id}", replace_existing=True,
                                        misfire_grace_time=None)  # fmt: skip
@@ -295,9 +384,13 @@ class Daemon:
     def _reap(self) -> None:
         reports = self.svc.config.reports
         default = 600.0
-        for run in self.svc.ledger.reap_stale(
-            lambda rid: reports[rid].run_timeout if rid in reports else default
-        ):
+
+        def timeout_for(rid: str) -> float:
+            if rid in self._live:
+                return NEVER  # this process runs it now: run_bounded times it out, not the reaper
+            return reports[rid].run_timeout if rid in reports else default
+
+        for run in self.svc.ledger.reap_stale(timeout_for):
             logs.event("run.abandoned", logging.WARNING, report=run.report_id, fire_time=run.fire_time,
                        error=run.error)  # fmt: skip
 
@@ -306,6 +399,44 @@ class Daemon:
         pruned = self.svc.ledger.prune(older)
         if pruned:
             logs.event("ledger.pruned", rows=pruned, before=older)
+
+    # -- health --
+
+    def _check_store(self) -> bool:
+        """Stop claiming while the state store is gone, replaced or unreadable; resume when it is back."""
+        try:
+            problem = self.store.check()
+        except Exception as exc:  # a check that cannot even run says the same
+            problem = f"cannot check the state store: {type(exc).__name__}: {exc}"
+        if problem != self._store_problem:
+            if problem is None:
+                logs.event("state.recovered", previous=self._store_problem, action="claiming again")
+            else:
+                logs.event("state.unavailable", logging.ERROR, during="health check", error=problem,
+                           action="claiming stopped")  # fmt: skip
+                if self._store_problem is None:
+                    alert_store_problem(self.svc, self.owner, problem)
+            self._store_problem = problem
+            self.health.set_problem("state_store", problem)
+        return problem is None
+
+    def _check_workers(self) -> None:
+        """/healthz turns 503 while a due run has waited longer than daemon.max_wait for a worker."""
+        daemon = self.config.daemon
+        self.health.set_problem("workers", workers_problem(self._waits.oldest_wait(), daemon.max_wait,
+                                                           daemon.workers))  # fmt: skip
+
+    def _log_next_fires(self) -> None:
+        for report, fire in next_fires(self.config, clock.now()):
+            logs.event("report.next_fire", report=report.id, next_fire=fire,
+                       schedule=report.parsed_schedule().expression)  # fmt: skip
+
+    def _heartbeat(self) -> None:
+        soonest = next_fires(self.config, clock.now())[:1]
+        logs.event("daemon.heartbeat", reports=len(self._enabled()), in_flight=self._in_flight,
+                   next_report=soonest[0][0].id if soonest else None,
+                   next_fire=soonest[0][1] if soonest else None,
+                   state=self._store_problem or "ok")  # fmt: skip
 
     # -- reload --
 

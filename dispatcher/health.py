@@ -1,6 +1,7 @@
 """The daemon's health endpoint and Prometheus metrics, served on loopback for systemd and a scraper.
 
-`GET /healthz` answers 200 only while the scheduler runs and has ticked recently; `GET /metrics`
+`GET /healthz` answers 200 only while the scheduler runs, has ticked recently and reports no problem
+(state store unusable, due runs waiting too long for a worker); `GET /metrics`
 exposes a registry of this daemon's own, so several daemons (or tests) in one process never collide.
 """
 
@@ -143,11 +144,20 @@ class HealthState:
     last_tick: float | None = None
     running: bool = True
     reports: int = 0
+    problems: dict[str, str] = field(default_factory=dict)  # what -> reason; any makes /healthz 503
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def tick(self, when: float | None = None) -> None:
         with self._lock:
             self.last_tick = clock.now().timestamp() if when is None else when
+
+    def set_problem(self, what: str, reason: str | None) -> None:
+        """Record (or, with None, clear) a reason the daemon cannot do its work."""
+        with self._lock:
+            if reason is None:
+                self.problems.pop(what, None)
+            else:
+                self.problems[what] = reason
 
     def snapshot(self) -> dict[str, Any]:
         """A consistent copy of the fields, taken under the lock."""
@@ -157,26 +167,32 @@ class HealthState:
                 "last_tick": self.last_tick,
                 "running": self.running,
                 "reports": self.reports,
+                "problems": dict(self.problems),
             }
 
 
 def health_report(snapshot: dict[str, Any], now: float, stale_after: float) -> tuple[int, dict[str, Any]]:
     """The /healthz status code and body for a snapshot at `now`. Pure, so the rules are easy to test."""
     last_tick = snapshot["last_tick"]
+    problems = snapshot.get("problems") or {}
     # Before the first tick, the start time stands in: a scheduler that never ticks goes stale too.
     reference = snapshot["started_at"] if last_tick is None else last_tick
     if not snapshot["running"]:
         status = "stopped"
     elif now - reference > stale_after:
         status = "stale"
+    elif problems:
+        status = "unhealthy"
     else:
         status = "ok"
-    body = {
+    body: dict[str, Any] = {
         "status": status,
         "last_tick": None if last_tick is None else _iso_utc(last_tick),
         "uptime_seconds": round(max(0.0, now - snapshot["started_at"]), 3),
         "reports": snapshot["reports"],
     }
+    if problems:
+        body["problems"] = problems
     return (200 if status == "ok" else 503), body
 
 

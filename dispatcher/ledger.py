@@ -170,6 +170,20 @@ class Ledger:
             if conn.execute(change).rowcount != 1:
                 raise StateError(f"the ledger has no run with id {run_id}", hint="was it pruned?")
 
+    def stop_retrying(self, run: Run, note: str) -> None:
+        """No more retries for `run`; its state, recipients and batches stay as recorded.
+
+        A partial run stays partial: the people an earlier attempt reached did get the message.
+        """
+        error = _clean_error(f"{run.error or ''} ({note})")
+        change = (
+            update(runs)
+            .where(runs.c.id == run.id)
+            .values(next_retry_at=None, ended_at=clock.now(), error=error)
+        )
+        with self._store._begin() as conn:
+            conn.execute(change)
+
     def start_manual(self, report_id: str, fire_time: datetime, owner: str) -> Run:
         """A `dispatcher send` of this fire time: recorded in history, never a claim."""
         values = {

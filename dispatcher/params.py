@@ -12,9 +12,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 
 from dispatcher.errors import ConfigError, Problem
+from dispatcher.templating import BoundedSandbox
 
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
@@ -24,8 +24,8 @@ def _add_days(value: str, days: int) -> str:
     return (date.fromisoformat(str(value)[:10]) + timedelta(days=int(days))).isoformat()
 
 
-def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+def _environment() -> BoundedSandbox:
+    env = BoundedSandbox(undefined=StrictUndefined, autoescape=False)
     env.filters["add_days"] = _add_days
     return env
 

@@ -20,6 +20,7 @@ from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from dispatcher.dingtalk.markdown import escape
+from dispatcher.templating import BoundedSandbox
 
 MISSING = "—"
 CELL_MAX_CHARS = 64
@@ -295,9 +296,7 @@ _MAX_REPEAT = 100_000
 _MAX_EXPONENT = 1_000
 
 
-class TemplateSandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
-
+class TemplateSandbox(BoundedSandbox, ImmutableSandboxedEnvironment):
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if not super().is_safe_attribute(obj, attr, value):
             return False

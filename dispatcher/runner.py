@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from dispatcher import clock, logs
 from dispatcher.config import Config, Report
-from dispatcher.errors import DispatcherError, QueryError, QuotaExhaustedError, ScheduleError, StateError
+from dispatcher.errors import (
+    DispatcherError,
+    QueryError,
+    QuotaExhaustedError,
+    RenderError,
+    ScheduleError,
+    StateError,
+)
 from dispatcher.params import default_period, render_params, render_value
 from dispatcher.query import QueryResult, Sources, SourceSpec, run_query
 from dispatcher.schedule import date_macros, to_zone
@@ -123,7 +131,10 @@ def _render(
         query_truncated=result.truncated,
         macros={**macros, **{k: v for k, v in params.items() if isinstance(v, str)}},
     )
-    return render(result.frame, options)
+    try:
+        return render(result.frame, options)
+    except RenderError as exc:
+        raise RenderError(f"report {report.id!r}: {exc.message}", hint=exc.hint) from None
 
 
 def now_in(config: Config) -> datetime:
@@ -155,30 +166,52 @@ class Services:
             return self.source_slots[source]
 
 
-def execute(svc: Services, report: Report, run: Run) -> str:
+def execute(svc: Services, report: Report, run: Run, still_mine: Callable[[], bool] | None = None) -> str:
     """Query, render, deliver and record one claimed run.
 
     Failures become ledger rows; only a StateError (the ledger itself is gone) propagates.
+    `still_mine` is asked before anything is sent or recorded: a run the daemon abandoned after
+    its run_timeout has been failed (and maybe retried) already, so its late result is dropped.
     """
     started = time.monotonic()
     fire = run.fire_time.astimezone(svc.config.report_zone(report))
     try:
         with svc.slot(report.source):
             prepared = prepare(svc.config, svc.sources, report, fire)
-        state = _deliver(svc, report, run, prepared)
+        state = _deliver(svc, report, run, prepared) if _mine(still_mine, report, fire) else "abandoned"
     except StateError:
         # The outcome could not be recorded: the row stays `running` and is reaped after
         # run_timeout, then retried with identical content (DingTalk collapses a duplicate).
         raise
-    except QuotaExhaustedError as exc:
-        state = _quota_exhausted(svc, report, run, str(exc))
-    except DispatcherError as exc:
-        state = _fail(svc, report, run, str(exc))
     except Exception as exc:  # a bug in one run must not kill the daemon (APScheduler's run_job rule)
-        logs.log.exception("run.crashed", extra={"report": report.id, "fire_time": fire})
-        state = _fail(svc, report, run, f"internal error: {type(exc).__name__}: {exc}")
-    svc.metrics.run_finished(report.id, state, time.monotonic() - started)
+        state = _failed_run(svc, report, run, exc, still_mine)
+    if state != "abandoned":
+        svc.metrics.run_finished(report.id, state, time.monotonic() - started)
     return state
+
+
+def _failed_run(
+    svc: Services, report: Report, run: Run, exc: Exception, still_mine: Callable[[], bool] | None
+) -> str:
+    fire = run.fire_time.astimezone(svc.config.report_zone(report))
+    if isinstance(exc, DispatcherError):
+        error = str(exc)
+    else:
+        logs.log.exception("run.crashed", extra={"report": report.id, "fire_time": fire})
+        error = f"internal error: {type(exc).__name__}: {exc}"
+    if not _mine(still_mine, report, fire):
+        return "abandoned"
+    if isinstance(exc, QuotaExhaustedError):
+        return _quota_exhausted(svc, report, run, error)
+    return _fail(svc, report, run, error)
+
+
+def _mine(still_mine: Callable[[], bool] | None, report: Report, fire: datetime) -> bool:
+    if still_mine is None or still_mine():
+        return True
+    logs.event("run.late_result", logging.WARNING, report=report.id, fire_time=fire,
+               reason="the run was abandoned after run_timeout; its result is dropped")  # fmt: skip
+    return False
 
 
 def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str:

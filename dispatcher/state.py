@@ -37,6 +37,7 @@ from dispatcher.errors import StateError
 
 SCHEMA_VERSION = 2
 DEFAULT_STATE_PATH = Path(".dispatcher") / "state.db"
+_SQLITE_HEADER = b"SQLite format 3\x00"
 _SCHEMA_LOCK_KEY = 0x64697370  # "disp": the advisory lock racing PostgreSQL migrations share
 
 metadata = MetaData()
@@ -90,6 +91,54 @@ class StateStore:
                 f"cannot open the state store {_safe_url(url)}: {_short(exc)}",
                 hint="check DISPATCHER_STATE_URL or the config's state: key, and that the database is up",
             ) from None
+        self._file = _sqlite_file(url)
+        self._identity = _identity(self._file) if self._file else None
+        # SQLite's POSIX locks are per process and inode, and closing *any* descriptor of the file
+        # drops them all: the header is read through one descriptor held open for the store's life.
+        self._fd = os.open(self._file, os.O_RDONLY) if self._file else None
+        if self._file is not None:
+            # From now on a missing file is a problem check() reports, not a new empty store.
+            self.engine.dispose()
+            self.engine = _engine(url, existing=self._file)
+
+    def check(self) -> str | None:
+        """Why the store cannot be trusted now, or None when it is the file it opened and it answers.
+
+        A deleted or replaced SQLite file would otherwise keep taking writes through open handles
+        (into the deleted inode) while every other process sees nothing. A replaced file is
+        reported once, then adopted if it answers like a state store: that is how a restore looks.
+        """
+        problem = self._file_problem() or self._query_problem()
+        if problem is not None:
+            self.engine.dispose()  # no pooled handle keeps writing into a deleted or replaced file
+        return problem
+
+    def _file_problem(self) -> str | None:
+        if self._file is None or self._fd is None:
+            return None
+        try:
+            identity = _identity(self._file)
+            if identity != self._identity:
+                # Another inode: none of our locks live on it, so a new descriptor is safe.
+                fd = os.open(self._file, os.O_RDONLY)
+                os.close(self._fd)
+                self._fd, self._identity = fd, identity
+                return f"the state file {self._file} was replaced by another file"
+            header = os.pread(self._fd, len(_SQLITE_HEADER), 0)
+        except FileNotFoundError:
+            return f"the state file {self._file} was deleted"
+        except OSError as exc:
+            return f"cannot read the state file {self._file}: {exc.strerror or exc}"
+        if header != _SQLITE_HEADER:
+            return f"the state file {self._file} is not a SQLite database any more (overwritten?)"
+        return None
+
+    def _query_problem(self) -> str | None:
+        try:
+            self.schema_version()
+        except (SQLAlchemyError, ValueError) as exc:
+            return f"the state store {_safe_url(self.url)} does not answer: {_short(exc)}"
+        return None
 
     def migrate(self) -> None:
         """Create missing tables and record the schema version; safe when processes race."""
@@ -146,6 +195,9 @@ class StateStore:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def _connect(self) -> AbstractContextManager[Connection]:
         return _guarded(self.engine.connect, self.url)
@@ -192,6 +244,19 @@ _ADDED_COLUMNS: dict[int, tuple[tuple[str, str, str], ...]] = {
 }
 
 
+def _sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    db = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db)
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
 def _lock_schema(conn: Connection) -> None:
     # Racing processes take turns, so later ones find the tables made and create nothing.
     # pysqlite would otherwise commit each CREATE on its own, leaving the race open table by table.
@@ -201,12 +266,18 @@ def _lock_schema(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, existing: Path | None = None) -> Engine:
+    """With `existing`, connections open that SQLite file read-write but never create it."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # WAL + a busy timeout let several local processes share one state file safely.
         engine = create_engine(url, connect_args={"timeout": 30})
+        if existing is not None:
+            uri = f"{existing.resolve().as_uri()}?mode=rw"
+            engine = create_engine(
+                url, creator=lambda: sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+            )
         from sqlalchemy import event
 
         @event.listens_for(engine, "connect")

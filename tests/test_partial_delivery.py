@@ -184,6 +184,21 @@ def test_a_retry_sends_only_to_the_batches_not_yet_accepted(services: Services, 
     assert run.batches["refused"] == []
 
 
+def test_a_partial_run_whose_retry_is_dropped_stays_partial_with_what_reached_people(
+    services: Services, sandbox: Sandbox
+) -> None:
+    """The daemon drops the retry of a report removed from the config; the 100 who got it still did."""
+    refuse_after_first_batch(sandbox)
+    assert run_once(services) == "partial"
+    [due] = services.ledger.due_retries(datetime.now(UTC) + timedelta(hours=1))
+    services.ledger.stop_retrying(due, "report removed; not retried")
+    [run] = services.ledger.history("big")
+    assert (run.state, run.recipients, run.task_ids) == ("partial", 100, due.task_ids)
+    assert run.batches == due.batches and run.next_retry_at is None
+    assert run.error is not None and run.error.endswith("(report removed; not retried)")
+    assert services.ledger.due_retries(datetime.now(UTC) + timedelta(hours=1)) == []
+
+
 def test_a_partial_run_that_gives_up_alerts_the_admins_with_partial(tmp_path: Path, sandbox: Sandbox) -> None:
     refuse_after_first_batch(sandbox, times=1)  # the alert, sent afterwards, gets through
     for svc in _services(write_project(tmp_path / "p", sandbox, retries=0), sandbox):

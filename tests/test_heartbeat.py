@@ -1,0 +1,46 @@
+"""Issue 9, trip 6: the daemon says when each report fires next, then shows it is alive."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from tests import daemon_harness
+from tests.daemon_harness import Daemons, project, report
+
+sandbox, state_url, daemons = daemon_harness.sandbox, daemon_harness.state_url, daemon_harness.daemons
+
+
+def test_start_logs_each_reports_next_fire_in_its_zone_then_heartbeats_at_the_configured_interval(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    reports = {
+        "shanghai": report("上海", every="1h"),
+        "utc": report("伦敦", schedule="30 7 * * *", timezone="UTC"),
+    }
+    daemon = daemons.start(project(tmp_path / "p", reports, daemon={"heartbeat": "2s"}))
+    first = daemon.wait_for("daemon.heartbeat")
+    second = daemon.wait_for("daemon.heartbeat", count=2)
+
+    fires = {line.fields["report"]: line for line in daemon.events("report.next_fire")}
+    assert set(fires) == {"shanghai", "utc"}
+    shanghai = datetime.fromisoformat(fires["shanghai"].fields["next_fire"])
+    utc = datetime.fromisoformat(fires["utc"].fields["next_fire"])
+    assert shanghai.utcoffset().total_seconds() == 8 * 3600 and shanghai.minute == 0
+    assert utc.utcoffset().total_seconds() == 0 and (utc.hour, utc.minute) == (7, 30)
+    assert fires["utc"].fields["schedule"] == "30 7 * * *"
+
+    assert 1.0 <= (second.ts - first.ts).total_seconds() <= 6.0
+    assert first.fields["reports"] == 2
+    assert first.fields["in_flight"] >= 0
+    assert first.fields["next_report"] == min(fires, key=lambda rid: datetime.fromisoformat(
+        fires[rid].fields["next_fire"]))  # fmt: skip
+    assert first.fields["state"] == "ok"
+
+
+def test_the_heartbeat_is_ten_minutes_by_default_and_takes_a_duration() -> None:
+    from dispatcher.config import DaemonConfig
+
+    assert DaemonConfig().heartbeat == 600.0
+    assert DaemonConfig(heartbeat="90s").heartbeat == 90.0
+    assert DaemonConfig(max_wait="2m").max_wait == 120.0

@@ -80,3 +80,10 @@ def test_who_when_and_the_read_state_sit_below_the_phone_and_unread_is_marked(sa
     requests.get(f"{sandbox.url}/", params={"userid": "user001"}, timeout=5)
     (card,) = cards(requests.get(f"{sandbox.url}/", timeout=5).text)
     assert 'class="card"' in card and "已读 read" in card
+
+
+def test_the_summary_counts_notifications_in_the_singular_and_plural(sandbox: Sandbox) -> None:
+    send(sandbox, {"msgtype": "text", "text": {"content": "一"}})
+    assert "· 1 notification ·" in requests.get(f"{sandbox.url}/", timeout=5).text
+    send(sandbox, {"msgtype": "text", "text": {"content": "二"}})
+    assert "· 2 notifications ·" in requests.get(f"{sandbox.url}/", timeout=5).text

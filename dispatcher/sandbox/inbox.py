@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from dispatcher.dingtalk.markdown import is_web_url, to_html
 from dispatcher.sandbox.delivery import SHANGHAI
+from dispatcher.words import plural
 
 MAX_CARDS = 200  # benchmarks deliver thousands; the page stays light
 FORBIDDEN_REASONS = {
@@ -46,7 +47,7 @@ def render_page(
     who = f"{names.get(userid, userid)} ({userid})" if userid else "所有人 (everyone)"
     more = f", showing the newest {MAX_CARDS}" if len(shown) > MAX_CARDS else ""
     summary = (
-        f"{who} · {len(shown)} notification(s){more} · refreshes every 3 s · "
+        f"{who} · {plural(len(shown), 'notification')}{more} · refreshes every 3 s · "
         "opening a person's inbox (?userid=…) marks their messages read"
     )
     return _TEMPLATE.substitute(

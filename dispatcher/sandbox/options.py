@@ -59,7 +59,7 @@ def changed(options: SandboxOptions, changes: dict[str, Any]) -> SandboxOptions:
     unknown = sorted(set(changes) - set(_FIELDS))
     if unknown:
         raise DispatcherError(
-            f"unknown sandbox option(s): {', '.join(unknown)}",
+            f"unknown sandbox {'options' if len(unknown) > 1 else 'option'}: {', '.join(unknown)}",
             hint=f"known options: {', '.join(_FIELDS)}",
         )
     coerced = {name: _coerce(name, value) for name, value in changes.items()}

@@ -18,7 +18,6 @@ import sqlalchemy as sa
 
 from dispatcher import demo
 from dispatcher.errors import DispatcherError
-from tests.services import mysql_url, postgres_url  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 END = date(2026, 11, 28)  # a Saturday

@@ -14,7 +14,6 @@ import pytest
 from bench.common import clean_env, dispatcher_cmd, run_child
 from dispatcher.config import load_config
 from tests.conftest import run_cli, write
-from tests.services import mysql_url, postgres_url  # noqa: F401  (fixtures)
 
 PEAK_MB = 400  # pandas and the interpreter take ~150 MB; 10,000 capped rows take a few more
 

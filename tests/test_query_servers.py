@@ -12,7 +12,6 @@ from dispatcher import demo
 from dispatcher.errors import QueryError
 from dispatcher.query import Sources, SourceSpec, run_query
 from tests.conftest import REPO
-from tests.services import mysql_url, postgres_url  # noqa: F401  (fixtures)
 
 END = date(2026, 11, 28)
 

@@ -1,6 +1,6 @@
 """What each DingTalk errcode means, whether retrying can help, and what the user must do.
 
-Source: the server-API error pages, summarised in /work/shared/dingtalk-api.md sections 1, 2, 6, 7.
+Source: the server-API error pages, summarised in docs/dingtalk-api.md sections 1, 2, 6, 7.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from dispatcher import demo
+from dispatcher.cli import main
 from dispatcher.errors import QueryError
 from dispatcher.query import Sources, SourceSpec, run_query
 from tests.conftest import REPO
@@ -125,19 +126,18 @@ def _numbers(rows: list[list[str]]) -> list[list[str]]:
     return [[norm(v) for v in row] for row in rows]
 
 
-def test_demo_load_cli_refuses_to_overwrite_without_replace(server_url):
-    """One demo table, made empty by hand, is enough to refuse; one full load (seconds) is enough to
-    replace. A load into an empty database is the fixture `demo_server_url`'s own first step."""
-    from tests.conftest import run_cli
-
+def test_demo_load_cli_refuses_to_overwrite_without_replace(server_url, capsys):
+    """In-process CLI. One demo table, made empty by hand, is enough to refuse; one full load
+    (seconds) is enough to replace. A load into an empty database is `demo_server_url`'s first step."""
     engine = sa.create_engine(server_url)
     demo.METADATA.tables["regions"].create(engine)
     engine.dispose()
-    again = run_cli("demo", "load", "--source", server_url, "--end", "2026-11-28")
-    assert again.returncode == 1 and "--replace" in again.stderr and "regions" in again.stderr
-    replaced = run_cli("demo", "load", "--source", server_url, "--end", "2026-11-28", "--replace")
-    assert replaced.returncode == 0, replaced.stderr
-    [loaded] = re.findall(r"\borders (\d+)", replaced.stdout)
+    load = ["demo", "load", "--source", server_url, "--end", "2026-11-28"]
+    assert main(load) == 1
+    refused = capsys.readouterr().err
+    assert "--replace" in refused and "regions" in refused
+    assert main([*load, "--replace"]) == 0
+    [loaded] = re.findall(r"\borders (\d+)", capsys.readouterr().out)
     assert table_count(server_url, "orders") == int(loaded) > 30_000
 
 

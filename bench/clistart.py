@@ -26,7 +26,11 @@ from bench.common import (
 )
 
 NAME = "5 CLI start"
-VALIDATE_LIMIT = 0.5
+# validate must start faster than pandas alone imports (it never imports pandas). A ratio against a
+# process measured in the same run, so a loaded machine slows both sides alike; the absolute 0.5 s of
+# earlier versions is still printed, as a reported target only.
+VALIDATE_RATIO = 1.0
+VALIDATE_SECONDS = 0.5
 
 
 def run(reps: int) -> Outcome:
@@ -71,17 +75,30 @@ def _outcome(medians: dict[str, float], samples: dict[str, list[float]], pandas:
     reference = f"import pandas {pandas_s}; python -c pass {bare_s}"
     for command in ("validate", "list"):
         took = medians[command]
-        target = (f"< {VALIDATE_LIMIT} s", took < VALIDATE_LIMIT) if command == "validate" else ("", None)
+        versus_pandas = ratio(took, medians["import pandas"])
+        target: tuple[str, bool | None] = ("", None)
+        if command == "validate":
+            target = (f"≤ {VALIDATE_RATIO}× import pandas", versus_pandas <= VALIDATE_RATIO)
         out.rows.append(
             Row(
                 NAME,
                 f"dispatcher {command}: wall time",
                 seconds(took),
                 reference,
-                f"{ratio(took, medians['import pandas']):.2f}× import pandas",
+                f"{versus_pandas:.2f}× import pandas",
                 *target,
             )
         )
+    out.rows.append(
+        Row(
+            NAME,
+            "dispatcher validate: wall time in absolute seconds (reported, never fails --check)",
+            seconds(medians["validate"]),
+            target=f"< {VALIDATE_SECONDS} s",
+            passed=medians["validate"] < VALIDATE_SECONDS,
+            gates=False,
+        )
+    )
     out.rows.append(
         Row(NAME, "dispatcher validate imports pandas", "yes" if pandas else "no", "", "", "no", not pandas)
     )

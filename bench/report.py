@@ -19,6 +19,14 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: list[Row]) -> str:
+    """The last line: how many gating targets failed, and how many reported-only ones were missed."""
+    failed = sum(r.failed for r in rows)
+    missed = sum(r.verdict == "MISS" for r in rows)
+    head = f"FAIL: {failed} target(s) failed" if failed else "PASS: every target met"
+    return head + (f" ({missed} reported-only target(s) missed)" if missed else "")
+
+
 def verdicts(rows: list[Row]) -> list[str]:
     return [
         f"{r.verdict}  {r.scenario}: {r.figure}: {r.dispatcher} (target {r.target})"
@@ -44,7 +52,7 @@ def write(out_dir: Path, outcomes: list[Outcome], meta: dict[str, Any]) -> tuple
     rows = [r for o in outcomes for r in o.rows]
     doc = {
         **meta,
-        "passed": all(r.passed is not False for r in rows),
+        "passed": not any(r.failed for r in rows),
         "targets": [_row_dict(r) for r in rows if r.passed is not None],
         "scenarios": {o.name: {"rows": [_row_dict(r) for r in o.rows], "data": o.data} for o in outcomes},
     }
@@ -62,4 +70,5 @@ def _row_dict(row: Row) -> dict[str, Any]:
         "ratio": row.ratio,
         "target": row.target,
         "passed": row.passed,
+        "gates": row.gates,
     }

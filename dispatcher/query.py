@@ -277,7 +277,7 @@ def _begin_read_only(conn: Connection, timeout: float) -> None:
         conn.exec_driver_sql("BEGIN READ ONLY")
         conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
     elif dialect in ("mysql", "mariadb"):
-        # START TRANSACTION READ ONLY alone lets DDL through (implicit commit); see CLARIFICATIONS 2.
+        # START TRANSACTION READ ONLY alone lets DDL through (implicit commit); see docs/clarifications.md §2.
         conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
         _mysql_timeout(conn, timeout)
         conn.exec_driver_sql("START TRANSACTION READ ONLY")

@@ -5,11 +5,21 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Shared fixtures, available to every test file without importing them: `postgres_url`, `mysql_url`
+# (real servers, a private schema or database each) and `sandbox`, `state_url`, `daemons` (real
+# daemon processes). A test file that defines a fixture of the same name overrides it for itself.
+pytest_plugins = ["tests.services", "tests.daemon_harness"]
+
+DEMO_END = date(2026, 11, 28)  # a Saturday: the end date of every demo shop the tests build
 
 BASE_CONFIG = """\
 timezone: Asia/Shanghai
@@ -80,3 +90,31 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session", params=["postgres", "mysql"])
+def demo_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A private PostgreSQL schema or MariaDB database holding the demo shop up to DEMO_END.
+
+    Loaded once per session (a load takes several seconds) and shared: tests only read it.
+    """
+    from dispatcher import demo
+    from tests.services import private_mysql, private_postgres  # after pytest_plugins has loaded it
+
+    with (private_postgres if request.param == "postgres" else private_mysql)() as url:
+        engine = sa.create_engine(url)
+        try:
+            demo.load_demo(engine, DEMO_END)
+        finally:
+            engine.dispose()
+        yield url
+
+
+@pytest.fixture(scope="session")
+def demo_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SQLite demo shop up to DEMO_END, built once per session; tests only read it (or copy it)."""
+    from dispatcher import demo
+
+    path = tmp_path_factory.mktemp("demo") / demo.DEMO_FILENAME
+    assert demo.ensure_demo_sqlite(path, DEMO_END) is True
+    return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -48,6 +49,20 @@ def _admin(url: str, name: str) -> sa.Engine:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A URL whose search_path is a fresh schema, dropped afterwards."""
+    with private_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A URL of a fresh database, dropped afterwards."""
+    with private_mysql() as url:
+        yield url
+
+
+@contextmanager
+def private_postgres() -> Iterator[str]:
+    """A fresh schema for as long as the block runs (fixtures of any scope use it)."""
     base = postgres_base()
     admin = _admin(base, "PostgreSQL")
     schema = f"dt_{uuid.uuid4().hex[:12]}"
@@ -62,9 +77,9 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture
-def mysql_url() -> Iterator[str]:
-    """A URL of a fresh database, dropped afterwards."""
+@contextmanager
+def private_mysql() -> Iterator[str]:
+    """A fresh database for as long as the block runs."""
     base = mysql_base()
     admin = _admin(base, "MySQL/MariaDB")
     database = f"dt_{uuid.uuid4().hex[:12]}"

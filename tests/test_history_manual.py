@@ -14,7 +14,6 @@ from dispatcher.cli import main
 from dispatcher.ledger import Ledger
 from dispatcher.state import SCHEMA_VERSION, StateStore, state_url
 from tests import test_send as send_tests
-from tests.services import mysql_url, postgres_url  # noqa: F401  (fixtures)
 
 sandbox, creds = send_tests.sandbox, send_tests.creds  # the fixtures
 AT, send = send_tests.AT, send_tests.send
@@ -135,12 +134,12 @@ def test_a_version_1_sqlite_store_is_upgraded_in_place(tmp_path: Path) -> None:
     _check_upgraded(url)
 
 
-def test_a_version_1_postgresql_store_is_upgraded_in_place(postgres_url: str) -> None:  # noqa: F811
+def test_a_version_1_postgresql_store_is_upgraded_in_place(postgres_url: str) -> None:
     _v1_store(postgres_url)
     _check_upgraded(postgres_url)
 
 
-def test_a_version_1_mariadb_store_is_upgraded_in_place(mysql_url: str) -> None:  # noqa: F811
+def test_a_version_1_mariadb_store_is_upgraded_in_place(mysql_url: str) -> None:
     _v1_store(mysql_url)
     _check_upgraded(mysql_url)
 

@@ -28,9 +28,6 @@ from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.state import StateStore
 from dispatcher.state import state_url as store_url
 from tests import daemon_harness
-from tests.services import postgres_url  # noqa: F401  (a fixture)
-
-daemons, state_url = daemon_harness.daemons, daemon_harness.state_url  # fixtures
 
 USERS = [f"u{i:05d}" for i in range(1, 252)]
 FIRE = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
@@ -240,7 +237,7 @@ def test_send_prints_the_partial_delivery_and_exits_1(tmp_path: Path, sandbox: S
 def test_another_replica_on_postgresql_retries_only_the_refused_batches(
     tmp_path: Path,
     sandbox: Sandbox,
-    postgres_url: str,  # noqa: F811
+    postgres_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DISPATCHER_STATE_URL", postgres_url)

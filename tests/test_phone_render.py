@@ -1,7 +1,7 @@
 """Render like a phone, show like a phone: DingTalk's line-break rule in the renderer and in the sandbox.
 
 On the phone a single `\\n` inside a paragraph joins the two lines; two trailing spaces (or a blank
-line) break; headings and list items start their own line [dingtalk-api.md §5].
+line) break; headings and list items start their own line [docs/dingtalk-api.md §5].
 """
 
 from __future__ import annotations

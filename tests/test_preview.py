@@ -207,18 +207,19 @@ def test_row_cap_truncates_and_says_so(project, capsys):
     assert "截断" in out["markdown"]
 
 
-def test_shipped_reports_preview_on_a_fresh_copy(tmp_path):
+def test_shipped_reports_preview_on_a_fresh_copy(tmp_path, capsys, monkeypatch):
+    """In-process, then once as a process from another folder (process starts cost seconds each)."""
     import shutil
 
     from tests.conftest import REPO
 
     shutil.copy(REPO / "reports.yaml", tmp_path / "reports.yaml")
     shutil.copytree(REPO / "queries", tmp_path / "queries")
+    monkeypatch.chdir(tmp_path)
     for report_id in ("daily-sales", "weekly-top", "refunds-alert"):
-        result = run_cli("preview", report_id, "-c", str(tmp_path / "reports.yaml"), "--json", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
-        out = json.loads(result.stdout)
+        out = cli_json(capsys, "preview", report_id, "-c", str(tmp_path / "reports.yaml"), "--json")
         assert out["msg_bytes"] <= 2048
+    monkeypatch.undo()
     demo = tmp_path / "demo.db"
     assert demo.exists()
     before = demo.stat().st_mtime_ns

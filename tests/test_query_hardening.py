@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from dispatcher.errors import QueryError
 from dispatcher.query import Sources, SourceSpec, run_query
 from tests.conftest import run_cli, write
-from tests.services import mysql_url, postgres_url  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import time
-from datetime import date
 
 import pytest
 import sqlalchemy as sa
 
 from dispatcher import demo
+from dispatcher.cli import main
 from dispatcher.errors import QueryError
 from dispatcher.query import Sources, SourceSpec, run_query
 from tests.conftest import REPO
-from tests.services import mysql_url, postgres_url  # noqa: F401  (fixtures)
-
-END = date(2026, 11, 28)
 
 
 @pytest.fixture(params=["postgres", "mysql"])
@@ -93,14 +91,9 @@ def still_running(url: str, fragment: str) -> bool:
         engine.dispose()
 
 
-def test_shipped_reports_give_the_same_numbers_as_sqlite(server_url, tmp_path):
-    sqlite_path = tmp_path / "demo.db"
-    demo.ensure_demo_sqlite(sqlite_path, END)
-    engine = sa.create_engine(server_url)
-    demo.load_demo(engine, END)
-    engine.dispose()
+def test_shipped_reports_give_the_same_numbers_as_sqlite(demo_server_url, demo_sqlite):
     sources = Sources(
-        {"lite": SourceSpec("lite", f"sqlite:///{sqlite_path}"), "srv": SourceSpec("srv", server_url)}
+        {"lite": SourceSpec("lite", f"sqlite:///{demo_sqlite}"), "srv": SourceSpec("srv", demo_server_url)}
     )
     cases = [
         ("daily_sales.sql", {"day": "2026-11-27", "prev_day": "2026-11-26", "prev_week": "2026-11-20"}),
@@ -133,16 +126,28 @@ def _numbers(rows: list[list[str]]) -> list[list[str]]:
     return [[norm(v) for v in row] for row in rows]
 
 
-def test_demo_load_cli_refuses_to_overwrite_without_replace(server_url):
-    from tests.conftest import run_cli
+def test_demo_load_cli_refuses_to_overwrite_without_replace(server_url, capsys):
+    """In-process CLI. One demo table, made empty by hand, is enough to refuse; one full load
+    (seconds) is enough to replace. A load into an empty database is `demo_server_url`'s first step."""
+    engine = sa.create_engine(server_url)
+    demo.METADATA.tables["regions"].create(engine)
+    engine.dispose()
+    load = ["demo", "load", "--source", server_url, "--end", "2026-11-28"]
+    assert main(load) == 1
+    refused = capsys.readouterr().err
+    assert "--replace" in refused and "regions" in refused
+    assert main([*load, "--replace"]) == 0
+    [loaded] = re.findall(r"\borders (\d+)", capsys.readouterr().out)
+    assert table_count(server_url, "orders") == int(loaded) > 30_000
 
-    first = run_cli("demo", "load", "--source", server_url, "--end", "2026-11-28")
-    assert first.returncode == 0, first.stderr
-    assert "orders" in first.stdout
-    again = run_cli("demo", "load", "--source", server_url, "--end", "2026-11-28")
-    assert again.returncode == 1 and "--replace" in again.stderr
-    replaced = run_cli("demo", "load", "--source", server_url, "--end", "2026-11-28", "--replace")
-    assert replaced.returncode == 0, replaced.stderr
+
+def table_count(url: str, table: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar_one()
+    finally:
+        engine.dispose()
 
 
 def test_unreachable_source_is_a_query_error():

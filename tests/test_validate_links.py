@@ -1,7 +1,7 @@
 """`validate` and the links a message may carry: http(s) or DingTalk's own client links, within 500 chars.
 
 DingTalk opens `dingtalk://dingtalkclient/page/link?url=…` inside the app (a side panel on the PC
-client); an action card's button URL may be at most 500 characters [dingtalk-api.md §5].
+client); an action card's button URL may be at most 500 characters [docs/dingtalk-api.md §5].
 """
 
 from __future__ import annotations

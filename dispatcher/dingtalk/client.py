@@ -1,6 +1,6 @@
 """DingTalk work notifications from an internal app: token, mobile lookup, paced sending, receipts.
 
-Speaks the real server API (/work/shared/dingtalk-api.md); against production only the
+Speaks the real server API (docs/dingtalk-api.md); against production only the
 credentials and the base URL change. Knows nothing about reports.
 """
 

@@ -1,6 +1,6 @@
 """What each DingTalk errcode means, what the dispatcher does about it, and what the user must do.
 
-Source: the server-API error pages, summarised in /work/shared/dingtalk-api.md sections 1, 2, 6, 7.
+Source: the server-API error pages, summarised in docs/dingtalk-api.md sections 1, 2, 6, 7.
 The /topapi/* gateway wraps token, throttling, quota and permission errors in errcode 88 with the
 real code in `sub_code` (a string or a number) or only in errmsg as `subcode=NNN`: `unwrap` first.
 """

@@ -1,7 +1,7 @@
 """DingTalk's request rules for asyncsend_v2, as pure functions: body in, request or refusal out.
 
 Error codes and texts follow DingTalk's global error-code list and the per-API pages
-(/work/shared/dingtalk-api.md sections 3, 5 and 7).
+(docs/dingtalk-api.md sections 3, 5 and 7).
 """
 
 from __future__ import annotations

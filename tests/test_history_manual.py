@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, insert
 
 from dispatcher.cli import main
-from dispatcher.ledger import Ledger
-from dispatcher.state import SCHEMA_VERSION, StateStore, state_url
+from dispatcher.store.db import SCHEMA_VERSION, StateStore, state_url
+from dispatcher.store.ledger import Ledger
 from tests import test_send as send_tests
 from tests.services import mysql_url, postgres_url  # noqa: F401  (fixtures)
 

@@ -51,7 +51,7 @@ def resolve_sqlite_url(url: str, base_dir: Path) -> str:
 
 
 class StateStore:
-    """Userid cache (and run ledger) over any SQLAlchemy URL."""
+    """The state database over any SQLAlchemy URL; the ledger, userid cache and counters build on it."""
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 
 from dispatcher import clock
 from dispatcher.store.db import StateStore
@@ -52,8 +53,8 @@ class UseridCache:
                 ],
             )
 
-    def _fresh(self, query: object, max_age: timedelta) -> dict[str, str]:
-        oldest = clock.now() - max_age
+    def _fresh(self, query: Select[Any], max_age: timedelta) -> dict[str, str]:
+        oldest: datetime = clock.now() - max_age
         with self.store.connect() as conn:
-            rows = conn.execute(query).all()  # type: ignore[call-overload]
+            rows = conn.execute(query).all()
         return {m: u for m, u, at in rows if at >= oldest}

@@ -41,7 +41,8 @@ def message(tag: str) -> dict[str, Any]:
 
 def fanout_dispatcher(args: argparse.Namespace) -> dict[str, Any]:
     from dispatcher.dingtalk.client import Credentials, DingTalkClient, Pacing
-    from dispatcher.state import StateStore
+    from dispatcher.store.db import StateStore
+    from dispatcher.store.userids import UseridCache
 
     userids, mobiles = fanout_people(args.userids, args.mobiles)
     store = StateStore(args.state)  # a daemon holds its store open: not part of the send's time
@@ -49,7 +50,7 @@ def fanout_dispatcher(args: argparse.Namespace) -> dict[str, Any]:
     client = DingTalkClient(
         Credentials(SANDBOX_KEY, SANDBOX_SECRET, SANDBOX_AGENT),
         base_url=args.url,
-        userid_cache=store,
+        userid_cache=UseridCache(store),
         pacing=Pacing(calls_per_second=20, recipients_per_minute=5000),
     )
     with client:

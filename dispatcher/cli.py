@@ -283,8 +283,8 @@ def _last_runs(config: Any) -> dict[str, Any]:
     """Each report's latest ledger row, if there is a state store yet (list never creates one)."""
     from sqlalchemy.engine import make_url
 
-    from dispatcher.ledger import Ledger
-    from dispatcher.state import StateStore, state_url
+    from dispatcher.store.db import StateStore, state_url
+    from dispatcher.store.ledger import Ledger
 
     url = state_url(config.base_dir, config.state)
     parsed = make_url(url)
@@ -415,8 +415,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from dispatcher.ledger import Ledger
-    from dispatcher.state import StateStore, state_url
+    from dispatcher.store.db import StateStore, state_url
+    from dispatcher.store.ledger import Ledger
 
     config = _load(args)
     if args.report_id is not None:
@@ -439,10 +439,10 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_quota(args: argparse.Namespace) -> int:
-    from dispatcher.apicalls import ApiCounter
     from dispatcher.quota import forecast, forecast_text
     from dispatcher.schedule import to_zone
-    from dispatcher.state import StateStore, state_url
+    from dispatcher.store.apicalls import ApiCounter
+    from dispatcher.store.db import StateStore, state_url
 
     config = _load(args)
     store = StateStore(state_url(config.base_dir, config.state))
@@ -482,7 +482,7 @@ def cmd_demo_load(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     from dispatcher.demo import load_demo
-    from dispatcher.state import resolve_sqlite_url
+    from dispatcher.store.db import resolve_sqlite_url
 
     url, end = args.source, args.end
     if "://" not in url or end is None:

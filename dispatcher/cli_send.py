@@ -67,7 +67,7 @@ def _prepare_or_skip(config: Any, report: Any, fire: datetime) -> Any:
 
 
 def _ledger(target: Any) -> Any:
-    from dispatcher.ledger import Ledger
+    from dispatcher.store.ledger import Ledger
 
     return Ledger(target.state) if target.state is not None else None
 

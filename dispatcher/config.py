@@ -18,6 +18,7 @@ from dispatcher.source_url import (
     DEFAULT_MAX_BYTES,
     parse_size,
     query_timeout_in_range,
+    state_url_problem,
     superuser_warning,
     url_problem,
 )
@@ -367,6 +368,13 @@ class _Checker:
             self._check_zone(config)
         for name, url in self._section("sources").items():
             self._check_source(name, url)
+        state = self.data.get("state")
+        if (
+            isinstance(state, str)
+            and ("state",) not in self.missing
+            and (problem := state_url_problem(state))
+        ):
+            self._problem(("state",), problem)
         for name, group in self._section("recipients").items():
             if isinstance(group, dict) and not any(group.get(k) for k in ("userids", "mobiles", "dept_ids")):
                 self._problem(("recipients", name), "group has no userids, mobiles or dept_ids")

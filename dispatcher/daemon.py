@@ -35,10 +35,10 @@ from dispatcher.config import Config, Report, check_config, load_config
 from dispatcher.daemon_health import alert_store_problem, next_fires, workers_problem
 from dispatcher.errors import DispatcherError, StateError
 from dispatcher.health import HealthServer, HealthState, Metrics
-from dispatcher.ledger import Ledger, Run
 from dispatcher.runner import Services, build_sources, execute, give_up
 from dispatcher.schedule import Schedule
-from dispatcher.state import StateStore, state_url
+from dispatcher.store.db import StateStore, state_url
+from dispatcher.store.ledger import Ledger, Run
 from dispatcher.watchdog import Attempt, WaitClock, run_bounded
 
 TICK = 1.0  # main-loop heartbeat, seconds

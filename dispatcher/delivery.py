@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.config import MOBILE, Config, normalize_mobile
@@ -14,8 +13,8 @@ from dispatcher.errors import ConfigError, CredentialsError, Problem
 if TYPE_CHECKING:
     from dispatcher.dingtalk.client import Credentials, DeliveryResult, DingTalkClient
     from dispatcher.dingtalk.results import Batch, Refusal
-    from dispatcher.ledger import Run, RunState
-    from dispatcher.state import StateStore
+    from dispatcher.store.db import StateStore
+    from dispatcher.store.ledger import Run, RunState
 
 ENV_NAMES = {
     "app_key": "DINGTALK_APP_KEY",
@@ -89,6 +88,7 @@ def make_client(
     on_call: Any = None,
 ) -> DingTalkClient:
     from dispatcher.dingtalk.client import DingTalkClient, Pacing
+    from dispatcher.store.userids import UseridCache
 
     pacing = Pacing(
         calls_per_second=config.dingtalk.calls_per_second,
@@ -97,7 +97,7 @@ def make_client(
     return DingTalkClient(
         credentials,
         base_url=base_url or config.dingtalk.api_base,
-        userid_cache=state,
+        userid_cache=None if state is None else UseridCache(state),
         pacing=pacing,
         on_call=on_call,
         receipts=config.dingtalk.receipts,
@@ -211,7 +211,7 @@ class Target:
     client: DingTalkClient
     sandbox: Any = None  # dispatcher.sandbox.Sandbox when --sandbox
     state: StateStore | None = None
-    api_calls: Any = None  # dispatcher.apicalls.ApiCounter, except for an in-process sandbox
+    api_calls: Any = None  # dispatcher.store.apicalls.ApiCounter, except for an in-process sandbox
 
 
 @contextmanager
@@ -233,7 +233,7 @@ def open_target(
             stack.callback(box.stop)
         creds = _sandbox_credentials(box) if box is not None else credentials_from(config)
         if state is None:
-            from dispatcher.state import StateStore, state_url
+            from dispatcher.store.db import StateStore, state_url
 
             state = StateStore(state_url(config.base_dir, config.state))
             stack.callback(state.close)
@@ -254,25 +254,19 @@ def cached_userids(config: Config, mobiles: Sequence[str]) -> dict[str, str]:
 
     Without an app key, any app's entry will do: the store normally serves one app.
     """
-    from sqlalchemy import select
-
-    from dispatcher import clock
     from dispatcher.dingtalk.client import USERID_MAX_AGE
-    from dispatcher.state import StateStore, state_url, userid_cache
+    from dispatcher.store.db import StateStore, state_url
+    from dispatcher.store.userids import UseridCache
 
     url = state_url(config.base_dir, config.state)
     if not mobiles or _no_sqlite_file(url):
         return {}  # a dry run creates no state store
     store = StateStore(url)
     try:
+        cache = UseridCache(store)
         if config.dingtalk.app_key:
-            return store.get_userids(config.dingtalk.app_key, mobiles, USERID_MAX_AGE)
-        cache = userid_cache.c
-        query = select(cache.mobile, cache.userid, cache.resolved_at).where(cache.mobile.in_(mobiles))
-        oldest = clock.now() - USERID_MAX_AGE
-        with store._connect() as conn:
-            rows = conn.execute(query.order_by(cache.resolved_at)).all()
-        return {m: u for m, u, at in rows if (at if at.tzinfo else at.replace(tzinfo=UTC)) >= oldest}
+            return cache.get_userids(config.dingtalk.app_key, mobiles, USERID_MAX_AGE)
+        return cache.get_any_app(mobiles, USERID_MAX_AGE)
     finally:
         store.close()
 
@@ -287,8 +281,8 @@ def _no_sqlite_file(url: str) -> bool:
 
 
 def _api_counter(config: Config, state: StateStore) -> Any:
-    from dispatcher.apicalls import ApiCounter
     from dispatcher.schedule import to_zone
+    from dispatcher.store.apicalls import ApiCounter
 
     return ApiCounter(state, to_zone(config.timezone), config.dingtalk.monthly_quota)
 

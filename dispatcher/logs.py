@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from dispatcher.dingtalk.redact import RedactingFilter
+from dispatcher.redact import RedactingFilter
 
 log = logging.getLogger("dispatcher.daemon")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}

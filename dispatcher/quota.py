@@ -19,8 +19,8 @@ from dispatcher.config import ALERT_GROUP, Config, Report
 from dispatcher.errors import DispatcherError
 
 if TYPE_CHECKING:
-    from dispatcher.apicalls import ApiCounter
     from dispatcher.dingtalk.client import DingTalkClient
+    from dispatcher.store.apicalls import ApiCounter
 
 RECEIPT_CALLS = {"off": 0, "result": 1, "full": 3}  # per send batch
 MAX_FIRE_TIMES = 100_000  # `every: 1s` fires 2.6 million times a month: the forecast says "at least"

@@ -28,14 +28,14 @@ from dispatcher.errors import (
 from dispatcher.params import default_period, render_params, render_value
 from dispatcher.query import QueryResult, Sources, SourceSpec, run_query
 from dispatcher.schedule import date_macros, to_zone
-from dispatcher.state import resolve_sqlite_url
+from dispatcher.store.db import resolve_sqlite_url
 
 if TYPE_CHECKING:
     from dispatcher.delivery import Outcome
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.health import Metrics
-    from dispatcher.ledger import Ledger, Run
     from dispatcher.render import Rendered
+    from dispatcher.store.ledger import Ledger, Run
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,18 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def state_url_problem(url: str) -> str | None:
+    """url_problem for the state store's URL, where an in-memory SQLite database forgets every run."""
+    match = _URL.fullmatch(url.strip())
+    if (
+        match
+        and match["name"].partition("+")[0] == "sqlite"
+        and (match["database"] or ":memory:") == ":memory:"
+    ):
+        return "an in-memory SQLite state store would forget every run; give a file, e.g. sqlite:///state.db"
+    return url_problem(url)
+
+
 def superuser_warning(url: str) -> str | None:
     """A warning when the URL logs in as the superuser (`postgres`, `root`); judged from the URL alone."""
     match = _URL.fullmatch(url.strip())

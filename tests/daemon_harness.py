@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from dispatcher.ledger import Ledger, Run
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.state import StateStore
+from dispatcher.store.db import StateStore
+from dispatcher.store.ledger import Ledger, Run
 
 REPO = Path(__file__).resolve().parent.parent
 ZONE = ZoneInfo("Asia/Shanghai")

@@ -16,7 +16,8 @@ from dispatcher.dingtalk.message import markdown_msg, msg_bytes, text_msg
 from dispatcher.dingtalk.transport import cache_seconds, forget_tokens
 from dispatcher.errors import CredentialsError, DeliveryError
 from dispatcher.sandbox.server import Sandbox, SandboxOptions
-from dispatcher.state import StateStore
+from dispatcher.store.db import StateStore
+from dispatcher.store.userids import UseridCache
 
 CREDS = Credentials("dingsandboxkey", "sandbox-secret", 100000001)
 FAST = RetryPolicy(
@@ -68,7 +69,7 @@ def delivered(sb: Sandbox) -> Counter[str]:
 def test_250_userids_3_mobiles_2_depts_take_1_token_3_lookups_3_sends(
     sandbox: Sandbox, tmp_path: Any
 ) -> None:
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    store = UseridCache(StateStore(f"sqlite:///{tmp_path / 'state.db'}"))
     mobiles = [mobile_of(251), mobile_of(252), "13800000000"]
     with client_for(sandbox, userid_cache=store) as client:
         result = client.send(MSG, userids=users(250), mobiles=mobiles, dept_ids=[123, 456])
@@ -96,11 +97,11 @@ def test_250_userids_3_mobiles_2_depts_take_1_token_3_lookups_3_sends(
 def test_second_run_with_the_same_cache_makes_no_lookups(sandbox: Sandbox, tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     mobiles = [mobile_of(251), mobile_of(252), "13800000000"]
-    with client_for(sandbox, userid_cache=StateStore(url)) as client:
+    with client_for(sandbox, userid_cache=UseridCache(StateStore(url))) as client:
         client.send(MSG, mobiles=mobiles, receipts=False)
     sandbox.reset()
 
-    with client_for(sandbox, userid_cache=StateStore(url)) as client:
+    with client_for(sandbox, userid_cache=UseridCache(StateStore(url))) as client:
         client.send(text_msg("second run"), mobiles=mobiles, receipts=False)
 
     assert endpoint_counts(sandbox)["getbymobile"] == 0
@@ -412,7 +413,7 @@ def test_credentials_repr_hides_the_secret() -> None:
 
 
 def test_runs_resolving_the_same_mobiles_at_once_look_each_up_once(sandbox: Sandbox, tmp_path: Any) -> None:
-    cache = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    cache = UseridCache(StateStore(f"sqlite:///{tmp_path / 'state.db'}"))
     mobiles = [mobile_of(i) for i in range(1, 6)]
     results: list[dict[str, str]] = []
     with client_for(sandbox, userid_cache=cache) as client:

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from dispatcher import clock
-from dispatcher.ledger import Run
 from dispatcher.sandbox import Sandbox, SandboxOptions
+from dispatcher.store.ledger import Run
 from tests import daemon_harness
 from tests.daemon_harness import (
     DaemonProcess,

@@ -296,9 +296,9 @@ def test_an_unknown_sub_code_reaches_the_run_history(project: Path, sandbox: San
     from dispatcher.config import load_config
     from dispatcher.delivery import make_client
     from dispatcher.health import Metrics
-    from dispatcher.ledger import Ledger
     from dispatcher.runner import Services, build_sources, execute
-    from dispatcher.state import StateStore
+    from dispatcher.store.db import StateStore
+    from dispatcher.store.ledger import Ledger
 
     config = load_config(project / "reports.yaml", env={})
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")

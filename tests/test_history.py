@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime
 
 from dispatcher.cli import main
-from dispatcher.ledger import Ledger
-from dispatcher.state import StateStore
+from dispatcher.store.db import StateStore
+from dispatcher.store.ledger import Ledger
 
 
 def seed_ledger(project) -> None:

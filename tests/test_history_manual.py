@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, insert
 
 from dispatcher.cli import main
-from dispatcher.ledger import Ledger
-from dispatcher.state import SCHEMA_VERSION, StateStore, state_url
+from dispatcher.store.db import SCHEMA_VERSION, StateStore, state_url
+from dispatcher.store.ledger import Ledger
 from tests import test_send as send_tests
 
 sandbox, creds = send_tests.sandbox, send_tests.creds  # the fixtures

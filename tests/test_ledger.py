@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 
 from dispatcher import clock
 from dispatcher.errors import StateError
-from dispatcher.ledger import Ledger
-from dispatcher.state import SCHEMA_VERSION, StateStore
+from dispatcher.store.db import SCHEMA_VERSION, StateStore
+from dispatcher.store.ledger import Ledger
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("DISPATCHER_TEST_POSTGRES_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -149,8 +149,8 @@ CLAIM_WORKER = """
 import json, sys, time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from dispatcher.ledger import Ledger
-from dispatcher.state import SCHEMA_VERSION, StateStore
+from dispatcher.store.ledger import Ledger
+from dispatcher.store.db import SCHEMA_VERSION, StateStore
 
 ledger = Ledger(StateStore(sys.argv[2]))
 print("ready", flush=True)
@@ -165,8 +165,8 @@ MIGRATE_WORKER = """
 import sys, time
 from datetime import UTC, datetime
 from pathlib import Path
-from dispatcher.ledger import Ledger
-from dispatcher.state import SCHEMA_VERSION, StateStore
+from dispatcher.store.ledger import Ledger
+from dispatcher.store.db import SCHEMA_VERSION, StateStore
 
 print("ready", flush=True)
 while not Path(sys.argv[1]).exists():

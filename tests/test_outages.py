@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from dispatcher import clock
-from dispatcher.ledger import Run
 from dispatcher.sandbox import Sandbox
+from dispatcher.store.ledger import Run
 from tests import daemon_harness, services
 from tests.daemon_harness import (
     ALERT_TITLE,

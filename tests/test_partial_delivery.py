@@ -22,11 +22,11 @@ from dispatcher.delivery import make_client
 from dispatcher.dingtalk.client import Credentials
 from dispatcher.dingtalk.transport import forget_tokens
 from dispatcher.health import Metrics
-from dispatcher.ledger import Ledger
 from dispatcher.runner import Services, build_sources, execute
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.state import StateStore
-from dispatcher.state import state_url as store_url
+from dispatcher.store.db import StateStore
+from dispatcher.store.db import state_url as store_url
+from dispatcher.store.ledger import Ledger
 from tests import daemon_harness
 
 USERS = [f"u{i:05d}" for i in range(1, 252)]

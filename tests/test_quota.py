@@ -19,8 +19,7 @@ import pytest
 from prometheus_client import generate_latest
 from sqlalchemy import text
 
-from dispatcher import apicalls, clock
-from dispatcher.apicalls import ApiCounter, month_of
+from dispatcher import clock
 from dispatcher.cli import main
 from dispatcher.config import load_config
 from dispatcher.dingtalk.client import Credentials, DingTalkClient
@@ -29,7 +28,9 @@ from dispatcher.dingtalk.transport import forget_tokens
 from dispatcher.health import Metrics
 from dispatcher.quota import forecast
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.state import StateStore
+from dispatcher.store import schema
+from dispatcher.store.apicalls import ApiCounter, month_of
+from dispatcher.store.db import StateStore
 from tests.services import mysql_url, postgres_url  # noqa: F401  (fixtures)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -215,8 +216,8 @@ def test_90020_fails_runs_without_retries_and_alerts_the_admins_once(
     project: Path, sandbox: Sandbox, store: StateStore
 ) -> None:
     from dispatcher.delivery import make_client
-    from dispatcher.ledger import Ledger
     from dispatcher.runner import Services, build_sources, execute
+    from dispatcher.store.ledger import Ledger
 
     config = load_config(project / "reports.yaml", env={"TEST_DT_KEY": "k"})
     ledger = Ledger(store)
@@ -244,4 +245,4 @@ def test_90020_fails_runs_without_retries_and_alerts_the_admins_once(
 
 
 def test_the_counter_registers_its_tables_in_the_state_schema() -> None:
-    assert {"dispatcher_api_calls", "dispatcher_quota_warnings"} <= set(apicalls.metadata.tables)
+    assert {"dispatcher_api_calls", "dispatcher_quota_warnings"} <= set(schema.metadata.tables)

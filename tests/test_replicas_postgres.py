@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from dispatcher import clock
-from dispatcher.ledger import Run
 from dispatcher.sandbox import Sandbox, SandboxOptions
+from dispatcher.store.ledger import Run
 from tests import services
 from tests.daemon_harness import (
     APP_SECRET,

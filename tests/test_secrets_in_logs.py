@@ -10,9 +10,9 @@ import pytest
 
 from dispatcher.dingtalk.client import Credentials, DingTalkClient, RetryPolicy
 from dispatcher.dingtalk.message import markdown_msg
-from dispatcher.dingtalk.redact import RedactingFilter, install, redact
 from dispatcher.dingtalk.transport import forget_tokens
 from dispatcher.errors import DeliveryError
+from dispatcher.redact import RedactingFilter, install, redact
 from dispatcher.sandbox.server import Sandbox, SandboxOptions
 
 SECRET = "sandbox-secret-5f2c9a"

@@ -13,10 +13,11 @@ from dispatcher.cli import main
 from dispatcher.config import load_config
 from dispatcher.delivery import credentials_from, make_client
 from dispatcher.health import Metrics
-from dispatcher.ledger import Ledger
 from dispatcher.runner import Services, build_sources, execute, fire_time_at
 from dispatcher.sandbox import Sandbox
-from dispatcher.state import StateStore, state_url
+from dispatcher.store.db import StateStore, state_url
+from dispatcher.store.ledger import Ledger
+from dispatcher.store.userids import UseridCache
 from tests import test_send as send_tests
 from tests.conftest import run_cli
 
@@ -45,7 +46,7 @@ def test_dry_run_without_credentials_lists_mobiles_the_cache_does_not_know(proje
 
 def test_dry_run_without_credentials_resolves_from_the_userid_cache(project: Path) -> None:
     store = StateStore(state_url(project, None))
-    store.put_userids("dingsandboxkey", {"13800000000": "manager4974"})
+    UseridCache(store).put_userids("dingsandboxkey", {"13800000000": "manager4974"})
     store.close()
     code, out = dry_run(project)
     assert code == 0, out

@@ -10,7 +10,8 @@ from sqlalchemy import create_engine, text
 
 from dispatcher import clock
 from dispatcher.errors import StateError
-from dispatcher.state import SCHEMA_VERSION, StateStore, resolve_sqlite_url, state_url
+from dispatcher.store.db import SCHEMA_VERSION, StateStore, resolve_sqlite_url, state_url
+from dispatcher.store.userids import UseridCache
 
 
 def test_default_state_url_is_beside_the_config(tmp_path, monkeypatch):
@@ -48,7 +49,7 @@ def test_a_newer_schema_is_refused_with_a_hint(tmp_path):
 
 
 def test_userid_cache_expires_after_max_age(tmp_path, monkeypatch):
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    store = UseridCache(StateStore(f"sqlite:///{tmp_path / 'state.db'}"))
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
     monkeypatch.setattr(clock, "now", lambda: t0)
     store.put_userids("key", {"13800000000": "u1"})

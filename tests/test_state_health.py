@@ -117,8 +117,8 @@ def test_check_reports_a_deleted_overwritten_or_replaced_file_and_adopts_a_resto
 ) -> None:
     from datetime import UTC, datetime
 
-    from dispatcher.ledger import Ledger
-    from dispatcher.state import StateStore
+    from dispatcher.store.db import StateStore
+    from dispatcher.store.ledger import Ledger
 
     path = tmp_path / "state.db"
     store = StateStore(f"sqlite:///{path}")
@@ -169,7 +169,7 @@ def test_the_wait_clock_measures_the_oldest_job_not_yet_picked_up() -> None:
 
 
 def test_check_on_postgresql_reports_a_store_that_stops_answering(postgres_url: str) -> None:
-    from dispatcher.state import StateStore
+    from dispatcher.store.db import StateStore
 
     store = StateStore(postgres_url)
     try:

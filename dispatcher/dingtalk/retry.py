@@ -16,8 +16,8 @@ from typing import Any
 import requests
 
 from dispatcher.dingtalk import errors
-from dispatcher.dingtalk.redact import redact
 from dispatcher.errors import DeliveryError
+from dispatcher.redact import redact
 
 IP_BLOCKED = 1111
 _PERMANENT_TRANSPORT = (

@@ -14,7 +14,7 @@ import requests
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
-from dispatcher.dingtalk import redact
+from dispatcher import redact
 from dispatcher.dingtalk.errors import TOKEN_ERRCODES
 from dispatcher.dingtalk.message import dumps
 from dispatcher.dingtalk.pacing import Pacer, Pacing

@@ -28,16 +28,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from dispatcher import clock
-from dispatcher.dingtalk.redact import redact
 from dispatcher.errors import StateError
-from dispatcher.ledger_tables import RETRYABLE_STATES, UTCDateTime, alerts, manual_runs, runs, utc
-from dispatcher.state import StateStore
+from dispatcher.redact import redact
+from dispatcher.store import alerts
+from dispatcher.store.db import StateStore
+from dispatcher.store.schema import manual_runs, runs, utc
 
-__all__ = ["RETRYABLE_STATES", "Ledger", "Run", "RunState", "UTCDateTime", "alerts", "manual_runs", "runs"]
+__all__ = ["RETRYABLE_STATES", "Ledger", "Run", "RunState"]
 
 RunState = Literal["running", "sent", "partial", "suppressed", "skipped", "failed", "missed"]
 Trigger = Literal["schedule", "manual"]
 RUN_STATES: frozenset[str] = frozenset(get_args(RunState))
+RETRYABLE_STATES = ("failed", "partial")
 MAX_ERROR_CHARS = 2000
 _MISSED_CHUNK = 500  # rows per multi-row INSERT: far below SQLite's bound-parameter limit
 
@@ -104,7 +106,7 @@ class Ledger:
             "task_ids": "[]",
             "receipts": "{}",
         }
-        with self._store._connect() as conn:
+        with self._store.connect() as conn:
             try:
                 with conn.begin():
                     key = conn.execute(runs.insert().values(values)).inserted_primary_key
@@ -129,7 +131,7 @@ class Ledger:
                 next_retry_at=None,
             )
         )
-        with self._store._begin() as conn:
+        with self._store.begin() as conn:
             if conn.execute(change).rowcount != 1:
                 return None
             return _fetch(conn, run.id)
@@ -166,7 +168,7 @@ class Ledger:
         if batches is not None:
             values["batches"] = json.dumps(batches, ensure_ascii=False)
         change = update(table).where(table.c.id == run_id).values(values)
-        with self._store._begin() as conn:
+        with self._store.begin() as conn:
             if conn.execute(change).rowcount != 1:
                 raise StateError(f"the ledger has no run with id {run_id}", hint="was it pruned?")
 
@@ -181,7 +183,7 @@ class Ledger:
             .where(runs.c.id == run.id)
             .values(next_retry_at=None, ended_at=clock.now(), error=error)
         )
-        with self._store._begin() as conn:
+        with self._store.begin() as conn:
             conn.execute(change)
 
     def start_manual(self, report_id: str, fire_time: datetime, owner: str) -> Run:
@@ -196,7 +198,7 @@ class Ledger:
             "task_ids": "[]",
             "receipts": "{}",
         }
-        with self._store._begin() as conn:
+        with self._store.begin() as conn:
             key = conn.execute(manual_runs.insert().values(values)).inserted_primary_key
             return _fetch(conn, key[0] if key else None, manual_runs)
 
@@ -218,12 +220,12 @@ class Ledger:
         query = select(runs.c.fire_time).where(
             runs.c.report_id == report_id, runs.c.fire_time > utc(since), runs.c.fire_time <= utc(until)
         )
-        with self._store._connect() as conn:
+        with self._store.connect() as conn:
             return set(conn.execute(query).scalars())
 
     def last_fire_time(self, report_id: str) -> datetime | None:
         query = select(func.max(runs.c.fire_time)).where(runs.c.report_id == report_id)
-        with self._store._connect() as conn:
+        with self._store.connect() as conn:
             found = conn.execute(query).scalar()
         return None if found is None else utc(found)
 
@@ -289,30 +291,14 @@ class Ledger:
         owed = and_(runs.c.state.in_(RETRYABLE_STATES), runs.c.next_retry_at.is_not(None))
         doomed = delete(runs).where(runs.c.fire_time < utc(older_than), has_newer, ~owed)
         manual = delete(manual_runs).where(manual_runs.c.fire_time < utc(older_than))
-        with self._store._begin() as conn:
+        with self._store.begin() as conn:
             return conn.execute(doomed).rowcount + conn.execute(manual).rowcount
 
     def alert_allowed(
         self, report_id: str, now: datetime | None = None, every: timedelta = timedelta(hours=1)
     ) -> bool:
         """True (and remembered) for at most one caller per report per `every`, across processes."""
-        now = utc(now or clock.now())
-        # The WHERE makes the update a compare-and-set: of two racing callers only one matches.
-        refresh = (
-            update(alerts)
-            .where(alerts.c.report_id == report_id, alerts.c.last_alert_at <= now - every)
-            .values(last_alert_at=now)
-        )
-        with self._store._connect() as conn:
-            with conn.begin():
-                if conn.execute(refresh).rowcount == 1:
-                    return True
-            try:
-                with conn.begin():
-                    conn.execute(alerts.insert().values(report_id=report_id, last_alert_at=now))
-            except IntegrityError:
-                return False
-        return True
+        return alerts.alert_allowed(self._store, report_id, utc(now or clock.now()), every)
 
     # -- internals --
 
@@ -324,14 +310,14 @@ class Ledger:
             .where(runs.c.id == run.id, runs.c.state == "running", runs.c.attempts == run.attempts)
             .values(state="failed", error=error, ended_at=now, next_retry_at=now)
         )
-        with self._store._begin() as conn:
+        with self._store.begin() as conn:
             if conn.execute(change).rowcount != 1:
                 return None
             return _fetch(conn, run.id)
 
     def _insert_missing(self, rows: list[dict[str, Any]]) -> int:
         """Insert the rows that do not exist yet; a concurrent insert of the same row is not an error."""
-        with self._store._connect() as conn:
+        with self._store.connect() as conn:
             dialect = conn.dialect.name
             if dialect in ("sqlite", "postgresql"):
                 insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
@@ -346,7 +332,7 @@ class Ledger:
             return sum(_insert_one(conn, row) for row in rows)
 
     def _select(self, query: Any, table: Table = runs) -> list[Run]:
-        with self._store._connect() as conn:
+        with self._store.connect() as conn:
             return [_run(row, table) for row in conn.execute(query)]
 
 

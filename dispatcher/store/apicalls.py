@@ -16,34 +16,19 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Connection, Integer, String, Table, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dispatcher import clock, logs
 from dispatcher.errors import StateError
-from dispatcher.state import StateStore, metadata
+from dispatcher.store.db import StateStore
+from dispatcher.store.schema import api_calls, quota_warnings
 
 log = logging.getLogger(__name__)
 
 COUNTED = ("asyncsend_v2", "getsendresult", "getsendprogress", "recall", "media_upload")
 WARN_AT = 0.8  # share of the quota at which the admins hear about it, once a month
-
-api_calls = Table(
-    "dispatcher_api_calls",
-    metadata,
-    Column("month", String(7), primary_key=True),  # "2026-11" in the config's time zone
-    Column("endpoint", String(64), primary_key=True),
-    Column("calls", Integer, nullable=False),
-)
-
-# One row per month whose 80% warning went out: the primary key makes "once" hold across replicas.
-quota_warnings = Table(
-    "dispatcher_quota_warnings",
-    metadata,
-    Column("month", String(7), primary_key=True),
-    Column("used", Integer, nullable=False),
-)
 
 OnWarn = Callable[[str, int, int], None]  # month, calls used, quota
 
@@ -72,7 +57,7 @@ class ApiCounter:
             return
         month = self.month()
         try:
-            with self.store._begin() as conn:
+            with self.store.begin() as conn:
                 _increment(conn, month, endpoint)
                 total = self._total_if_needed(conn, month)
         except (StateError, SQLAlchemyError) as exc:
@@ -96,7 +81,7 @@ class ApiCounter:
         """Calls per endpoint in `month` (default: this one), every replica's together."""
         month = month or self.month()
         query = select(api_calls.c.endpoint, api_calls.c.calls).where(api_calls.c.month == month)
-        with self.store._connect() as conn:
+        with self.store.connect() as conn:
             return {endpoint: int(calls) for endpoint, calls in conn.execute(query).all()}
 
     def _total_if_needed(self, conn: Connection, month: str) -> int | None:

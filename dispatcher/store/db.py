@@ -1,7 +1,8 @@
-"""The state store: a SQLAlchemy database holding the userid cache (and the run ledger).
+"""The state store's database: engine, schema migration, health check and guarded connections.
 
-Tables carry a `dispatcher_` prefix so the store can share a database with other applications.
 The schema version lives in `dispatcher_meta`; `migrate()` brings an older store up to date.
+Everything else in `dispatcher.store` (ledger, userid cache, API call counter) reads and writes
+through `connect()` and `begin()`, which turn database failures into StateError.
 """
 
 from __future__ import annotations
@@ -9,60 +10,31 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import (
-    Column,
-    Connection,
-    DateTime,
-    Engine,
-    MetaData,
-    String,
-    Table,
-    create_engine,
-    delete,
-    inspect,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection, Engine, create_engine, inspect, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from dispatcher import clock
 from dispatcher.errors import StateError
+from dispatcher.source_url import missing_driver_hint, state_url_problem, with_known_driver
+from dispatcher.store.schema import ADDED_COLUMNS, SCHEMA_VERSION, meta_table, metadata
 
-SCHEMA_VERSION = 2
+__all__ = ["SCHEMA_VERSION", "StateStore", "resolve_sqlite_url", "state_url"]
+
 DEFAULT_STATE_PATH = Path(".dispatcher") / "state.db"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _SCHEMA_LOCK_KEY = 0x64697370  # "disp": the advisory lock racing PostgreSQL migrations share
 
-metadata = MetaData()
-
-meta_table = Table(
-    "dispatcher_meta",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", String(255), nullable=False),
-)
-
-userid_cache = Table(
-    "dispatcher_userid_cache",
-    metadata,
-    Column("app_key", String(128), primary_key=True),
-    Column("mobile", String(32), primary_key=True),
-    Column("userid", String(128), nullable=False),
-    Column("resolved_at", DateTime(timezone=True), nullable=False),
-)
-
 
 def state_url(config_dir: Path, configured: str | None = None) -> str:
     """DISPATCHER_STATE_URL wins, then the config's `state:`, then SQLite beside the config."""
-    url = os.environ.get("DISPATCHER_STATE_URL") or configured
+    env = os.environ.get("DISPATCHER_STATE_URL")
+    url = env or configured
     if url:
+        _check_url(url, "DISPATCHER_STATE_URL" if env else "the config's state: key")
         return resolve_sqlite_url(url, config_dir)
     return f"sqlite:///{config_dir / DEFAULT_STATE_PATH}"
 
@@ -79,13 +51,21 @@ def resolve_sqlite_url(url: str, base_dir: Path) -> str:
 
 
 class StateStore:
-    """Userid cache (and run ledger) over any SQLAlchemy URL."""
+    """The state database over any SQLAlchemy URL; the ledger, userid cache and counters build on it."""
 
     def __init__(self, url: str) -> None:
         self.url = url
+        _check_url(url, "the state store URL")
         try:
             self.engine = _engine(url)
             self.migrate()
+        except ImportError as exc:
+            backend = make_url(url).get_backend_name()
+            raise StateError(
+                f"cannot open the state store {_safe_url(url)}: its database driver is not installed "
+                f"({_short(exc)})",
+                hint=missing_driver_hint(backend),
+            ) from None
         except SQLAlchemyError as exc:
             raise StateError(
                 f"cannot open the state store {_safe_url(url)}: {_short(exc)}",
@@ -162,47 +142,18 @@ class StateStore:
                 conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema")).scalar_one()
             )
 
-    # -- userid cache (implements dispatcher.dingtalk.client.UseridCache) --
-
-    def get_userids(self, app_key: str, mobiles: Sequence[str], max_age: timedelta) -> dict[str, str]:
-        if not mobiles:
-            return {}
-        oldest = clock.now() - max_age
-        query = select(userid_cache.c.mobile, userid_cache.c.userid, userid_cache.c.resolved_at).where(
-            userid_cache.c.app_key == app_key, userid_cache.c.mobile.in_(list(mobiles))
-        )
-        with self._connect() as conn:
-            rows = conn.execute(query).all()
-        return {m: u for m, u, at in rows if _aware(at) >= oldest}
-
-    def put_userids(self, app_key: str, mapping: Mapping[str, str]) -> None:
-        if not mapping:
-            return
-        now = clock.now()
-        with self._begin() as conn:
-            conn.execute(
-                delete(userid_cache).where(
-                    userid_cache.c.app_key == app_key, userid_cache.c.mobile.in_(list(mapping))
-                )
-            )
-            conn.execute(
-                userid_cache.insert(),
-                [
-                    {"app_key": app_key, "mobile": m, "userid": u, "resolved_at": now}
-                    for m, u in mapping.items()
-                ],
-            )
-
     def close(self) -> None:
         self.engine.dispose()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
-    def _connect(self) -> AbstractContextManager[Connection]:
+    def connect(self) -> AbstractContextManager[Connection]:
+        """A connection whose database failures surface as StateError (no URL password, no traceback)."""
         return _guarded(self.engine.connect, self.url)
 
-    def _begin(self) -> AbstractContextManager[Connection]:
+    def begin(self) -> AbstractContextManager[Connection]:
+        """One transaction, committed on success, with the same StateError guard as `connect()`."""
         return _guarded(self.engine.begin, self.url)
 
 
@@ -219,7 +170,7 @@ def _guarded(opener: Callable[[], AbstractContextManager[Connection]], url: str)
 def _upgrade(conn: Connection, found: int) -> None:
     """Bring an older store's existing tables up to SCHEMA_VERSION (create_all made the new ones)."""
     for version in range(found + 1, SCHEMA_VERSION + 1):
-        for table, column, sql_type in _ADDED_COLUMNS.get(version, ()):
+        for table, column, sql_type in ADDED_COLUMNS.get(version, ()):
             if not _has_column(conn, table, column):
                 _add_column(conn, table, column, sql_type)
     conn.execute(update(meta_table).where(meta_table.c.key == "schema").values(value=str(SCHEMA_VERSION)))
@@ -238,10 +189,19 @@ def _add_column(conn: Connection, table: str, column: str, sql_type: str) -> Non
             raise
 
 
-# version -> columns it added to tables an older version already had
-_ADDED_COLUMNS: dict[int, tuple[tuple[str, str, str], ...]] = {
-    2: (("dispatcher_runs", "batches", "TEXT"),),
-}
+def _check_url(url: str, where: str) -> None:
+    """The problems sources are refused for, refused here too, before SQLAlchemy parses anything."""
+    problem = state_url_problem(url)
+    if problem is None:
+        try:
+            make_url(url)
+        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+            problem = f"not a usable database URL: {_short(exc)}"
+    if problem is not None:
+        raise StateError(
+            f"{where}: {problem}",
+            hint="set DISPATCHER_STATE_URL or state: to e.g. sqlite:///state.db or postgresql+psycopg://user@host/db",
+        )
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -288,7 +248,7 @@ def _engine(url: str, existing: Path | None = None) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(with_known_driver(parsed), pool_pre_ping=True)
 
 
 def _enable_wal(cur: sqlite3.Cursor) -> None:
@@ -305,13 +265,6 @@ def _enable_wal(cur: sqlite3.Cursor) -> None:
             time.sleep(0.01)
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; we only ever store UTC.
-    from datetime import UTC
-
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _safe_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -322,7 +275,3 @@ def _safe_url(url: str) -> str:
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc)
     return " ".join(text.split())[:300]
-
-
-from dispatcher import apicalls as _apicalls  # noqa: E402,F401  (registers the API call counter's tables)
-from dispatcher import ledger as _ledger  # noqa: E402,F401  (registers the ledger tables)

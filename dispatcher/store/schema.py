@@ -1,0 +1,151 @@
+"""Every table of the state store, and the one way it stores time.
+
+Tables carry a `dispatcher_` prefix so the store can share a database with other applications.
+This module imports nothing else of the store: everything in `dispatcher.store` builds on it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+from dispatcher.errors import StateError
+
+SCHEMA_VERSION = 2
+
+metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Takes and returns aware UTC; what reaches the column is the same UTC wall-clock time either way.
+
+    `timezone=True` keeps the column type stores of schema version 1 created for the userid cache
+    (TIMESTAMP WITH TIME ZONE on PostgreSQL), so existing databases need no migration. SQLite and
+    MySQL keep no offset in either kind, so naive values read back are taken as UTC.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self, timezone: bool = False) -> None:
+        super().__init__(timezone=timezone)
+        self.timezone = timezone
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        aware = utc(value)
+        return aware if self.timezone else aware.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise StateError(f"the state store needs timezone-aware times, got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+meta_table = Table(
+    "dispatcher_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
+
+userid_cache = Table(
+    "dispatcher_userid_cache",
+    metadata,
+    Column("app_key", String(128), primary_key=True),
+    Column("mobile", String(32), primary_key=True),
+    Column("userid", String(128), nullable=False),
+    Column("resolved_at", UTCDateTime(timezone=True), nullable=False),
+)
+
+
+def _run_columns() -> list[Column[Any]]:
+    return [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("report_id", String(200), nullable=False),
+        Column("fire_time", UTCDateTime(), nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("started_at", UTCDateTime()),
+        Column("ended_at", UTCDateTime()),
+        Column("rows", Integer),
+        Column("msg_bytes", Integer),
+        Column("recipients", Integer),
+        Column("task_ids", Text),
+        Column("receipts", Text),
+        Column("error", Text),
+        Column("owner", String(200)),
+        Column("next_retry_at", UTCDateTime()),
+        # JSON {"accepted": [{task_id, userids, dept_ids, recipients}], "refused": [{errcode, message,
+        # recipients, dept_ids}]}: a retry skips whoever an accepted batch already reached.
+        Column("batches", Text),  # schema version 2
+    ]
+
+
+runs = Table(
+    "dispatcher_runs",
+    metadata,
+    *_run_columns(),
+    UniqueConstraint("report_id", "fire_time", name="uq_dispatcher_runs_report_fire"),
+    Index("ix_dispatcher_runs_state_retry", "state", "next_retry_at"),
+    Index("ix_dispatcher_runs_fire_time", "fire_time"),
+)
+
+# `dispatcher send` runs: no unique fire time, so a manual send never takes the daemon's claim,
+# and catch-up, retries and pruning, which read only `runs`, never mistake one for a scheduled run.
+manual_runs = Table(
+    "dispatcher_manual_runs",
+    metadata,
+    *_run_columns(),
+    Index("ix_dispatcher_manual_runs_report_fire", "report_id", "fire_time"),
+)
+
+# The last failure alert per report: throttles alerts across every replica.
+alerts = Table(
+    "dispatcher_alerts",
+    metadata,
+    Column("report_id", String(200), primary_key=True),
+    Column("last_alert_at", UTCDateTime(), nullable=False),
+)
+
+api_calls = Table(
+    "dispatcher_api_calls",
+    metadata,
+    Column("month", String(7), primary_key=True),  # "2026-11" in the config's time zone
+    Column("endpoint", String(64), primary_key=True),
+    Column("calls", Integer, nullable=False),
+)
+
+# One row per month whose 80% warning went out: the primary key makes "once" hold across replicas.
+quota_warnings = Table(
+    "dispatcher_quota_warnings",
+    metadata,
+    Column("month", String(7), primary_key=True),
+    Column("used", Integer, nullable=False),
+)
+
+# version -> columns it added to tables an older version already had
+ADDED_COLUMNS: dict[int, tuple[tuple[str, str, str], ...]] = {
+    2: (("dispatcher_runs", "batches", "TEXT"),),
+}

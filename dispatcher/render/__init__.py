@@ -1,0 +1,78 @@
+"""A query result (pandas DataFrame) → one DingTalk work-notification `msg` within the size budget.
+
+Render is deterministic: the same inputs give byte-identical output (a retry must not look like new
+content), and the footer carries the run's fire time (two runs must never look identical, or
+DingTalk silently drops the second one the same day)
+[asynchronous-sending-of-enterprise-session-messages].
+
+The package is split by concern: `format` (values as markdown text), `fit` (the byte budget),
+`default` (the rendering without a template), `templates` (author templates, their helpers and
+errors), `bounded` and `limits` (the bounded Jinja sandbox, also used for `params:`). Markdown itself
+is read and escaped by one module, `dispatcher.dingtalk.markdown`, which the sandbox's inbox uses too.
+This module stays light: `validate` imports `dispatcher.render.bounded` and must not load pandas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.dingtalk.message import MAX_MSG_BYTES, msg_bytes
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MSGTYPES = ("markdown", "text", "action_card")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    title: str
+    fire_time: datetime  # aware, already in the report's timezone
+    footer_seconds: bool = False  # the schedule can fire more than once a minute
+    period: str | None = None
+    template: str | None = None  # author-written Jinja2 markdown: untrusted, runs sandboxed
+    formats: Mapping[str, str] = field(default_factory=dict)  # column -> one of format.KINDS
+    labels: Mapping[str, str] = field(default_factory=dict)  # column -> display label
+    msgtype: str = "markdown"
+    action_url: str | None = None
+    action_title: str = "查看详情"
+    max_msg_bytes: int = MAX_MSG_BYTES
+    query_truncated: bool = False
+    macros: Mapping[str, str] = field(default_factory=dict)
+    currency_symbol: str = "¥"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    title: str
+    markdown: str  # the body as sent (the content, for the text msgtype)
+    msg: dict[str, Any]
+    msg_bytes: int
+    rows: int
+    rows_shown: int
+    truncated: bool
+
+
+def render(df: pd.DataFrame, opts: RenderOptions) -> Rendered:
+    """Render `df` as the message `opts` describes; RenderError when that is impossible."""
+    # pandas and the template sandbox load with the first render, not with this package
+    from dispatcher.render.default import render_default
+    from dispatcher.render.fit import page_for
+    from dispatcher.render.format import one_line
+    from dispatcher.render.templates import render_template
+
+    page = page_for(opts)
+    fit = render_template(df, opts, page) if opts.template is not None else render_default(df, opts, page)
+    msg = page.wrap(fit.text)
+    return Rendered(
+        title=one_line(opts.title),
+        markdown=fit.text,
+        msg=msg,
+        msg_bytes=msg_bytes(msg),
+        rows=len(df),
+        rows_shown=fit.shown,
+        truncated=opts.query_truncated or fit.dropped > 0 or fit.lines_dropped > 0,
+    )

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import requests
 
+from dispatcher.dingtalk.client import Credentials, DingTalkClient
 from dispatcher.dingtalk.markdown import escape
 from dispatcher.render import Rendered, RenderOptions, render
 from dispatcher.sandbox import Sandbox, SandboxOptions
@@ -124,18 +125,8 @@ def test_the_inbox_over_http_shows_every_tricky_value_as_itself() -> None:
 
 
 def deliver_and_open(rendered: Rendered) -> str:
-    with Sandbox(SandboxOptions()) as sandbox:
-        http = requests.Session()
-        token = http.get(
-            f"{sandbox.url}/gettoken",
-            params={"appkey": "dingsandboxkey", "appsecret": "sandbox-secret"},
-            timeout=5,
-        ).json()["access_token"]
-        reply = http.post(
-            f"{sandbox.url}/topapi/message/corpconversation/asyncsend_v2",
-            params={"access_token": token},
-            json={"agent_id": 100000001, "userid_list": "user001", "msg": rendered.msg},
-            timeout=5,
-        ).json()
-        assert reply["errcode"] == 0, reply
-        return http.get(f"{sandbox.url}/", timeout=5).text
+    """Send with the real client, as a run does, and open the inbox page as a person would."""
+    creds = Credentials("dingsandboxkey", "sandbox-secret", 100000001)
+    with Sandbox(SandboxOptions()) as sandbox, DingTalkClient(creds, base_url=sandbox.url) as client:
+        client.send(rendered.msg, userids=["user001"], receipts=False)
+        return requests.get(f"{sandbox.url}/", timeout=5).text

@@ -94,7 +94,7 @@ class Daemon:
     # -- lifecycle --
 
     def run(self) -> int:
-        import dispatcher.render  # noqa: F401  (pandas: imported here, not in the first run's time)
+        import dispatcher.render.templates  # noqa: F401  (pandas: imported here, not in the first run's time)
 
         with ExitStack() as stack:
             self.svc = self._services(stack)

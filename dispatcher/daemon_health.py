@@ -37,7 +37,7 @@ def alert_store_problem(svc: Services, owner: str, problem: str) -> None:
     """Tell `admins` the state store is unusable; sent once per outage, so no ledger throttle (it is down)."""
     from dispatcher.delivery import deliver, recipients_for
     from dispatcher.dingtalk.message import markdown_msg
-    from dispatcher.render_helpers import md
+    from dispatcher.render.format import md
 
     if ALERT_GROUP not in svc.config.recipients:
         logs.event("alert.skipped", logging.WARNING, reason="no 'admins' recipient group")

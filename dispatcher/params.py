@@ -8,29 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date, timedelta
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import TemplateError
 
 from dispatcher.errors import ConfigError, Problem
-from dispatcher.templating import BoundedSandbox
+from dispatcher.render.bounded import params_environment
 
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
-
-
-def _add_days(value: str, days: int) -> str:
-    """`{{ yesterday | add_days(-7) }}`: shift an ISO date."""
-    return (date.fromisoformat(str(value)[:10]) + timedelta(days=int(days))).isoformat()
-
-
-def _environment() -> BoundedSandbox:
-    env = BoundedSandbox(undefined=StrictUndefined, autoescape=False)
-    env.filters["add_days"] = _add_days
-    return env
-
-
-_ENV = _environment()
+_ENV = params_environment()
 
 
 def render_value(value: Any, macros: Mapping[str, str], where: str, file: str = "reports.yaml") -> Any:

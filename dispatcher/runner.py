@@ -343,7 +343,7 @@ def alert(
 
 
 def _alert_text(report: Report, fire: datetime, error: str, partial: Outcome | None = None) -> str:
-    from dispatcher.render_helpers import md
+    from dispatcher.render.format import md
 
     now = clock.now().astimezone(fire.tzinfo).strftime("%Y-%m-%d %H:%M:%S")
     heading = "报表部分送达" if partial is not None else "报表运行失败"

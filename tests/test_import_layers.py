@@ -21,10 +21,10 @@ KNOWN_LAZY_CYCLES = [
 ]
 
 LOW_LAYERS = {
-    "dispatcher.store": ("dispatcher.dingtalk", "dispatcher.render", "dispatcher.templating",
+    "dispatcher.store": ("dispatcher.dingtalk", "dispatcher.render",
                          "dispatcher.params", "dispatcher.runner", "dispatcher.daemon", "dispatcher.cli",
                          "dispatcher.delivery", "dispatcher.sandbox"),
-    "dispatcher.dingtalk": ("dispatcher.store", "dispatcher.render", "dispatcher.templating",
+    "dispatcher.dingtalk": ("dispatcher.store", "dispatcher.render",
                             "dispatcher.params", "dispatcher.runner", "dispatcher.daemon", "dispatcher.cli",
                             "dispatcher.config", "dispatcher.delivery"),
     "dispatcher.redact": ("dispatcher.dingtalk", "dispatcher.store"),

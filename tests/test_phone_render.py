@@ -17,7 +17,7 @@ import requests
 from dispatcher.dingtalk.markdown import hard_breaks, to_html, to_plain
 from dispatcher.dingtalk.message import markdown_msg, msg_bytes
 from dispatcher.render import RenderOptions, render
-from dispatcher.render_helpers import md
+from dispatcher.render.format import md
 from dispatcher.sandbox import Sandbox, SandboxOptions
 
 FIRE = datetime(2026, 11, 28, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -116,11 +116,11 @@ def test_the_inbox_over_http_shows_a_rendered_templates_lines_apart_and_a_bare_n
 
 
 def test_one_parser_the_sandbox_shows_with_the_module_the_renderer_measures_with() -> None:
-    import dispatcher.render
+    import dispatcher.render.fit
     import dispatcher.sandbox.inbox
 
     assert dispatcher.sandbox.inbox.to_html is to_html
-    assert dispatcher.render.hard_breaks is hard_breaks and dispatcher.render.to_plain is to_plain
+    assert dispatcher.render.fit.hard_breaks is hard_breaks and dispatcher.render.fit.to_plain is to_plain
     code = (
         "import sys, dispatcher.dingtalk.markdown, dispatcher.dingtalk.message;"
         "print(sorted(m for m in sys.modules if m.startswith(('dispatcher.sandbox', 'dispatcher.render'))))"

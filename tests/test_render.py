@@ -12,7 +12,8 @@ import pytest
 
 from dispatcher.errors import RenderError
 from dispatcher.render import RenderOptions, render
-from dispatcher.render_helpers import change, currency, md, number, percent, signed, top
+from dispatcher.render.format import change, currency, md, number, percent, signed
+from dispatcher.render.templates import top
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FIRE = datetime(2026, 11, 28, 9, 0, tzinfo=SHANGHAI)

@@ -1,10 +1,11 @@
-"""A Jinja sandbox with bounds: a render deadline, a loop budget and a cap on every string it builds.
+"""The bounds every template render runs under: a deadline, a loop budget, a cap on each string.
 
 Jinja's own sandbox stops attribute escapes but not a template that loops 10^10 times or doubles a
 string 34 times. Templates (and `params:`) are untrusted input, and Python cannot kill a thread, so
-the bounds are checked from inside the render: at every loop step, call, operator and output chunk.
-A template that crosses one fails with a `TemplateLimitError` (a Jinja `SecurityError`), which the
-callers already turn into a clear RenderError or ConfigError.
+the bounds are checked from inside the render: at every loop step, call, operator and output chunk
+(`dispatcher.render.bounded` routes them here). A template that crosses one fails with a
+`TemplateLimitError` (a Jinja `SecurityError`), which the callers turn into a clear RenderError or
+ConfigError.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from jinja2 import Template, nodes
-from jinja2.runtime import Context as JinjaContext
-from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter, SecurityError
-from jinja2.visitor import NodeTransformer
+from jinja2.sandbox import SecurityError
 
 MAX_CHARS = 1_000_000  # one string or one rendered output; a DingTalk message is at most ~20 KB
 MAX_ITEMS = 100_000  # one list built by an operator
@@ -48,6 +47,17 @@ def _budget() -> _Budget | None:
     return getattr(_local, "budget", None)
 
 
+@contextmanager
+def render_budget() -> Iterator[None]:
+    """One deadline and loop budget per render, in the rendering thread; a nested render shares it."""
+    outer = _budget()
+    _local.budget = _Budget(time.monotonic() + RENDER_SECONDS) if outer is None else outer
+    try:
+        yield
+    finally:
+        _local.budget = outer
+
+
 def check_deadline() -> None:
     budget = _budget()
     if budget is not None and time.monotonic() > budget.deadline:
@@ -63,109 +73,15 @@ def check_size(value: Any) -> Any:
     return value
 
 
-def _check_width(width: Any, what: str) -> None:
+def check_width(width: Any, what: str) -> None:
     if isinstance(width, int) and width > MAX_CHARS:
         raise TemplateLimitError(f"{what} width {width:,} is over the {MAX_CHARS:,}-character limit")
 
 
-class BoundedTemplate(Template):
-    """Each render gets its own deadline and loop budget, in the rendering thread."""
-
-    def render(self, *args: Any, **kwargs: Any) -> str:
-        outer = _budget()
-        _local.budget = _Budget(time.monotonic() + RENDER_SECONDS) if outer is None else outer
-        try:
-            return super().render(*args, **kwargs)
-        finally:
-            _local.budget = outer
-
-
-class _BoundedFormatter(SandboxedFormatter):
-    def format_field(self, value: Any, format_spec: str) -> Any:
-        for number in _NUMBER.findall(format_spec):
-            _check_width(int(number), "format")
-        return check_size(super().format_field(value, format_spec))
-
-
-class BoundedSandbox(SandboxedEnvironment):
-    """A sandbox whose renders stop at the limits above instead of eating the CPU or the memory."""
-
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.template_class = BoundedTemplate
-        self.globals["__bounded_iter__"] = bounded_iter
-        self.globals["__bounded_concat__"] = lambda *parts: _bounded_join(parts, "a string")
-        self.filters.update(_bounded_filters(self.filters))
-
-    @staticmethod
-    def concat(chunks: Iterable[str]) -> str:  # type: ignore[override]
-        return _bounded_join(chunks, "the rendered text")
-
-    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = super()._parse(source, name, filename)
-        bounded: nodes.Template = _Bounds().visit(tree)
-        return bounded
-
-    def call(self, context: JinjaContext, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        check_deadline()
-        return check_size(super().call(context, obj, *args, **kwargs))
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        check_deadline()
-        return _bounded_method(super().getattr(obj, attribute))
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        return _bounded_method(super().getitem(obj, argument))
-
-    def call_binop(self, context: JinjaContext, operator: str, left: Any, right: Any) -> Any:
-        check_deadline()
-        if operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
-            check_size(left)
-            check_size(right)
-            if len(left) + len(right) > MAX_CHARS:
-                raise TemplateLimitError(f"a string grew past {MAX_CHARS:,} characters")
-        if operator == "%" and isinstance(left, str):
-            _check_percent(left, right)
-        if operator == "*":
-            _check_repeat(left, right)
-        if operator in ("*", "**"):
-            _check_int_growth(operator, left, right)
-        return check_size(super().call_binop(context, operator, left, right))
-
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is None:
-            return None
-        formatter = _BoundedFormatter(self)
-        text, is_map = value.__self__, value.__name__ == "format_map"
-
-        def bounded(*args: Any, **kwargs: Any) -> str:
-            if is_map:
-                if kwargs or len(args) != 1:
-                    raise TypeError("format_map() takes exactly one argument")
-                return str(formatter.vformat(text, (), args[0]))
-            return str(formatter.vformat(text, args, kwargs))
-
-        return bounded
-
-
-class _Bounds(NodeTransformer):
-    """Route every loop and every `~` through the bounds: Jinja compiles both to plain Python."""
-
-    def visit_For(self, node: nodes.For) -> nodes.Node:
-        self.generic_visit(node)
-        node.iter = _call("__bounded_iter__", [cast(nodes.Expr, node.iter)])
-        return node
-
-    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
-        self.generic_visit(node)
-        return _call("__bounded_concat__", node.nodes)
-
-
-def _call(name: str, args: list[nodes.Expr]) -> nodes.Call:
-    return nodes.Call(nodes.Name(name, "load"), args, [], None, None)
+def check_format_spec(spec: str) -> None:
+    """`'{:999999999}'.format(x)`: every number in a format spec is a width or a precision."""
+    for number in _NUMBER.findall(spec):
+        check_width(int(number), "format")
 
 
 def bounded_iter(iterable: Iterable[Any]) -> Iterator[Any]:
@@ -181,7 +97,7 @@ def bounded_iter(iterable: Iterable[Any]) -> Iterator[Any]:
         yield item
 
 
-def _bounded_join(chunks: Iterable[Any], what: str) -> str:
+def bounded_join(chunks: Iterable[Any], what: str) -> str:
     parts, total = [], 0
     for chunk in chunks:
         text = str(chunk)
@@ -192,13 +108,13 @@ def _bounded_join(chunks: Iterable[Any], what: str) -> str:
     return "".join(parts)
 
 
-def _check_repeat(left: Any, right: Any) -> None:
+def check_repeat(left: Any, right: Any) -> None:
     seq, times = (left, right) if isinstance(left, str | list | tuple) else (right, left)
     if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > MAX_CHARS:
         raise TemplateLimitError(f"repeating a sequence past {MAX_CHARS:,} items is not allowed")
 
 
-def _check_int_growth(operator: str, left: Any, right: Any) -> None:
+def check_int_growth(operator: str, left: Any, right: Any) -> None:
     # Big integers are a memory and CPU bomb of their own: 9 ** 9 ** 9, or squaring in a loop.
     if not (isinstance(left, int) and isinstance(right, int)):
         return
@@ -210,25 +126,25 @@ def _check_int_growth(operator: str, left: Any, right: Any) -> None:
         raise TemplateLimitError(f"an integer grew past {MAX_INT_BITS:,} bits")
 
 
-def _check_percent(text: str, args: Any) -> None:
+def check_percent(text: str, args: Any) -> None:
     stars = 0
     for match in _PERCENT_SPEC.finditer(text):
         for part in match.groups():
             if part == "*":
                 stars += 1
             elif part is not None:
-                _check_width(int(part), "%-format")
+                check_width(int(part), "%-format")
     if stars:
         values = args if isinstance(args, tuple) else (args,)
         for value in values:
-            _check_width(value, "%-format")
+            check_width(value, "%-format")
 
 
 # str methods whose output can be far longer than their input, checked before they allocate.
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill"})
 
 
-def _bounded_method(value: Any) -> Any:
+def bounded_method(value: Any) -> Any:
     owner = getattr(value, "__self__", None)
     if not isinstance(owner, str) or not callable(value):
         return value
@@ -245,12 +161,12 @@ def _bounded_method(value: Any) -> Any:
 
 
 def _joined(sep: str, items: Iterable[Any]) -> str:
-    return _bounded_join(((sep if i else "") + str(x) for i, x in enumerate(items)), "join")
+    return bounded_join(((sep if i else "") + str(x) for i, x in enumerate(items)), "join")
 
 
 def _width_checked(method: Callable[..., str], name: str) -> Callable[..., str]:
     def checked(width: Any, *rest: Any) -> str:
-        _check_width(width, name)
+        check_width(width, name)
         return method(width, *rest)
 
     return checked
@@ -272,24 +188,24 @@ def _replace(text: str, old: Any, new: Any, count: Any = -1) -> str:
     return text.replace(old, new, count)
 
 
-def _bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+def bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
     """The built-in filters that can build a long string from a short one, checked first."""
     center, indent = filters["center"], filters["indent"]
 
     def do_center(value: Any, width: int = 80) -> str:
-        _check_width(width, "center")
+        check_width(width, "center")
         return str(center(value, width))
 
     def do_indent(value: Any, width: Any = 4, *args: Any, **kwargs: Any) -> str:
         if isinstance(width, int):
-            _check_width(width * (str(value).count("\n") + 1), "indent")
+            check_width(width * (str(value).count("\n") + 1), "indent")
         return check_size(indent(value, width, *args, **kwargs))
 
     def do_format(value: Any, *args: Any, **kwargs: Any) -> str:
         if args and kwargs:
             raise TemplateLimitError("format takes positional or keyword arguments, not both")
         text = str(value)
-        _check_percent(text, args if args else kwargs)
+        check_percent(text, args if args else kwargs)
         return check_size(text % (kwargs or args))
 
     def do_replace(value: Any, old: Any, new: Any, count: Any = None) -> str:

@@ -1,7 +1,8 @@
-"""Formatting values for DingTalk markdown (cells, numbers, dates); template helpers and sandbox.
+"""Values as DingTalk markdown text: cells, numbers, currency, percentages, dates, labels.
 
 Cell text is untrusted: `md` makes it text the markdown cannot read as structure, with the escaping of
-the one DingTalk markdown module (dispatcher.dingtalk.markdown.escape).
+the one DingTalk markdown module (dispatcher.dingtalk.markdown.escape). Precision for the default
+rendering is a property of a column, decided once from all its values (`column_formatter`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from jinja2 import Undefined
-from jinja2.runtime import Context as JinjaContext
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from dispatcher.dingtalk.markdown import escape
-from dispatcher.templating import BoundedSandbox
 
 MISSING = "—"
 CELL_MAX_CHARS = 64
@@ -65,6 +62,11 @@ def cell(x: Any) -> str:
     """`md` capped at CELL_MAX_CHARS, for one value inside a default-rendered line; blank shows `—`."""
     text = md(x) or MISSING  # an empty value would leave `- ****` or a label with nothing after it
     return text if len(text) <= CELL_MAX_CHARS else text[: CELL_MAX_CHARS - 1] + "…"
+
+
+def one_line(text: str) -> str:
+    """An author's title or period on one line: runs of whitespace become one space."""
+    return " ".join(text.split())
 
 
 def as_number(x: Any) -> int | float | Decimal | None:
@@ -154,42 +156,11 @@ def change(current: Any, previous: Any, digits: Any = 1) -> str:
     return ("▲" if ratio > 0 else "▼") + text + "%"
 
 
-def top(data: Any, n: Any, by: str, ascending: bool = False) -> list[dict[str, Any]]:
-    """The first `n` rows (DataFrame or list of row dicts) ordered by `by`; missing values last."""
-    count = max(0, int(n))
-    if isinstance(data, pd.DataFrame):
-        ordered = data.sort_values(by, ascending=ascending, kind="mergesort", na_position="last")
-        return ordered.head(count).to_dict("records")  # type: ignore[return-value]
-    rows = list(data)
-    present = [r for r in rows if not is_missing(r.get(by))]
-    absent = [r for r in rows if is_missing(r.get(by))]
-    present.sort(key=lambda r: r[by], reverse=not ascending)
-    return (present + absent)[:count]
-
-
-def template_helpers(currency_symbol: str) -> dict[str, Callable[..., Any]]:
-    """The helpers templates get as both filters and globals."""
-
-    def currency_default(x: Any, digits: Any = 0, symbol: str = currency_symbol) -> str:
-        return currency(x, digits, symbol)
-
-    return {
-        "number": number,
-        "integer": integer,
-        "percent": percent,
-        "currency": currency_default,
-        "change": change,
-        "signed": signed,
-        "top": top,
-        "md": md,
-    }
-
-
 def _datetime_pattern(x: datetime) -> str:
     return "%Y-%m-%d %H:%M:%S" if x.second or x.microsecond else "%Y-%m-%d %H:%M"
 
 
-# --- default rendering: one formatter per column, decided from the whole column ------------------
+# --- the default rendering: one formatter per column, decided from the whole column ---------------
 
 KINDS = ("number", "integer", "percent", "currency", "text", "date")
 
@@ -277,63 +248,3 @@ def _column_date_pattern(series: pd.Series) -> str:
     if seconds:
         return "%Y-%m-%d %H:%M:%S"
     return "%Y-%m-%d %H:%M" if minutes else "%Y-%m-%d"
-
-
-# --- templates -----------------------------------------------------------------------------------
-
-# What templates may touch on pandas and numpy objects: reading, never writing files or mutating.
-_DATA_ATTRS = frozenset(
-    """columns index shape empty size ndim dtype dtypes name T head tail iloc loc iat at items
-    iterrows itertuples keys get sum mean median min max count nunique unique mode quantile
-    std var prod cumsum cummax cummin abs round clip diff pct_change rank idxmax idxmin
-    nlargest nsmallest sort_values sort_index value_counts describe isna notna isnull notnull
-    fillna dropna between isin any all groupby first last astype copy reset_index set_index
-    rename tolist to_list to_dict item str dt contains startswith endswith upper lower strip
-    len replace slice split year month day hour minute second weekday isoweekday date time
-    strftime isoformat day_name month_name quarter""".split()
-)
-_MAX_REPEAT = 100_000
-_MAX_EXPONENT = 1_000
-
-
-class TemplateSandbox(BoundedSandbox, ImmutableSandboxedEnvironment):
-    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        if not super().is_safe_attribute(obj, attr, value):
-            return False
-        if type(obj).__module__.split(".")[0] in ("pandas", "numpy"):
-            in_frame = isinstance(obj, pd.DataFrame) and attr in obj.columns
-            return attr in _DATA_ATTRS or in_frame
-        return True
-
-    def call(self, context: JinjaContext, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if "inplace" in kwargs:
-            raise SecurityError("inplace= is not allowed in templates")
-        return super().call(context, obj, *args, **kwargs)
-
-    def call_binop(self, context: JinjaContext, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, numbers.Real) and abs(float(right)) > _MAX_EXPONENT:
-            raise SecurityError(f"exponent {right} is too large")
-        if operator == "*":
-            seq, times = (left, right) if isinstance(left, str | list | tuple) else (right, left)
-            big = isinstance(seq, str | list | tuple) and isinstance(times, int)
-            if big and len(seq) * times > _MAX_REPEAT:
-                raise SecurityError("repeating a sequence that many times is not allowed")
-        return super().call_binop(context, operator, left, right)
-
-
-def finalize(value: Any) -> Any:
-    """What `{{ x }}` prints: `—` for missing, 是/否, ISO dates; everything else unchanged."""
-    if isinstance(value, Undefined | str):
-        return value
-    return plain_value(value)
-
-
-def escape_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy whose text cells are safe markdown, so `{{ r.name }}` cannot inject structure."""
-    out = df.copy(deep=False)
-    for j in range(df.shape[1]):
-        col = df.iloc[:, j]
-        if pd.api.types.is_object_dtype(col.dtype) or pd.api.types.is_string_dtype(col.dtype):
-            escaped = col.map(lambda v: md(v) if isinstance(v, str) else v)
-            out.isetitem(j, escaped.to_numpy(dtype=object))
-    return out

@@ -1,0 +1,47 @@
+"""A query result (pandas DataFrame) → one DingTalk work-notification `msg` within the size budget.
+
+Render is deterministic: the same inputs give byte-identical output (a retry must not look like new
+content), and the footer carries the run's fire time (two runs must never look identical, or
+DingTalk silently drops the second one the same day)
+[asynchronous-sending-of-enterprise-session-messages].
+
+The package is split by concern: `format` (values as markdown text), `fit` (the byte budget),
+`default` (the rendering without a template), `templates` (author templates, their helpers and
+errors), `bounded` and `limits` (the bounded Jinja sandbox, also used for `params:`). Markdown itself
+is read and escaped by one module, `dispatcher.dingtalk.markdown`, which the sandbox's inbox uses too.
+This module stays light: `validate` imports `dispatcher.render.bounded` and must not load pandas.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dispatcher.dingtalk.message import msg_bytes
+from dispatcher.render.options import MSGTYPES, Rendered, RenderOptions
+
+__all__ = ["MSGTYPES", "RenderOptions", "Rendered", "render"]
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def render(df: pd.DataFrame, opts: RenderOptions) -> Rendered:
+    """Render `df` as the message `opts` describes; RenderError when that is impossible."""
+    # pandas and the template sandbox load with the first render, not with this package
+    from dispatcher.render.default import render_default
+    from dispatcher.render.fit import page_for
+    from dispatcher.render.format import one_line
+    from dispatcher.render.templates import render_template
+
+    page = page_for(opts)
+    fit = render_template(df, opts, page) if opts.template is not None else render_default(df, opts, page)
+    msg = page.wrap(fit.text)
+    return Rendered(
+        title=one_line(opts.title),
+        markdown=fit.text,
+        msg=msg,
+        msg_bytes=msg_bytes(msg),
+        rows=len(df),
+        rows_shown=fit.shown,
+        truncated=opts.query_truncated or fit.dropped > 0 or fit.lines_dropped > 0,
+    )

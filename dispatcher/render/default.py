@@ -1,0 +1,64 @@
+"""The default rendering, for reports without a template: a heading, then a KPI form or a row list.
+
+One row becomes one `- **label** value` line per column; several rows become one line per row,
+`- **华东** · 销售额 ¥1,234,567 · 订单 3,210`. DingTalk's phones show no tables, so none is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from dispatcher.errors import RenderError
+from dispatcher.render.fit import Fit, Page, fit_items
+from dispatcher.render.format import KINDS, MISSING, column_formatter, infer_kind, md, one_line
+
+if TYPE_CHECKING:
+    from dispatcher.render.options import RenderOptions
+
+_Column = tuple[str, Callable[[Any], str], list[Any]]
+
+
+def render_default(df: pd.DataFrame, opts: RenderOptions, page: Page) -> Fit:
+    head = [page.block([f"### {one_line(opts.title)}"])]
+    if opts.period:
+        head.append(page.block([f"**统计周期** {one_line(opts.period)}"]))
+    n = len(df)
+    if n == 0 or df.shape[1] == 0:
+        return fit_items(page, [*head, page.block(["暂无数据"])], iter(()), 0, "行")
+    columns = _columns(df, opts)
+    if n == 1:  # a KPI: one line per column
+        kpis = (page.conv(f"- **{label}** {fmt(values[0])}") for label, fmt, values in columns)
+        fit = fit_items(page, head, kpis, len(columns), "项")
+        return Fit(fit.text, min(fit.shown, 1), fit.dropped, fit.lines_dropped)
+    rows = (page.conv(_row_line(columns, i)) for i in range(len(columns[0][2])))
+    return fit_items(page, head, rows, n, "行")
+
+
+def _columns(df: pd.DataFrame, opts: RenderOptions) -> list[_Column]:
+    """Each column's label, formatter (decided from the whole column) and its first values.
+
+    A line costs at least a byte, so no more than `max_msg_bytes` rows can ever be shown: only
+    those become Python objects, however many rows the query returned.
+    """
+    shown = min(len(df), opts.max_msg_bytes)
+    columns = []
+    for j, name in enumerate(map(str, df.columns)):
+        series = df.iloc[:, j]
+        kind = opts.formats.get(name) or infer_kind(series)
+        if kind not in KINDS:
+            raise RenderError(f"column {name!r}: unknown format {kind!r}; use one of {', '.join(KINDS)}")
+        fmt = column_formatter(series, kind, opts.currency_symbol)
+        label = md(opts.labels.get(name, name)) or MISSING
+        columns.append((label, fmt, series.iloc[:shown].tolist()))
+    return columns
+
+
+def _row_line(columns: list[_Column], i: int) -> str:
+    """`- **华东** · 销售额 ¥1,234,567 · 订单 3,210`: the first column names the row."""
+    (_, first_fmt, first_values), rest = columns[0], columns[1:]
+    parts = [f"- **{first_fmt(first_values[i])}**"]
+    parts += [f"{label} {fmt(values[i])}" for label, fmt, values in rest]
+    return " · ".join(parts)

@@ -53,7 +53,10 @@ def test_three_runaway_templates_on_three_workers_leave_a_normal_report_on_sched
     loops = [r for rid in runaway for r in runs(state_url, rid)]
     assert loops and all(r.state in ("failed", "skipped", "running") for r in loops)
     errors = {r.error for r in loops if r.state == "failed"}
-    limit = re.compile(r"report 'loop\d': template not allowed.*: (loops ran more than|.* grew past)")
+    # The loop budget normally stops them; on a loaded machine the render deadline may come first.
+    limit = re.compile(
+        r"report 'loop\d': template not allowed.*: (loops ran more than|.* grew past|rendering took longer)"
+    )
     assert errors and all(limit.match(e or "") for e in errors), errors
     assert all("MemoryError" not in (e or "") for e in errors)
     assert first.fields["report"] == "normal"

@@ -6,7 +6,7 @@ import difflib
 import os
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -294,10 +294,19 @@ def _unset_message(names: list[str]) -> str:
     return f"environment variable {', '.join(names)} is not set (set it, or write ${{VAR:-default}})"
 
 
+Model = TypeVar("Model", bound=BaseModel)
+
+
 class _Checker:
     """Validates section by section so one bad report does not hide the problems of the others."""
 
-    def __init__(self, doc: yamlfile.Document, path: Path, data: dict, missing: dict) -> None:
+    def __init__(
+        self,
+        doc: yamlfile.Document,
+        path: Path,
+        data: dict[str, Any],
+        missing: dict[tuple[str, ...], list[str]],
+    ) -> None:
         self.doc = doc
         self.path = path
         self.data = data
@@ -334,7 +343,7 @@ class _Checker:
             out[name] = self._validate(model, entry, (section, name))
         return {k: v for k, v in out.items() if v is not None}
 
-    def _validate(self, model: type[Any], raw: Any, keypath: tuple[str, ...]) -> Any:
+    def _validate(self, model: type[Model], raw: Any, keypath: tuple[str, ...]) -> Model | None:
         try:
             return model.model_validate(raw)
         except ValidationError as exc:

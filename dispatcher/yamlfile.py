@@ -154,7 +154,7 @@ def interpolate(data: Any, env: Mapping[str, str] | None = None) -> Interpolated
     return result
 
 
-def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], missing: dict) -> Any:
+def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], missing: dict[KeyPath, list[str]]) -> Any:
     if isinstance(data, dict):
         return {k: _interp(v, (*keypath, k), env, missing) for k, v in data.items()}
     if isinstance(data, list):

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2.sandbox import SecurityError
+from jinja2.exceptions import SecurityError
 
 MAX_CHARS = 1_000_000  # one string or one rendered output; a DingTalk message is at most ~20 KB
 MAX_ITEMS = 100_000  # one list built by an operator
@@ -199,14 +199,16 @@ def bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callabl
     def do_indent(value: Any, width: Any = 4, *args: Any, **kwargs: Any) -> str:
         if isinstance(width, int):
             check_width(width * (str(value).count("\n") + 1), "indent")
-        return check_size(indent(value, width, *args, **kwargs))
+        out: str = check_size(indent(value, width, *args, **kwargs))
+        return out
 
     def do_format(value: Any, *args: Any, **kwargs: Any) -> str:
         if args and kwargs:
             raise TemplateLimitError("format takes positional or keyword arguments, not both")
         text = str(value)
         check_percent(text, args if args else kwargs)
-        return check_size(text % (kwargs or args))
+        out: str = check_size(text % (kwargs or args))
+        return out
 
     def do_replace(value: Any, old: Any, new: Any, count: Any = None) -> str:
         return _replace(str(value), str(old), str(new), -1 if count is None else count)

@@ -17,6 +17,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -135,13 +136,13 @@ class _Handler(BaseHTTPRequestHandler):
     # -- /_sandbox/* and the inbox -------------------------------------------------------------
     def _control(self, method: str, name: str, query: dict[str, Any], raw: bytes) -> None:
         engine = self.server.engine
-        readers = {
+        readers: dict[str, Callable[[], Any]] = {
             "health": lambda: {"ok": True},
             "messages": lambda: engine.messages(query.get("userid") or None),
             "calls": lambda: engine.calls(query.get("endpoint") or None),
             "tasks": engine.tasks,
         }
-        writers = {
+        writers: dict[str, Callable[[Any], Any]] = {
             "reset": lambda _: engine.reset(),
             "expire_tokens": lambda _: engine.expire_tokens(),
             "options": lambda body: engine.set_options(_expect(body, dict)),

@@ -12,10 +12,15 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import DispatcherError
 from dispatcher.words import plural
+
+if TYPE_CHECKING:
+    from dispatcher.config import Config, Report
+    from dispatcher.ledger import Run
+    from dispatcher.runner import Prepared
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -216,13 +221,13 @@ def _version() -> str:
     return f"dispatcher {__version__}"
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace) -> Config:
     from dispatcher.config import load_config
 
     return load_config(args.config)
 
 
-def _instant(config: Any, at: datetime | None) -> datetime:
+def _instant(config: Config, at: datetime | None) -> datetime:
     from dispatcher.runner import now_in
     from dispatcher.schedule import to_zone
 
@@ -257,7 +262,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     config = _load(args)
     at = _instant(config, args.at)
     last = _last_runs(config)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": report.id,
             "title": report.title,
@@ -279,22 +284,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _last_runs(config: Any) -> dict[str, Any]:
+def _last_runs(config: Config) -> dict[str, Run]:
     """Each report's latest ledger row, if there is a state store yet (list never creates one)."""
-    from sqlalchemy.engine import make_url
-
+    from dispatcher.app import open_store
     from dispatcher.ledger import Ledger
-    from dispatcher.state import StateStore, state_url
 
-    url = state_url(config.base_dir, config.state)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        return {}
-    store = StateStore(url)
-    try:
-        return Ledger(store).last_runs()
-    finally:
-        store.close()
+    with open_store(config, create=False) as store:
+        return Ledger(store).last_runs() if store is not None else {}
 
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -330,7 +326,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def preview_dict(prepared: Any) -> dict[str, Any]:
+def preview_dict(prepared: Prepared) -> dict[str, Any]:
     rendered = prepared.rendered
     return {
         "id": prepared.report.id,
@@ -368,14 +364,12 @@ def cmd_send(args: argparse.Namespace) -> int:
     return send(args)
 
 
-def _prepare(config: Any, report: Any, fire: datetime) -> Any:
-    from dispatcher.runner import build_sources, prepare
+def _prepare(config: Config, report: Report, fire: datetime) -> Prepared:
+    from dispatcher.app import open_sources
+    from dispatcher.runner import prepare
 
-    sources = build_sources(config)
-    try:
+    with open_sources(config) as sources:
         return prepare(config, sources, report, fire)
-    finally:
-        sources.dispose()
 
 
 def _print_message(markdown: str) -> None:
@@ -415,17 +409,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    from dispatcher.app import open_store
     from dispatcher.ledger import Ledger
-    from dispatcher.state import StateStore, state_url
 
     config = _load(args)
     if args.report_id is not None:
         config.report(args.report_id)  # unknown id: a clear error, not an empty table
-    store = StateStore(state_url(config.base_dir, config.state))
-    try:
+    with open_store(config) as store:
+        assert store is not None
         runs = Ledger(store).history(args.report_id, limit=max(args.limit, 1))
-    finally:
-        store.close()
     if args.json:
         rows = [r.to_dict() | {"fire_time": _in_zone(config, r).isoformat()} for r in runs]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -440,21 +432,19 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_quota(args: argparse.Namespace) -> int:
     from dispatcher.apicalls import ApiCounter
+    from dispatcher.app import open_store
     from dispatcher.quota import forecast, forecast_text
     from dispatcher.schedule import to_zone
-    from dispatcher.state import StateStore, state_url
 
     config = _load(args)
-    store = StateStore(state_url(config.base_dir, config.state))
-    try:
+    with open_store(config) as store:
+        assert store is not None
         result = forecast(config, ApiCounter(store, to_zone(config.timezone), config.dingtalk.monthly_quota))
-    finally:
-        store.close()
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json else forecast_text(result))
     return 0
 
 
-def _in_zone(config: Any, run: Any) -> datetime:
+def _in_zone(config: Config, run: Run) -> datetime:
     """A run's fire time in its report's zone (the config's, for a report no longer configured)."""
     from dispatcher.schedule import to_zone
 
@@ -462,7 +452,7 @@ def _in_zone(config: Any, run: Any) -> datetime:
     return run.fire_time.astimezone(to_zone(config.report_timezone(report) if report else config.timezone))
 
 
-def _history_row(config: Any, run: Any) -> dict[str, Any]:
+def _history_row(config: Config, run: Run) -> dict[str, Any]:
     error = " ".join((run.error or "").split())
     return {
         "fire_time": _in_zone(config, run).isoformat(),

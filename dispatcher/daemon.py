@@ -35,10 +35,9 @@ from dispatcher.config import Config, Report, check_config, load_config
 from dispatcher.daemon_health import alert_store_problem, next_fires, workers_problem
 from dispatcher.errors import DispatcherError, StateError
 from dispatcher.health import HealthServer, HealthState, Metrics
-from dispatcher.ledger import Ledger, Run
-from dispatcher.runner import Services, build_sources, execute, give_up
+from dispatcher.ledger import Run
+from dispatcher.runner import Services, execute, give_up
 from dispatcher.schedule import Schedule
-from dispatcher.state import StateStore, state_url
 from dispatcher.watchdog import Attempt, WaitClock, run_bounded
 
 TICK = 1.0  # main-loop heartbeat, seconds
@@ -111,31 +110,17 @@ class Daemon:
         return 0
 
     def _services(self, stack: ExitStack) -> Services:
-        from dispatcher.delivery import open_target
+        from dispatcher.app import open_app
 
-        store = self.store = StateStore(self._state_url(stack))
-        stack.callback(store.close)
-        target = stack.enter_context(
-            open_target(self.config, sandbox=self.options.sandbox, sandbox_port=self.options.sandbox_port,
-                        on_call=self.metrics.api_call, state=store)
+        app = self.app = stack.enter_context(
+            open_app(self.config, sandbox=self.options.sandbox, sandbox_port=self.options.sandbox_port,
+                     metrics=self.metrics, owner=self.owner, throwaway_state=True)
         )  # fmt: skip
-        if target.api_calls is not None:
-            self.metrics.watch_api_calls(target.api_calls)
-        if target.sandbox is not None:
-            print(f"sandbox inbox: {target.sandbox.url}/", flush=True)
-            logs.event("sandbox.listening", url=f"{target.sandbox.url}/")
-        sources = build_sources(self.config)
-        stack.callback(lambda: self.svc.sources.dispose())
-        return Services(self.config, sources, target.client, Ledger(store), self.metrics, self.owner)
-
-    def _state_url(self, stack: ExitStack) -> str:
-        if self.options.sandbox and not os.environ.get("DISPATCHER_STATE_URL"):
-            # Sandbox deliveries are throw-away: keep their ledger away from production's.
-            import tempfile
-
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dispatcher-sandbox-")))
-            return f"sqlite:///{folder / 'state.db'}"
-        return state_url(self.config.base_dir, self.config.state)
+        self.store = app.store
+        if app.sandbox is not None:
+            print(f"sandbox inbox: {app.sandbox.url}/", flush=True)
+            logs.event("sandbox.listening", url=f"{app.sandbox.url}/")
+        return app.services()
 
     def _start_scheduler(self) -> BackgroundScheduler:
         scheduler = BackgroundScheduler(
@@ -470,8 +455,7 @@ class Daemon:
             logs.event("config.needs_restart", logging.WARNING, section="dingtalk",
                        reason="credentials and pacing are read at start")  # fmt: skip
         if new.sources != old.sources:
-            retired, self.svc.sources = self.svc.sources, build_sources(new)
-            retired.dispose()
+            self.app.swap_sources(new)
         old_ids = {rid for rid, r in old.reports.items() if r.enabled}
         new_ids = set(self._enabled())
         for rid in old_ids - new_ids:

@@ -66,6 +66,13 @@ class Daemon:
                 self.chores.do(action.chore)
         return decision.sleep
 
+    def announce(self) -> None:
+        config = self.app.config
+        logs.event("daemon.started", reports=len(enabled(config)), owner=self.app.owner)
+        for report, fire in next_fires(config, clock.now()):
+            logs.event("report.next_fire", report=report.id, next_fire=fire,
+                       schedule=report.parsed_schedule().expression)  # fmt: skip
+
     def loop(self) -> None:
         while not self.stop.wait(self.step()):
             pass
@@ -136,10 +143,7 @@ def serve(options: DaemonOptions) -> int:
             stack.callback(server.stop)
             logs.event("health.listening", url=server.url)
         daemon.install_signals()
-        logs.event("daemon.started", reports=len(enabled(config)), owner=owner)
-        for report, fire in next_fires(config, clock.now()):
-            logs.event("report.next_fire", report=report.id, next_fire=fire,
-                       schedule=report.parsed_schedule().expression)  # fmt: skip
+        daemon.announce()
         daemon.loop()
     return 0
 

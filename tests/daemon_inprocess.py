@@ -61,6 +61,11 @@ class Events(logging.Handler):
         ]
 
 
+def text(events: Events) -> str:
+    """Every event as one text line, as the daemon's stderr would show it."""
+    return "\n".join(f"{e.event} {e.fields}" for e in events.lines)
+
+
 class Stepper:
     """One in-process daemon; `run_for`/`run_until` drive it on the fake clock."""
 
@@ -115,6 +120,7 @@ def inprocess_daemon(
         with ExitStack() as stack:
             app = stack.enter_context(open_app(load_config(config), metrics=Metrics(), owner=name))
             daemon = Daemon(app, config, HealthState(started_at=time.time()))
+            daemon.announce()
             stepper = Stepper(daemon, fake, events)
             yield stepper
             daemon.stop.set()

@@ -18,9 +18,14 @@ from dispatcher.errors import DispatcherError
 from dispatcher.words import plural
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from dispatcher.config import Config, Report
+    from dispatcher.errors import Problem
     from dispatcher.ledger import Run
     from dispatcher.runner import Prepared
+
+    Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -69,12 +74,12 @@ def _add_config_option(parser: argparse.ArgumentParser, default: Any) -> None:
     )
 
 
-def _add_validate(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_validate(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("validate", parents=[common], help="check reports.yaml and print every problem")
     p.set_defaults(handler=cmd_validate)
 
 
-def _add_list(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_list(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("list", parents=[common], help="show every report and its next fire time")
     p.add_argument(
         "--at",
@@ -86,7 +91,7 @@ def _add_list(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_list)
 
 
-def _add_preview(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_preview(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "preview",
         parents=[common],
@@ -103,7 +108,7 @@ def _add_preview(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_preview)
 
 
-def _add_send(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_send(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("send", parents=[common], help="run one report now and deliver it")
     p.add_argument("report_id", metavar="REPORT_ID")
     p.add_argument(
@@ -127,7 +132,7 @@ def _add_send(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_send)
 
 
-def _add_sandbox(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_sandbox(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     # -c is accepted (and unused) so one shell alias with -c serves every command.
     p = sub.add_parser(
         "sandbox", parents=[common], help="run a local DingTalk-compatible server with an inbox page"
@@ -150,7 +155,7 @@ def _add_sandbox(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_sandbox)
 
 
-def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_run(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[common], help="run the daemon: push every report on its schedule")
     p.add_argument(
         "--sandbox",
@@ -179,7 +184,7 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_run)
 
 
-def _add_history(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_history(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("history", parents=[common], help="show the run ledger, newest first")
     p.add_argument("report_id", nargs="?", metavar="REPORT_ID", help="only this report")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="rows to show (default: 20)")
@@ -187,7 +192,7 @@ def _add_history(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_history)
 
 
-def _add_quota(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_quota(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "quota", parents=[common], help="DingTalk API calls used this month, and the month's forecast"
     )
@@ -195,7 +200,7 @@ def _add_quota(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_quota)
 
 
-def _add_demo(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_demo(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("demo", help="the demo shop database")
     demo_sub = p.add_subparsers(dest="demo_command", metavar="ACTION", required=True)
     load = demo_sub.add_parser("load", parents=[common], help="load the demo shop data into a database")
@@ -239,7 +244,7 @@ def _instant(config: Config, at: datetime | None) -> datetime:
 def cmd_validate(args: argparse.Namespace) -> int:
     from dispatcher.config import check_config
 
-    warnings: list[Any] = []
+    warnings: list[Problem] = []
     config, problems = check_config(args.config, warnings=warnings)
     for warning in warnings:
         print(f"warning    {warning}")

@@ -12,10 +12,20 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import DispatcherError
 from dispatcher.words import plural
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from dispatcher.config import Config, Report
+    from dispatcher.errors import Problem
+    from dispatcher.runner import Prepared
+    from dispatcher.store.ledger import Run
+
+    Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -64,12 +74,12 @@ def _add_config_option(parser: argparse.ArgumentParser, default: Any) -> None:
     )
 
 
-def _add_validate(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_validate(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("validate", parents=[common], help="check reports.yaml and print every problem")
     p.set_defaults(handler=cmd_validate)
 
 
-def _add_list(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_list(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("list", parents=[common], help="show every report and its next fire time")
     p.add_argument(
         "--at",
@@ -81,7 +91,7 @@ def _add_list(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_list)
 
 
-def _add_preview(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_preview(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "preview",
         parents=[common],
@@ -98,7 +108,7 @@ def _add_preview(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_preview)
 
 
-def _add_send(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_send(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("send", parents=[common], help="run one report now and deliver it")
     p.add_argument("report_id", metavar="REPORT_ID")
     p.add_argument(
@@ -122,7 +132,7 @@ def _add_send(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_send)
 
 
-def _add_sandbox(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_sandbox(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     # -c is accepted (and unused) so one shell alias with -c serves every command.
     p = sub.add_parser(
         "sandbox", parents=[common], help="run a local DingTalk-compatible server with an inbox page"
@@ -145,7 +155,7 @@ def _add_sandbox(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_sandbox)
 
 
-def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_run(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[common], help="run the daemon: push every report on its schedule")
     p.add_argument(
         "--sandbox",
@@ -174,7 +184,7 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_run)
 
 
-def _add_history(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_history(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("history", parents=[common], help="show the run ledger, newest first")
     p.add_argument("report_id", nargs="?", metavar="REPORT_ID", help="only this report")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="rows to show (default: 20)")
@@ -182,7 +192,7 @@ def _add_history(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_history)
 
 
-def _add_quota(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_quota(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "quota", parents=[common], help="DingTalk API calls used this month, and the month's forecast"
     )
@@ -190,7 +200,7 @@ def _add_quota(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_quota)
 
 
-def _add_demo(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_demo(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("demo", help="the demo shop database")
     demo_sub = p.add_subparsers(dest="demo_command", metavar="ACTION", required=True)
     load = demo_sub.add_parser("load", parents=[common], help="load the demo shop data into a database")
@@ -216,13 +226,13 @@ def _version() -> str:
     return f"dispatcher {__version__}"
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace) -> Config:
     from dispatcher.config import load_config
 
     return load_config(args.config)
 
 
-def _instant(config: Any, at: datetime | None) -> datetime:
+def _instant(config: Config, at: datetime | None) -> datetime:
     from dispatcher.runner import now_in
     from dispatcher.schedule import to_zone
 
@@ -234,7 +244,7 @@ def _instant(config: Any, at: datetime | None) -> datetime:
 def cmd_validate(args: argparse.Namespace) -> int:
     from dispatcher.config import check_config
 
-    warnings: list[Any] = []
+    warnings: list[Problem] = []
     config, problems = check_config(args.config, warnings=warnings)
     for warning in warnings:
         print(f"warning    {warning}")
@@ -257,7 +267,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     config = _load(args)
     at = _instant(config, args.at)
     last = _last_runs(config)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": report.id,
             "title": report.title,
@@ -279,22 +289,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _last_runs(config: Any) -> dict[str, Any]:
+def _last_runs(config: Config) -> dict[str, Run]:
     """Each report's latest ledger row, if there is a state store yet (list never creates one)."""
-    from sqlalchemy.engine import make_url
-
-    from dispatcher.store.db import StateStore, state_url
+    from dispatcher.app import open_store
     from dispatcher.store.ledger import Ledger
 
-    url = state_url(config.base_dir, config.state)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        return {}
-    store = StateStore(url)
-    try:
-        return Ledger(store).last_runs()
-    finally:
-        store.close()
+    with open_store(config, create=False) as store:
+        return Ledger(store).last_runs() if store is not None else {}
 
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -330,7 +331,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def preview_dict(prepared: Any) -> dict[str, Any]:
+def preview_dict(prepared: Prepared) -> dict[str, Any]:
     rendered = prepared.rendered
     return {
         "id": prepared.report.id,
@@ -368,14 +369,12 @@ def cmd_send(args: argparse.Namespace) -> int:
     return send(args)
 
 
-def _prepare(config: Any, report: Any, fire: datetime) -> Any:
-    from dispatcher.runner import build_sources, prepare
+def _prepare(config: Config, report: Report, fire: datetime) -> Prepared:
+    from dispatcher.app import open_sources
+    from dispatcher.runner import prepare
 
-    sources = build_sources(config)
-    try:
+    with open_sources(config) as sources:
         return prepare(config, sources, report, fire)
-    finally:
-        sources.dispose()
 
 
 def _print_message(markdown: str) -> None:
@@ -415,17 +414,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from dispatcher.store.db import StateStore, state_url
+    from dispatcher.app import open_store
     from dispatcher.store.ledger import Ledger
 
     config = _load(args)
     if args.report_id is not None:
         config.report(args.report_id)  # unknown id: a clear error, not an empty table
-    store = StateStore(state_url(config.base_dir, config.state))
-    try:
+    with open_store(config) as store:
+        assert store is not None
         runs = Ledger(store).history(args.report_id, limit=max(args.limit, 1))
-    finally:
-        store.close()
     if args.json:
         rows = [r.to_dict() | {"fire_time": _in_zone(config, r).isoformat()} for r in runs]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -439,22 +436,20 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_quota(args: argparse.Namespace) -> int:
+    from dispatcher.app import open_store
     from dispatcher.quota import forecast, forecast_text
     from dispatcher.schedule import to_zone
     from dispatcher.store.apicalls import ApiCounter
-    from dispatcher.store.db import StateStore, state_url
 
     config = _load(args)
-    store = StateStore(state_url(config.base_dir, config.state))
-    try:
+    with open_store(config) as store:
+        assert store is not None
         result = forecast(config, ApiCounter(store, to_zone(config.timezone), config.dingtalk.monthly_quota))
-    finally:
-        store.close()
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json else forecast_text(result))
     return 0
 
 
-def _in_zone(config: Any, run: Any) -> datetime:
+def _in_zone(config: Config, run: Run) -> datetime:
     """A run's fire time in its report's zone (the config's, for a report no longer configured)."""
     from dispatcher.schedule import to_zone
 
@@ -462,7 +457,7 @@ def _in_zone(config: Any, run: Any) -> datetime:
     return run.fire_time.astimezone(to_zone(config.report_timezone(report) if report else config.timezone))
 
 
-def _history_row(config: Any, run: Any) -> dict[str, Any]:
+def _history_row(config: Config, run: Run) -> dict[str, Any]:
     error = " ".join((run.error or "").split())
     return {
         "fire_time": _in_zone(config, run).isoformat(),

@@ -9,16 +9,28 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import CredentialsError, DeliveryError, DispatcherError
 from dispatcher.words import plural
 
+if TYPE_CHECKING:
+    from dispatcher.app import App
+    from dispatcher.config import Config, Report
+    from dispatcher.delivery import Recipients
+    from dispatcher.dingtalk.client import DeliveryResult, DingTalkClient
+    from dispatcher.runner import Prepared
+    from dispatcher.store.ledger import Ledger, RunState
+
+Finish = Callable[..., None]
+
 
 def cmd_send(args: argparse.Namespace) -> int:
+    from dispatcher.app import open_app
     from dispatcher.cli import _instant, _load
-    from dispatcher.delivery import credentials_from, open_target, recipients_for, recipients_from_cli
+    from dispatcher.delivery import credentials_from, recipients_for, recipients_from_cli
     from dispatcher.runner import fire_time_at
 
     config = _load(args)
@@ -28,22 +40,22 @@ def cmd_send(args: argparse.Namespace) -> int:
     if args.dry_run and not args.sandbox and _missing_credentials(credentials_from, config):
         return _offline_dry_run(config, report, fire, recipients)
     # Credentials are checked before the query runs: a missing variable fails fast.
-    with open_target(config, sandbox=args.sandbox) as target:
+    with open_app(config, sandbox=args.sandbox) as app:
         print(f"report     {report.id} (fire time {fire.isoformat()})")
-        if target.sandbox is not None:
-            print(f"sandbox    {target.sandbox.url}/ (in this process; it stops when send exits)")
+        if app.sandbox is not None:
+            print(f"sandbox    {app.sandbox.url}/ (in this process; it stops when send exits)")
         if args.dry_run:
             prepared = _prepare_or_skip(config, report, fire)
             if prepared is not None:
-                _print_dry_run(target.client, prepared, recipients)
+                _print_dry_run(app.client, prepared, recipients)
             return 0
         # Sandbox sends are throw-away: they stay out of the real history.
-        ledger = None if target.sandbox is not None else _ledger(target)
-        _send_recorded(config, report, fire, target, recipients, ledger)
+        ledger = None if app.sandbox is not None else app.ledger
+        _send_recorded(config, report, fire, app, recipients, ledger)
     return 0
 
 
-def _missing_credentials(credentials_from: Any, config: Any) -> bool:
+def _missing_credentials(credentials_from: Callable[[Config], object], config: Config) -> bool:
     try:
         credentials_from(config)
     except CredentialsError:
@@ -51,7 +63,7 @@ def _missing_credentials(credentials_from: Any, config: Any) -> bool:
     return False
 
 
-def _prepare_or_skip(config: Any, report: Any, fire: datetime) -> Any:
+def _prepare_or_skip(config: Config, report: Report, fire: datetime) -> Prepared | None:
     from dispatcher.cli import _prepare
 
     prepared = _prepare(config, report, fire)
@@ -66,19 +78,13 @@ def _prepare_or_skip(config: Any, report: Any, fire: datetime) -> Any:
     return prepared
 
 
-def _ledger(target: Any) -> Any:
-    from dispatcher.store.ledger import Ledger
-
-    return Ledger(target.state) if target.state is not None else None
-
-
 def _send_recorded(
-    config: Any, report: Any, fire: datetime, target: Any, recipients: Any, ledger: Any
+    config: Config, report: Report, fire: datetime, app: App, recipients: Recipients, ledger: Ledger | None
 ) -> None:
     """Prepare, deliver and print; the ledger row (trigger manual) follows the run from start to end."""
     run = ledger.start_manual(report.id, fire, _owner()) if ledger is not None else None
 
-    def finish(state: str, **fields: Any) -> None:
+    def finish(state: RunState, **fields: Any) -> None:
         if ledger is not None and run is not None:
             ledger.finish(run.id, state, trigger="manual", **fields)
 
@@ -87,7 +93,7 @@ def _send_recorded(
         if prepared is None:
             finish("skipped", rows=0)
             return
-        result = _deliver(target, prepared, recipients)
+        result = _deliver(app, prepared, recipients)
     except DispatcherError as exc:
         finish("failed", error=str(exc))
         raise
@@ -97,19 +103,22 @@ def _send_recorded(
     _record_and_judge(finish, prepared, result)
 
 
-def _deliver(target: Any, prepared: Any, recipients: Any) -> Any:
+def _deliver(app: App, prepared: Prepared, recipients: Recipients) -> DeliveryResult:
     from dispatcher.delivery import deliver
 
-    result = deliver(target.client, prepared.rendered.msg, recipients, prepared.report.receipts)
+    assert prepared.rendered is not None
+    result = deliver(app.client, prepared.rendered.msg, recipients, prepared.report.receipts)
     _print_result(result)
-    if target.sandbox is not None:
-        names = sorted({f"{m['name']} ({m['userid']})" for m in target.sandbox.messages()})
+    if app.sandbox is not None:
+        names = sorted({f"{m['name']} ({m['userid']})" for m in app.sandbox.messages()})
         print(f"inbox      delivered to {', '.join(names) or 'nobody'}")
     return result
 
 
-def _record_and_judge(finish: Any, prepared: Any, result: Any) -> None:
+def _record_and_judge(finish: Finish, prepared: Prepared, result: DeliveryResult) -> None:
     from dispatcher.delivery import outcome_of
+
+    assert prepared.rendered is not None
 
     outcome = outcome_of(None, result)
     finish(
@@ -134,7 +143,7 @@ def _owner() -> str:
     return f"send@{socket.gethostname()}:{os.getpid()}"
 
 
-def _print_result(result: Any) -> None:
+def _print_result(result: DeliveryResult) -> None:
     counts = result.counts()
     ids = ", ".join(map(str, result.task_ids))
     task_words = f"task id{'s' if len(result.task_ids) != 1 else ''} {ids}"
@@ -157,14 +166,15 @@ def _print_result(result: Any) -> None:
         print(f"warning    {problem}")
 
 
-def _print_dry_run(client: Any, prepared: Any, recipients: Any) -> None:
+def _print_dry_run(client: DingTalkClient, prepared: Prepared, recipients: Recipients) -> None:
+    assert prepared.rendered is not None
     resolved, problems = client.resolve_mobiles(list(recipients.mobiles))
     _print_recipients(recipients, list(resolved.values()), problems)
     print("dry run    nothing was sent; the message would be:")
     _print_markdown(prepared.rendered.markdown)
 
 
-def _offline_dry_run(config: Any, report: Any, fire: datetime, recipients: Any) -> int:
+def _offline_dry_run(config: Config, report: Report, fire: datetime, recipients: Recipients) -> int:
     """No credentials: resolve mobiles from the userid cache only, and say which are left."""
     from dispatcher.delivery import cached_userids
     from dispatcher.dingtalk.results import mask_mobile
@@ -179,6 +189,7 @@ def _offline_dry_run(config: Any, report: Any, fire: datetime, recipients: Any) 
         for m in recipients.mobiles
         if m not in known
     ]
+    assert prepared.rendered is not None
     _print_recipients(recipients, list(known.values()), [], unresolved)
     print("dry run    nothing was sent (no DingTalk credentials: mobiles come from the userid cache only);")
     print("           the message would be:")
@@ -187,7 +198,7 @@ def _offline_dry_run(config: Any, report: Any, fire: datetime, recipients: Any) 
 
 
 def _print_recipients(
-    recipients: Any, resolved: list[str], problems: list[str], unresolved: list[str] | None = None
+    recipients: Recipients, resolved: list[str], problems: list[str], unresolved: list[str] | None = None
 ) -> None:
     userids = list(dict.fromkeys([*recipients.userids, *resolved]))
     print(f"userids    {', '.join(userids) or '(none)'}")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ from dispatcher.errors import ConfigError, CredentialsError, Problem
 if TYPE_CHECKING:
     from dispatcher.dingtalk.client import Credentials, DeliveryResult, DingTalkClient
     from dispatcher.dingtalk.results import Batch, Refusal
+    from dispatcher.dingtalk.transport import Registry
     from dispatcher.store.db import StateStore
     from dispatcher.store.ledger import Run, RunState
 
@@ -86,6 +86,7 @@ def make_client(
     *,
     base_url: str | None = None,
     on_call: Any = None,
+    registry: Registry | None = None,
 ) -> DingTalkClient:
     from dispatcher.dingtalk.client import DingTalkClient, Pacing
     from dispatcher.store.userids import UseridCache
@@ -102,6 +103,7 @@ def make_client(
         on_call=on_call,
         receipts=config.dingtalk.receipts,
         receipt_wait=config.dingtalk.receipt_wait,
+        registry=registry,
     )
 
 
@@ -204,51 +206,6 @@ def _refused(refusal: Refusal) -> dict[str, Any]:
             "dept_ids": list(refusal.dept_ids)}  # fmt: skip
 
 
-@dataclass
-class Target:
-    """Where a delivery goes: DingTalk (or DINGTALK_API_BASE), or an in-process sandbox."""
-
-    client: DingTalkClient
-    sandbox: Any = None  # dispatcher.sandbox.Sandbox when --sandbox
-    state: StateStore | None = None
-    api_calls: Any = None  # dispatcher.store.apicalls.ApiCounter, except for an in-process sandbox
-
-
-@contextmanager
-def open_target(
-    config: Config,
-    *,
-    sandbox: bool,
-    sandbox_port: int = 0,
-    on_call: Any = None,
-    state: StateStore | None = None,
-) -> Iterator[Target]:
-    """A client for real credentials, or a started sandbox and a client for it.
-
-    Never falls back to the sandbox by itself: a production typo must not swallow reports.
-    """
-    with ExitStack() as stack:
-        box = _start_sandbox(sandbox_port) if sandbox else None
-        if box is not None:
-            stack.callback(box.stop)
-        creds = _sandbox_credentials(box) if box is not None else credentials_from(config)
-        if state is None:
-            from dispatcher.store.db import StateStore, state_url
-
-            state = StateStore(state_url(config.base_dir, config.state))
-            stack.callback(state.close)
-        counter = _api_counter(config, state) if box is None else None  # a sandbox costs no quota
-        if counter is not None:
-            on_call = counter.hook(on_call)
-        client = make_client(config, creds, state, base_url=box.url if box else None, on_call=on_call)
-        stack.callback(client.close)
-        if counter is not None:
-            from dispatcher.quota import quota_alert
-
-            counter.on_warn = lambda month, used, quota: quota_alert(client, config, month, used, quota)
-        yield Target(client, box, state, counter)
-
-
 def cached_userids(config: Config, mobiles: Sequence[str]) -> dict[str, str]:
     """mobile -> userid from the state store's cache, without credentials or a call to DingTalk.
 
@@ -280,24 +237,7 @@ def _no_sqlite_file(url: str) -> bool:
     return parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file()
 
 
-def _api_counter(config: Config, state: StateStore) -> Any:
-    from dispatcher.schedule import to_zone
-    from dispatcher.store.apicalls import ApiCounter
-
-    return ApiCounter(state, to_zone(config.timezone), config.dingtalk.monthly_quota)
-
-
-def _start_sandbox(port: int) -> Any:
-    import os
-
-    from dispatcher.sandbox import Sandbox
-    from dispatcher.sandbox.options import options_from_env
-
-    # The same DISPATCHER_SANDBOX_* faults as `dispatcher sandbox`, for in-process sandboxes too.
-    return Sandbox(options_from_env(dict(os.environ)), port=port).start()
-
-
-def _sandbox_credentials(box: Any) -> Credentials:
+def sandbox_credentials(box: Any) -> Credentials:
     from dispatcher.dingtalk.client import Credentials
 
     opts = box.options

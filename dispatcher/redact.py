@@ -3,6 +3,11 @@
 urllib3 logs each request line (URL with `?access_token=` or `?appsecret=`) at DEBUG. A filter
 on the logger itself runs before any handler, so no handler (pytest's caplog included) ever
 sees the raw values.
+
+The exact values to mask (app secrets, access tokens) live on a `Secrets` object that each app
+owns (`dispatcher.app`). Logging is process-wide, so the filter masks the values of every app
+that is open: the module keeps only weak references to the open apps' `Secrets`, dropped when an
+app closes (`release`).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import weakref
 from collections import deque
 from typing import Any
 
@@ -26,25 +32,57 @@ LOGGERS = (
 _QUERY = re.compile(r"(?i)\b(access_token|appsecret)=([^&\s\"'#<>)]+)")
 _JSON = re.compile(r'(?i)("(?:access_token|appsecret)"\s*:\s*")([^"]*)(")')
 _MIN_SECRET_LEN = 6  # shorter values would mask ordinary words
-_known: deque[str] = deque(maxlen=256)  # tokens rotate every ~2 h: bounded is plenty
-_known_lock = threading.Lock()
 
 
-def remember(value: str) -> None:
-    """Mask this exact value wherever it appears, even outside `key=` form."""
-    if len(value) < _MIN_SECRET_LEN:
-        return
-    with _known_lock:
-        if value not in _known:
-            _known.append(value)
+class Secrets:
+    """One app's exact values to mask; tokens rotate every ~2 h, so a bounded set is plenty."""
+
+    def __init__(self) -> None:
+        self._values: deque[str] = deque(maxlen=256)
+        self._lock = threading.Lock()
+
+    def remember(self, value: str) -> None:
+        if len(value) < _MIN_SECRET_LEN:
+            return
+        with self._lock:
+            if value not in self._values:
+                self._values.append(value)
+
+    def values(self) -> list[str]:
+        with self._lock:
+            return list(self._values)
+
+    def __contains__(self, value: object) -> bool:
+        with self._lock:
+            return value in self._values
+
+    def __repr__(self) -> str:
+        return f"Secrets({len(self._values)} values)"
+
+
+_open: weakref.WeakSet[Secrets] = weakref.WeakSet()  # the open apps' sets, for process-wide logging
+_open_lock = threading.Lock()
+
+
+def remember(value: str, secrets: Secrets) -> None:
+    """Mask this exact value wherever it appears, even outside `key=` form, while its app is open."""
+    secrets.remember(value)
+    with _open_lock:
+        _open.add(secrets)
+
+
+def release(secrets: Secrets) -> None:
+    """The app that owns `secrets` closed: its values are no longer looked for."""
+    with _open_lock:
+        _open.discard(secrets)
 
 
 def redact(text: str) -> str:
     text = _QUERY.sub(rf"\1={MASK}", text)
     text = _JSON.sub(rf"\1{MASK}\3", text)
-    with _known_lock:
-        values = list(_known)
-    for value in values:
+    with _open_lock:
+        sets = list(_open)
+    for value in (v for secrets in sets for v in secrets.values()):
         if value in text:
             text = text.replace(value, MASK)
     return text
@@ -71,8 +109,11 @@ _FILTER = RedactingFilter()
 _install_lock = threading.Lock()
 
 
-def install() -> None:
-    """Attach the filter to the loggers that can see URLs; safe to call many times."""
+def install(secrets: Secrets | None = None) -> None:
+    """Attach the filter to the loggers that can see URLs (and mask `secrets`); safe to call many times."""
+    if secrets is not None:
+        with _open_lock:
+            _open.add(secrets)
     with _install_lock:
         for name in LOGGERS:
             logger = logging.getLogger(name)

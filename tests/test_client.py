@@ -13,7 +13,7 @@ import pytest
 
 from dispatcher.dingtalk.client import Credentials, DingTalkClient, RetryPolicy
 from dispatcher.dingtalk.message import markdown_msg, msg_bytes, text_msg
-from dispatcher.dingtalk.transport import cache_seconds, forget_tokens
+from dispatcher.dingtalk.transport import Registry, cache_seconds, forget_tokens
 from dispatcher.errors import CredentialsError, DeliveryError
 from dispatcher.sandbox.server import Sandbox, SandboxOptions
 from dispatcher.store.db import StateStore
@@ -160,7 +160,8 @@ def test_twenty_threads_asking_for_a_token_cause_one_gettoken(sandbox: Sandbox) 
 
 
 def test_clients_of_the_same_app_share_the_token(sandbox: Sandbox) -> None:
-    assert client_for(sandbox).token() == client_for(sandbox).token()
+    registry = Registry()  # what dispatcher.app's open_app gives every client of one app
+    assert client_for(sandbox, registry=registry).token() == client_for(sandbox, registry=registry).token()
     assert endpoint_counts(sandbox)["gettoken"] == 1
 
 

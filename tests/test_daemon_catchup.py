@@ -1,40 +1,29 @@
-"""Catch-up after a crash: SIGKILL a daemon, restart it ~7 s later on the same state file.
+"""Catch-up after a crash: a daemon stops, another starts 7 s later on the same state file.
 
-The three policies run side by side (one sandbox, state file and pair of processes each), once per
-module, so the outage costs its seven seconds once. Expectations come from the ledger, not from
-guesses about when a process woke up: every fire time of the outage that was certainly overdue
-when the new process looked (more than the 1 s on-time slack before it was spawned) is in `gap`.
+In-process, on a fake clock (tests/daemon_inprocess.py): the outage's seven seconds cost nothing.
+The three policies run side by side (one sandbox and state file each), once per module.
+Expectations come from the ledger, not from guesses about when a daemon woke up: every fire time
+of the outage that was certainly overdue when the new daemon looked (more than the 1 s on-time
+slack before it started) is in `gap`.
 """
 
 from __future__ import annotations
 
-import signal
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from dispatcher import clock
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store.ledger import Run
 from tests import daemon_harness
-from tests.daemon_harness import (
-    DaemonProcess,
-    Daemons,
-    fire_times,
-    project,
-    report,
-    runs,
-    sent_since,
-    task_fire_times,
-    wait_until,
-)
+from tests.daemon_harness import fire_times, project, report, runs, sent_since, task_fire_times
+from tests.daemon_inprocess import Events, FakeClock, Stepper, even_second_now, inprocess_daemon
 
-sandbox, state_url, daemons = daemon_harness.sandbox, daemon_harness.state_url, daemon_harness.daemons
+sandbox, state_url = daemon_harness.sandbox, daemon_harness.state_url
 
 POLICIES = ("last", "all", "none")
 STEP = timedelta(seconds=2)
@@ -46,10 +35,10 @@ OUTAGE = timedelta(seconds=7)
 class Outage:
     """One policy's crash and restart, as the ledger, the sandbox and the logs saw it."""
 
-    last_before: datetime  # the newest ledger row when the first process died
-    rows: list[Run]  # every row, oldest fire time first, after the second process stopped
+    last_before: datetime  # the newest ledger row when the first daemon stopped
+    rows: list[Run]  # every row, oldest fire time first, after the second daemon stopped
     tasks: Counter[datetime]  # sandbox tasks per fire time
-    restart: DaemonProcess
+    restart: Events
     gap: list[datetime]  # fire times of the outage certainly overdue at the restart
 
     def after(self, state: str) -> list[datetime]:
@@ -61,43 +50,34 @@ class Outage:
 
 @pytest.fixture(scope="module")
 def outages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Outage]]:
-    with ExitStack() as stack:
-        crews: dict[str, tuple[Daemons, Sandbox]] = {}
-        for policy in POLICIES:
-            folder = tmp_path_factory.mktemp(f"catchup-{policy}")
-            sandbox = stack.enter_context(Sandbox(SandboxOptions(), port=0))
-            crew = Daemons(folder, sandbox, f"sqlite:///{folder / 'state.db'}")
-            stack.callback(crew.close)
-            crews[policy] = (crew, sandbox)
-        yield _crash_and_restart(crews)
+    found = {}
+    for policy in POLICIES:
+        folder = tmp_path_factory.mktemp(f"catchup-{policy}")
+        with Sandbox(SandboxOptions(), port=0) as box, pytest.MonkeyPatch.context() as mp:
+            found[policy] = _crash_and_restart(policy, folder, box, f"sqlite:///{folder / 'state.db'}", mp)
+    yield found
 
 
-def _crash_and_restart(crews: dict[str, tuple[Daemons, Sandbox]]) -> dict[str, Outage]:
-    configs = {
-        policy: project(crew.folder / "p", {"tick": _tick(policy)}) for policy, (crew, _) in crews.items()
-    }
-    first = _start_all(crews, configs, "before")
-    last_before = {}
-    for policy, (crew, _) in crews.items():
-        first[policy].send(signal.SIGKILL)
-        first[policy].wait_exit(10)
-        last_before[policy] = max(r.fire_time for r in runs(crew.state_url))
-    wait_until(lambda: clock.now() >= max(last_before.values()) + OUTAGE, "the outage", timeout=30)
-    spawned = {policy: clock.now() for policy in crews}
-    restart = _start_all(crews, configs, "after")
-    for daemon in restart.values():
-        daemon.send(signal.SIGTERM)
-        assert daemon.wait_exit(10) == 0
-    return {
-        policy: Outage(
-            last_before=last_before[policy],
-            rows=runs(crew.state_url),
-            tasks=Counter(task_fire_times(sandbox, "心跳")),
-            restart=restart[policy],
-            gap=_grid(last_before[policy], spawned[policy] - SLACK),
-        )
-        for policy, (crew, sandbox) in crews.items()
-    }
+def _crash_and_restart(policy: str, folder: Path, box: Sandbox, url: str, mp: pytest.MonkeyPatch) -> Outage:
+    config = project(folder / "p", {"tick": _tick(policy)})
+    fake = FakeClock(even_second_now())
+    with inprocess_daemon(config, box, url, fake, mp, name="before") as before:
+        _start(before, url, "before")
+        before.run_for(4)
+    last_before = max(r.fire_time for r in runs(url))
+    # Half a second off the grid, as a real restart is: a fire time a whole slack old is still on time.
+    fake.instant = max(fake.instant, last_before + OUTAGE + timedelta(seconds=0.5))
+    spawned = fake.now()
+    with inprocess_daemon(config, box, url, fake, mp, name="after") as after:
+        _start(after, url, "after")
+        events = after.events
+    return Outage(
+        last_before=last_before,
+        rows=runs(url),
+        tasks=Counter(task_fire_times(box, "心跳")),
+        restart=events,
+        gap=_grid(last_before, spawned - SLACK),
+    )
 
 
 def _tick(policy: str) -> dict[str, object]:
@@ -105,19 +85,10 @@ def _tick(policy: str) -> dict[str, object]:
     return report("心跳", catchup=policy, grace="30s")
 
 
-def _start_all(
-    crews: dict[str, tuple[Daemons, Sandbox]], configs: dict[str, Path], name: str
-) -> dict[str, DaemonProcess]:
-    """Start one daemon per policy; return once each has sent an on-time run, so has caught up."""
-    spawned = {policy: clock.now() for policy in crews}
-    started = {policy: crew.start(configs[policy], name=name) for policy, (crew, _) in crews.items()}
-    for policy, (crew, _) in crews.items():
-        _wait_sent_since(crew.state_url, spawned[policy], f"{policy}: a run newer than the {name} start")
-    return started
-
-
-def _wait_sent_since(state_url: str, since: datetime, what: str, report_id: str | None = None) -> None:
-    wait_until(lambda: sent_since(state_url, since, report_id), what)
+def _start(daemon: Stepper, url: str, name: str) -> None:
+    """Step until the daemon has sent an on-time run, so has caught up."""
+    spawned = daemon.fake.now()
+    daemon.run_until(lambda: sent_since(url, spawned), f"a run newer than the {name} start")
 
 
 def _grid(after: datetime, until: datetime) -> list[datetime]:
@@ -152,7 +123,7 @@ def test_the_sandbox_has_one_message_per_sent_fire_time_and_none_for_missed_ones
     o = outages[policy]
     assert set(o.tasks.values()) == {1}
     sent, running = fire_times(o.rows, "sent"), fire_times(o.rows, "running")
-    # A run the SIGKILL interrupted stays `running` (until run_timeout) and may or may not have sent.
+    # A run a crash interrupted stays `running` (until run_timeout) and may or may not have sent.
     assert set(sent) <= set(o.tasks) <= set(sent) | set(running)
     assert not set(o.tasks) & set(o.after("missed"))
 
@@ -185,18 +156,17 @@ def test_catchup_none_records_the_whole_outage_as_missed(outages: dict[str, Outa
 
 
 def test_a_restart_does_not_resend_a_run_on_start_report_older_than_retention(
-    daemons: Daemons, sandbox: Sandbox, state_url: str, tmp_path: Path
+    sandbox: Sandbox, state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A yearly report's previous fire time is older than the 90-day retention most of the year;
     # pruning its only row would make every restart send it again.
     yearly = report("年报", schedule="0 0 1 1 *", run_on_start=True)
     config = project(tmp_path / "p", {"yearly": yearly, "tick": report("心跳")})
+    fake = FakeClock(even_second_now())
     for name in ("first", "second"):
-        daemon = daemons.start(config, name=name)
-        started = daemon.wait_for("daemon.started").ts
-        # The loop prunes on its first tick, a second after start; wait well past it.
-        _wait_sent_since(state_url, started + 2 * STEP, f"{name}: a tick run 2 periods after start", "tick")
-        assert [r.state for r in runs(state_url, "yearly")] == ["sent"]
-        daemon.send(signal.SIGTERM)
-        assert daemon.wait_exit(10) == 0
+        with inprocess_daemon(config, sandbox, state_url, fake, monkeypatch, name=name) as daemon:
+            started = fake.now()
+            # The loop prunes on its first pass; a tick run two periods later is well past it.
+            daemon.run_until(lambda: sent_since(state_url, started + 2 * STEP, "tick"), f"{name}: a tick run")
+            assert [r.state for r in runs(state_url, "yearly")] == ["sent"]
     assert len(task_fire_times(sandbox, "年报")) == 1

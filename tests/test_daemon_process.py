@@ -1,7 +1,8 @@
 """`dispatcher run` as a real process: deliveries, signals, replicas, first run, health, logs, errors.
 
 Each test starts real subprocesses against a sandbox on an ephemeral port and its own SQLite
-state file; the `daemons` fixture kills whatever is still running when the test ends.
+state file; the `daemons` fixture kills whatever is still running when the test ends. (The
+interval test runs in-process on a fake clock: see tests/daemon_inprocess.py.)
 """
 
 from __future__ import annotations
@@ -54,12 +55,14 @@ def endless_report(**keys: Any) -> dict[str, Any]:
 
 
 def test_interval_report_delivers_every_fire_time_exactly_once_and_without_gaps(
-    daemons: Daemons, sandbox: Sandbox, state_url: str, tmp_path: Path
+    sandbox: Sandbox, state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    daemon = daemons.start(project(tmp_path / "p", {"tick": report("心跳")}))
-    wait_until(lambda: count_state(state_url, "tick", "sent") >= 5, "five sent runs (~9 s)")
-    daemon.send(signal.SIGTERM)
-    assert daemon.wait_exit(10) == 0
+    from tests.daemon_inprocess import FakeClock, even_second_now, inprocess_daemon
+
+    # In-process on a fake clock: the same daemon parts, without nine real seconds.
+    config = project(tmp_path / "p", {"tick": report("心跳")})
+    with inprocess_daemon(config, sandbox, state_url, FakeClock(even_second_now()), monkeypatch) as daemon:
+        daemon.run_until(lambda: count_state(state_url, "tick", "sent") >= 5, "five sent runs")
 
     rows = runs(state_url, "tick")
     assert len({r.fire_time for r in rows}) == len(rows)

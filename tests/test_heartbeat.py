@@ -5,24 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from tests import daemon_harness
-from tests.daemon_harness import Daemons, project, report
+import pytest
 
-sandbox, state_url, daemons = daemon_harness.sandbox, daemon_harness.state_url, daemon_harness.daemons
+from dispatcher.sandbox import Sandbox
+from tests import daemon_harness
+from tests.daemon_harness import project, report
+from tests.daemon_inprocess import FakeClock, even_second_now, inprocess_daemon
+
+sandbox, state_url = daemon_harness.sandbox, daemon_harness.state_url
 
 
 def test_start_logs_each_reports_next_fire_in_its_zone_then_heartbeats_at_the_configured_interval(
-    daemons: Daemons, tmp_path: Path
+    sandbox: Sandbox, state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reports = {
         "shanghai": report("上海", every="1h"),
         "utc": report("伦敦", schedule="30 7 * * *", timezone="UTC"),
     }
-    daemon = daemons.start(project(tmp_path / "p", reports, daemon={"heartbeat": "2s"}))
-    first = daemon.wait_for("daemon.heartbeat")
-    second = daemon.wait_for("daemon.heartbeat", count=2)
+    config = project(tmp_path / "p", reports, daemon={"heartbeat": "2s"})
+    with inprocess_daemon(config, sandbox, state_url, FakeClock(even_second_now()), monkeypatch) as daemon:
+        daemon.run_until(lambda: len(daemon.events.events("daemon.heartbeat")) >= 2, "two heartbeats")
+    first, second = daemon.events.events("daemon.heartbeat")[:2]
 
-    fires = {line.fields["report"]: line for line in daemon.events("report.next_fire")}
+    fires = {line.fields["report"]: line for line in daemon.events.events("report.next_fire")}
     assert set(fires) == {"shanghai", "utc"}
     shanghai = datetime.fromisoformat(fires["shanghai"].fields["next_fire"])
     utc = datetime.fromisoformat(fires["utc"].fields["next_fire"])

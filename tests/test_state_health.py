@@ -1,20 +1,26 @@
 """Issue 15, part 5: a deleted or overwritten state file stops claiming, alerts, and turns /healthz 503;
-and /healthz is 503 while due runs wait too long for a worker. Real daemons, real files."""
+and /healthz is 503 while due runs wait too long for a worker. Real files; the state-file tests run
+the daemon in-process on a fake clock, the worker test as a real process."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from dispatcher.daemon_health import STORE_ALERT_TITLE
+from dispatcher.health import HealthServer
 from dispatcher.sandbox import Sandbox
 from tests import daemon_harness, services
-from tests.daemon_harness import DaemonProcess, Daemons, count_state, project, report, wait_until
+from tests.daemon_harness import Daemons, count_state, project, report, wait_until
+from tests.daemon_inprocess import FakeClock, Stepper, even_second_now, inprocess_daemon
 
 sandbox, state_url, daemons = daemon_harness.sandbox, daemon_harness.state_url, daemon_harness.daemons
 postgres_url = services.postgres_url
@@ -33,11 +39,6 @@ def wait_health(url: str, code: int, what: str, timeout: float = 40) -> dict[str
     return wait_until(check, f"/healthz {code} ({what})", timeout=timeout, every=0.2)
 
 
-def start(daemons: Daemons, tmp_path: Path, **config: Any) -> tuple[DaemonProcess, str]:
-    daemon = daemons.start(project(tmp_path / "p", {"tick": report("心跳")}, **config), "--health-port", "0")
-    return daemon, daemon.wait_for("health.listening").fields["url"]
-
-
 def store_alerts(sandbox: Sandbox) -> list[dict[str, Any]]:
     return [m for m in sandbox.messages("oncall01") if m["msg"]["markdown"]["title"] == STORE_ALERT_TITLE]
 
@@ -48,53 +49,77 @@ def backup(state_file: Path, to: Path) -> Path:
     return to
 
 
+@contextmanager
+def health_daemon(
+    sandbox: Sandbox, state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Stepper, str]]:
+    """An in-process daemon on a fake clock, with its /healthz served on an ephemeral port."""
+    config = project(tmp_path / "p", {"tick": report("心跳")})
+    with inprocess_daemon(config, sandbox, state_url, FakeClock(even_second_now()), monkeypatch) as daemon:
+        server = HealthServer(daemon.daemon.health, daemon.daemon.app.metrics, port=0).start()
+        try:
+            yield daemon, server.url
+        finally:
+            server.stop()
+
+
+def sent(daemon: Stepper) -> int:
+    return len(daemon.events.events("run.sent"))
+
+
+def not_claimed(daemon: Stepper) -> int:
+    return len(daemon.events.events("run.not_claimed", report="tick"))
+
+
 def test_a_deleted_state_file_stops_claiming_alerts_and_fails_healthz_until_it_is_restored(
-    daemons: Daemons, sandbox: Sandbox, state_url: str, tmp_path: Path
+    sandbox: Sandbox, state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state_file = Path(state_url.removeprefix("sqlite:///"))
-    daemon, url = start(daemons, tmp_path)
-    daemon.wait_for("run.sent", count=2)
-    assert healthz(url)[0] == 200
-    saved = backup(state_file, tmp_path / "saved.db")
+    with health_daemon(sandbox, state_url, tmp_path, monkeypatch) as (daemon, url):
+        daemon.run_until(lambda: sent(daemon) >= 2, "two sent runs")
+        assert healthz(url)[0] == 200
+        saved = backup(state_file, tmp_path / "saved.db")
 
-    state_file.unlink()
-    body = wait_health(url, 503, "state file deleted")
-    assert body["status"] == "unhealthy"
-    assert "was deleted" in body["problems"]["state_store"]
-    daemon.wait_for("state.unavailable", during="health check")
-    daemon.wait_for("run.not_claimed", report="tick")
-    wait_until(lambda: store_alerts(sandbox), "an alert to admins about the state store")
-    assert not state_file.exists(), "the daemon must not recreate an empty state file"
-    sent_before = len(daemon.events("run.sent"))
-    daemon.wait_for("run.not_claimed", count=3, report="tick")
-    assert len(daemon.events("run.sent")) <= sent_before + 1  # at most the run already in flight
+        state_file.unlink()
+        daemon.run_until(lambda: healthz(url)[0] == 503, "/healthz 503 (state file deleted)")
+        body = healthz(url)[1]
+        assert body["status"] == "unhealthy"
+        assert "was deleted" in body["problems"]["state_store"]
+        assert daemon.events.events("state.unavailable", during="health check")
+        daemon.run_until(lambda: not_claimed(daemon) >= 1, "a wake-up not claimed")
+        assert store_alerts(sandbox), "an alert to admins about the state store"
+        assert not state_file.exists(), "the daemon must not recreate an empty state file"
+        sent_before = sent(daemon)
+        daemon.run_until(lambda: not_claimed(daemon) >= 3, "three wake-ups not claimed")
+        assert sent(daemon) <= sent_before + 1  # at most the run already in flight
 
-    shutil.copyfile(saved, state_file)  # the operator restores the backup
-    wait_health(url, 200, "state file restored")
-    daemon.wait_for("state.recovered")
-    restored = count_state(state_url, "tick", "sent")
-    wait_until(lambda: count_state(state_url, "tick", "sent") > restored, "a run sent into the restored file")
+        shutil.copyfile(saved, state_file)  # the operator restores the backup
+        daemon.run_until(lambda: healthz(url)[0] == 200, "/healthz 200 (state file restored)")
+        assert daemon.events.events("state.recovered")
+        restored = count_state(state_url, "tick", "sent")
+        daemon.run_until(
+            lambda: count_state(state_url, "tick", "sent") > restored, "a run into the restored file"
+        )
     assert len(store_alerts(sandbox)) == 1
 
 
 def test_a_state_file_overwritten_with_garbage_stops_claiming_and_fails_healthz(
-    daemons: Daemons, sandbox: Sandbox, state_url: str, tmp_path: Path
+    sandbox: Sandbox, state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state_file = Path(state_url.removeprefix("sqlite:///"))
-    daemon, url = start(daemons, tmp_path)
-    daemon.wait_for("run.sent", count=2)
-    size = state_file.stat().st_size
-    with open(state_file, "r+b") as fh:  # in place: same inode, as a stray `dd` or editor would
-        fh.write(os.urandom(size))
+    with health_daemon(sandbox, state_url, tmp_path, monkeypatch) as (daemon, url):
+        daemon.run_until(lambda: sent(daemon) >= 2, "two sent runs")
+        size = state_file.stat().st_size
+        with open(state_file, "r+b") as fh:  # in place: same inode, as a stray `dd` or editor would
+            fh.write(os.urandom(size))
 
-    body = wait_health(url, 503, "state file overwritten")
-    assert "not a SQLite database" in body["problems"]["state_store"]
-    daemon.wait_for("run.not_claimed", count=2, report="tick")
-    sent = len(daemon.events("run.sent"))
-    daemon.wait_for("run.not_claimed", count=4, report="tick")
-    assert len(daemon.events("run.sent")) == sent
-    wait_until(lambda: store_alerts(sandbox), "an alert to admins about the state store")
-    assert daemon.alive()
+        daemon.run_until(lambda: healthz(url)[0] == 503, "/healthz 503 (state file overwritten)")
+        assert "not a SQLite database" in healthz(url)[1]["problems"]["state_store"]
+        daemon.run_until(lambda: not_claimed(daemon) >= 2, "two wake-ups not claimed")
+        before = sent(daemon)
+        daemon.run_until(lambda: not_claimed(daemon) >= 4, "four wake-ups not claimed")
+        assert sent(daemon) == before
+        assert store_alerts(sandbox), "an alert to admins about the state store"
 
 
 def test_healthz_is_503_while_a_due_run_waits_longer_than_max_wait_for_a_worker(

@@ -21,7 +21,7 @@ from dispatcher.dingtalk.message import MAX_MSG_BYTES, msg_bytes
 from dispatcher.dingtalk.pacing import Pacing
 from dispatcher.dingtalk.results import Batch, DeliveryResult, Receipt, Refusal, mask_mobile, receipt_from
 from dispatcher.dingtalk.retry import RetryPolicy
-from dispatcher.dingtalk.transport import Credentials, OnCall, Transport
+from dispatcher.dingtalk.transport import Credentials, OnCall, Registry, Transport
 from dispatcher.errors import DeliveryError
 from dispatcher.words import plural
 
@@ -78,6 +78,7 @@ class DingTalkClient:
         monotonic: Callable[[], float] = time.monotonic,
         receipts: bool | str = True,
         receipt_wait: float = 5.0,
+        registry: Registry | None = None,
     ) -> None:
         self.credentials = credentials
         self.receipts = receipts_mode(receipts)  # send()'s default; see send()
@@ -97,6 +98,7 @@ class DingTalkClient:
             on_call=on_call,
             sleep=sleep,
             monotonic=monotonic,
+            registry=registry,
         )
 
     def __repr__(self) -> str:

@@ -1,4 +1,8 @@
-"""HTTP to DingTalk: one pooled session, the shared access token, pacing and retries per call."""
+"""HTTP to DingTalk: one pooled session, the shared access token, pacing and retries per call.
+
+Tokens and pacers are shared through a `Registry`, which the composition root (`dispatcher.app`)
+owns: one per app, never a module global, so two apps in one process never share a token cache.
+"""
 
 from __future__ import annotations
 
@@ -53,12 +57,48 @@ class _Token:
     fresh_until: float
 
 
-# Shared by every client in the process, per (base URL, app key): DingTalk throttles gettoken,
-# and its rate limits count per app, not per client object.
-_registry_lock = threading.Lock()
-_tokens: dict[tuple[str, str, str], _Token] = {}
-_token_locks: dict[tuple[str, str, str], threading.Lock] = {}
-_pacers: dict[tuple[Any, ...], Pacer] = {}
+class Registry:
+    """Tokens, token locks and pacers shared by every client of one app, per (base URL, app key).
+
+    DingTalk throttles gettoken, and its rate limits count per app, not per client object.
+    """
+
+    def __init__(self, secrets: redact.Secrets | None = None) -> None:
+        self.secrets = secrets if secrets is not None else redact.Secrets()
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, str, str], _Token] = {}
+        self._token_locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._pacers: dict[tuple[Any, ...], Pacer] = {}
+
+    def cached(self, key: tuple[str, str, str]) -> _Token | None:
+        with self._lock:
+            return self._tokens.get(key)
+
+    def store(self, key: tuple[str, str, str], token: _Token) -> None:
+        with self._lock:
+            self._tokens[key] = token
+
+    def drop(self, key: tuple[str, str, str], stale: str) -> None:
+        with self._lock:
+            cached = self._tokens.get(key)
+            if cached and cached.value == stale:  # another thread may already hold a new one
+                del self._tokens[key]
+
+    def token_lock(self, key: tuple[str, str, str]) -> threading.Lock:
+        with self._lock:
+            return self._token_locks.setdefault(key, threading.Lock())
+
+    def pacer(self, key: tuple[Any, ...], pacing: Pacing) -> Pacer:
+        *_, monotonic, sleep = key
+        with self._lock:
+            pacer = self._pacers.get(key)
+            if pacer is None:
+                pacer = self._pacers[key] = Pacer(pacing, monotonic=monotonic, sleep=sleep)
+            return pacer
+
+    def forget_tokens(self) -> None:
+        with self._lock:
+            self._tokens.clear()
 
 
 class Transport:
@@ -73,9 +113,12 @@ class Transport:
         on_call: OnCall | None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        registry: Registry | None = None,
     ) -> None:
-        redact.install()
-        redact.remember(credentials.secret())
+        # Without an app's registry a transport shares nothing: a bare client is its own app.
+        self.registry = registry if registry is not None else Registry()
+        redact.install(self.registry.secrets)
+        redact.remember(credentials.secret(), self.registry.secrets)
         self.credentials = credentials
         self.base_url = base_url
         self.retry = retry
@@ -86,7 +129,7 @@ class Transport:
         # The secret's digest is in the key so a wrong or rotated secret never reuses a token.
         digest = hashlib.sha256(credentials.secret().encode()).hexdigest()[:16]
         self._key = (base_url, credentials.app_key, digest)
-        self.pacer = _shared_pacer((base_url, credentials.app_key, pacing, monotonic, sleep), pacing)
+        self.pacer = self.registry.pacer((base_url, credentials.app_key, pacing, monotonic, sleep), pacing)
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)
         self._session.mount("https://", adapter)
@@ -108,28 +151,22 @@ class Transport:
                 return cached
             payload, _ = self.call("gettoken", "/gettoken", method="GET", auth=False)
             value = str(payload["access_token"])
-            redact.remember(value)
+            redact.remember(value, self.registry.secrets)
             fresh_for = cache_seconds(payload.get("expires_in"))
-            with _registry_lock:
-                _tokens[self._key] = _Token(value, self._monotonic() + fresh_for)
+            self.registry.store(self._key, _Token(value, self._monotonic() + fresh_for))
             return value
 
     def _cached_token(self) -> str | None:
-        with _registry_lock:
-            cached = _tokens.get(self._key)
+        cached = self.registry.cached(self._key)
         if cached and self._monotonic() < cached.fresh_until:
             return cached.value
         return None
 
     def _drop_token(self, stale: str) -> None:
-        with _registry_lock:
-            cached = _tokens.get(self._key)
-            if cached and cached.value == stale:  # another thread may already hold a new one
-                del _tokens[self._key]
+        self.registry.drop(self._key, stale)
 
     def _token_lock(self) -> threading.Lock:
-        with _registry_lock:
-            return _token_locks.setdefault(self._key, threading.Lock())
+        return self.registry.token_lock(self._key)
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -213,9 +250,8 @@ class Transport:
 
 
 def forget_tokens() -> None:
-    """Drop every cached token, e.g. after rotating an app secret (and between tests)."""
-    with _registry_lock:
-        _tokens.clear()
+    """Kept for callers of the old process-wide cache: tokens now live on each app's `Registry`
+    (`Registry.forget_tokens`), so there is nothing process-wide to drop."""
 
 
 def cache_seconds(expires_in: Any) -> float:
@@ -226,12 +262,3 @@ def cache_seconds(expires_in: Any) -> float:
         ttl = 0.0
     ttl = ttl if ttl > 0 else 7200.0
     return ttl / 2 if ttl <= 300 else ttl - 300
-
-
-def _shared_pacer(key: tuple[Any, ...], pacing: Pacing) -> Pacer:
-    *_, monotonic, sleep = key
-    with _registry_lock:
-        pacer = _pacers.get(key)
-        if pacer is None:
-            pacer = _pacers[key] = Pacer(pacing, monotonic=monotonic, sleep=sleep)
-        return pacer

@@ -1,0 +1,180 @@
+"""The composition root: the one place that builds an app's parts, and closes them.
+
+`open_app(config, sandbox=...)` builds the state store, the ledger, the DingTalk client (or a
+started in-process sandbox and a client for it), the sources and the metrics, and owns what would
+otherwise be process globals: the token and pacer `Registry` and the `Secrets` to mask. Two apps
+in one process therefore share nothing (tests build two side by side). Every command and the
+daemon get their parts here; nothing else constructs a client, a store or sources.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dispatcher import redact
+from dispatcher.config import Config
+from dispatcher.delivery import credentials_from, make_client, sandbox_credentials
+from dispatcher.dingtalk.transport import Registry
+from dispatcher.health import Metrics
+from dispatcher.query import Sources
+from dispatcher.runner import Services, build_sources
+from dispatcher.store.db import StateStore, state_url
+from dispatcher.store.ledger import Ledger
+
+if TYPE_CHECKING:
+    from dispatcher.dingtalk.client import DingTalkClient
+    from dispatcher.dingtalk.transport import Credentials
+    from dispatcher.sandbox import Sandbox
+    from dispatcher.store.apicalls import ApiCounter
+
+
+@dataclass
+class App:
+    """One app's parts; `sandbox` is set when deliveries go to an in-process sandbox."""
+
+    config: Config
+    store: StateStore
+    ledger: Ledger
+    client: DingTalkClient
+    sources: Sources
+    metrics: Metrics
+    registry: Registry
+    owner: str
+    sandbox: Sandbox | None = None
+    api_calls: ApiCounter | None = None
+    _services: Services | None = field(default=None, repr=False)
+
+    @property
+    def secrets(self) -> redact.Secrets:
+        return self.registry.secrets
+
+    def services(self) -> Services:
+        """What every run needs, built once: runs share source concurrency slots."""
+        if self._services is None:
+            self._services = Services(self.config, self.sources, self.client, self.ledger, self.metrics,
+                                      self.owner)  # fmt: skip
+        return self._services
+
+    def swap_sources(self, config: Config) -> None:
+        """A reload changed `sources`: build the new ones, dispose of the old."""
+        retired, self.sources = self.sources, build_sources(config)
+        self.services().sources = self.sources
+        retired.dispose()
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextmanager
+def open_app(
+    config: Config,
+    *,
+    sandbox: bool = False,
+    sandbox_port: int = 0,
+    metrics: Metrics | None = None,
+    owner: str | None = None,
+    throwaway_state: bool = False,
+) -> Iterator[App]:
+    """Build an app for `config`; everything it opened is closed on exit, in reverse order.
+
+    Never falls back to the sandbox by itself: a production typo must not swallow reports.
+    `throwaway_state`: a sandbox app keeps its ledger in a temporary folder unless
+    DISPATCHER_STATE_URL says otherwise, away from production's history.
+    """
+    metrics = metrics if metrics is not None else Metrics()
+    registry = Registry()
+    with ExitStack() as stack:
+        stack.callback(redact.release, registry.secrets)
+        redact.install(registry.secrets)
+        box = _start_sandbox(stack, sandbox_port) if sandbox else None
+        creds = sandbox_credentials(box) if box is not None else credentials_from(config)  # fail fast
+        store = StateStore(_state_url(config, stack, throwaway_state and sandbox))
+        stack.callback(store.close)
+        client, counter = _client(config, stack, store, box, creds, metrics, registry)
+        sources = build_sources(config)
+        app = App(config, store, Ledger(store), client, sources, metrics, registry,
+                  owner or default_owner(), box, counter)  # fmt: skip
+        stack.callback(lambda: app.sources.dispose())
+        yield app
+
+
+def _state_url(config: Config, stack: ExitStack, throwaway: bool) -> str:
+    if throwaway and not os.environ.get("DISPATCHER_STATE_URL"):
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dispatcher-sandbox-")))
+        return f"sqlite:///{folder / 'state.db'}"
+    return state_url(config.base_dir, config.state)
+
+
+def _start_sandbox(stack: ExitStack, port: int) -> Sandbox:
+    from dispatcher.sandbox import Sandbox
+    from dispatcher.sandbox.options import options_from_env
+
+    # The same DISPATCHER_SANDBOX_* faults as `dispatcher sandbox`, for in-process sandboxes too.
+    box = Sandbox(options_from_env(dict(os.environ)), port=port).start()
+    stack.callback(box.stop)
+    return box
+
+
+def _client(
+    config: Config,
+    stack: ExitStack,
+    store: StateStore,
+    box: Sandbox | None,
+    creds: Credentials,
+    metrics: Metrics,
+    registry: Registry,
+) -> tuple[DingTalkClient, ApiCounter | None]:
+    counter = _api_counter(config, store) if box is None else None  # a sandbox costs no quota
+    on_call = counter.hook(metrics.api_call) if counter is not None else metrics.api_call
+    client = make_client(config, creds, store, base_url=box.url if box else None, on_call=on_call,
+                         registry=registry)  # fmt: skip
+    stack.callback(client.close)
+    if counter is not None:
+        from dispatcher.quota import quota_alert
+
+        counter.on_warn = lambda month, used, quota: quota_alert(client, config, month, used, quota)
+        metrics.watch_api_calls(counter)
+    return client, counter
+
+
+def _api_counter(config: Config, store: StateStore) -> ApiCounter:
+    from dispatcher.schedule import to_zone
+    from dispatcher.store.apicalls import ApiCounter
+
+    return ApiCounter(store, to_zone(config.timezone), config.dingtalk.monthly_quota)
+
+
+@contextmanager
+def open_store(config: Config, *, create: bool = True) -> Iterator[StateStore | None]:
+    """Only the state store, for commands that read history; None when `create` is False and a
+    SQLite state file does not exist yet (`list` never creates one)."""
+    from sqlalchemy.engine import make_url
+
+    url = state_url(config.base_dir, config.state)
+    parsed = make_url(url)
+    if not create and parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        yield None
+        return
+    store = StateStore(url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def open_sources(config: Config) -> Iterator[Sources]:
+    """Only the sources, for commands that query without delivering (preview, dry runs)."""
+    sources = build_sources(config)
+    try:
+        yield sources
+    finally:
+        sources.dispose()

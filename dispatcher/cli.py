@@ -14,13 +14,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dispatcher.cli_common import instant, load, prepare_report, print_message
 from dispatcher.errors import DispatcherError
 from dispatcher.words import plural
 
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    from dispatcher.config import Config, Report
+    from dispatcher.config import Config
     from dispatcher.errors import Problem
     from dispatcher.runner import Prepared
     from dispatcher.store.ledger import Run
@@ -203,42 +204,29 @@ def _add_quota(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 def _add_demo(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("demo", help="the demo shop database")
     demo_sub = p.add_subparsers(dest="demo_command", metavar="ACTION", required=True)
-    load = demo_sub.add_parser("load", parents=[common], help="load the demo shop data into a database")
-    load.add_argument(
+    loader = demo_sub.add_parser("load", parents=[common], help="load the demo shop data into a database")
+    loader.add_argument(
         "--source",
         required=True,
         metavar="URL|NAME",
         help="a SQLAlchemy URL, or a source name from the config",
     )
-    load.add_argument(
+    loader.add_argument(
         "--end",
         type=date.fromisoformat,
         metavar="YYYY-MM-DD",
         help="the data's last day (default: today in the config's timezone)",
     )
-    load.add_argument("--replace", action="store_true", help="drop and reload the demo tables if they exist")
-    load.set_defaults(handler=cmd_demo_load)
+    loader.add_argument(
+        "--replace", action="store_true", help="drop and reload the demo tables if they exist"
+    )
+    loader.set_defaults(handler=cmd_demo_load)
 
 
 def _version() -> str:
     from dispatcher import __version__
 
     return f"dispatcher {__version__}"
-
-
-def _load(args: argparse.Namespace) -> Config:
-    from dispatcher.config import load_config
-
-    return load_config(args.config)
-
-
-def _instant(config: Config, at: datetime | None) -> datetime:
-    from dispatcher.runner import now_in
-    from dispatcher.schedule import to_zone
-
-    if at is None:
-        return now_in(config)
-    return at if at.tzinfo else at.replace(tzinfo=to_zone(config.timezone))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -264,8 +252,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from dispatcher.runner import next_fire_time
 
-    config = _load(args)
-    at = _instant(config, args.at)
+    config = load(args)
+    at = instant(config, args.at)
     last = _last_runs(config)
     rows: list[dict[str, Any]] = [
         {
@@ -320,9 +308,9 @@ def _pad(text: str, width: int) -> str:
 def cmd_preview(args: argparse.Namespace) -> int:
     from dispatcher.runner import fire_time_at
 
-    config = _load(args)
+    config = load(args)
     report = config.report(args.report_id)
-    prepared = _prepare(config, report, fire_time_at(config, report, _instant(config, args.at)))
+    prepared = prepare_report(config, report, fire_time_at(config, report, instant(config, args.at)))
     out = preview_dict(prepared)
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=2))
@@ -360,27 +348,13 @@ def _print_preview(out: dict[str, Any], limit: int) -> None:
     print(f"message    {out['msgtype']}, {out['msg_bytes']} of {plural(limit, 'byte')}, "
           f"{plural(out['rows_shown'], 'row')} shown")  # fmt: skip
     print(f"title      {out['title']}")
-    _print_message(out["markdown"])
+    print_message(out["markdown"])
 
 
 def cmd_send(args: argparse.Namespace) -> int:
     from dispatcher.cli_send import cmd_send as send
 
     return send(args)
-
-
-def _prepare(config: Config, report: Report, fire: datetime) -> Prepared:
-    from dispatcher.app import open_sources
-    from dispatcher.runner import prepare
-
-    with open_sources(config) as sources:
-        return prepare(config, sources, report, fire)
-
-
-def _print_message(markdown: str) -> None:
-    print("-" * 60)
-    print(markdown)
-    print("-" * 60)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -417,7 +391,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     from dispatcher.app import open_store
     from dispatcher.store.ledger import Ledger
 
-    config = _load(args)
+    config = load(args)
     if args.report_id is not None:
         config.report(args.report_id)  # unknown id: a clear error, not an empty table
     with open_store(config) as store:
@@ -441,7 +415,7 @@ def cmd_quota(args: argparse.Namespace) -> int:
     from dispatcher.schedule import to_zone
     from dispatcher.store.apicalls import ApiCounter
 
-    config = _load(args)
+    config = load(args)
     with open_store(config) as store:
         assert store is not None
         result = forecast(config, ApiCounter(store, to_zone(config.timezone), config.dingtalk.monthly_quota))
@@ -481,14 +455,14 @@ def cmd_demo_load(args: argparse.Namespace) -> int:
 
     url, end = args.source, args.end
     if "://" not in url or end is None:
-        config = _load(args)
+        config = load(args)
         if "://" not in url:
             if url not in config.sources:
                 raise DispatcherError(
                     f"no source named {url!r}", hint="pass a SQLAlchemy URL or a name from sources:"
                 )
             url = resolve_sqlite_url(config.sources[url], config.base_dir)
-        end = end or _instant(config, None).date()
+        end = end or instant(config, None).date()
     try:
         engine = create_engine(url)
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from dispatcher.cli_common import instant, load, prepare_report, print_message
 from dispatcher.errors import CredentialsError, DeliveryError, DispatcherError
 from dispatcher.words import plural
 
@@ -29,14 +30,13 @@ Finish = Callable[..., None]
 
 def cmd_send(args: argparse.Namespace) -> int:
     from dispatcher.app import open_app
-    from dispatcher.cli import _instant, _load
     from dispatcher.delivery import credentials_from, recipients_for, recipients_from_cli
     from dispatcher.runner import fire_time_at
 
-    config = _load(args)
+    config = load(args)
     report = config.report(args.report_id)
     recipients = recipients_from_cli(args.to) if args.to else recipients_for(config, report.to)
-    fire = fire_time_at(config, report, _instant(config, args.at))
+    fire = fire_time_at(config, report, instant(config, args.at))
     if args.dry_run and not args.sandbox and _missing_credentials(credentials_from, config):
         return _offline_dry_run(config, report, fire, recipients)
     # Credentials are checked before the query runs: a missing variable fails fast.
@@ -64,9 +64,8 @@ def _missing_credentials(credentials_from: Callable[[Config], object], config: C
 
 
 def _prepare_or_skip(config: Config, report: Report, fire: datetime) -> Prepared | None:
-    from dispatcher.cli import _prepare
 
-    prepared = _prepare(config, report, fire)
+    prepared = prepare_report(config, report, fire)
     if prepared.rendered is None:
         print("result     no rows and on_empty is 'skip': nothing to send")
         return None
@@ -211,6 +210,5 @@ def _print_recipients(
 
 
 def _print_markdown(markdown: str) -> None:
-    from dispatcher.cli import _print_message
 
-    _print_message(markdown)
+    print_message(markdown)

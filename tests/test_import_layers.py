@@ -13,12 +13,6 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dispatcher"
 
-# Lazy (function-level) cycles still waiting for the composition root and the CLI split. Nothing may
-# join them, no new one may appear, and none may become a module-level import.
-KNOWN_LAZY_CYCLES = [
-    {"dispatcher.delivery", "dispatcher.quota"},
-    {"dispatcher.cli", "dispatcher.cli_send"},
-]
 
 LOW_LAYERS = {
     "dispatcher.store": ("dispatcher.dingtalk", "dispatcher.render",
@@ -114,9 +108,8 @@ def test_module_level_imports_have_no_cycle() -> None:
     assert cycles(edges) == []
 
 
-def test_the_only_cycles_are_the_known_lazy_ones() -> None:
-    found = cycles({m: set(ts) for m, ts in graph().items()})
-    assert [c for c in found if c not in KNOWN_LAZY_CYCLES] == []
+def test_dispatcher_has_no_import_cycle() -> None:
+    assert cycles({m: set(ts) for m, ts in graph().items()}) == []
 
 
 @pytest.mark.parametrize("layer", sorted(LOW_LAYERS))

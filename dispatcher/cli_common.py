@@ -1,0 +1,46 @@
+"""What every CLI command shares: loading the config, the instant it works at, one report's message.
+
+Its own module so that `cli` and the commands split out of it (`cli_send`) both import it and never
+each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dispatcher.config import Config, Report
+    from dispatcher.runner import Prepared
+
+
+def load(args: argparse.Namespace) -> Config:
+    from dispatcher.config import load_config
+
+    return load_config(args.config)
+
+
+def instant(config: Config, at: datetime | None) -> datetime:
+    """`--at` (a time without an offset is in the config's zone), or now."""
+    from dispatcher.runner import now_in
+    from dispatcher.schedule import to_zone
+
+    if at is None:
+        return now_in(config)
+    return at if at.tzinfo else at.replace(tzinfo=to_zone(config.timezone))
+
+
+def prepare_report(config: Config, report: Report, fire: datetime) -> Prepared:
+    """Query and render `report` as its run at `fire` would, on sources opened for this command."""
+    from dispatcher.app import open_sources
+    from dispatcher.runner import prepare
+
+    with open_sources(config) as sources:
+        return prepare(config, sources, report, fire)
+
+
+def print_message(markdown: str) -> None:
+    print("-" * 60)
+    print(markdown)
+    print("-" * 60)

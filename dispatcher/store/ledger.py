@@ -96,16 +96,7 @@ class Ledger:
 
     def claim(self, report_id: str, fire_time: datetime, owner: str) -> Run | None:
         """Take this fire time for this process; None when another process already holds it."""
-        values = {
-            "report_id": report_id,
-            "fire_time": _fire(fire_time),
-            "state": "running",
-            "attempts": 1,
-            "started_at": clock.now(),
-            "owner": owner,
-            "task_ids": "[]",
-            "receipts": "{}",
-        }
+        values = _started(report_id, fire_time, owner)
         with self._store.connect() as conn:
             try:
                 with conn.begin():
@@ -188,16 +179,7 @@ class Ledger:
 
     def start_manual(self, report_id: str, fire_time: datetime, owner: str) -> Run:
         """A `dispatcher send` of this fire time: recorded in history, never a claim."""
-        values = {
-            "report_id": report_id,
-            "fire_time": _fire(fire_time),
-            "state": "running",
-            "attempts": 1,
-            "started_at": clock.now(),
-            "owner": owner,
-            "task_ids": "[]",
-            "receipts": "{}",
-        }
+        values = _started(report_id, fire_time, owner)
         with self._store.begin() as conn:
             key = conn.execute(manual_runs.insert().values(values)).inserted_primary_key
             return _fetch(conn, key[0] if key else None, manual_runs)
@@ -358,6 +340,20 @@ def _run(row: Row[Any], table: Table = runs) -> Run:
     values["receipts"] = json.loads(values["receipts"] or "{}")
     values["batches"] = json.loads(values.get("batches") or "{}")
     return Run(**values, trigger="manual" if table is manual_runs else "schedule")
+
+
+def _started(report_id: str, fire_time: datetime, owner: str) -> dict[str, Any]:
+    """The row of a run that starts now: a scheduled claim and a manual send begin alike."""
+    return {
+        "report_id": report_id,
+        "fire_time": _fire(fire_time),
+        "state": "running",
+        "attempts": 1,
+        "started_at": clock.now(),
+        "owner": owner,
+        "task_ids": "[]",
+        "receipts": "{}",
+    }
 
 
 def _fire(value: datetime) -> datetime:

@@ -123,8 +123,6 @@ class Daemon:
 
 
 def serve(options: DaemonOptions) -> int:
-    import dispatcher.render.templates  # noqa: F401  (pandas: imported here, not in the first run's time)
-
     config, health, owner = (
         load_config(options.config_path),
         HealthState(started_at=time.time()),

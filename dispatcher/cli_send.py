@@ -173,16 +173,36 @@ def _print_dry_run(client: DingTalkClient, prepared: Prepared, recipients: Recip
     _print_markdown(prepared.rendered.markdown)
 
 
+def _cached_userids(config: Config, mobiles: list[str]) -> dict[str, str]:
+    """mobile -> userid from the state store's cache, without credentials or a call to DingTalk.
+
+    Without an app key, any app's entry will do: the store normally serves one app. A dry run
+    never creates a state store.
+    """
+    from dispatcher.app import open_store
+    from dispatcher.dingtalk.client import USERID_MAX_AGE
+    from dispatcher.store.userids import UseridCache
+
+    if not mobiles:
+        return {}
+    with open_store(config, create=False) as store:
+        if store is None:
+            return {}
+        cache = UseridCache(store)
+        if config.dingtalk.app_key:
+            return cache.get_userids(config.dingtalk.app_key, mobiles, USERID_MAX_AGE)
+        return cache.get_any_app(mobiles, USERID_MAX_AGE)
+
+
 def _offline_dry_run(config: Config, report: Report, fire: datetime, recipients: Recipients) -> int:
     """No credentials: resolve mobiles from the userid cache only, and say which are left."""
-    from dispatcher.delivery import cached_userids
     from dispatcher.dingtalk.results import mask_mobile
 
     print(f"report     {report.id} (fire time {fire.isoformat()})")
     prepared = _prepare_or_skip(config, report, fire)
     if prepared is None:
         return 0
-    known = cached_userids(config, list(recipients.mobiles))
+    known = _cached_userids(config, list(recipients.mobiles))
     unresolved = [
         f"{mask_mobile(m)}: not in the userid cache; resolved at send time"
         for m in recipients.mobiles

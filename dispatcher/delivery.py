@@ -206,37 +206,6 @@ def _refused(refusal: Refusal) -> dict[str, Any]:
             "dept_ids": list(refusal.dept_ids)}  # fmt: skip
 
 
-def cached_userids(config: Config, mobiles: Sequence[str]) -> dict[str, str]:
-    """mobile -> userid from the state store's cache, without credentials or a call to DingTalk.
-
-    Without an app key, any app's entry will do: the store normally serves one app.
-    """
-    from dispatcher.dingtalk.client import USERID_MAX_AGE
-    from dispatcher.store.db import StateStore, state_url
-    from dispatcher.store.userids import UseridCache
-
-    url = state_url(config.base_dir, config.state)
-    if not mobiles or _no_sqlite_file(url):
-        return {}  # a dry run creates no state store
-    store = StateStore(url)
-    try:
-        cache = UseridCache(store)
-        if config.dingtalk.app_key:
-            return cache.get_userids(config.dingtalk.app_key, mobiles, USERID_MAX_AGE)
-        return cache.get_any_app(mobiles, USERID_MAX_AGE)
-    finally:
-        store.close()
-
-
-def _no_sqlite_file(url: str) -> bool:
-    from pathlib import Path
-
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    return parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file()
-
-
 def sandbox_credentials(box: Any) -> Credentials:
     from dispatcher.dingtalk.client import Credentials
 

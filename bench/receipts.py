@@ -46,11 +46,9 @@ def run(users: int) -> Outcome:
 def _measure(mode: str, users: int) -> dict[str, Any]:
     from dispatcher.dingtalk.client import Credentials, DingTalkClient
     from dispatcher.dingtalk.message import markdown_msg
-    from dispatcher.dingtalk.transport import forget_tokens
 
     options = SandboxOptions(latency=LATENCY, generated_users=users, progress_delay=PROGRESS_DELAY)
     with Sandbox(options, port=0) as sb:
-        forget_tokens()
         creds = Credentials(SANDBOX_KEY, SANDBOX_SECRET, SANDBOX_AGENT)
         with DingTalkClient(creds, base_url=sb.url, receipts=mode, receipt_wait=WAIT) as client:
             msg = markdown_msg("回执压测", f"### 回执压测\n\n- **模式** {mode}")

@@ -13,7 +13,7 @@ import pytest
 
 from dispatcher.dingtalk.client import Credentials, DingTalkClient, RetryPolicy
 from dispatcher.dingtalk.message import markdown_msg, msg_bytes, text_msg
-from dispatcher.dingtalk.transport import Registry, cache_seconds, forget_tokens
+from dispatcher.dingtalk.transport import Registry, cache_seconds
 from dispatcher.errors import CredentialsError, DeliveryError
 from dispatcher.sandbox.server import Sandbox, SandboxOptions
 from dispatcher.store.db import StateStore
@@ -24,13 +24,6 @@ FAST = RetryPolicy(
     max_attempts=8, max_total_seconds=20.0, base_delay=0.01, max_delay=0.05, throttle_min_delay=0.05
 )
 MSG = markdown_msg("每日销售", "### 每日销售  \n  华东 **1,299.75**")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tokens() -> Iterator[None]:
-    forget_tokens()  # a reused ephemeral port must not inherit another test's token
-    yield
-    forget_tokens()
 
 
 @pytest.fixture

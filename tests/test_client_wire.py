@@ -16,7 +16,6 @@ import pytest
 from dispatcher.dingtalk.client import Credentials, DingTalkClient, RetryPolicy
 from dispatcher.dingtalk.message import markdown_msg, msg_bytes
 from dispatcher.dingtalk.retry import Backoff
-from dispatcher.dingtalk.transport import forget_tokens
 from dispatcher.errors import DeliveryError
 
 CREDS = Credentials("dingsandboxkey", "sandbox-secret", 100000001)
@@ -24,13 +23,6 @@ FAST = RetryPolicy(
     max_attempts=8, max_total_seconds=20.0, base_delay=0.01, max_delay=0.05, throttle_min_delay=0.05
 )
 MSG = markdown_msg("每日销售", "### 每日销售  \n  华东 **1,299.75**")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tokens() -> Iterator[None]:
-    forget_tokens()
-    yield
-    forget_tokens()
 
 
 # -- the scripted server -----------------------------------------

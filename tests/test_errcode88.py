@@ -15,7 +15,6 @@ import requests
 from dispatcher.dingtalk import errors
 from dispatcher.dingtalk.client import Credentials, DingTalkClient, RetryPolicy
 from dispatcher.dingtalk.message import markdown_msg
-from dispatcher.dingtalk.transport import forget_tokens
 from dispatcher.errors import CredentialsError, DeliveryError, QuotaExhaustedError
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from tests.conftest import REPO
@@ -25,13 +24,6 @@ FAST = RetryPolicy(max_attempts=6, max_total_seconds=60.0, base_delay=0.01, max_
 MSG = markdown_msg("日报", "### 日报  \n  合计 **12**")
 FORMS = ("string", "number", "errmsg")
 SEND = "/topapi/message/corpconversation/asyncsend_v2"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tokens() -> Iterator[None]:
-    forget_tokens()
-    yield
-    forget_tokens()
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from dispatcher.cli import main
 from dispatcher.config import load_config
 from dispatcher.delivery import make_client
 from dispatcher.dingtalk.client import Credentials
-from dispatcher.dingtalk.transport import forget_tokens
 from dispatcher.health import Metrics
 from dispatcher.runner import Services, build_sources, execute
 from dispatcher.sandbox import Sandbox, SandboxOptions
@@ -59,10 +58,8 @@ reports:
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
-    forget_tokens()
     with Sandbox(SandboxOptions(generated_users=251)) as box:
         yield box
-    forget_tokens()
 
 
 def refuse_after_first_batch(sandbox: Sandbox, times: int = 0) -> None:
@@ -245,7 +242,6 @@ def test_another_replica_on_postgresql_retries_only_the_refused_batches(
     path = write_project(tmp_path / "p", sandbox)
     for first in _services(path, sandbox):
         assert run_once(first) == "partial"
-    forget_tokens()  # the second replica is another process: its own token, client and store
     for second in _services(path, sandbox):
         assert retry_due(second) == "sent"
         [run] = second.ledger.history("big")

@@ -24,7 +24,6 @@ from dispatcher.cli import main
 from dispatcher.config import load_config
 from dispatcher.dingtalk.client import Credentials, DingTalkClient
 from dispatcher.dingtalk.message import markdown_msg
-from dispatcher.dingtalk.transport import forget_tokens
 from dispatcher.health import Metrics
 from dispatcher.quota import forecast
 from dispatcher.sandbox import Sandbox, SandboxOptions
@@ -40,10 +39,8 @@ AT = "2026-11-28T10:00+08:00"
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
-    forget_tokens()
     with Sandbox(SandboxOptions(seed=9)) as sb:
         yield sb
-    forget_tokens()
 
 
 @pytest.fixture

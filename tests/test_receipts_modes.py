@@ -14,7 +14,6 @@ from dispatcher.cli import main
 from dispatcher.config import load_config
 from dispatcher.dingtalk.client import Credentials, DingTalkClient
 from dispatcher.dingtalk.message import markdown_msg
-from dispatcher.dingtalk.transport import forget_tokens
 from dispatcher.errors import ConfigError
 from dispatcher.sandbox import Sandbox, SandboxOptions
 
@@ -26,10 +25,8 @@ RECEIPT_CALLS = ("getsendprogress", "getsendresult")
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
-    forget_tokens()
     with Sandbox(SandboxOptions(seed=3, generated_users=200)) as sb:
         yield sb
-    forget_tokens()
 
 
 class Sleeps:

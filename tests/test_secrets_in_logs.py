@@ -10,7 +10,6 @@ import pytest
 
 from dispatcher.dingtalk.client import Credentials, DingTalkClient, RetryPolicy
 from dispatcher.dingtalk.message import markdown_msg
-from dispatcher.dingtalk.transport import forget_tokens
 from dispatcher.errors import DeliveryError
 from dispatcher.redact import RedactingFilter, install, redact
 from dispatcher.sandbox.server import Sandbox, SandboxOptions
@@ -24,13 +23,11 @@ FAST = RetryPolicy(
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
-    forget_tokens()
     sb = Sandbox(SandboxOptions(app_secret=SECRET, seed=3, generated_users=100), port=0).start()
     try:
         yield sb
     finally:
         sb.stop()
-        forget_tokens()
 
 
 def test_a_full_eventful_send_leaks_no_secret_or_token(

@@ -8,7 +8,6 @@ import sqlite3
 import pytest
 
 from dispatcher.cli import main
-from dispatcher.dingtalk.transport import forget_tokens
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from tests.conftest import run_cli
 
@@ -17,10 +16,8 @@ AT = "2026-11-28T10:00+08:00"
 
 @pytest.fixture
 def sandbox():
-    forget_tokens()
     with Sandbox(SandboxOptions()) as box:
         yield box
-    forget_tokens()
 
 
 @pytest.fixture

@@ -249,11 +249,6 @@ class Transport:
             log.exception("on_call hook failed for %s", endpoint)
 
 
-def forget_tokens() -> None:
-    """Kept for callers of the old process-wide cache: tokens now live on each app's `Registry`
-    (`Registry.forget_tokens`), so there is nothing process-wide to drop."""
-
-
 def cache_seconds(expires_in: Any) -> float:
     """Keep a token until 5 minutes before it expires; half its life if it is shorter than that."""
     try:

@@ -4,6 +4,7 @@ gateway's errcode 88 envelope in its three forms, token renewal, throttling, quo
 from __future__ import annotations
 
 import re
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,39 +245,25 @@ def test_every_code_the_sandbox_wraps_has_a_row() -> None:
 # -- in-process sandboxes read the same DISPATCHER_SANDBOX_* faults as `dispatcher sandbox` -------
 
 
-def test_send_sandbox_honours_dispatcher_sandbox_force_errcode(project: Path) -> None:
+def send_in_sandbox(project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`dispatcher send --sandbox` in a subprocess, whose in-process sandbox reads DISPATCHER_SANDBOX_*."""
     from tests.conftest import run_cli
 
+    config = str(project / "reports.yaml")
+    return run_cli("send", "daily", "-c", config, "--at", "2026-11-28T10:00+08:00", "--sandbox", env=env)
+
+
+def test_send_sandbox_honours_dispatcher_sandbox_force_errcode(project: Path) -> None:
     env = {"DISPATCHER_SANDBOX_FORCE_ERRCODE": '{"asyncsend_v2": 60011}'}
-    args = (
-        "send",
-        "daily",
-        "-c",
-        str(project / "reports.yaml"),
-        "--at",
-        "2026-11-28T10:00+08:00",
-        "--sandbox",
-    )
-    result = run_cli(*args, env=env)
+    result = send_in_sandbox(project, env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "sub_code 60011" in result.stderr and "grant the permission" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_send_sandbox_honours_the_sandbox_monthly_quota(project: Path) -> None:
-    from tests.conftest import run_cli
-
     env = {"DISPATCHER_SANDBOX_MONTHLY_QUOTA": "1", "DISPATCHER_SANDBOX_SUB_CODE_FORM": "errmsg"}
-    args = (
-        "send",
-        "daily",
-        "-c",
-        str(project / "reports.yaml"),
-        "--at",
-        "2026-11-28T10:00+08:00",
-        "--sandbox",
-    )
-    result = run_cli(*args, env=env)
+    result = send_in_sandbox(project, env)
     # The send spends the one call; reading its receipt meets 90020 and is only a warning.
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no receipt for task" in result.stdout and "sub_code 90020" in result.stdout

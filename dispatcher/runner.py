@@ -206,6 +206,13 @@ def _failed_run(
     return _fail(svc, report, run, error)
 
 
+def _quota_refused(outcome: Outcome) -> bool:
+    """Some batch met 90020: the rest cannot go out before next month."""
+    from dispatcher.dingtalk.errors import QUOTA_EXHAUSTED
+
+    return any(r.get("errcode") == QUOTA_EXHAUSTED for r in outcome.batches.get("refused", []))
+
+
 def _mine(still_mine: Callable[[], bool] | None, report: Report, fire: datetime) -> bool:
     if still_mine is None or still_mine():
         return True
@@ -247,11 +254,22 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
 
 
 def _partial(
-    svc: Services, report: Report, run: Run, outcome: Outcome, *, rows: int | None, msg_bytes: int | None
+    svc: Services,
+    report: Report,
+    run: Run,
+    outcome: Outcome,
+    *,
+    rows: int | None,
+    msg_bytes: int | None,
+    quota: bool = False,
 ) -> str:
-    """Some batches went out and some did not: record both; a retry sends only to the rest."""
+    """Some batches went out and some did not: record both; a retry sends only to the rest.
+
+    `quota`: the rest met 90020, so no retry follows (each would be refused and spend a call).
+    """
     fire = run.fire_time.astimezone(svc.config.report_zone(report))
-    retry_at = _retry_at(report, run)
+    quota = quota or _quota_refused(outcome)
+    retry_at = None if quota else _retry_at(report, run)
     svc.ledger.finish(
         run.id, "partial", rows=rows, msg_bytes=msg_bytes, recipients=outcome.recipients,
         task_ids=outcome.task_ids, receipts=outcome.counts, error=outcome.reason, next_retry_at=retry_at,
@@ -262,7 +280,9 @@ def _partial(
         refused=outcome.refused, tasks=len(outcome.task_ids), attempt=run.attempts, retry_at=retry_at,
         error=outcome.reason,
     )  # fmt: skip
-    if retry_at is None:
+    if quota:
+        _quota_alert(svc, report, run, outcome.reason or "monthly API quota used up")
+    elif retry_at is None:
         logs.event("run.gave_up", logging.ERROR, report=report.id, fire_time=fire, attempts=run.attempts,
                    error=outcome.reason)  # fmt: skip
         alert(svc, report, fire, outcome.reason or "partial delivery", partial=outcome)
@@ -279,7 +299,7 @@ def _fail(svc: Services, report: Report, run: Run, error: str) -> str:
     from dispatcher.delivery import outcome_of
 
     fire = run.fire_time.astimezone(svc.config.report_zone(report))
-    if run.accepted_userids or run.accepted_dept_ids:
+    if _reached_some(run):
         # An earlier attempt reached some people: the run stays partial, whatever this attempt did.
         outcome = outcome_of(run, None, error=error)
         return _partial(svc, report, run, outcome, rows=run.rows, msg_bytes=run.msg_bytes)
@@ -299,16 +319,30 @@ def _fail(svc: Services, report: Report, run: Run, error: str) -> str:
 
 def _quota_exhausted(svc: Services, report: Report, run: Run, error: str) -> str:
     """90020: retrying cannot help before next month, and every retry would spend a call."""
+    if _reached_some(run):
+        # A retry of a partial run: who was reached stays on record, and no retry follows.
+        from dispatcher.delivery import outcome_of
+
+        outcome = outcome_of(run, None, error=error)
+        return _partial(svc, report, run, outcome, rows=run.rows, msg_bytes=run.msg_bytes, quota=True)
+    svc.ledger.finish(run.id, "failed", error=error)
+    _quota_alert(svc, report, run, error)
+    return "failed"
+
+
+def _reached_some(run: Run) -> bool:
+    return bool(run.accepted_userids or run.accepted_dept_ids)
+
+
+def _quota_alert(svc: Services, report: Report, run: Run, error: str) -> None:
     from dispatcher.quota import exhausted_alert
 
     fire = run.fire_time.astimezone(svc.config.report_zone(report))
-    svc.ledger.finish(run.id, "failed", error=error)
     logs.event("run.gave_up", logging.ERROR, report=report.id, fire_time=fire, attempts=run.attempts,
                error=error, reason="monthly API quota used up")  # fmt: skip
     month = now_in(svc.config).strftime("%Y-%m")
     allowed = svc.ledger.alert_allowed(f"quota-exhausted:{month}", every=timedelta(days=62))
     exhausted_alert(svc.client, svc.config, allowed, error)
-    return "failed"
 
 
 def give_up(svc: Services, report: Report, run: Run) -> None:

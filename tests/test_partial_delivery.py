@@ -291,3 +291,33 @@ def test_the_daemon_records_partial_then_its_retry_reaches_only_the_rest(
     assert sorted(counts) == USERS and set(counts.values()) == {1}
     [run] = daemon_harness.runs(daemons.state_url, "big")
     assert (run.state, run.attempts, len(run.task_ids)) == ("sent", 2, 3)
+
+
+# -- 90020 after some batches: no retry, the month's one quota alert ---------------------------------
+
+
+def test_90020_after_the_first_batch_keeps_the_run_partial_without_a_retry(
+    services: Services, sandbox: Sandbox
+) -> None:
+    """Every retry would be refused too and spend a call of a quota that is already used up."""
+    sandbox.set_options(force_errcode={"asyncsend_v2": 90020}, force_errcode_after=1, force_errcode_times=1)
+    assert run_once(services) == "partial"
+    [run] = services.ledger.history("big")
+    assert (run.state, run.recipients, run.next_retry_at) == ("partial", 100, None)
+    assert run.batches["refused"][0]["errcode"] == 90020
+    assert services.ledger.due_retries(datetime.now(UTC) + timedelta(days=1)) == []
+    [alert] = sandbox.messages("oncall01")
+    assert "90020" in alert["msg"]["markdown"]["text"], "the monthly quota alert, not a retry"
+
+
+def test_a_retry_that_meets_90020_keeps_who_was_reached_and_stops(
+    services: Services, sandbox: Sandbox
+) -> None:
+    refuse_after_first_batch(sandbox, times=1)
+    assert run_once(services) == "partial"
+    sandbox.set_options(force_errcode={"asyncsend_v2": 90020}, force_errcode_after=0, force_errcode_times=1)
+    assert retry_due(services) == "partial"
+    [run] = services.ledger.history("big")
+    assert (run.state, run.recipients, run.next_retry_at) == ("partial", 100, None)
+    assert len(run.batches["accepted"]) == 1, "the first attempt's batch stays on record"
+    assert services.ledger.due_retries(datetime.now(UTC) + timedelta(days=1)) == []

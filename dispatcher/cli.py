@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_history(sub, common)
     _add_quota(sub, common)
     _add_demo(sub, common)
+    _add_init(sub)
+    _add_schema(sub)
     return parser
 
 
@@ -221,6 +223,19 @@ def _add_demo(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         "--replace", action="store_true", help="drop and reload the demo tables if they exist"
     )
     loader.set_defaults(handler=cmd_demo_load)
+
+
+def _add_init(sub: Subcommands) -> None:
+    p = sub.add_parser("init", help="create a minimal working project: reports.yaml, queries/, .env.example")
+    p.add_argument("folder", nargs="?", type=Path, default=Path("."), metavar="DIR",
+                   help="where (default: the current folder)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="overwrite an existing reports.yaml")
+    p.set_defaults(handler=cmd_init)
+
+
+def _add_schema(sub: Subcommands) -> None:
+    p = sub.add_parser("schema", help="print the JSON Schema of reports.yaml (for editors)")
+    p.set_defaults(handler=cmd_schema)
 
 
 def _version() -> str:
@@ -475,6 +490,20 @@ def cmd_demo_load(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(f"loaded the demo shop up to {end}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from dispatcher.init import init_project, next_steps
+
+    print(next_steps(init_project(args.folder, force=args.force)))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from dispatcher.config_schema import dumps, generate
+
+    sys.stdout.write(dumps(generate()))
     return 0
 
 

@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub, common)
     _add_init(sub)
     _add_schema(sub)
+    _add_doctor(sub, common)
     return parser
 
 
@@ -236,6 +237,15 @@ def _add_init(sub: Subcommands) -> None:
 def _add_schema(sub: Subcommands) -> None:
     p = sub.add_parser("schema", help="print the JSON Schema of reports.yaml (for editors)")
     p.set_defaults(handler=cmd_schema)
+
+
+def _add_doctor(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("doctor", parents=[common], help="check a deployment before going live")
+    p.add_argument("--json", action="store_true", help="print the checks as a JSON array")
+    p.add_argument(
+        "--send-test", action="store_true", help="also send one short test message to the admins group"
+    )
+    p.set_defaults(handler=cmd_doctor)
 
 
 def _version() -> str:
@@ -505,6 +515,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     sys.stdout.write(dumps(generate()))
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from dispatcher.doctor import doctor
+
+    return doctor(args.config, as_json=args.json, send_test=args.send_test)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -245,7 +245,7 @@ def _recipients_check(app: App) -> Check:
     except DeliveryError as exc:
         return _delivery_failure("recipients", exc)
     resolved = ", ".join(f"{mask_mobile(m)} -> {u}" for m, u in found.items())
-    detail = f"{len(found)} of {plural(len(mobiles), 'mobile')} resolve ({len(cached)} from the userid cache)"
+    detail = f"mobiles resolved: {len(found)} of {len(mobiles)} ({len(cached)} from the userid cache)"
     detail += f": {resolved}" if resolved else ""
     if problems:
         hint = "fix or remove these mobiles in recipients: the person may have left or changed number"
@@ -263,7 +263,7 @@ def _quota_check(config: Config) -> Check:
     with open_store(config) as store:
         assert store is not None
         f = forecast(config, ApiCounter(store, to_zone(config.timezone), quota))
-    detail = f"{f.month}: {f.used_total:,} calls used, {f.forecast:,} forecast by the month's end"
+    detail = f"{f.month}: {plural(f.used_total, 'call')} used, {f.forecast:,} forecast by the month's end"
     if not quota:
         return Check("monthly quota", "OK", detail + " (monthly_quota: 0, unlimited)")
     share = f.forecast / quota

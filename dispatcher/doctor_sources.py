@@ -61,7 +61,7 @@ def check_source(sources: Sources, name: str, timeout: float) -> SourceFinding:
     box: list[SourceFinding] = []
     worker = threading.Thread(target=lambda: box.append(_guarded(sources, name, timeout)), daemon=True)
     worker.start()
-    worker.join(timeout + 5)
+    worker.join(timeout + min(timeout, 5.0))  # the slack: connecting, generating the demo database
     if not box:
         return SourceFinding(
             "FAIL",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,6 +185,30 @@ def test_a_source_that_cannot_connect_fails(tmp_path, box, capsys):
     assert check["status"] == "FAIL" and "cannot connect" in check["detail"]
     assert ":pw@" not in json.dumps(checks)
     assert checks["gettoken"]["status"] == "OK", "a failing source does not hide the other checks"
+
+
+def test_a_source_that_never_answers_fails_after_its_query_timeout(tmp_path, box, capsys):
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"postgresql+psycopg://reader@127.0.0.1:{silent.getsockname()[1]}/shop"
+        config = write_config(tmp_path, box, sources={"slow": url}, extra="    query_timeout: 1s\n")
+        started = time.monotonic()
+        code, checks = doctor(config, capsys)
+    assert time.monotonic() - started < 30
+    assert code == 1 and checks["source slow"]["status"] == "FAIL"
+    assert "no answer within 1s" in checks["source slow"]["detail"]
+
+
+def test_an_unreachable_state_store_fails_and_skips_what_needs_it(tmp_path, box, capsys):
+    config = write_config(
+        tmp_path, box, extra="state: postgresql+psycopg://keeper:hunter2@127.0.0.1:1/state\n"
+    )
+    code, checks = doctor(config, capsys)
+    assert code == 1 and checks["state store"]["status"] == "FAIL"
+    assert "DISPATCHER_STATE_URL" in checks["state store"]["hint"]
+    assert checks["gettoken"]["status"] == "SKIP" and "monthly quota" not in checks
+    assert "hunter2" not in json.dumps(checks)
 
 
 def test_a_config_problem_fails_with_file_and_line(tmp_path, box, capsys):

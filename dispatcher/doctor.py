@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher import clock
 from dispatcher.config import ALERT_GROUP, Config, check_config
+from dispatcher.dingtalk.errors import CREDENTIAL_ERRCODES
 from dispatcher.errors import DeliveryError, DispatcherError, Problem
 from dispatcher.words import plural
 
@@ -35,7 +36,6 @@ CREDENTIAL_STEPS = (
     "check DINGTALK_APP_KEY and DINGTALK_APP_SECRET (the variables behind dingtalk.app_key and "
     f"app_secret): they must be the AppKey and AppSecret shown in {CONSOLE} → 凭证与基础信息"
 )
-CREDENTIAL_ERRCODES = frozenset({40001, 40089, 40096})
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_history(sub, common)
     _add_quota(sub, common)
     _add_demo(sub, common)
+    _add_init(sub)
+    _add_schema(sub)
+    _add_doctor(sub, common)
     return parser
 
 
@@ -221,6 +224,28 @@ def _add_demo(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         "--replace", action="store_true", help="drop and reload the demo tables if they exist"
     )
     loader.set_defaults(handler=cmd_demo_load)
+
+
+def _add_init(sub: Subcommands) -> None:
+    p = sub.add_parser("init", help="create a minimal working project: reports.yaml, queries/, .env.example")
+    p.add_argument("folder", nargs="?", type=Path, default=Path("."), metavar="DIR",
+                   help="where (default: the current folder)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="overwrite an existing reports.yaml")
+    p.set_defaults(handler=cmd_init)
+
+
+def _add_schema(sub: Subcommands) -> None:
+    p = sub.add_parser("schema", help="print the JSON Schema of reports.yaml (for editors)")
+    p.set_defaults(handler=cmd_schema)
+
+
+def _add_doctor(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("doctor", parents=[common], help="check a deployment before going live")
+    p.add_argument("--json", action="store_true", help="print the checks as a JSON array")
+    p.add_argument(
+        "--send-test", action="store_true", help="also send one short test message to the admins group"
+    )
+    p.set_defaults(handler=cmd_doctor)
 
 
 def _version() -> str:
@@ -476,6 +501,26 @@ def cmd_demo_load(args: argparse.Namespace) -> int:
         engine.dispose()
     print(f"loaded the demo shop up to {end}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
     return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from dispatcher.init import init_project, next_steps
+
+    print(next_steps(init_project(args.folder, force=args.force)))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from dispatcher.config_schema import dumps, generate
+
+    sys.stdout.write(dumps(generate()))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from dispatcher.doctor import doctor
+
+    return doctor(args.config, as_json=args.json, send_test=args.send_test)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

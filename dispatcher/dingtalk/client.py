@@ -167,6 +167,12 @@ class DingTalkClient:
             return None, f"{mask_mobile(mobile)}: {reason} (errcode {exc.errcode})"
         return str(payload["result"]["userid"]), ""
 
+    def get_user(self, userid: str) -> dict[str, Any]:
+        """One person's address-book entry (topapi/v2/user/get); exempt from the monthly quota."""
+        payload, _ = self._http.call("user_get", "/topapi/v2/user/get", {"userid": userid})
+        result = payload.get("result")
+        return result if isinstance(result, dict) else {}
+
     # -- sending -----------------------------------------------------------------------------
 
     def send(

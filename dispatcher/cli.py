@@ -255,6 +255,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     config = load(args)
     at = instant(config, args.at)
     last = _last_runs(config)
+    alerts = _alert_states(config, at)
     rows: list[dict[str, Any]] = [
         {
             "id": report.id,
@@ -265,6 +266,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             "enabled": report.enabled,
             "next_fire_time": next_fire_time(config, report, at).isoformat(),
             "last_run": last[report.id].to_dict() if report.id in last else None,
+            **({"alert": alerts.get(report.id, "ok")} if report.alert is not None else {}),
         }
         for report in config.reports.values()
     ]
@@ -273,8 +275,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             row["last_state"] = (row["last_run"] or {}).get("state", "-")
-        _print_table(rows, ["id", "schedule", "timezone", "next_fire_time", "last_state", "title"])
+        alert_column = ["alert"] if alerts or any(r.alert for r in config.reports.values()) else []
+        for row in rows:
+            row.setdefault("alert", "-")
+        _print_table(
+            rows, ["id", "schedule", "timezone", "next_fire_time", "last_state", *alert_column, "title"]
+        )
     return 0
+
+
+def _alert_states(config: Config, at: datetime) -> dict[str, str]:
+    """Each alert's state as `list` shows it: `firing since 09:30 (2 runs)`."""
+    from dispatcher.alerting import state_text
+    from dispatcher.app import open_store
+    from dispatcher.store.alert_state import AlertStates
+
+    if not any(r.alert for r in config.reports.values()):
+        return {}
+    with open_store(config, create=False) as store:
+        states = AlertStates(store).all() if store is not None else {}
+    return {rid: state_text(state, at) for rid, state in states.items()}
 
 
 def _last_runs(config: Config) -> dict[str, Run]:
@@ -397,16 +417,34 @@ def cmd_history(args: argparse.Namespace) -> int:
     with open_store(config) as store:
         assert store is not None
         runs = Ledger(store).history(args.report_id, limit=max(args.limit, 1))
+        events = _alert_events(store, runs)
     if args.json:
-        rows = [r.to_dict() | {"fire_time": _in_zone(config, r).isoformat()} for r in runs]
+        rows = [_history_json(config, r, events) for r in runs]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
     if not runs:
         print(f"report {args.report_id!r} has no runs yet" if args.report_id else "no runs yet")
         return 0
-    _print_table([_history_row(config, r) for r in runs], ["fire_time", "report", "state", "trigger",
+    table = [_history_row(config, r) | {"alert": events.get((r.report_id, r.fire_time), "")} for r in runs]
+    _print_table(table, ["fire_time", "report", "state", "trigger", *(["alert"] if events else []),
                  "attempts", "rows", "bytes", "recipients", "error"])  # fmt: skip
     return 0
+
+
+def _history_json(config: Config, run: Run, events: dict[tuple[str, datetime], str]) -> dict[str, Any]:
+    event = events.get((run.report_id, run.fire_time))
+    return (
+        run.to_dict() | {"fire_time": _in_zone(config, run).isoformat()} | ({"alert": event} if event else {})
+    )
+
+
+def _alert_events(store: Any, runs: list[Run]) -> dict[tuple[str, datetime], str]:
+    """(report, fire time) -> the alert's transition at that fire time (fired, recovered, ...)."""
+    from dispatcher.store.alert_state import AlertStates
+
+    ids = {r.report_id for r in runs}
+    found = [e for rid in ids for e in AlertStates(store).events(rid, limit=len(runs) + 50)]
+    return {(e["report_id"], e["fire_time"]): e["event"] for e in found}
 
 
 def cmd_quota(args: argparse.Namespace) -> int:

@@ -48,6 +48,7 @@ class Prepared:
     result: QueryResult
     rendered: Rendered | None
     action: Literal["send", "skip"]
+    note: str | None = None  # why an alert sends or skips (see alerting)
 
 
 def build_sources(config: Config) -> Sources:
@@ -178,6 +179,8 @@ def execute(svc: Services, report: Report, run: Run, still_mine: Callable[[], bo
     try:
         with svc.slot(report.source):
             prepared = prepare(svc.config, svc.sources, report, fire)
+        if report.alert is not None and _mine(still_mine, report, fire):
+            prepared = _alert_gate(svc, prepared)
         state = _deliver(svc, report, run, prepared) if _mine(still_mine, report, fire) else "abandoned"
     except StateError:
         # The outcome could not be recorded: the row stays `running` and is reaped after
@@ -188,6 +191,19 @@ def execute(svc: Services, report: Report, run: Run, still_mine: Callable[[], bo
     if state != "abandoned":
         svc.metrics.run_finished(report.id, state, time.monotonic() - started)
     return state
+
+
+def _alert_gate(svc: Services, prepared: Prepared) -> Prepared:
+    from dataclasses import replace
+
+    from dispatcher.alerting import gate
+    from dispatcher.store.alert_state import AlertStates
+
+    verdict = gate(AlertStates(svc.ledger.store), prepared.report, prepared.fire_time, prepared.result.rows)
+    if verdict.keep:
+        return replace(prepared, note=verdict.note)
+    action: Literal["send", "skip"] = "send" if verdict.rendered is not None else "skip"
+    return replace(prepared, rendered=verdict.rendered, action=action, note=verdict.note)
 
 
 def _failed_run(
@@ -219,8 +235,9 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
 
     fire = prepared.fire_time
     if prepared.rendered is None:
-        svc.ledger.finish(run.id, "skipped", rows=prepared.result.rows)
-        logs.event("run.skipped", report=report.id, fire_time=fire, rows=0, reason="no rows, on_empty skip")
+        svc.ledger.finish(run.id, "skipped", rows=prepared.result.rows, error=prepared.note)
+        logs.event("run.skipped", report=report.id, fire_time=fire, rows=prepared.result.rows,
+                   reason=prepared.note or "no rows, on_empty skip")  # fmt: skip
         return "skipped"
     rendered = prepared.rendered
     recipients = recipients_for(svc.config, report.to)

@@ -92,6 +92,11 @@ class Ledger:
     def __init__(self, store: StateStore) -> None:
         self._store = store
 
+    @property
+    def store(self) -> StateStore:
+        """The state store, for the tables beside the ledger (alert state, run messages)."""
+        return self._store
+
     # -- claiming --
 
     def claim(self, report_id: str, fire_time: datetime, owner: str) -> Run | None:

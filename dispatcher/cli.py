@@ -106,6 +106,12 @@ def _add_preview(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         help="preview the run due at the last fire time at or before this instant (default: now)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument(
+        "--as",
+        dest="as_value",
+        metavar="VALUE",
+        help="split_by reports: the message of the recipient whose split_by value is VALUE",
+    )
     p.set_defaults(handler=cmd_preview)
 
 
@@ -331,6 +337,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     config = load(args)
     report = config.report(args.report_id)
     prepared = prepare_report(config, report, fire_time_at(config, report, instant(config, args.at)))
+    if args.as_value is not None:
+        prepared = _as_recipient(prepared, args.as_value)
     out = preview_dict(prepared)
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=2))
@@ -339,9 +347,31 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _as_recipient(prepared: Prepared, value: str) -> Prepared:
+    """The slice of `value` in place of the whole report: what that recipient would get."""
+    from dataclasses import replace
+
+    spec, slicing = prepared.report.split_by, prepared.slicing
+    if spec is None or slicing is None:
+        if spec is None:
+            raise DispatcherError(f"report {prepared.report.id!r} has no split_by; --as needs one")
+        return prepared  # no rows: nothing for anybody
+    found = slicing.find(value, spec.kind)
+    if found is None:
+        raise DispatcherError(
+            f"no rows with {spec.column} = {value!r} in this run",
+            hint="preview --json lists every value (slices)",
+        )
+    return replace(prepared, rendered=found.rendered, slicing=None)
+
+
 def preview_dict(prepared: Prepared) -> dict[str, Any]:
+    from dispatcher.split import summary
+
     rendered = prepared.rendered
-    return {
+    slicing = prepared.slicing
+    extra = {"slices": summary(slicing), "empty_rows": slicing.empty_rows} if slicing is not None else {}
+    return extra | {
         "id": prepared.report.id,
         "title": rendered.title if rendered else prepared.report.title,
         "fire_time": prepared.fire_time.isoformat(),
@@ -368,6 +398,9 @@ def _print_preview(out: dict[str, Any], limit: int) -> None:
     print(f"message    {out['msgtype']}, {out['msg_bytes']} of {plural(limit, 'byte')}, "
           f"{plural(out['rows_shown'], 'row')} shown")  # fmt: skip
     print(f"title      {out['title']}")
+    if "slices" in out:
+        print(f"slices     {plural(len(out['slices']), 'recipient')}, {out['empty_rows']} rows without one; "
+              "the whole report (to:) is below, --as VALUE shows one recipient's")  # fmt: skip
     print_message(out["markdown"])
 
 

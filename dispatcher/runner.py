@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.health import Metrics
     from dispatcher.render import Rendered
+    from dispatcher.split import Slicing
     from dispatcher.store.ledger import Ledger, Run
 
 
@@ -49,6 +50,7 @@ class Prepared:
     rendered: Rendered | None
     action: Literal["send", "skip"]
     note: str | None = None  # why an alert sends or skips (see alerting)
+    slicing: Slicing | None = None  # split_by: one message per recipient (see split)
 
 
 def build_sources(config: Config) -> Sources:
@@ -103,7 +105,30 @@ def prepare(config: Config, sources: Sources, report: Report, fire_time: datetim
             raise QueryError("the query returned no rows and on_empty is 'error'", report=report.id)
         return Prepared(report, fire_time, params, result, None, "skip")
     rendered = _render(config, report, fire_time, macros, params, result)
-    return Prepared(report, fire_time, params, result, rendered, "send")
+    slicing = _slices(config, report, fire_time, macros, params, result) if report.split_by else None
+    return Prepared(report, fire_time, params, result, rendered, "send", slicing=slicing)
+
+
+def _slices(
+    config: Config,
+    report: Report,
+    fire_time: datetime,
+    macros: dict[str, str],
+    params: dict[str, Any],
+    result: QueryResult,
+) -> Slicing:
+    from dataclasses import replace
+
+    from dispatcher.split import build
+
+    assert report.split_by is not None
+
+    def one(frame: Any, key: str) -> Rendered:
+        return _render(
+            config, report, fire_time, {**macros, "split_value": key}, params, replace(result, frame=frame)
+        )
+
+    return build(result.frame, report.split_by, report.id, one)
 
 
 def _render(
@@ -243,10 +268,14 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
     recipients = recipients_for(svc.config, report.to)
     # Waiting for receipts holds this run: never longer than a quarter of the schedule's period.
     wait = min(svc.config.dingtalk.receipt_wait, report.parsed_schedule().min_period_seconds / 4)
-    result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
-    outcome = outcome_of(run, result)
-    counts = result.counts()
-    svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
+    if prepared.slicing is not None:
+        outcome = _deliver_split(svc, report, run, prepared, wait)
+        counts = outcome.counts
+    else:
+        result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
+        outcome = outcome_of(run, result)
+        counts = result.counts()
+        svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
     if outcome.state == "partial":
         return _partial(svc, report, run, outcome, rows=prepared.result.rows, msg_bytes=rendered.msg_bytes)
     svc.ledger.finish(
@@ -261,6 +290,19 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         attempt=run.attempts, reason=outcome.reason, **{k: v for k, v in counts.items() if v},
     )  # fmt: skip
     return outcome.state
+
+
+def _deliver_split(svc: Services, report: Report, run: Run, prepared: Prepared, wait: float) -> Outcome:
+    """split_by: each slice to its own recipient; rows nobody can get are reported to the admins."""
+    from dispatcher.split_delivery import Parts, deliver_split
+
+    assert prepared.slicing is not None and prepared.rendered is not None
+    parts = Parts(report, prepared.rendered.msg, prepared.slicing)
+    outcome = deliver_split(svc.client, svc.config, run, parts, wait)
+    svc.metrics.delivered(report.id, outcome.recipients, len(outcome.task_ids))
+    if outcome.notes:
+        alert(svc, report, prepared.fire_time, "; ".join(outcome.notes), heading="报表部分行无人接收")
+    return outcome
 
 
 def _partial(
@@ -334,7 +376,13 @@ def give_up(svc: Services, report: Report, run: Run) -> None:
 
 
 def alert(
-    svc: Services, report: Report, fire: datetime, error: str, *, partial: Outcome | None = None
+    svc: Services,
+    report: Report,
+    fire: datetime,
+    error: str,
+    *,
+    partial: Outcome | None = None,
+    heading: str | None = None,
 ) -> None:
     """A short work notification to `admins`, at most once per report per alert_interval."""
     from dispatcher.config import ALERT_GROUP
@@ -348,8 +396,8 @@ def alert(
     if not svc.ledger.alert_allowed(report.id, every=every):
         logs.event("alert.suppressed", report=report.id, fire_time=fire, reason="one alert per interval")
         return
-    heading = "报表部分送达" if partial is not None else "报表运行失败"
-    msg = markdown_msg(f"{heading}：{report.title}", _alert_text(report, fire, error, partial))
+    heading = heading or ("报表部分送达" if partial is not None else "报表运行失败")
+    msg = markdown_msg(f"{heading}：{report.title}", _alert_text(report, fire, error, partial, heading))
     try:
         deliver(svc.client, msg, recipients_for(svc.config, [ALERT_GROUP]), receipts="off")
     except DispatcherError as exc:
@@ -359,11 +407,13 @@ def alert(
     logs.event("alert.sent", report=report.id, fire_time=fire)
 
 
-def _alert_text(report: Report, fire: datetime, error: str, partial: Outcome | None = None) -> str:
+def _alert_text(
+    report: Report, fire: datetime, error: str, partial: Outcome | None = None, heading: str | None = None
+) -> str:
     from dispatcher.render.format import md
 
     now = clock.now().astimezone(fire.tzinfo).strftime("%Y-%m-%d %H:%M:%S")
-    heading = "报表部分送达" if partial is not None else "报表运行失败"
+    heading = heading or ("报表部分送达" if partial is not None else "报表运行失败")
     reach = (
         f"- **送达** {partial.recipients} 人已送达，{partial.refused} 人未送达\n"
         if partial is not None

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox(sub, common)
     _add_run(sub, common)
     _add_history(sub, common)
+    _add_backfill(sub, common)
+    _add_resend(sub, common)
     _add_quota(sub, common)
     _add_demo(sub, common)
     return parser
@@ -197,6 +199,32 @@ def _add_history(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=20, metavar="N", help="rows to show (default: 20)")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(handler=cmd_history)
+
+
+def _add_backfill(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "backfill", parents=[common], help="run every fire time of a report in a date range, in order"
+    )
+    p.add_argument("report_id", metavar="REPORT_ID")
+    p.add_argument("--from", dest="start", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD",
+                   help="the first day (in the report's time zone)")  # fmt: skip
+    p.add_argument("--to", dest="end", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD",
+                   help="the last day, included")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="print what each fire time would do; send nothing")
+    p.add_argument("--force", action="store_true", help="send fire times already sent again")
+    p.set_defaults(handler=cmd_backfill)
+
+
+def _add_resend(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "resend", parents=[common], help="send a run's recorded message again to whoever missed it"
+    )
+    p.add_argument("report_id", metavar="REPORT_ID")
+    p.add_argument("--fire-time", type=_iso_instant, required=True, metavar="ISO-8601",
+                   help="the run's fire time (no offset = the report's time zone)")  # fmt: skip
+    p.add_argument("--only", choices=["failed", "unread"], default="failed",
+                   help="whose receipts said failed (default) or unread")  # fmt: skip
+    p.set_defaults(handler=cmd_resend)
 
 
 def _add_quota(sub: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -400,7 +428,8 @@ def _print_preview(out: dict[str, Any], limit: int) -> None:
     print(f"title      {out['title']}")
     if "slices" in out:
         print(f"slices     {plural(len(out['slices']), 'recipient')}, {out['empty_rows']} rows without one; "
-              "the whole report (to:) is below, --as VALUE shows one recipient's")  # fmt: skip
+              "--as VALUE shows one recipient's message")  # fmt: skip
+        print("           below: the whole report (without to:, the largest slice)")
     print_message(out["markdown"])
 
 
@@ -478,6 +507,18 @@ def _alert_events(store: Any, runs: list[Run]) -> dict[tuple[str, datetime], str
     ids = {r.report_id for r in runs}
     found = [e for rid in ids for e in AlertStates(store).events(rid, limit=len(runs) + 50)]
     return {(e["report_id"], e["fire_time"]): e["event"] for e in found}
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from dispatcher.cli_backfill import cmd_backfill as backfill
+
+    return backfill(args)
+
+
+def cmd_resend(args: argparse.Namespace) -> int:
+    from dispatcher.cli_backfill import cmd_resend as resend
+
+    return resend(args)
 
 
 def cmd_quota(args: argparse.Namespace) -> int:

@@ -104,9 +104,30 @@ def prepare(config: Config, sources: Sources, report: Report, fire_time: datetim
         if report.on_empty == "error":
             raise QueryError("the query returned no rows and on_empty is 'error'", report=report.id)
         return Prepared(report, fire_time, params, result, None, "skip")
+    if report.split_by is not None:
+        return _split(config, report, fire_time, macros, params, result)
     rendered = _render(config, report, fire_time, macros, params, result)
-    slicing = _slices(config, report, fire_time, macros, params, result) if report.split_by else None
-    return Prepared(report, fire_time, params, result, rendered, "send", slicing=slicing)
+    return Prepared(report, fire_time, params, result, rendered, "send")
+
+
+def _split(
+    config: Config,
+    report: Report,
+    fire_time: datetime,
+    macros: dict[str, str],
+    params: dict[str, Any],
+    result: QueryResult,
+) -> Prepared:
+    """split_by: the slices, and the whole report when `to` gets it (else the largest slice stands
+    for the run's message, as its size is the one that matters)."""
+    slicing = _slices(config, report, fire_time, macros, params, result)
+    if report.to:
+        rendered: Rendered | None = _render(config, report, fire_time, macros, params, result)
+    else:
+        rendered = max((s.rendered for s in slicing.slices), key=lambda r: r.msg_bytes, default=None)
+    note = None if rendered is not None else f"no row has a recipient ({slicing.empty_rows} rows without one)"
+    action: Literal["send", "skip"] = "send" if rendered is not None else "skip"
+    return Prepared(report, fire_time, params, result, rendered, action, note, slicing)
 
 
 def _slices(
@@ -272,6 +293,7 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         outcome = _deliver_split(svc, report, run, prepared, wait)
         counts = outcome.counts
     else:
+        _record_messages(svc, run, {"": rendered.msg})
         result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
         outcome = outcome_of(run, result)
         counts = result.counts()
@@ -292,12 +314,20 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
     return outcome.state
 
 
+def _record_messages(svc: Services, run: Run, messages: dict[str, dict[str, Any]]) -> None:
+    """What this run sends, kept for `resend` (which makes no new query)."""
+    from dispatcher.store.run_messages import RunMessages
+
+    RunMessages(svc.ledger.store).record(run.id, messages)
+
+
 def _deliver_split(svc: Services, report: Report, run: Run, prepared: Prepared, wait: float) -> Outcome:
     """split_by: each slice to its own recipient; rows nobody can get are reported to the admins."""
     from dispatcher.split_delivery import Parts, deliver_split
 
     assert prepared.slicing is not None and prepared.rendered is not None
     parts = Parts(report, prepared.rendered.msg, prepared.slicing)
+    _record_messages(svc, run, parts.messages())
     outcome = deliver_split(svc.client, svc.config, run, parts, wait)
     svc.metrics.delivered(report.id, outcome.recipients, len(outcome.task_ids))
     if outcome.notes:

@@ -328,7 +328,7 @@ def _deliver_split(svc: Services, report: Report, run: Run, prepared: Prepared, 
     assert prepared.slicing is not None and prepared.rendered is not None
     parts = Parts(report, prepared.rendered.msg, prepared.slicing)
     _record_messages(svc, run, parts.messages())
-    outcome = deliver_split(svc.client, svc.config, run, parts, wait)
+    outcome = deliver_split(svc.client, svc.config, list(run.batches.get("accepted", [])), parts, wait)
     svc.metrics.delivered(report.id, outcome.recipients, len(outcome.task_ids))
     if outcome.notes:
         alert(svc, report, prepared.fire_time, "; ".join(outcome.notes), heading="报表部分行无人接收")

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from dispatcher.delivery import Recipients
     from dispatcher.dingtalk.client import DeliveryResult, DingTalkClient
     from dispatcher.split import Slicing
-    from dispatcher.store.ledger import Run
 
 
 @dataclass
@@ -35,14 +34,16 @@ class _Tally:
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # unit -> msg sent
 
 
-def deliver_split(client: DingTalkClient, config: Config, run: Run, parts: Parts, wait: float) -> Outcome:
-    """Send what this attempt still owes; the outcome over every attempt so far."""
+def deliver_split(
+    client: DingTalkClient, config: Config, prior: list[dict[str, Any]], parts: Parts, wait: float
+) -> Outcome:
+    """Send what this attempt still owes (`prior`: the accepted batches of earlier attempts); the
+    outcome over every attempt so far."""
     report = parts.report
-    prior = list(run.batches.get("accepted", []))
     covered = {(str(b.get("unit", "")), str(u)) for b in prior for u in b.get("userids", [])}
     tally = _Tally()
     if report.to:
-        _send_whole(client, recipients_for(config, report.to), run, parts, tally, wait)
+        _send_whole(client, recipients_for(config, report.to), prior, parts, tally, wait)
     assert report.split_by is not None
     owed, notes = _owed(client, parts.slicing, covered, report.split_by.kind == "mobile")
     for msg, pairs in by_content(owed):
@@ -67,10 +68,15 @@ class Parts:
 
 
 def _send_whole(
-    client: DingTalkClient, who: Recipients, run: Run, parts: Parts, tally: _Tally, wait: float
+    client: DingTalkClient,
+    who: Recipients,
+    prior: list[dict[str, Any]],
+    parts: Parts,
+    tally: _Tally,
+    wait: float,
 ) -> None:
     report, msg = parts.report, parts.whole
-    main = [b for b in run.batches.get("accepted", []) if not b.get("unit")]
+    main = [b for b in prior if not b.get("unit")]
     try:
         result = client.send(
             msg, userids=list(who.userids), mobiles=list(who.mobiles), dept_ids=list(who.dept_ids),

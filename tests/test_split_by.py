@@ -223,3 +223,16 @@ def test_the_region_query_gives_the_same_rows_on_every_backend(
         finally:
             engine.dispose()
     assert found[0] == found[1] and len(found[0]) > 7
+
+
+def test_send_delivers_the_slices_and_to_gets_the_whole(
+    tmp_path: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _project(tmp_path / "p", sandbox)
+    assert main(["-c", str(path), "send", "store-daily", "--at", "2026-11-28T09:00"]) == 0
+    assert "2 slices" in capsys.readouterr().out
+    assert "朝阳店" not in texts(sandbox, "user001")[0] and "朝阳店" in texts(sandbox, "user002")[0]
+    assert "静安店" in texts(sandbox, "user004")[0] and "朝阳店" in texts(sandbox, "user004")[0]
+    assert main(["-c", str(path), "send", "store-daily", "--at", "2026-11-28T09:00", "--to", "user003"]) == 0
+    [test_send] = texts(sandbox, "user003")
+    assert "静安店" in test_send and "朝阳店" in test_send, "--to: the whole report, a test send"

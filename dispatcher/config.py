@@ -466,6 +466,10 @@ class _Checker:
         if entry.get("split_by") and entry.get("alert"):
             self._problem((*kp, "alert"), "a report cannot be both an alert and split_by; make two reports")
         alert = entry.get("alert")
+        if alert is not None and entry.get("on_empty") == "error":
+            self._problem(
+                (*kp, "on_empty"), "an alert's empty result is its recovery; on_empty 'error' contradicts it"
+            )
         template = alert.get("recovery_template") if isinstance(alert, dict) else None
         if isinstance(template, str):
             from dispatcher.render.recovery import recovery_problem

@@ -145,10 +145,17 @@ def test_list_shows_the_alert_state_and_history_the_transitions(
     assert "ALERT" in history and "suppressed" in history and "fired" in history, history
 
 
-def test_validate_rejects_a_broken_recovery_template(tmp_path: Path, sandbox: Sandbox) -> None:
+def test_validate_rejects_a_broken_recovery_template_and_on_empty_error(
+    tmp_path: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _project(tmp_path / "p", sandbox)
-    path.write_text(path.read_text(encoding="utf-8").replace("{{ duration }}", "{{ duration "), "utf-8")
+    good = path.read_text(encoding="utf-8")
+    path.write_text(good.replace("{{ duration }}", "{{ duration "), "utf-8")
     assert main(["-c", str(path), "validate"]) == 1
+    assert "reports.refunds-alert.alert.recovery_template" in capsys.readouterr().err
+    path.write_text(good.replace("    retries: 0\n", "    retries: 0\n    on_empty: error\n"), "utf-8")
+    assert main(["-c", str(path), "validate"]) == 1
+    assert "on_empty 'error' contradicts it" in capsys.readouterr().err
 
 
 # -- two replicas on PostgreSQL -------------------------------------------------------------------

@@ -193,3 +193,15 @@ def _race(one: StateStore, two: StateStore, fire: datetime) -> list:  # type: ig
     for thread in threads:
         thread.join(60)
     return found
+
+
+def test_two_stores_on_mariadb_decide_a_fire_time_once(mysql_url: str) -> None:
+    one, two = StateStore(mysql_url), StateStore(mysql_url)
+    try:
+        decisions = _race(one, two, T0)
+        later = AlertStates(one).decide("refunds-alert", T0 + HOUR, True, 7200)
+    finally:
+        one.close()
+        two.close()
+    assert sorted((d.event, d.first) for d in decisions) == [("fired", False), ("fired", True)]
+    assert (later.event, later.runs) == ("suppressed", 2)

@@ -327,8 +327,10 @@ def _deliver_split(svc: Services, report: Report, run: Run, prepared: Prepared, 
 
     assert prepared.slicing is not None and prepared.rendered is not None
     parts = Parts(report, prepared.rendered.msg, prepared.slicing)
-    _record_messages(svc, run, parts.messages())
-    outcome = deliver_split(svc.client, svc.config, list(run.batches.get("accepted", [])), parts, wait)
+    prior = list(run.batches.get("accepted", []))
+    outcome = deliver_split(
+        svc.client, svc.config, prior, parts, wait, lambda m: _record_messages(svc, run, m)
+    )
     svc.metrics.delivered(report.id, outcome.recipients, len(outcome.task_ids))
     if outcome.notes:
         alert(svc, report, prepared.fire_time, "; ".join(outcome.notes), heading="报表部分行无人接收")

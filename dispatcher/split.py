@@ -30,11 +30,6 @@ class Slice:
     rows: int
     rendered: Rendered
 
-    @property
-    def unit(self) -> str:
-        """The ledger's unit for this slice (see store/ledger.py: batches)."""
-        return UNIT_PREFIX + self.key
-
 
 @dataclass(frozen=True)
 class Slicing:

@@ -1,21 +1,23 @@
 """Delivering a `split_by` run: the whole report to `to`, each slice to its own recipient.
 
 Every accepted or refused batch entry carries its ledger unit: "" for the whole report,
-"slice:<value>" for a slice. A retry skips each (unit, userid) an accepted entry already covers,
-so it sends only the slices that failed. Slices whose messages are identical share a batch: one
-asyncsend_v2 per distinct content per 100 recipients. A mobile that resolves to nobody is counted
-and reported, never replaced by somebody else.
+"slice:<value>" for a slice ("slice:<userid>" for a mobile: the userid it resolved to). A retry
+skips each (unit, userid) an accepted entry already covers, so it sends only the failed slices.
+Slices whose messages are identical share a batch: one asyncsend_v2 per distinct content per 100
+recipients. A mobile that resolves to nobody is counted and reported, never replaced by somebody
+else.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.delivery import Outcome, recipients_for
 from dispatcher.errors import DeliveryError
-from dispatcher.split import by_content
+from dispatcher.split import UNIT_PREFIX, by_content
 from dispatcher.words import plural
 
 if TYPE_CHECKING:
@@ -35,17 +37,25 @@ class _Tally:
 
 
 def deliver_split(
-    client: DingTalkClient, config: Config, prior: list[dict[str, Any]], parts: Parts, wait: float
+    client: DingTalkClient,
+    config: Config,
+    prior: list[dict[str, Any]],
+    parts: Parts,
+    wait: float,
+    record: Callable[[dict[str, dict[str, Any]]], None] | None = None,
 ) -> Outcome:
     """Send what this attempt still owes (`prior`: the accepted batches of earlier attempts); the
-    outcome over every attempt so far."""
+    outcome over every attempt so far. `record` gets unit -> msg of every unit before anything is sent."""
     report = parts.report
     covered = {(str(b.get("unit", "")), str(u)) for b in prior for u in b.get("userids", [])}
     tally = _Tally()
+    assert report.split_by is not None
+    slices, notes = _resolve(client, parts.slicing, report.split_by.kind == "mobile")
+    if record is not None:
+        record(({"": parts.whole} if report.to else {}) | {unit: msg for unit, (_, msg) in slices.items()})
     if report.to:
         _send_whole(client, recipients_for(config, report.to), prior, parts, tally, wait)
-    assert report.split_by is not None
-    owed, notes = _owed(client, parts.slicing, covered, report.split_by.kind == "mobile")
+    owed = {unit: pair for unit, pair in slices.items() if (unit, pair[0]) not in covered}
     for msg, pairs in by_content(owed):
         _send_group(client, report, msg, pairs, tally, wait)
     if tally.errors and not tally.accepted and not prior:
@@ -60,11 +70,6 @@ class Parts:
     report: Report
     whole: dict[str, Any]
     slicing: Slicing
-
-    def messages(self) -> dict[str, dict[str, Any]]:
-        """unit -> msg, for every unit of the run (recorded for `resend`)."""
-        found = {s.unit: s.rendered.msg for s in self.slicing.slices}
-        return ({"": self.whole} if self.report.to else {}) | found
 
 
 def _send_whole(
@@ -91,27 +96,30 @@ def _send_whole(
     _record(result, tally, {u: "" for b in result.accepted for u in b.userids}, whole=True)
 
 
-def _owed(
-    client: DingTalkClient, slicing: Slicing, covered: set[tuple[str, str]], by_mobile: bool
+def _resolve(
+    client: DingTalkClient, slicing: Slicing, by_mobile: bool
 ) -> tuple[dict[str, tuple[str, dict[str, Any]]], list[str]]:
-    """unit -> (userid, msg) for the slices not yet delivered; notes on the rows nobody gets."""
+    """unit -> (userid, msg) of every slice with a recipient; notes on the rows nobody gets.
+
+    A mobile slice's unit names the userid it resolved to, so the ledger holds no mobile numbers.
+    """
     mobiles = [s.key for s in slicing.slices] if by_mobile else []
     resolved, problems = client.resolve_mobiles(mobiles) if mobiles else ({}, [])
-    owed: dict[str, tuple[str, dict[str, Any]]] = {}
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
     unresolved_rows = 0
     for piece in slicing.slices:
         userid = resolved.get(piece.key) if by_mobile else piece.key
         if userid is None:
             unresolved_rows += piece.rows
-        elif (piece.unit, userid) not in covered:
-            owed[piece.unit] = (userid, piece.rendered.msg)
+        else:
+            found.setdefault(UNIT_PREFIX + userid, (userid, piece.rendered.msg))
     notes = []
     if slicing.empty_rows:
         notes.append(f"{plural(slicing.empty_rows, 'row')} with an empty split_by value: sent to nobody")
     if problems:
         lost = f"{plural(len(problems), 'mobile')} ({plural(unresolved_rows, 'row')})"
         notes.append(f"{lost} resolve to nobody: {'; '.join(problems[:5])}")
-    return owed, notes
+    return found, notes
 
 
 def _send_group(

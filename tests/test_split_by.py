@@ -126,6 +126,8 @@ def test_split_by_mobile_with_an_unknown_mobile(tmp_path: Path, sandbox: Sandbox
     assert "1 mobile (1 row) resolve to nobody" in (run.error or "")
     assert "1 row with an empty split_by value" in (run.error or "")
     assert "137****0000" in (run.error or "") and "13700000000" not in (run.error or "")
+    assert sorted({b["unit"] for b in run.batches["accepted"]}) == ["slice:user001", "slice:user002"]
+    assert "139" not in json.dumps(run.batches), "the ledger holds userids, not mobile numbers"
 
 
 def test_more_slices_than_max_slices_fails_before_sending(tmp_path: Path, sandbox: Sandbox) -> None:

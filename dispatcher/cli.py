@@ -284,12 +284,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from dispatcher.cli_views import alert_states
     from dispatcher.runner import next_fire_time
 
     config = load(args)
     at = instant(config, args.at)
     last = _last_runs(config)
-    alerts = _alert_states(config, at)
+    alerts = alert_states(config, at)
     rows: list[dict[str, Any]] = [
         {
             "id": report.id,
@@ -316,19 +317,6 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows, ["id", "schedule", "timezone", "next_fire_time", "last_state", *alert_column, "title"]
         )
     return 0
-
-
-def _alert_states(config: Config, at: datetime) -> dict[str, str]:
-    """Each alert's state as `list` shows it: `firing since 09:30 (2 runs)`."""
-    from dispatcher.alerting import state_text
-    from dispatcher.app import open_store
-    from dispatcher.store.alert_state import AlertStates
-
-    if not any(r.alert for r in config.reports.values()):
-        return {}
-    with open_store(config, create=False) as store:
-        states = AlertStates(store).all() if store is not None else {}
-    return {rid: state_text(state, at) for rid, state in states.items()}
 
 
 def _last_runs(config: Config) -> dict[str, Run]:
@@ -360,37 +348,20 @@ def _pad(text: str, width: int) -> str:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    from dispatcher.cli_views import as_recipient
     from dispatcher.runner import fire_time_at
 
     config = load(args)
     report = config.report(args.report_id)
     prepared = prepare_report(config, report, fire_time_at(config, report, instant(config, args.at)))
     if args.as_value is not None:
-        prepared = _as_recipient(prepared, args.as_value)
+        prepared = as_recipient(prepared, args.as_value)
     out = preview_dict(prepared)
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
         _print_preview(out, config.dingtalk.max_msg_bytes)
     return 0
-
-
-def _as_recipient(prepared: Prepared, value: str) -> Prepared:
-    """The slice of `value` in place of the whole report: what that recipient would get."""
-    from dataclasses import replace
-
-    spec, slicing = prepared.report.split_by, prepared.slicing
-    if spec is None or slicing is None:
-        if spec is None:
-            raise DispatcherError(f"report {prepared.report.id!r} has no split_by; --as needs one")
-        return prepared  # no rows: nothing for anybody
-    found = slicing.find(value, spec.kind)
-    if found is None:
-        raise DispatcherError(
-            f"no rows with {spec.column} = {value!r} in this run",
-            hint="preview --json lists every value (slices)",
-        )
-    return replace(prepared, rendered=found.rendered, slicing=None)
 
 
 def preview_dict(prepared: Prepared) -> dict[str, Any]:
@@ -471,6 +442,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from dispatcher.app import open_store
+    from dispatcher.cli_views import alert_events
     from dispatcher.store.ledger import Ledger
 
     config = load(args)
@@ -479,7 +451,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     with open_store(config) as store:
         assert store is not None
         runs = Ledger(store).history(args.report_id, limit=max(args.limit, 1))
-        events = _alert_events(store, runs)
+        events = alert_events(store, runs)
     if args.json:
         rows = [_history_json(config, r, events) for r in runs]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -498,15 +470,6 @@ def _history_json(config: Config, run: Run, events: dict[tuple[str, datetime], s
     return (
         run.to_dict() | {"fire_time": _in_zone(config, run).isoformat()} | ({"alert": event} if event else {})
     )
-
-
-def _alert_events(store: Any, runs: list[Run]) -> dict[tuple[str, datetime], str]:
-    """(report, fire time) -> the alert's transition at that fire time (fired, recovered, ...)."""
-    from dispatcher.store.alert_state import AlertStates
-
-    ids = {r.report_id for r in runs}
-    found = [e for rid in ids for e in AlertStates(store).events(rid, limit=len(runs) + 50)]
-    return {(e["report_id"], e["fire_time"]): e["event"] for e in found}
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import bigresult, clistart, fanout, receipts, report, rest, rush
+from bench import bigresult, clistart, fanout, receipts, report, rest, rush, splitfanout
 from bench.common import LATENCY, REPO, Outcome, Row
 
 
@@ -40,10 +40,11 @@ class Settings:
     rest_window: float  # seconds; the CPU target is per minute whatever the window
     cli_reps: int
     receipt_users: int = 1000
+    split_recipients: int = 1000  # the split fan-out's slices, over 5 distinct contents
 
 
 FULL = Settings("full", 1000, 200, 3, 300, 2, 3, 1_000_000, 5, 500, 60.0, 10)
-QUICK = Settings("quick", 100, 20, 1, 100, 1, 1, 600_000, 1, 500, 15.0, 3, 300)
+QUICK = Settings("quick", 100, 20, 1, 100, 1, 1, 600_000, 1, 500, 15.0, 3, 300, split_recipients=300)
 
 NOTES = {
     "full": [
@@ -64,6 +65,7 @@ NOTES = {
 def scenarios(s: Settings) -> dict[str, Callable[[], Outcome]]:
     return {
         "fanout": lambda: fanout.run(s.fanout_userids, s.fanout_mobiles, s.fanout_reps),
+        "split": lambda: splitfanout.run(s.split_recipients, 5),
         "rush": lambda: rush.run(s.rush_reports, s.rush_factor, s.rush_reps),
         "big": lambda: bigresult.run(s.big_rows, s.big_reps, servers=s.mode == "full"),
         "rest": lambda: rest.run(s.rest_reports, s.rest_window),

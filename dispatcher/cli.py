@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox(sub, common)
     _add_run(sub, common)
     _add_history(sub, common)
+    _add_backfill(sub, common)
+    _add_resend(sub, common)
     _add_quota(sub, common)
     _add_demo(sub, common)
     _add_init(sub)
@@ -109,6 +111,12 @@ def _add_preview(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         help="preview the run due at the last fire time at or before this instant (default: now)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument(
+        "--as",
+        dest="as_value",
+        metavar="VALUE",
+        help="split_by reports: the message of the recipient whose split_by value is VALUE",
+    )
     p.set_defaults(handler=cmd_preview)
 
 
@@ -196,6 +204,32 @@ def _add_history(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_history)
 
 
+def _add_backfill(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "backfill", parents=[common], help="run every fire time of a report in a date range, in order"
+    )
+    p.add_argument("report_id", metavar="REPORT_ID")
+    p.add_argument("--from", dest="start", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD",
+                   help="the first day (in the report's time zone)")  # fmt: skip
+    p.add_argument("--to", dest="end", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD",
+                   help="the last day, included")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="print what each fire time would do; send nothing")
+    p.add_argument("--force", action="store_true", help="send fire times already sent again")
+    p.set_defaults(handler=cmd_backfill)
+
+
+def _add_resend(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "resend", parents=[common], help="send a run's recorded message again to whoever missed it"
+    )
+    p.add_argument("report_id", metavar="REPORT_ID")
+    p.add_argument("--fire-time", type=_iso_instant, required=True, metavar="ISO-8601",
+                   help="the run's fire time (no offset = the report's time zone)")  # fmt: skip
+    p.add_argument("--only", choices=["failed", "unread"], default="failed",
+                   help="whose receipts said failed (default) or unread")  # fmt: skip
+    p.set_defaults(handler=cmd_resend)
+
+
 def _add_quota(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "quota", parents=[common], help="DingTalk API calls used this month, and the month's forecast"
@@ -275,11 +309,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from dispatcher.cli_views import alert_states
     from dispatcher.runner import next_fire_time
 
     config = load(args)
     at = instant(config, args.at)
     last = _last_runs(config)
+    alerts = alert_states(config, at)
     rows: list[dict[str, Any]] = [
         {
             "id": report.id,
@@ -290,6 +326,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             "enabled": report.enabled,
             "next_fire_time": next_fire_time(config, report, at).isoformat(),
             "last_run": last[report.id].to_dict() if report.id in last else None,
+            **({"alert": alerts.get(report.id, "ok")} if report.alert is not None else {}),
         }
         for report in config.reports.values()
     ]
@@ -298,7 +335,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             row["last_state"] = (row["last_run"] or {}).get("state", "-")
-        _print_table(rows, ["id", "schedule", "timezone", "next_fire_time", "last_state", "title"])
+        alert_column = ["alert"] if alerts or any(r.alert for r in config.reports.values()) else []
+        for row in rows:
+            row.setdefault("alert", "-")
+        _print_table(
+            rows, ["id", "schedule", "timezone", "next_fire_time", "last_state", *alert_column, "title"]
+        )
     return 0
 
 
@@ -331,11 +373,14 @@ def _pad(text: str, width: int) -> str:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    from dispatcher.cli_views import as_recipient
     from dispatcher.runner import fire_time_at
 
     config = load(args)
     report = config.report(args.report_id)
     prepared = prepare_report(config, report, fire_time_at(config, report, instant(config, args.at)))
+    if args.as_value is not None:
+        prepared = as_recipient(prepared, args.as_value)
     out = preview_dict(prepared)
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=2))
@@ -345,8 +390,12 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def preview_dict(prepared: Prepared) -> dict[str, Any]:
+    from dispatcher.split import summary
+
     rendered = prepared.rendered
-    return {
+    slicing = prepared.slicing
+    extra = {"slices": summary(slicing), "empty_rows": slicing.empty_rows} if slicing is not None else {}
+    return extra | {
         "id": prepared.report.id,
         "title": rendered.title if rendered else prepared.report.title,
         "fire_time": prepared.fire_time.isoformat(),
@@ -373,6 +422,10 @@ def _print_preview(out: dict[str, Any], limit: int) -> None:
     print(f"message    {out['msgtype']}, {out['msg_bytes']} of {plural(limit, 'byte')}, "
           f"{plural(out['rows_shown'], 'row')} shown")  # fmt: skip
     print(f"title      {out['title']}")
+    if "slices" in out:
+        print(f"slices     {plural(len(out['slices']), 'recipient')}, {out['empty_rows']} rows without one; "
+              "--as VALUE shows one recipient's message")  # fmt: skip
+        print("           below: the whole report (without to:, the largest slice)")
     print_message(out["markdown"])
 
 
@@ -414,6 +467,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from dispatcher.app import open_store
+    from dispatcher.cli_views import alert_events
     from dispatcher.store.ledger import Ledger
 
     config = load(args)
@@ -422,16 +476,37 @@ def cmd_history(args: argparse.Namespace) -> int:
     with open_store(config) as store:
         assert store is not None
         runs = Ledger(store).history(args.report_id, limit=max(args.limit, 1))
+        events = alert_events(store, runs)
     if args.json:
-        rows = [r.to_dict() | {"fire_time": _in_zone(config, r).isoformat()} for r in runs]
+        rows = [_history_json(config, r, events) for r in runs]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
     if not runs:
         print(f"report {args.report_id!r} has no runs yet" if args.report_id else "no runs yet")
         return 0
-    _print_table([_history_row(config, r) for r in runs], ["fire_time", "report", "state", "trigger",
+    table = [_history_row(config, r) | {"alert": events.get((r.report_id, r.fire_time), "")} for r in runs]
+    _print_table(table, ["fire_time", "report", "state", "trigger", *(["alert"] if events else []),
                  "attempts", "rows", "bytes", "recipients", "error"])  # fmt: skip
     return 0
+
+
+def _history_json(config: Config, run: Run, events: dict[tuple[str, datetime], str]) -> dict[str, Any]:
+    event = events.get((run.report_id, run.fire_time))
+    return (
+        run.to_dict() | {"fire_time": _in_zone(config, run).isoformat()} | ({"alert": event} if event else {})
+    )
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from dispatcher.cli_backfill import cmd_backfill as backfill
+
+    return backfill(args)
+
+
+def cmd_resend(args: argparse.Namespace) -> int:
+    from dispatcher.cli_backfill import cmd_resend as resend
+
+    return resend(args)
 
 
 def cmd_quota(args: argparse.Namespace) -> int:

@@ -51,7 +51,8 @@ def cmd_send(args: argparse.Namespace) -> int:
             return 0
         # Sandbox sends are throw-away: they stay out of the real history.
         ledger = None if app.sandbox is not None else app.ledger
-        _send_recorded(config, report, fire, app, recipients, ledger)
+        split = report.split_by is not None and not args.to  # --to: a test send of the whole report
+        _send_recorded(config, report, fire, app, recipients, ledger, split=split)
     return 0
 
 
@@ -78,7 +79,14 @@ def _prepare_or_skip(config: Config, report: Report, fire: datetime) -> Prepared
 
 
 def _send_recorded(
-    config: Config, report: Report, fire: datetime, app: App, recipients: Recipients, ledger: Ledger | None
+    config: Config,
+    report: Report,
+    fire: datetime,
+    app: App,
+    recipients: Recipients,
+    ledger: Ledger | None,
+    *,
+    split: bool = False,
 ) -> None:
     """Prepare, deliver and print; the ledger row (trigger manual) follows the run from start to end."""
     run = ledger.start_manual(report.id, fire, _owner()) if ledger is not None else None
@@ -92,6 +100,9 @@ def _send_recorded(
         if prepared is None:
             finish("skipped", rows=0)
             return
+        if split:
+            _send_split(app, prepared, finish)
+            return
         result = _deliver(app, prepared, recipients)
     except DispatcherError as exc:
         finish("failed", error=str(exc))
@@ -100,6 +111,27 @@ def _send_recorded(
         finish("failed", error=f"interrupted: {type(exc).__name__}")
         raise
     _record_and_judge(finish, prepared, result)
+
+
+def _send_split(app: App, prepared: Prepared, finish: Finish) -> None:
+    """split_by: each recipient their slice (and `to` the whole report), as the daemon sends it."""
+    from dispatcher.split_delivery import Parts, deliver_split
+
+    assert prepared.rendered is not None and prepared.slicing is not None
+    parts = Parts(prepared.report, prepared.rendered.msg, prepared.slicing)
+    outcome = deliver_split(app.client, app.config, [], parts, app.config.dingtalk.receipt_wait)
+    slices = plural(len(prepared.slicing.slices), "slice")
+    ids = ", ".join(map(str, outcome.task_ids))
+    print(f"sent       {plural(outcome.recipients, 'recipient')}, {slices}; task ids {ids}")
+    for note in outcome.notes:
+        print(f"warning    {note}")
+    finish(
+        outcome.state, rows=prepared.result.rows, msg_bytes=prepared.rendered.msg_bytes,
+        recipients=outcome.recipients, task_ids=outcome.task_ids, receipts=outcome.counts,
+        error=outcome.reason or "; ".join(outcome.notes) or None, batches=outcome.batches,
+    )  # fmt: skip
+    if outcome.state != "sent":
+        raise DeliveryError(outcome.reason or outcome.state, hint=_HINTS["partial"])
 
 
 def _deliver(app: App, prepared: Prepared, recipients: Recipients) -> DeliveryResult:

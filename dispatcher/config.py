@@ -127,6 +127,27 @@ def link_url(value: str) -> str:
     return value
 
 
+class AlertSpec(_Model):
+    """`alert:`: rows > 0 means firing; the state lives in the state store (see dispatcher.alerting)."""
+
+    repeat: float | None = None  # remind at most this often while firing; None: never
+    recovery: bool = False
+    recovery_template: str = "✅ {{ title }} 已恢复（持续 {{ duration }}）"
+
+    @field_validator("repeat", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> float | None:
+        return None if value is None else _duration(value)
+
+
+class SplitBy(_Model):
+    """`split_by:`: one message per distinct value of `column`, rendered from only its rows."""
+
+    column: str = Field(min_length=1)
+    kind: Literal["userid", "mobile"] = "userid"
+    max_slices: int = Field(default=2000, ge=1, le=100_000)
+
+
 class Report(_Model):
     id: str = ""
     title: str = Field(min_length=1, max_length=64)
@@ -136,7 +157,7 @@ class Report(_Model):
     query: str | None = None
     sql: str | None = None
     params: dict[str, str | int | float | bool | None] = {}
-    to: list[str] = Field(min_length=1)
+    to: list[str] = []  # at least one group, unless split_by names the recipients
     on_empty: Literal["skip", "send", "error"] = "skip"
     template: str | None = None
     period: str | None = None
@@ -157,6 +178,8 @@ class Report(_Model):
     run_timeout: float = 600.0
     run_on_start: bool = False
     receipts: ReceiptsMode | None = None  # None: the dingtalk section's mode
+    alert: AlertSpec | None = None
+    split_by: SplitBy | None = None
 
     @field_validator("schedule")
     @classmethod
@@ -430,9 +453,30 @@ class _Checker:
             problem = query_path_problem(self.path.resolve().parent / "queries", query)
             if problem:
                 self._problem((*kp, "query"), problem)
+        self._check_split_and_alert(kp, entry)
         if entry.get("msgtype") == "action_card" and not entry.get("action_url"):
             self._problem((*kp, "action_url"), "msgtype action_card needs an action_url")
         self._check_templates(kp, entry)
+
+    def _check_split_and_alert(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
+        if not entry.get("to") and not entry.get("split_by"):
+            where, what = ((*kp, "to"), "give at least one recipient group") if "to" in entry else (
+                kp, "required key 'to' is missing (a list of recipient groups)")  # fmt: skip
+            self._problem(where, what)
+        if entry.get("split_by") and entry.get("alert"):
+            self._problem((*kp, "alert"), "a report cannot be both an alert and split_by; make two reports")
+        alert = entry.get("alert")
+        if alert is not None and entry.get("on_empty") == "error":
+            self._problem(
+                (*kp, "on_empty"), "an alert's empty result is its recovery; on_empty 'error' contradicts it"
+            )
+        template = alert.get("recovery_template") if isinstance(alert, dict) else None
+        if isinstance(template, str):
+            from dispatcher.render.recovery import recovery_problem
+
+            problem = recovery_problem(template)
+            if problem:
+                self._problem((*kp, "alert", "recovery_template"), problem)
 
     def _check_templates(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
         """Catch `{{ yesterdy }}` and template syntax errors now, not at 09:00 tomorrow."""

@@ -105,3 +105,7 @@ class StateError(DispatcherError):
 
 class QuotaExhaustedError(DeliveryError):
     """DingTalk answered 90020: the organisation's monthly API quota is used up. Never retried."""
+
+
+class SplitError(DispatcherError):
+    """A `split_by` report cannot be split safely, e.g. more distinct values than `max_slices`."""

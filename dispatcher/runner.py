@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.health import Metrics
     from dispatcher.render import Rendered
+    from dispatcher.split import Slicing
     from dispatcher.store.ledger import Ledger, Run
 
 
@@ -48,6 +49,8 @@ class Prepared:
     result: QueryResult
     rendered: Rendered | None
     action: Literal["send", "skip"]
+    note: str | None = None  # why an alert sends or skips (see alerting)
+    slicing: Slicing | None = None  # split_by: one message per recipient (see split)
 
 
 def build_sources(config: Config) -> Sources:
@@ -101,8 +104,52 @@ def prepare(config: Config, sources: Sources, report: Report, fire_time: datetim
         if report.on_empty == "error":
             raise QueryError("the query returned no rows and on_empty is 'error'", report=report.id)
         return Prepared(report, fire_time, params, result, None, "skip")
+    if report.split_by is not None:
+        return _split(config, report, fire_time, macros, params, result)
     rendered = _render(config, report, fire_time, macros, params, result)
     return Prepared(report, fire_time, params, result, rendered, "send")
+
+
+def _split(
+    config: Config,
+    report: Report,
+    fire_time: datetime,
+    macros: dict[str, str],
+    params: dict[str, Any],
+    result: QueryResult,
+) -> Prepared:
+    """split_by: the slices, and the whole report when `to` gets it (else the largest slice stands
+    for the run's message, as its size is the one that matters)."""
+    slicing = _slices(config, report, fire_time, macros, params, result)
+    if report.to:
+        rendered: Rendered | None = _render(config, report, fire_time, macros, params, result)
+    else:
+        rendered = max((s.rendered for s in slicing.slices), key=lambda r: r.msg_bytes, default=None)
+    note = None if rendered is not None else f"no row has a recipient ({slicing.empty_rows} rows without one)"
+    action: Literal["send", "skip"] = "send" if rendered is not None else "skip"
+    return Prepared(report, fire_time, params, result, rendered, action, note, slicing)
+
+
+def _slices(
+    config: Config,
+    report: Report,
+    fire_time: datetime,
+    macros: dict[str, str],
+    params: dict[str, Any],
+    result: QueryResult,
+) -> Slicing:
+    from dataclasses import replace
+
+    from dispatcher.split import build
+
+    assert report.split_by is not None
+
+    def one(frame: Any, key: str) -> Rendered:
+        return _render(
+            config, report, fire_time, {**macros, "split_value": key}, params, replace(result, frame=frame)
+        )
+
+    return build(result.frame, report.split_by, report.id, one)
 
 
 def _render(
@@ -178,6 +225,8 @@ def execute(svc: Services, report: Report, run: Run, still_mine: Callable[[], bo
     try:
         with svc.slot(report.source):
             prepared = prepare(svc.config, svc.sources, report, fire)
+        if report.alert is not None and _mine(still_mine, report, fire):
+            prepared = _alert_gate(svc, prepared)
         state = _deliver(svc, report, run, prepared) if _mine(still_mine, report, fire) else "abandoned"
     except StateError:
         # The outcome could not be recorded: the row stays `running` and is reaped after
@@ -188,6 +237,19 @@ def execute(svc: Services, report: Report, run: Run, still_mine: Callable[[], bo
     if state != "abandoned":
         svc.metrics.run_finished(report.id, state, time.monotonic() - started)
     return state
+
+
+def _alert_gate(svc: Services, prepared: Prepared) -> Prepared:
+    from dataclasses import replace
+
+    from dispatcher.alerting import gate
+    from dispatcher.store.alert_state import AlertStates
+
+    verdict = gate(AlertStates(svc.ledger.store), prepared.report, prepared.fire_time, prepared.result.rows)
+    if verdict.keep:
+        return replace(prepared, note=verdict.note)
+    action: Literal["send", "skip"] = "send" if verdict.rendered is not None else "skip"
+    return replace(prepared, rendered=verdict.rendered, action=action, note=verdict.note)
 
 
 def _failed_run(
@@ -226,17 +288,23 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
 
     fire = prepared.fire_time
     if prepared.rendered is None:
-        svc.ledger.finish(run.id, "skipped", rows=prepared.result.rows)
-        logs.event("run.skipped", report=report.id, fire_time=fire, rows=0, reason="no rows, on_empty skip")
+        svc.ledger.finish(run.id, "skipped", rows=prepared.result.rows, error=prepared.note)
+        logs.event("run.skipped", report=report.id, fire_time=fire, rows=prepared.result.rows,
+                   reason=prepared.note or "no rows, on_empty skip")  # fmt: skip
         return "skipped"
     rendered = prepared.rendered
     recipients = recipients_for(svc.config, report.to)
     # Waiting for receipts holds this run: never longer than a quarter of the schedule's period.
     wait = min(svc.config.dingtalk.receipt_wait, report.parsed_schedule().min_period_seconds / 4)
-    result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
-    outcome = outcome_of(run, result)
-    counts = result.counts()
-    svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
+    if prepared.slicing is not None:
+        outcome = _deliver_split(svc, report, run, prepared, wait)
+        counts = outcome.counts
+    else:
+        _record_messages(svc, run, {"": rendered.msg})
+        result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
+        outcome = outcome_of(run, result)
+        counts = result.counts()
+        svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
     if outcome.state == "partial":
         return _partial(svc, report, run, outcome, rows=prepared.result.rows, msg_bytes=rendered.msg_bytes)
     svc.ledger.finish(
@@ -251,6 +319,29 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         attempt=run.attempts, reason=outcome.reason, **{k: v for k, v in counts.items() if v},
     )  # fmt: skip
     return outcome.state
+
+
+def _record_messages(svc: Services, run: Run, messages: dict[str, dict[str, Any]]) -> None:
+    """What this run sends, kept for `resend` (which makes no new query)."""
+    from dispatcher.store.run_messages import RunMessages
+
+    RunMessages(svc.ledger.store).record(run.id, messages)
+
+
+def _deliver_split(svc: Services, report: Report, run: Run, prepared: Prepared, wait: float) -> Outcome:
+    """split_by: each slice to its own recipient; rows nobody can get are reported to the admins."""
+    from dispatcher.split_delivery import Parts, deliver_split
+
+    assert prepared.slicing is not None and prepared.rendered is not None
+    parts = Parts(report, prepared.rendered.msg, prepared.slicing)
+    prior = list(run.batches.get("accepted", []))
+    outcome = deliver_split(
+        svc.client, svc.config, prior, parts, wait, lambda m: _record_messages(svc, run, m)
+    )
+    svc.metrics.delivered(report.id, outcome.recipients, len(outcome.task_ids))
+    if outcome.notes:
+        alert(svc, report, prepared.fire_time, "; ".join(outcome.notes), heading="报表部分行无人接收")
+    return outcome
 
 
 def _partial(
@@ -351,7 +442,13 @@ def give_up(svc: Services, report: Report, run: Run) -> None:
 
 
 def alert(
-    svc: Services, report: Report, fire: datetime, error: str, *, partial: Outcome | None = None
+    svc: Services,
+    report: Report,
+    fire: datetime,
+    error: str,
+    *,
+    partial: Outcome | None = None,
+    heading: str | None = None,
 ) -> None:
     """A short work notification to `admins`, at most once per report per alert_interval."""
     from dispatcher.config import ALERT_GROUP
@@ -365,8 +462,8 @@ def alert(
     if not svc.ledger.alert_allowed(report.id, every=every):
         logs.event("alert.suppressed", report=report.id, fire_time=fire, reason="one alert per interval")
         return
-    heading = "报表部分送达" if partial is not None else "报表运行失败"
-    msg = markdown_msg(f"{heading}：{report.title}", _alert_text(report, fire, error, partial))
+    heading = heading or ("报表部分送达" if partial is not None else "报表运行失败")
+    msg = markdown_msg(f"{heading}：{report.title}", _alert_text(report, fire, error, partial, heading))
     try:
         deliver(svc.client, msg, recipients_for(svc.config, [ALERT_GROUP]), receipts="off")
     except DispatcherError as exc:
@@ -376,11 +473,13 @@ def alert(
     logs.event("alert.sent", report=report.id, fire_time=fire)
 
 
-def _alert_text(report: Report, fire: datetime, error: str, partial: Outcome | None = None) -> str:
+def _alert_text(
+    report: Report, fire: datetime, error: str, partial: Outcome | None = None, heading: str | None = None
+) -> str:
     from dispatcher.render.format import md
 
     now = clock.now().astimezone(fire.tzinfo).strftime("%Y-%m-%d %H:%M:%S")
-    heading = "报表部分送达" if partial is not None else "报表运行失败"
+    heading = heading or ("报表部分送达" if partial is not None else "报表运行失败")
     reach = (
         f"- **送达** {partial.recipients} 人已送达，{partial.refused} 人未送达\n"
         if partial is not None

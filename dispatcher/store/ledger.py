@@ -92,6 +92,11 @@ class Ledger:
     def __init__(self, store: StateStore) -> None:
         self._store = store
 
+    @property
+    def store(self) -> StateStore:
+        """The state store, for the tables beside the ledger (alert state, run messages)."""
+        return self._store
+
     # -- claiming --
 
     def claim(self, report_id: str, fire_time: datetime, owner: str) -> Run | None:
@@ -121,6 +126,29 @@ class Ledger:
                 owner=owner,
                 next_retry_at=None,
             )
+        )
+        with self._store.begin() as conn:
+            if conn.execute(change).rowcount != 1:
+                return None
+            return _fetch(conn, run.id)
+
+    def claim_rerun(self, run: Run, owner: str, *, fresh: bool = False) -> Run | None:
+        """Compare-and-set any finished row back to running (a backfill); None when it changed first.
+
+        `fresh` forgets the recorded batches, so everyone is sent to again (`backfill --force`);
+        otherwise a partial run sends only to whoever it has not reached, as a retry would.
+        """
+        if run.state == "running":
+            return None
+        values: dict[str, Any] = {"state": "running", "attempts": runs.c.attempts + 1,
+                                  "started_at": clock.now(), "ended_at": None, "owner": owner,
+                                  "next_retry_at": None}  # fmt: skip
+        if fresh:
+            values |= {"batches": None, "task_ids": "[]", "receipts": "{}", "recipients": None, "error": None}
+        change = (
+            update(runs)
+            .where(runs.c.id == run.id, runs.c.state == run.state, runs.c.attempts == run.attempts)
+            .values(values)
         )
         with self._store.begin() as conn:
             if conn.execute(change).rowcount != 1:
@@ -204,6 +232,12 @@ class Ledger:
         )
         with self._store.connect() as conn:
             return set(conn.execute(query).scalars())
+
+    def get(self, report_id: str, fire_time: datetime) -> Run | None:
+        """The scheduled run of this report at this fire time, if the ledger has one."""
+        query = select(runs).where(runs.c.report_id == report_id, runs.c.fire_time == _fire(fire_time))
+        found = self._select(query)
+        return found[0] if found else None
 
     def last_fire_time(self, report_id: str) -> datetime | None:
         query = select(func.max(runs.c.fire_time)).where(runs.c.report_id == report_id)

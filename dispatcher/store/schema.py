@@ -145,6 +145,44 @@ quota_warnings = Table(
     Column("used", Integer, nullable=False),
 )
 
+# Alerts (`alert:` in reports.yaml): each alert's current state, shared by replicas. `last_fire_time`
+# is the fire time of the last decision: a compare-and-set on it decides each fire time once.
+alert_state = Table(
+    "dispatcher_alert_state",
+    metadata,
+    Column("report_id", String(200), primary_key=True),
+    Column("state", String(16), nullable=False),  # ok | firing
+    Column("since", UTCDateTime()),
+    Column("runs", Integer, nullable=False),  # firing runs since `since`
+    Column("last_notified", UTCDateTime()),
+    Column("last_fire_time", UTCDateTime(), nullable=False),
+)
+
+# One decision per (alert, fire time): fired, reminded, suppressed, recovered or cleared.
+alert_events = Table(
+    "dispatcher_alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("report_id", String(200), nullable=False),
+    Column("fire_time", UTCDateTime(), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("since", UTCDateTime()),
+    Column("runs", Integer, nullable=False),
+    Column("decided_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("report_id", "fire_time", name="uq_dispatcher_alert_events_report_fire"),
+)
+
+# The message a run sent, per unit of the run (see the ledger's `batches`): `resend` sends it again
+# without a new query. Keyed by the run's row in dispatcher_runs (or dispatcher_manual_runs).
+run_messages = Table(
+    "dispatcher_run_messages",
+    metadata,
+    Column("run_id", Integer, primary_key=True),
+    Column("manual", Integer, primary_key=True),  # 1: the run is in dispatcher_manual_runs
+    Column("unit", String(250), primary_key=True),
+    Column("msg", Text, nullable=False),
+)
+
 # version -> columns it added to tables an older version already had
 ADDED_COLUMNS: dict[int, tuple[tuple[str, str, str], ...]] = {
     2: (("dispatcher_runs", "batches", "TEXT"),),

@@ -121,7 +121,8 @@ def test_wrong_types_and_words_fail(validator):
     assert errors(validator, BASE_CONFIG.replace("on_empty: send", "on_empty: send\n    retries: many"))
     assert errors(validator, BASE_CONFIG.replace("on_empty: send", "on_empty: send\n    max_rows: 0"))
     assert errors(validator, BASE_CONFIG.replace('schedule: "0 9 * * *"', "schedule: {evry: 30s}"))
-    assert errors(validator, BASE_CONFIG.replace("    to: [leads]\n", ""))
+    # `to` may be left out (split_by or robots can name the recipients); validate checks that.
+    assert errors(validator, BASE_CONFIG.replace("    to: [leads]\n", "    to: leads\n"))
     assert errors(validator, BASE_CONFIG + "  weekly: {title: x}\n")
 
 

@@ -155,10 +155,10 @@ def outcome_of(run: Run | None, result: DeliveryResult | None, *, error: str | N
     refused = (
         [_refused(r) for r in result.refused] if result else (run.batches.get("refused", []) if run else [])
     )
-    reached = len({u for b in accepted for u in b["userids"]})
+    reached = len({u for b in accepted for u in b.get("userids", [])})
     missing = sum(int(r["recipients"]) for r in refused)
     counts = result.counts() if result else dict(run.receipts if run else {})
-    task_ids = [int(b["task_id"]) for b in accepted]
+    task_ids = [int(b["task_id"]) for b in accepted if b.get("task_id") is not None]  # units may have none
     batches = {"accepted": accepted, "refused": refused}
     sent = Outcome("sent", reached, missing, task_ids, batches, counts)
     if result is None or refused:

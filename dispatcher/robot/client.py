@@ -1,0 +1,180 @@
+"""Sending one message to one group robot: signed, paced under 20 a minute, retried when that helps.
+
+Retried: errcode -1, HTTP 5xx, timeouts and connection errors (short backoff), and 410100 (too fast)
+after the pacing window. Every other refusal is permanent and names the robot. Each retry sends the
+same body, `msgUuid` included, so a resend after a lost answer cannot post twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import requests
+
+from dispatcher import clock, redact
+from dispatcher.dingtalk.message import dumps
+from dispatcher.errors import DeliveryError
+from dispatcher.robot.errors import BUSY, TOO_FAST, robot_error
+from dispatcher.robot.message import RobotMessage
+from dispatcher.robot.webhook import rebase, signed_url, token_key
+
+log = logging.getLogger(__name__)
+
+LIMIT_PER_MINUTE = 20  # DingTalk's limit per robot; the pacer stays strictly under it
+WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class Robot:
+    """One configured robot, its secrets in the clear: build it only where it is sent."""
+
+    name: str
+    webhook: str
+    secret: str | None = None
+    keyword: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Robot({self.name!r})"
+
+
+class Reservations(Protocol):
+    """What the pacer needs from the state store (`dispatcher.store.robotsends.RobotSends`)."""
+
+    def reserve(self, key: str, now_ms: int, limit: int, window_ms: int) -> int | None: ...
+
+
+class RobotPacer:
+    """At most `limit` messages per robot in any `window` seconds, across every replica.
+
+    `margin` widens the window a little: DingTalk counts when a request arrives, a moment after
+    it was reserved here.
+    """
+
+    def __init__(
+        self,
+        reservations: Reservations,
+        *,
+        limit: int = LIMIT_PER_MINUTE - 1,
+        window: float = WINDOW,
+        margin: float = 1.0,
+        now: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._reservations = reservations
+        self.limit = limit
+        self.window = window
+        self._window_ms = int((window + margin) * 1000)
+        self._now = now or (lambda: clock.now().timestamp())
+        self._sleep = sleep
+
+    def acquire(self, key: str) -> None:
+        while (
+            wait_ms := self._reservations.reserve(key, self.now_ms(), self.limit, self._window_ms)
+        ) is not None:
+            self._sleep(wait_ms / 1000)
+
+    def now_ms(self) -> int:
+        return int(self._now() * 1000)
+
+
+class RobotClient:
+    def __init__(
+        self,
+        pacer: RobotPacer,
+        *,
+        secrets: redact.Secrets | None = None,
+        base_url: str | None = None,
+        timeout: tuple[float, float] = (5.0, 15.0),
+        attempts: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
+        self.pacer = pacer
+        self.secrets = secrets if secrets is not None else redact.Secrets()
+        redact.install(self.secrets)
+        self.base_url = base_url  # set: every webhook goes to this server instead (the sandbox)
+        self.timeout = timeout
+        self.attempts = attempts
+        self.backoff = backoff
+        self._session = requests.Session()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def send(self, robot: Robot, message: RobotMessage) -> dict[str, Any]:
+        """Post `message` to `robot`; DeliveryError (`retryable` when a later run may succeed) if not."""
+        self._remember(robot)
+        if robot.keyword and robot.keyword not in message.text:
+            raise DeliveryError(
+                f"robot {robot.name!r}: the message lacks the robot's keyword, so DingTalk would refuse it",
+                endpoint="robot_send",
+                hint=f"put the keyword in report's title or template (robot {robot.name!r})",
+            )
+        data = dumps(message.body).encode("utf-8")
+        last: DeliveryError | None = None
+        for attempt in range(1, self.attempts + 1):
+            self.pacer.acquire(token_key(robot.webhook))
+            answer, error = self._post(robot, data)
+            if error is None:
+                return answer
+            last = error
+            if not error.retryable or attempt == self.attempts:
+                break
+            delay = self.pacer.window if error.errcode == TOO_FAST else self.backoff * 2 ** (attempt - 1)
+            log.warning("%s; retrying in %.1f s", error.message, delay)
+            self.pacer._sleep(delay)
+        assert last is not None
+        if last.retryable:
+            last.message = f"{last.message} (gave up after {self.attempts} attempts)"
+        raise last
+
+    def _post(self, robot: Robot, data: bytes) -> tuple[dict[str, Any], DeliveryError | None]:
+        url = signed_url(robot.webhook, robot.secret, self.pacer.now_ms())
+        if self.base_url:
+            url = rebase(url, self.base_url)
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        try:
+            response = self._session.post(url, data=data, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            detail = redact.redact(f"{type(exc).__name__}: {exc}")
+            return {}, _transient(robot, f"could not reach DingTalk: {detail}")
+        return _judge(robot, response.status_code, response.content)
+
+    def _remember(self, robot: Robot) -> None:
+        from dispatcher.robot.webhook import access_token
+
+        for value in (access_token(robot.webhook), robot.secret or ""):
+            if value:
+                redact.remember(value, self.secrets)
+
+
+def _judge(robot: Robot, status: int, content: bytes) -> tuple[dict[str, Any], DeliveryError | None]:
+    try:
+        payload = json.loads(content)
+    except ValueError:
+        payload = None
+    if status >= 500 or not isinstance(payload, dict):
+        return {}, _transient(robot, f"HTTP {status}" + ("" if isinstance(payload, dict) else ", not JSON"))
+    try:
+        errcode = int(payload.get("errcode", 0))
+    except (TypeError, ValueError):
+        errcode = BUSY
+    errmsg = redact.redact(str(payload.get("errmsg", "")))
+    if errcode == 0:
+        return payload, None
+    if errcode in (BUSY, TOO_FAST):
+        what = "DingTalk is busy" if errcode == BUSY else "too many messages: throttled (410100)"
+        return payload, _transient(robot, f"{what}: {errmsg}", errcode)
+    error = robot_error(robot.name, errcode, errmsg)
+    error.retryable = False  # within this attempt: resending cannot change DingTalk's answer
+    return payload, error
+
+
+def _transient(robot: Robot, what: str, errcode: int | None = None) -> DeliveryError:
+    return DeliveryError(
+        f"robot {robot.name!r}: {what}", errcode=errcode, endpoint="robot_send", retryable=True
+    )

@@ -272,7 +272,12 @@ class Sandbox:
     """The server plus its state; `start()` serves in a background thread."""
 
     def __init__(
-        self, options: SandboxOptions | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        options: SandboxOptions | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        robots: RobotRoom | None = None,
     ) -> None:
         if host not in LOOPBACK:
             raise DispatcherError(
@@ -280,7 +285,7 @@ class Sandbox:
                 hint="it hands out tokens for a known secret; keep it off the network",
             )
         self._engine = Engine(options or SandboxOptions())
-        self.robots = RobotRoom()  # the group robots: add_robot() registers one
+        self.robots = robots or RobotRoom()  # the group robots: add_robot() registers one
         self._port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

@@ -102,7 +102,7 @@ def open_app(
         stack.callback(store.close)
         client, counter = _client(config, stack, store, box, creds, metrics, registry)
         sources = build_sources(config)
-        robots = _robots(config, stack, store, box, registry)
+        robots = _robots(config, stack, store, box, registry, counter)
         app = App(config, store, Ledger(store), client, sources, metrics, registry,
                   owner or default_owner(), box, counter, robots)  # fmt: skip
         stack.callback(lambda: app.sources.dispose())
@@ -149,7 +149,12 @@ def _client(
 
 
 def _robots(
-    config: Config, stack: ExitStack, store: StateStore, box: Sandbox | None, registry: Registry
+    config: Config,
+    stack: ExitStack,
+    store: StateStore,
+    box: Sandbox | None,
+    registry: Registry,
+    counter: ApiCounter | None,
 ) -> RobotSender | None:
     """The group robots; a sandbox app registers each with the sandbox and sends them there."""
     if not config.robots:
@@ -164,8 +169,11 @@ def _robots(
         for robot in robots.values():
             box.add_robot(robot.name, access_token(robot.webhook), robot.secret, robot.keyword)
     client = RobotClient(RobotPacer(RobotSends(store)), secrets=registry.secrets,
-                         base_url=box.url if box is not None else None)  # fmt: skip
+                         base_url=box.url if box is not None else None,
+                         on_call=counter.hook(None) if counter is not None else None)  # fmt: skip
     stack.callback(client.close)
+    for robot in robots.values():
+        client.remember(robot)
     return RobotSender(client, robots)
 
 

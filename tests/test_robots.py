@@ -368,6 +368,37 @@ def test_two_replicas_share_one_window_through_the_state_store(tmp_path: Path) -
     assert clock.slept >= 120  # 40 sends at 19 a minute take two more windows
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres_url", "mysql_url"])
+def test_replicas_racing_for_one_robot_never_exceed_the_limit(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """Four threads, each with its own store connection, reserve 40 sends on one robot at once."""
+    url = f"sqlite:///{tmp_path / 'race.db'}" if backend == "sqlite" else request.getfixturevalue(backend)
+    clock = FakeClock()
+    stores = [StateStore(url) for _ in range(4)]
+    stamps: list[int] = []
+    lock = threading.Lock()
+
+    def replica(store: StateStore) -> None:
+        pacer = RobotPacer(RobotSends(store), now=clock.now, sleep=clock.sleep)
+        for _ in range(10):
+            stamp = pacer.acquire("robot-key")
+            with lock:
+                stamps.append(stamp)
+
+    try:
+        threads = [threading.Thread(target=replica, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        for s in stores:
+            s.close()
+    assert len(stamps) == 40
+    assert max(sum(1 for t in stamps if start <= t < start + 60_000) for start in stamps) <= 19
+
+
 def test_pacing_in_real_time_with_a_short_window_refuses_nothing(store: StateStore) -> None:
     """The same pacing against the sandbox's real clock, scaled down to a 0.5-second window."""
     with Sandbox(robots=RobotRoom(limit=5, window=0.5)) as sandbox:
@@ -393,12 +424,16 @@ def test_too_fast_is_retried_after_the_window_and_busy_at_once(box: Sandbox, sto
     assert len(box.robot_messages()) == 2
 
 
-def test_a_resend_with_the_same_msg_uuid_posts_once(box: Sandbox, store: StateStore) -> None:
-    client = robot_client(store)
+def test_a_resend_with_the_same_msg_uuid_posts_once_and_each_call_is_counted(
+    box: Sandbox, store: StateStore
+) -> None:
+    counted: list[tuple[str, int | None]] = []
+    client = RobotClient(RobotPacer(RobotSends(store)), on_call=lambda e, code, _s: counted.append((e, code)))
     robot = Robot("sales-group", f"{box.url}/robot/send?access_token={TOKEN}", SECRET, "日报")
     client.send(robot, message(7))
     client.send(robot, message(7))
     assert len(box.robots.calls()) == 2 and len(box.robot_messages()) == 1
+    assert counted == [("robot_send", 0), ("robot_send", 0)]  # the monthly quota counts robot messages
 
 
 # -- two channels -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from dispatcher.robot.webhook import rebase, signed_url, token_key
 
 log = logging.getLogger(__name__)
 
+ENDPOINT = "robot_send"  # robot messages count against the monthly API quota
 LIMIT_PER_MINUTE = 20  # DingTalk's limit per robot; the pacer stays strictly under it
 WINDOW = 60.0
 
@@ -45,7 +46,7 @@ class Robot:
 class Reservations(Protocol):
     """What the pacer needs from the state store (`dispatcher.store.robotsends.RobotSends`)."""
 
-    def reserve(self, key: str, now_ms: int, limit: int, window_ms: int) -> int | None: ...
+    def reserve(self, key: str, now_ms: Callable[[], int], limit: int, window_ms: int) -> int | None: ...
 
 
 class RobotPacer:
@@ -72,11 +73,17 @@ class RobotPacer:
         self._now = now or (lambda: clock.now().timestamp())
         self._sleep = sleep
 
-    def acquire(self, key: str) -> None:
-        while (
-            wait_ms := self._reservations.reserve(key, self.now_ms(), self.limit, self._window_ms)
-        ) is not None:
+    def acquire(self, key: str) -> int:
+        """Wait for a free slot of the robot `key`; returns the reserved instant (ms)."""
+        stamps: list[int] = []  # the reservation reads the time once it holds the robot's lock
+
+        def now_ms() -> int:
+            stamps.append(self.now_ms())
+            return stamps[-1]
+
+        while (wait_ms := self._reservations.reserve(key, now_ms, self.limit, self._window_ms)) is not None:
             self._sleep(wait_ms / 1000)
+        return stamps[-1]
 
     def now_ms(self) -> int:
         return int(self._now() * 1000)
@@ -92,6 +99,7 @@ class RobotClient:
         timeout: tuple[float, float] = (5.0, 15.0),
         attempts: int = 3,
         backoff: float = 0.5,
+        on_call: Callable[[str, int | None, float], None] | None = None,
     ) -> None:
         self.pacer = pacer
         self.secrets = secrets if secrets is not None else redact.Secrets()
@@ -100,6 +108,7 @@ class RobotClient:
         self.timeout = timeout
         self.attempts = attempts
         self.backoff = backoff
+        self._on_call = on_call  # (endpoint, errcode or None without an answer, seconds): quota, metrics
         self._session = requests.Session()
 
     def close(self) -> None:
@@ -107,7 +116,7 @@ class RobotClient:
 
     def send(self, robot: Robot, message: RobotMessage) -> dict[str, Any]:
         """Post `message` to `robot`; DeliveryError (`retryable` when a later run may succeed) if not."""
-        self._remember(robot)
+        self.remember(robot)
         if robot.keyword and robot.keyword not in message.text:
             raise DeliveryError(
                 f"robot {robot.name!r}: the message lacks the robot's keyword, so DingTalk would refuse it",
@@ -137,14 +146,27 @@ class RobotClient:
         if self.base_url:
             url = rebase(url, self.base_url)
         headers = {"Content-Type": "application/json; charset=utf-8"}
+        started = time.monotonic()
         try:
             response = self._session.post(url, data=data, headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
+            self._report(None, started)
             detail = redact.redact(f"{type(exc).__name__}: {exc}")
             return {}, _transient(robot, f"could not reach DingTalk: {detail}")
-        return _judge(robot, response.status_code, response.content)
+        answer, error = _judge(robot, response.status_code, response.content)
+        self._report(0 if error is None else (error.errcode if error.errcode is not None else -1), started)
+        return answer, error
 
-    def _remember(self, robot: Robot) -> None:
+    def _report(self, errcode: int | None, started: float) -> None:
+        if self._on_call is None:
+            return
+        try:
+            self._on_call(ENDPOINT, errcode, time.monotonic() - started)
+        except Exception:  # a broken metrics hook must never stop a delivery
+            log.exception("on_call hook failed for %s", ENDPOINT)
+
+    def remember(self, robot: Robot) -> None:
+        """Mask the robot's token and secret wherever they could show: logs, errors, history."""
         from dispatcher.robot.webhook import access_token
 
         for value in (access_token(robot.webhook), robot.secret or ""):

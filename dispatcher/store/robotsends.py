@@ -7,6 +7,8 @@ under the limit. A reservation is one short transaction: take the robot's lock r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -19,9 +21,13 @@ class RobotSends:
         self._store = store
         self._known: set[str] = set()  # robots whose lock row this process has seen
 
-    def reserve(self, key: str, now_ms: int, limit: int, window_ms: int) -> int | None:
-        """Record one send at `now_ms` if fewer than `limit` fall in the last `window_ms`; else the
-        milliseconds until one leaves the window."""
+    def reserve(self, key: str, now_ms: Callable[[], int], limit: int, window_ms: int) -> int | None:
+        """Record one send now if fewer than `limit` fall in the last `window_ms`; else the
+        milliseconds until one leaves the window.
+
+        The time is read once the lock is held: read before, it could be older than a send
+        another replica recorded while this one waited for the lock.
+        """
         self._lock_row(key)
         with self._store.begin() as conn:
             # The update takes the row's write lock (the database's, on SQLite) until commit.
@@ -30,20 +36,21 @@ class RobotSends:
                 .where(robot_locks.c.robot_key == key)
                 .values(reservations=robot_locks.c.reservations + 1)
             )
+            now = now_ms()
             mine = robot_sends.c.robot_key == key
-            conn.execute(delete(robot_sends).where(mine, robot_sends.c.sent_at_ms <= now_ms - window_ms))
+            conn.execute(delete(robot_sends).where(mine, robot_sends.c.sent_at_ms <= now - window_ms))
             recent = (
                 conn.execute(
                     select(robot_sends.c.sent_at_ms)
-                    .where(mine, robot_sends.c.sent_at_ms > now_ms - window_ms)
+                    .where(mine, robot_sends.c.sent_at_ms > now - window_ms)
                     .order_by(robot_sends.c.sent_at_ms)
                 )
                 .scalars()
                 .all()
             )
             if len(recent) >= limit:
-                return max(int(recent[len(recent) - limit]) + window_ms - now_ms, 1)
-            conn.execute(insert(robot_sends).values(robot_key=key, sent_at_ms=now_ms))
+                return max(int(recent[len(recent) - limit]) + window_ms - now, 1)
+            conn.execute(insert(robot_sends).values(robot_key=key, sent_at_ms=now))
             return None
 
     def recent(self, key: str, now_ms: int, window_ms: int) -> int:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from dispatcher import redact
 from dispatcher.config import Config
-from dispatcher.delivery import credentials_from, make_client, sandbox_credentials
+from dispatcher.delivery import app_credentials, make_client, sandbox_credentials
 from dispatcher.dingtalk.transport import Registry
 from dispatcher.health import Metrics
 from dispatcher.query import Sources
@@ -97,7 +97,7 @@ def open_app(
         stack.callback(redact.release, registry.secrets)
         redact.install(registry.secrets)
         box = _start_sandbox(stack, sandbox_port) if sandbox else None
-        creds = sandbox_credentials(box) if box is not None else credentials_from(config)  # fail fast
+        creds = sandbox_credentials(box) if box is not None else app_credentials(config)  # fail fast
         store = StateStore(_state_url(config, stack, throwaway_state and sandbox))
         stack.callback(store.close)
         client, counter = _client(config, stack, store, box, creds, metrics, registry)

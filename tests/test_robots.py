@@ -515,3 +515,21 @@ def test_webhook_tokens_and_secrets_never_reach_errors_logs_history_or_output(
     assert "could not reach DingTalk" in seen[0]
     for text in seen:
         assert TOKEN not in text and SECRET not in text and "SECwrongwrongwrong123" not in text
+
+
+def test_a_robots_only_config_sends_without_a_dingtalk_app(
+    tmp_path: Path, box: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, box.url)
+    text = path.read_text(encoding="utf-8")
+    start, end = text.index("dingtalk:"), text.index("robots:")
+    path.write_text(text[:start] + text[end:].replace("    to: [leads]\n", ""), encoding="utf-8")
+    code = main(["send", "daily", "-c", str(path), "--at", "2026-11-28T10:00"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "robot      sales-group: posted" in out
+    assert len(box.robot_messages()) == 1 and box.calls() == []  # no gettoken, no work notification
+    main(["history", "--json", "-c", str(path)])
+    [run] = json.loads(capsys.readouterr().out)
+    assert run["state"] == "sent" and run["trigger"] == "manual"
+    assert [b["unit"] for b in run["batches"]["accepted"]] == ["robot:sales-group"]

@@ -533,3 +533,17 @@ def test_a_robots_only_config_sends_without_a_dingtalk_app(
     [run] = json.loads(capsys.readouterr().out)
     assert run["state"] == "sent" and run["trigger"] == "manual"
     assert [b["unit"] for b in run["batches"]["accepted"]] == ["robot:sales-group"]
+
+
+def test_a_standalone_sandbox_learns_robots_from_its_control_api(store: StateStore) -> None:
+    with Sandbox() as sandbox:
+        robot = Robot("ops", f"{sandbox.url}/robot/send?access_token=ops-token-123456", None, "日报")
+        with pytest.raises(DeliveryError, match="400101"):
+            robot_client(store).send(robot, message())
+        ops = [{"name": "ops", "token": "ops-token-123456", "keyword": "日报"}]
+        answer = requests.post(f"{sandbox.url}/_sandbox/robots", json=ops, timeout=10)
+        assert answer.json() == {"ok": True}
+        robot_client(store).send(robot, message())
+        assert [m["robot"] for m in sandbox.robot_messages()] == ["ops"]
+        bad = requests.post(f"{sandbox.url}/_sandbox/robots", json=[{"name": "x"}], timeout=10)
+        assert bad.status_code == 400 and "needs a name and a token" in bad.json()["error"]

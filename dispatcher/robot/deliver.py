@@ -51,11 +51,6 @@ class RobotSender:
     def close(self) -> None:
         self.client.close()
 
-    def robot(self, name: str) -> Robot:
-        if name not in self.robots:
-            raise DeliveryError(f"robot {name!r} is not set up", hint="check its webhook under robots:")
-        return self.robots[name]
-
 
 def robots_from(config: Config, *, sandbox: bool = False) -> dict[str, Robot]:
     """Every robot whose webhook is set; a sandbox app makes up a webhook for the others."""
@@ -113,11 +108,13 @@ def send_robots(
     for name in names:
         if unit(name) in done:
             continue
+        # The config as it is now: a reload may have added a robot or rotated a webhook.
+        robot = robots_from(config).get(name) or sender.robots.get(name)
         try:
-            if name not in sender.robots:
+            if robot is None:
                 raise missing_webhook(config, name)
             message = build_message(config, prepared, name, rerender, salt)
-            sender.client.send(sender.robot(name), message)
+            sender.client.send(robot, message)
         except DeliveryError as exc:
             refused.append({"unit": unit(name), "errcode": exc.errcode, "message": str(exc), "recipients": 0,
                             "dept_ids": []})  # fmt: skip

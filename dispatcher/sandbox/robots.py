@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
+from dispatcher.errors import DispatcherError
 from dispatcher.robot.webhook import sign
 
 MSGTYPES = {"text": "content", "markdown": "text", "actionCard": "text", "link": "text", "feedCard": None}
@@ -52,6 +53,15 @@ class RobotRoom:
     def add(self, name: str, token: str, secret: str | None = None, keyword: str | None = None) -> None:
         with self._lock:
             self._robots[token] = _Robot(name, secret, keyword)
+
+    def add_all(self, robots: list[Any]) -> None:
+        """`POST /_sandbox/robots`: `[{"name", "token", "secret"?, "keyword"?}, ...]`."""
+        for robot in robots:
+            if not isinstance(robot, dict) or not robot.get("name") or not robot.get("token"):
+                raise DispatcherError(
+                    "each robot needs a name and a token (and maybe a secret and a keyword)"
+                )
+            self.add(str(robot["name"]), str(robot["token"]), robot.get("secret"), robot.get("keyword"))
 
     def fail_next(self, name: str, *errcodes: int) -> None:
         with self._lock:

@@ -154,6 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
             "expire_tokens": lambda _: engine.expire_tokens(),
             "options": lambda body: engine.set_options(_expect(body, dict)),
             "users": lambda body: engine.add_users(_expect(body, list)),
+            "robots": lambda body: self.server.robots.add_all(_expect(body, list)),
         }
         if method == "GET" and name in readers:
             return self._json(readers[name]())

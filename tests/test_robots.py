@@ -547,3 +547,23 @@ def test_a_standalone_sandbox_learns_robots_from_its_control_api(store: StateSto
         assert [m["robot"] for m in sandbox.robot_messages()] == ["ops"]
         bad = requests.post(f"{sandbox.url}/_sandbox/robots", json=[{"name": "x"}], timeout=10)
         assert bad.status_code == 400 and "needs a name and a token" in bad.json()["error"]
+
+
+def test_the_daemon_sends_to_both_channels_and_retries_the_refusing_robot_alone(
+    tmp_path: Path, box: Sandbox, state_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.daemon_inprocess import FakeClock as DaemonClock
+    from tests.daemon_inprocess import even_second_now, inprocess_daemon
+
+    path = write_config(tmp_path / "p", box.url)
+    text = path.read_text(encoding="utf-8").replace(
+        "    retries: 2", "    run_on_start: true\n    retries: 2"
+    )
+    path.write_text(text, encoding="utf-8")
+    box.robots.fail_next("sales-group", -1, -1, -1)  # busy three times: this attempt gives up on the robot
+    with inprocess_daemon(path, box, state_url, DaemonClock(even_second_now()), monkeypatch) as daemon:
+        daemon.run_until(lambda: daemon.events.events("run.sent", report="daily"), "the retried run")
+        partial = daemon.events.events("run.partial", report="daily")
+    assert len(partial) == 1 and "robot sales-group refused" in str(partial[0].fields.get("error"))
+    assert len(box.calls("asyncsend_v2")) == 1 and len(box.robot_messages()) == 1
+    assert [c["errcode"] for c in box.robots.calls()] == [-1, -1, -1, 0]

@@ -540,6 +540,14 @@ def query_path_problem(queries_dir: Path, name: str) -> str | None:
 
 
 def _unknown_key(model: type[Any], keypath: tuple[str, ...], loc: tuple[str, ...]) -> str:
+    for part in loc[:-1]:  # a key of a nested model (reports.X.mention.KEY): that model's fields
+        field = getattr(model, "model_fields", {}).get(part)
+        if (
+            field is not None
+            and isinstance(field.annotation, type)
+            and issubclass(field.annotation, BaseModel)
+        ):
+            model = field.annotation
     fields = [f for f in getattr(model, "model_fields", {}) if f not in ("id", "path", "missing_vars")]
     guess = difflib.get_close_matches(loc[-1], fields, n=1)
     tail = f"; did you mean {guess[0]!r}?" if guess else f"; allowed: {', '.join(fields)}"

@@ -567,3 +567,18 @@ def test_the_daemon_sends_to_both_channels_and_retries_the_refusing_robot_alone(
     assert len(partial) == 1 and "robot sales-group refused" in str(partial[0].fields.get("error"))
     assert len(box.calls("asyncsend_v2")) == 1 and len(box.robot_messages()) == 1
     assert [c["errcode"] for c in box.robots.calls()] == [-1, -1, -1, 0]
+
+
+def test_validate_checks_mentions_with_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, "https://oapi.dingtalk.com")
+    text = path.read_text(encoding="utf-8").replace(
+        'mention: {mobiles: ["13800000000"], userids: [manager4974]}',
+        'mention: {mobiles: ["12345"], everyone: true}',
+    )
+    path.write_text(text, encoding="utf-8")
+    code, out = validate(path, capsys)
+    assert code == 1
+    assert "reports.yaml:25: reports.daily.mention.mobiles: '12345' is not an 11-digit mainland mobile" in out
+    assert "reports.daily.mention.everyone: unknown key 'everyone'; allowed: mobiles, userids, all" in out

@@ -88,6 +88,9 @@ class RobotPacer:
     def now_ms(self) -> int:
         return int(self._now() * 1000)
 
+    def wait(self, seconds: float) -> None:
+        self._sleep(seconds)
+
 
 class RobotClient:
     def __init__(
@@ -121,25 +124,29 @@ class RobotClient:
             raise DeliveryError(
                 f"robot {robot.name!r}: the message lacks the robot's keyword, so DingTalk would refuse it",
                 endpoint="robot_send",
-                hint=f"put the keyword in report's title or template (robot {robot.name!r})",
+                hint=f"put robot {robot.name!r}'s keyword in the report's title or template",
             )
         data = dumps(message.body).encode("utf-8")
-        last: DeliveryError | None = None
+        error: DeliveryError | None = None
         for attempt in range(1, self.attempts + 1):
+            if error is not None:  # a transient failure: wait, then resend the same bytes
+                delay = self.pacer.window if error.errcode == TOO_FAST else self.backoff * 2 ** (attempt - 2)
+                log.warning("%s; retrying in %.1f s", error.message, delay)
+                self.pacer.wait(delay)
             self.pacer.acquire(token_key(robot.webhook))
             answer, error = self._post(robot, data)
             if error is None:
                 return answer
-            last = error
-            if not error.retryable or attempt == self.attempts:
-                break
-            delay = self.pacer.window if error.errcode == TOO_FAST else self.backoff * 2 ** (attempt - 1)
-            log.warning("%s; retrying in %.1f s", error.message, delay)
-            self.pacer._sleep(delay)
-        assert last is not None
-        if last.retryable:
-            last.message = f"{last.message} (gave up after {self.attempts} attempts)"
-        raise last
+            if not error.retryable:
+                raise error
+        assert error is not None
+        raise DeliveryError(
+            f"{error.message} (gave up after {self.attempts} attempts)",
+            errcode=error.errcode,
+            endpoint="robot_send",
+            hint=f"robot {robot.name!r}: DingTalk kept failing; the run is retried later",
+            retryable=True,
+        )
 
     def _post(self, robot: Robot, data: bytes) -> tuple[dict[str, Any], DeliveryError | None]:
         url = signed_url(robot.webhook, robot.secret, self.pacer.now_ms())

@@ -582,3 +582,28 @@ def test_validate_checks_mentions_with_file_and_line(
     assert code == 1
     assert "reports.yaml:25: reports.daily.mention.mobiles: '12345' is not an 11-digit mainland mobile" in out
     assert "reports.daily.mention.everyone: unknown key 'everyone'; allowed: mobiles, userids, all" in out
+
+
+@pytest.mark.parametrize(
+    ("errcode", "hint"),
+    [
+        (310000, "keyword is in every message"),
+        (400101, "copy the webhook URL again"),
+        (400106, "the robot was removed"),
+        (400102, "enable the robot"),
+        (400013, "a group that exists"),
+        (430101, "refused the content"),
+        (430104, "refused the content"),
+    ],
+)
+def test_permanent_refusals_stop_at_once_with_a_hint_naming_the_robot(
+    box: Sandbox, store: StateStore, errcode: int, hint: str
+) -> None:
+    robot = Robot("sales-group", f"{box.url}/robot/send?access_token={TOKEN}", SECRET, "日报")
+    box.robots.fail_next("sales-group", errcode)
+    with pytest.raises(DeliveryError) as caught:
+        robot_client(store).send(robot, message())
+    assert caught.value.errcode == errcode and not caught.value.retryable
+    assert caught.value.hint is not None and caught.value.hint.startswith("robot 'sales-group': ")
+    assert hint in caught.value.hint
+    assert len(box.robots.calls()) == 1

@@ -607,3 +607,13 @@ def test_permanent_refusals_stop_at_once_with_a_hint_naming_the_robot(
     assert caught.value.hint is not None and caught.value.hint.startswith("robot 'sales-group': ")
     assert hint in caught.value.hint
     assert len(box.robots.calls()) == 1
+
+
+def test_the_quota_forecast_counts_one_call_per_robot_per_run(tmp_path: Path) -> None:
+    from dispatcher.quota import calls_per_run
+
+    config = load_config(write_config(tmp_path, "https://oapi.dingtalk.com"))
+    report = config.reports["daily"]
+    # one asyncsend_v2 batch (receipts are off: no getsendresult) and one robot message
+    assert calls_per_run(config, report) == 2
+    assert calls_per_run(config, report.model_copy(update={"robots": []})) == 1

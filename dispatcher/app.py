@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from dispatcher import redact
 from dispatcher.config import Config
-from dispatcher.delivery import credentials_from, make_client, sandbox_credentials
+from dispatcher.delivery import app_credentials, make_client, sandbox_credentials
 from dispatcher.dingtalk.transport import Registry
 from dispatcher.health import Metrics
 from dispatcher.query import Sources
@@ -31,6 +31,7 @@ from dispatcher.store.ledger import Ledger
 if TYPE_CHECKING:
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.dingtalk.transport import Credentials
+    from dispatcher.robot.deliver import RobotSender
     from dispatcher.sandbox import Sandbox
     from dispatcher.store.apicalls import ApiCounter
 
@@ -49,6 +50,7 @@ class App:
     owner: str
     sandbox: Sandbox | None = None
     api_calls: ApiCounter | None = None
+    robots: RobotSender | None = None
     _services: Services | None = field(default=None, repr=False)
 
     @property
@@ -59,7 +61,7 @@ class App:
         """What every run needs, built once: runs share source concurrency slots."""
         if self._services is None:
             self._services = Services(self.config, self.sources, self.client, self.ledger, self.metrics,
-                                      self.owner)  # fmt: skip
+                                      self.owner, self.robots)  # fmt: skip
         return self._services
 
     def swap_sources(self, config: Config) -> None:
@@ -95,13 +97,14 @@ def open_app(
         stack.callback(redact.release, registry.secrets)
         redact.install(registry.secrets)
         box = _start_sandbox(stack, sandbox_port) if sandbox else None
-        creds = sandbox_credentials(box) if box is not None else credentials_from(config)  # fail fast
+        creds = sandbox_credentials(box) if box is not None else app_credentials(config)  # fail fast
         store = StateStore(_state_url(config, stack, throwaway_state and sandbox))
         stack.callback(store.close)
         client, counter = _client(config, stack, store, box, creds, metrics, registry)
         sources = build_sources(config)
+        robots = _robots(config, stack, store, box, registry, counter)
         app = App(config, store, Ledger(store), client, sources, metrics, registry,
-                  owner or default_owner(), box, counter)  # fmt: skip
+                  owner or default_owner(), box, counter, robots)  # fmt: skip
         stack.callback(lambda: app.sources.dispose())
         yield app
 
@@ -143,6 +146,35 @@ def _client(
         counter.on_warn = lambda month, used, quota: quota_alert(client, config, month, used, quota)
         metrics.watch_api_calls(counter)
     return client, counter
+
+
+def _robots(
+    config: Config,
+    stack: ExitStack,
+    store: StateStore,
+    box: Sandbox | None,
+    registry: Registry,
+    counter: ApiCounter | None,
+) -> RobotSender | None:
+    """The group robots; a sandbox app registers each with the sandbox and sends them there."""
+    if not config.robots:
+        return None
+    from dispatcher.robot.client import RobotClient, RobotPacer
+    from dispatcher.robot.deliver import RobotSender, robots_from
+    from dispatcher.robot.webhook import access_token
+    from dispatcher.store.robotsends import RobotSends
+
+    robots = robots_from(config, sandbox=box is not None)
+    if box is not None:
+        for robot in robots.values():
+            box.add_robot(robot.name, access_token(robot.webhook), robot.secret, robot.keyword)
+    client = RobotClient(RobotPacer(RobotSends(store)), secrets=registry.secrets,
+                         base_url=box.url if box is not None else None,
+                         on_call=counter.hook(None) if counter is not None else None)  # fmt: skip
+    stack.callback(client.close)
+    for robot in robots.values():
+        client.remember(robot)
+    return RobotSender(client, robots)
 
 
 def _api_counter(config: Config, store: StateStore) -> ApiCounter:

@@ -141,6 +141,12 @@ def _add_send(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sandbox", action="store_true", help="start a DingTalk sandbox in this process and deliver there"
     )
+    p.add_argument(
+        "--robot",
+        action="append",
+        metavar="NAME",
+        help="send only to this group robot (repeatable), not to the report's recipients",
+    )
     p.set_defaults(handler=cmd_send)
 
 
@@ -381,11 +387,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
     prepared = prepare_report(config, report, fire_time_at(config, report, instant(config, args.at)))
     if args.as_value is not None:
         prepared = as_recipient(prepared, args.as_value)
+    from dispatcher.cli_robots import group_previews, print_groups
+
     out = preview_dict(prepared)
+    groups = group_previews(config, prepared)
     if args.json:
-        print(json.dumps(out, ensure_ascii=False, indent=2))
+        print(json.dumps(out | ({"robots": groups} if groups else {}), ensure_ascii=False, indent=2))
     else:
         _print_preview(out, config.dingtalk.max_msg_bytes)
+        print_groups(groups)
     return 0
 
 

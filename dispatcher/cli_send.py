@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,16 +28,23 @@ if TYPE_CHECKING:
     from dispatcher.store.ledger import Ledger, RunState
 
 Finish = Callable[..., None]
+RobotEntries = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 
 def cmd_send(args: argparse.Namespace) -> int:
     from dispatcher.app import open_app
+    from dispatcher.cli_robots import check_robot_names
     from dispatcher.delivery import credentials_from, recipients_for, recipients_from_cli
     from dispatcher.runner import fire_time_at
 
     config = load(args)
     report = config.report(args.report_id)
+    chosen = list(getattr(args, "robot", None) or [])
+    check_robot_names(config, chosen)
     recipients = recipients_from_cli(args.to) if args.to else recipients_for(config, report.to)
+    # --robot sends to those robots only; --to is a test send to people, without the groups.
+    channels = _Channels(work=not chosen and bool(args.to or report.to),
+                         robots=chosen or ([] if args.to else list(report.robots)))  # fmt: skip
     fire = fire_time_at(config, report, instant(config, args.at))
     if args.dry_run and not args.sandbox and _missing_credentials(credentials_from, config):
         return _offline_dry_run(config, report, fire, recipients)
@@ -51,9 +60,15 @@ def cmd_send(args: argparse.Namespace) -> int:
             return 0
         # Sandbox sends are throw-away: they stay out of the real history.
         ledger = None if app.sandbox is not None else app.ledger
-        split = report.split_by is not None and not args.to  # --to: a test send of the whole report
-        _send_recorded(config, report, fire, app, recipients, ledger, split=split)
+        split = report.split_by is not None and not args.to and not chosen  # --to: a test send
+        _send_recorded(config, report, fire, app, recipients, ledger, channels, split=split)
     return 0
+
+
+@dataclass(frozen=True)
+class _Channels:
+    work: bool  # the work notification to the recipients
+    robots: list[str]
 
 
 def _missing_credentials(credentials_from: Callable[[Config], object], config: Config) -> bool:
@@ -85,6 +100,7 @@ def _send_recorded(
     app: App,
     recipients: Recipients,
     ledger: Ledger | None,
+    channels: _Channels,
     *,
     split: bool = False,
 ) -> None:
@@ -103,14 +119,21 @@ def _send_recorded(
         if split:
             _send_split(app, prepared, finish)
             return
-        result = _deliver(app, prepared, recipients)
+        result = _deliver(app, prepared, recipients) if channels.work else None
+        entries = None
+        if channels.robots:
+            from dispatcher.cli_robots import send_to_robots
+
+            # A manual send is its own message: its msgUuid must not collide with the daemon's run.
+            salt = f"manual:{run.id}" if run is not None else f"manual:{secrets.token_hex(8)}"
+            entries = send_to_robots(app, prepared, channels.robots, salt)
     except DispatcherError as exc:
         finish("failed", error=str(exc))
         raise
     except BaseException as exc:  # Ctrl-C or a bug: the row must not stay 'running' forever
         finish("failed", error=f"interrupted: {type(exc).__name__}")
         raise
-    _record_and_judge(finish, prepared, result)
+    _record_and_judge(finish, prepared, result, entries)
 
 
 def _send_split(app: App, prepared: Prepared, finish: Finish) -> None:
@@ -146,12 +169,26 @@ def _deliver(app: App, prepared: Prepared, recipients: Recipients) -> DeliveryRe
     return result
 
 
-def _record_and_judge(finish: Finish, prepared: Prepared, result: DeliveryResult) -> None:
+def _record_and_judge(
+    finish: Finish, prepared: Prepared, result: DeliveryResult | None, entries: RobotEntries | None = None
+) -> None:
     from dispatcher.delivery import outcome_of
+    from dispatcher.robot.deliver import merge
 
     assert prepared.rendered is not None
-
-    outcome = outcome_of(None, result)
+    outcome = outcome_of(None, result) if result is not None else None
+    if entries is not None:
+        try:
+            outcome = merge(outcome, None, *entries)
+        except DeliveryError as exc:  # no channel accepted it
+            finish(
+                "failed",
+                rows=prepared.result.rows,
+                error=str(exc),
+                batches={"accepted": [], "refused": entries[1]},
+            )
+            raise
+    assert outcome is not None
     finish(
         outcome.state, rows=prepared.result.rows, msg_bytes=prepared.rendered.msg_bytes,
         recipients=outcome.recipients, task_ids=outcome.task_ids, receipts=outcome.counts,

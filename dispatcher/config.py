@@ -148,6 +148,44 @@ class SplitBy(_Model):
     max_slices: int = Field(default=2000, ge=1, le=100_000)
 
 
+class RobotConfig(_Model):
+    """A group's custom robot; the webhook (its access_token) and the secret are secrets."""
+
+    webhook: SecretStr | None = None
+    secret: SecretStr | None = None
+    keyword: str | None = Field(default=None, min_length=1)
+    # The robot's message budget: far above a work notification's 2048 B, so a group gets more rows.
+    max_msg_bytes: int = Field(default=20000, ge=256, le=20000)
+    # Filled from the interpolation pass, not from YAML: which env vars were unset.
+    missing_vars: tuple[str, ...] = ()
+
+    @field_validator("webhook", "secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+MAX_MENTIONS = 50  # atUserIds / atMobiles [custom-robots-send-group-messages]
+
+
+class Mention(_Model):
+    """Who a report's group message @mentions."""
+
+    mobiles: list[str] = Field(default=[], max_length=MAX_MENTIONS)
+    userids: list[str] = Field(default=[], max_length=MAX_MENTIONS)
+    all: bool = False
+
+    @field_validator("mobiles", mode="before")
+    @classmethod
+    def _mobiles_are_mobiles(cls, value: Any) -> Any:
+        return RecipientGroup._mobiles_are_mobiles(value)
+
+    @field_validator("userids", mode="before")
+    @classmethod
+    def _userids_are_text(cls, value: Any) -> Any:
+        return RecipientGroup._userids_are_text(value)
+
+
 class Report(_Model):
     id: str = ""
     title: str = Field(min_length=1, max_length=64)
@@ -157,7 +195,9 @@ class Report(_Model):
     query: str | None = None
     sql: str | None = None
     params: dict[str, str | int | float | bool | None] = {}
-    to: list[str] = []  # at least one group, unless split_by names the recipients
+    to: list[str] = []  # work-notification groups; optional with split_by or robots
+    robots: list[str] = []  # group robots, by name from the top-level `robots:`
+    mention: Mention = Mention()
     on_empty: Literal["skip", "send", "error"] = "skip"
     template: str | None = None
     period: str | None = None
@@ -254,6 +294,7 @@ class Config(_Model):
     reports: dict[str, Report] = {}
     state: str | None = None
     daemon: DaemonConfig = DaemonConfig()
+    robots: dict[str, RobotConfig] = {}
     path: Path = Path("reports.yaml")
 
     @property
@@ -304,7 +345,7 @@ def check_config(
     interp = yamlfile.interpolate(doc.data, env)
     data, missing = interp.value, interp.missing
     for keypath, names in missing.items():
-        if keypath[:1] != ("dingtalk",):
+        if keypath[:1] not in (("dingtalk",), ("robots",)):  # needed only to deliver
             doc.problems.append(doc.problem(keypath, _unset_message(names)))
     checker = _Checker(doc, path, data, missing)
     result = checker.run()
@@ -318,6 +359,7 @@ def _unset_message(names: list[str]) -> str:
 
 
 Model = TypeVar("Model", bound=BaseModel)
+_SECTIONS = ("reports", "recipients", "dingtalk", "robots")
 
 
 class _Checker:
@@ -337,9 +379,10 @@ class _Checker:
         self.warnings: list[Problem] = []
 
     def run(self) -> tuple[Config | None, list[Problem]]:
-        top = {k: v for k, v in self.data.items() if k not in ("reports", "recipients", "dingtalk")}
+        top = {k: v for k, v in self.data.items() if k not in _SECTIONS}
         top["path"] = self.path
         top["dingtalk"] = self._dingtalk()
+        top["robots"] = self._robots()
         top["recipients"] = self._each("recipients", RecipientGroup)
         top["reports"] = self._each("reports", Report)
         config = self._validate(Config, top, ())
@@ -353,6 +396,11 @@ class _Checker:
             return self._validate(DingTalkConfig, raw, ("dingtalk",))
         names = sorted({n for kp, ns in self.missing.items() if kp[:1] == ("dingtalk",) for n in ns})
         return self._validate(DingTalkConfig, {**raw, "missing_vars": tuple(names)}, ("dingtalk",))
+
+    def _robots(self) -> dict[str, Any]:
+        from dispatcher.robot.checks import robot_entries
+
+        return robot_entries(self, self._each("robots", RobotConfig))
 
     def _each(self, section: str, model: type[_Model]) -> dict[str, Any]:
         raw = self.data.get(section) or {}
@@ -376,7 +424,7 @@ class _Checker:
 
     def _add_pydantic(self, model: type[Any], keypath: tuple[str, ...], err: Any) -> None:
         loc = tuple(str(p) for p in err["loc"])
-        if loc and loc[0] in ("reports", "recipients", "dingtalk") and keypath == ():
+        if loc and loc[0] in _SECTIONS and keypath == ():
             return  # those sections were validated (and reported) on their own
         full = (*keypath, *loc)
         if full in self.missing:
@@ -443,6 +491,9 @@ class _Checker:
         if isinstance(source, str) and source not in sources:
             self._problem((*kp, "source"), _unknown_name("source", source, sources))
         to = entry.get("to")
+        if not to and not entry.get("robots") and not entry.get("split_by"):
+            where = (*kp, "to") if "to" in entry else kp
+            self._problem(where, "give 'to' (recipient groups), 'robots' (group robots), or both")
         for i, group in enumerate(to if isinstance(to, list) else []):
             if isinstance(group, str) and group not in groups:
                 self._problem((*kp, "to", str(i)), _unknown_name("recipient group", group, groups))
@@ -457,12 +508,11 @@ class _Checker:
         if entry.get("msgtype") == "action_card" and not entry.get("action_url"):
             self._problem((*kp, "action_url"), "msgtype action_card needs an action_url")
         self._check_templates(kp, entry)
+        from dispatcher.robot.checks import check_report_robots
+
+        check_report_robots(self, kp, entry)
 
     def _check_split_and_alert(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
-        if not entry.get("to") and not entry.get("split_by"):
-            where, what = ((*kp, "to"), "give at least one recipient group") if "to" in entry else (
-                kp, "required key 'to' is missing (a list of recipient groups)")  # fmt: skip
-            self._problem(where, what)
         if entry.get("split_by") and entry.get("alert"):
             self._problem((*kp, "alert"), "a report cannot be both an alert and split_by; make two reports")
         alert = entry.get("alert")
@@ -530,6 +580,14 @@ def query_path_problem(queries_dir: Path, name: str) -> str | None:
 
 
 def _unknown_key(model: type[Any], keypath: tuple[str, ...], loc: tuple[str, ...]) -> str:
+    for part in loc[:-1]:  # a key of a nested model (reports.X.mention.KEY): that model's fields
+        field = getattr(model, "model_fields", {}).get(part)
+        if (
+            field is not None
+            and isinstance(field.annotation, type)
+            and issubclass(field.annotation, BaseModel)
+        ):
+            model = field.annotation
     fields = [f for f in getattr(model, "model_fields", {}) if f not in ("id", "path", "missing_vars")]
     guess = difflib.get_close_matches(loc[-1], fields, n=1)
     tail = f"; did you mean {guess[0]!r}?" if guess else f"; allowed: {', '.join(fields)}"

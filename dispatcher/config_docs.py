@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 # Model fields that are filled by the loader, never written in reports.yaml.
-INTERNAL = frozenset({"Config.path", "Report.id", "DingTalkConfig.missing_vars"})
+INTERNAL = frozenset({"Config.path", "Report.id", "DingTalkConfig.missing_vars", "RobotConfig.missing_vars"})
 
 DESCRIPTIONS: dict[str, str] = {
     "Config.timezone": "Default IANA time zone of every report, e.g. Asia/Shanghai.",
@@ -59,6 +59,16 @@ DESCRIPTIONS: dict[str, str] = {
     "Report.run_timeout": "A run not finished after this is abandoned and counts as failed.",
     "Report.run_on_start": "With no ledger row yet, run the last fire time at once when the daemon starts.",
     "Report.receipts": "This report's receipts mode: full, result or off (default: dingtalk.receipts).",
+    "Report.robots": "Robot names from the top-level robots: the report also goes to those group chats.",
+    "Report.mention": "Who the group message @mentions: mobiles, userids (at most 50 each), all.",
+    "Mention.mobiles": "Mobiles to @mention in the group message.",
+    "Mention.userids": "Userids to @mention in the group message.",
+    "Mention.all": "true: @all (isAtAll).",
+    "Config.robots": "Robot name -> a group chat's custom robot (webhook, secret, keyword).",
+    "RobotConfig.webhook": "The robot's webhook URL, usually ${...}: it holds the robot's access_token.",
+    "RobotConfig.secret": "The robot's signing secret (SEC...): every request is signed; never logged.",
+    "RobotConfig.keyword": "The robot's security keyword; validate checks every message contains it.",
+    "RobotConfig.max_msg_bytes": "The group message's size budget in bytes (default 20000).",
     "Report.alert": "Makes the report an alert: rows mean firing; repeat and recovery messages.",
     "Report.split_by": "One message per distinct value of a column, each to the person that value names.",
     "AlertSpec.repeat": "While still firing, remind at most this often (a duration; default: never).",

@@ -79,6 +79,21 @@ def credentials_from(config: Config) -> Credentials:
     return Credentials(app_key=dt.app_key, app_secret=dt.app_secret, agent_id=dt.agent_id)
 
 
+def app_credentials(config: Config) -> Credentials:
+    """`credentials_from`, except for a config that never sends a work notification: every report
+    goes to group robots only and there is no `admins` group to alert. A robot needs no DingTalk
+    app, so such a config runs without one; its client holds empty credentials it never uses."""
+    from dispatcher.config import ALERT_GROUP
+    from dispatcher.dingtalk.client import Credentials
+
+    try:
+        return credentials_from(config)
+    except CredentialsError:
+        if ALERT_GROUP in config.recipients or any(r.to for r in config.reports.values()):
+            raise
+        return Credentials(app_key="", app_secret="", agent_id=0)
+
+
 def make_client(
     config: Config,
     credentials: Credentials,
@@ -155,10 +170,10 @@ def outcome_of(run: Run | None, result: DeliveryResult | None, *, error: str | N
     refused = (
         [_refused(r) for r in result.refused] if result else (run.batches.get("refused", []) if run else [])
     )
-    reached = len({u for b in accepted for u in b["userids"]})
+    reached = len({u for b in accepted for u in b.get("userids", [])})
     missing = sum(int(r["recipients"]) for r in refused)
     counts = result.counts() if result else dict(run.receipts if run else {})
-    task_ids = [int(b["task_id"]) for b in accepted]
+    task_ids = [int(b["task_id"]) for b in accepted if b.get("task_id") is not None]  # units may have none
     batches = {"accepted": accepted, "refused": refused}
     sent = Outcome("sent", reached, missing, task_ids, batches, counts)
     if result is None or refused:

@@ -98,7 +98,8 @@ def calls_per_run(config: Config, report: Report) -> int:
     user_batches = math.ceil(people / 100)
     batches = max(user_batches, math.ceil(len(recipients.dept_ids) / 20))
     mode = report.receipts or config.dingtalk.receipts
-    return batches + RECEIPT_CALLS[mode] * user_batches  # getsendresult never asks about departments
+    # getsendresult never asks about departments; each group robot's message is one counted call.
+    return batches + RECEIPT_CALLS[mode] * user_batches + len(report.robots)
 
 
 def _cost(config: Config, report: Report, now: datetime, month_end: datetime) -> ReportCost:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from dispatcher import clock, logs
 from dispatcher.config import Config, Report
 from dispatcher.errors import (
+    DeliveryError,
     DispatcherError,
     QueryError,
     QuotaExhaustedError,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.health import Metrics
     from dispatcher.render import Rendered
+    from dispatcher.robot.deliver import RobotSender
     from dispatcher.split import Slicing
     from dispatcher.store.ledger import Ledger, Run
 
@@ -159,6 +161,7 @@ def _render(
     macros: dict[str, str],
     params: dict[str, Any],
     result: QueryResult,
+    max_msg_bytes: int | None = None,
 ) -> Rendered:
     from dispatcher.render import RenderOptions, render
 
@@ -174,7 +177,7 @@ def _render(
         msgtype=report.msgtype,
         action_url=report.action_url,
         action_title=report.action_title,
-        max_msg_bytes=config.dingtalk.max_msg_bytes,
+        max_msg_bytes=max_msg_bytes or config.dingtalk.max_msg_bytes,
         query_truncated=result.truncated,
         macros={**macros, **{k: v for k, v in params.items() if isinstance(v, str)}},
     )
@@ -182,6 +185,13 @@ def _render(
         return render(result.frame, options)
     except RenderError as exc:
         raise RenderError(f"report {report.id!r}: {exc.message}", hint=exc.hint) from None
+
+
+def rerender(config: Config, prepared: Prepared, max_msg_bytes: int) -> Rendered:
+    """The same run's message with another byte budget (a group robot's larger one)."""
+    report, fire = prepared.report, prepared.fire_time
+    macros = date_macros(fire, config.report_zone(report))
+    return _render(config, report, fire, macros, prepared.params, prepared.result, max_msg_bytes)
 
 
 def now_in(config: Config) -> datetime:
@@ -201,6 +211,7 @@ class Services:
     ledger: Ledger
     metrics: Metrics
     owner: str
+    robots: RobotSender | None = None  # the group robots, when the config has any
     source_slots: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -296,15 +307,19 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
     recipients = recipients_for(svc.config, report.to)
     # Waiting for receipts holds this run: never longer than a quarter of the schedule's period.
     wait = min(svc.config.dingtalk.receipt_wait, report.parsed_schedule().min_period_seconds / 4)
+    outcome: Outcome | None = None
+    counts: dict[str, int] = {}
     if prepared.slicing is not None:
         outcome = _deliver_split(svc, report, run, prepared, wait)
         counts = outcome.counts
-    else:
+    elif report.to:
         _record_messages(svc, run, {"": rendered.msg})
         result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
         outcome = outcome_of(run, result)
         counts = result.counts()
         svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
+    outcome = _to_robots(svc, report, run, prepared, outcome) if report.robots else outcome
+    assert outcome is not None  # validate requires to, split_by or robots
     if outcome.state == "partial":
         return _partial(svc, report, run, outcome, rows=prepared.result.rows, msg_bytes=rendered.msg_bytes)
     svc.ledger.finish(
@@ -342,6 +357,23 @@ def _deliver_split(svc: Services, report: Report, run: Run, prepared: Prepared, 
     if outcome.notes:
         alert(svc, report, prepared.fire_time, "; ".join(outcome.notes), heading="报表部分行无人接收")
     return outcome
+
+
+def _to_robots(
+    svc: Services, report: Report, run: Run, prepared: Prepared, outcome: Outcome | None
+) -> Outcome:
+    """The group robots not yet reached by an earlier attempt of this run."""
+    from dispatcher.robot.deliver import done_units, merge, send_robots
+
+    if svc.robots is None:
+        raise DeliveryError(f"report {report.id!r} goes to robots, but none is set up")
+
+    def again(budget: int) -> Rendered:
+        return rerender(svc.config, prepared, budget)
+
+    done = done_units(run)
+    accepted, refused = send_robots(svc.robots, svc.config, prepared, report.robots, again, done=done)
+    return merge(outcome, run, accepted, refused)
 
 
 def _partial(

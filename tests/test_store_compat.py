@@ -37,8 +37,11 @@ DIALECTS: dict[str, Dialect] = {
 
 @pytest.mark.parametrize("dialect", sorted(DIALECTS))
 def test_every_table_keeps_the_ddl_existing_stores_were_created_with(dialect: str) -> None:
+    # Tables added since (created by create_all, e.g. dispatcher_robot_sends) are new, not changed.
     now = {
-        t.name: str(CreateTable(t).compile(dialect=DIALECTS[dialect])).strip() for t in metadata.sorted_tables
+        t.name: str(CreateTable(t).compile(dialect=DIALECTS[dialect])).strip()
+        for t in metadata.sorted_tables
+        if t.name in OLD_DDL[dialect]
     }
     # New tables are fine (create_all makes them); the ones existing stores have must not change.
     assert {name: now.get(name) for name in OLD_DDL[dialect]} == OLD_DDL[dialect]

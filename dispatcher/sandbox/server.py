@@ -26,7 +26,9 @@ from urllib.parse import parse_qs, urlsplit
 from dispatcher.errors import DispatcherError
 from dispatcher.sandbox.engine import Engine
 from dispatcher.sandbox.inbox import render_page
+from dispatcher.sandbox.inbox_groups import with_groups
 from dispatcher.sandbox.options import SandboxOptions
+from dispatcher.sandbox.robots import RobotRoom
 
 __all__ = ["Sandbox", "SandboxOptions", "serve_forever"]
 
@@ -54,8 +56,9 @@ def redact(text: str) -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], engine: Engine) -> None:
+    def __init__(self, address: tuple[str, int], engine: Engine, robots: RobotRoom | None = None) -> None:
         self.engine = engine
+        self.robots = robots or RobotRoom()
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -98,6 +101,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, reason = refused
             log.warning("sandbox: refused %s %s: %s", method, url.path, reason)
             self._json({"ok": False, "errcode": status, "errmsg": reason, "error": reason}, status=status)
+        elif url.path == "/robot/send" and method == "POST":
+            answer = self.server.robots.send(query, parse_body(raw, self.headers.get("Content-Type", "")))
+            self._json(answer)
         elif url.path in ROUTES:
             self._api(ROUTES[url.path], method, url.path, query, raw)
         elif url.path.startswith("/_sandbox/"):
@@ -141,12 +147,14 @@ class _Handler(BaseHTTPRequestHandler):
             "messages": lambda: engine.messages(query.get("userid") or None),
             "calls": lambda: engine.calls(query.get("endpoint") or None),
             "tasks": engine.tasks,
+            "robot_messages": lambda: self.server.robots.messages(query.get("robot") or None),
         }
         writers: dict[str, Callable[[Any], Any]] = {
             "reset": lambda _: engine.reset(),
             "expire_tokens": lambda _: engine.expire_tokens(),
             "options": lambda body: engine.set_options(_expect(body, dict)),
             "users": lambda body: engine.add_users(_expect(body, list)),
+            "robots": lambda body: self.server.robots.add_all(_expect(body, list)),
         }
         if method == "GET" and name in readers:
             return self._json(readers[name]())
@@ -166,6 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
         messages, tasks, names = engine.inbox_snapshot()
         nonce = secrets.token_urlsafe(16)
         page = render_page(messages, tasks, names, userid, nonce=nonce)
+        page = with_groups(page, self.server.robots.messages(), nonce)
         if userid:
             engine.mark_read(userid, max((m["id"] for m in messages), default=0))
         headers = {"Content-Security-Policy": inbox_policy(nonce), "X-Frame-Options": "DENY"}
@@ -264,7 +273,12 @@ class Sandbox:
     """The server plus its state; `start()` serves in a background thread."""
 
     def __init__(
-        self, options: SandboxOptions | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        options: SandboxOptions | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        robots: RobotRoom | None = None,
     ) -> None:
         if host not in LOOPBACK:
             raise DispatcherError(
@@ -272,6 +286,7 @@ class Sandbox:
                 hint="it hands out tokens for a known secret; keep it off the network",
             )
         self._engine = Engine(options or SandboxOptions())
+        self.robots = robots or RobotRoom()  # the group robots: add_robot() registers one
         self._port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -283,7 +298,7 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         try:
-            self._server = _Server(("127.0.0.1", self._port), self._engine)
+            self._server = _Server(("127.0.0.1", self._port), self._engine, self.robots)
         except OSError as exc:
             raise DispatcherError(
                 f"the DingTalk sandbox cannot listen on 127.0.0.1:{self._port}: {exc.strerror}",
@@ -334,6 +349,13 @@ class Sandbox:
 
     def reset(self) -> None:
         self._engine.reset()
+
+    def add_robot(self, name: str, token: str, secret: str | None = None, keyword: str | None = None) -> None:
+        """A group robot answering at `/robot/send?access_token=<token>`, with its security settings."""
+        self.robots.add(name, token, secret, keyword)
+
+    def robot_messages(self, robot: str | None = None) -> list[dict[str, Any]]:
+        return self.robots.messages(robot)
 
 
 def serve_forever(options: SandboxOptions, port: int = 8765) -> None:

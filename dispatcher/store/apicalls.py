@@ -27,7 +27,7 @@ from dispatcher.store.schema import api_calls, quota_warnings
 
 log = logging.getLogger(__name__)
 
-COUNTED = ("asyncsend_v2", "getsendresult", "getsendprogress", "recall", "media_upload")
+COUNTED = ("asyncsend_v2", "getsendresult", "getsendprogress", "recall", "media_upload", "robot_send")
 WARN_AT = 0.8  # share of the quota at which the admins hear about it, once a month
 
 OnWarn = Callable[[str, int, int], None]  # month, calls used, quota

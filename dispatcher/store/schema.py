@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Dialect,
@@ -181,6 +182,24 @@ run_messages = Table(
     Column("manual", Integer, primary_key=True),  # 1: the run is in dispatcher_manual_runs
     Column("unit", String(250), primary_key=True),
     Column("msg", Text, nullable=False),
+)
+
+# Group robot messages per webhook (keyed by a hash of its token, never the token): the
+# 20-a-minute window that every replica shares. A robot's row in dispatcher_robot_locks is
+# updated first in each reservation, which serialises the replicas' count-then-insert.
+robot_sends = Table(
+    "dispatcher_robot_sends",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("robot_key", String(64), nullable=False),
+    Column("sent_at_ms", BigInteger, nullable=False),
+    Index("ix_dispatcher_robot_sends_key_at", "robot_key", "sent_at_ms"),
+)
+robot_locks = Table(
+    "dispatcher_robot_locks",
+    metadata,
+    Column("robot_key", String(64), primary_key=True),
+    Column("reservations", BigInteger, nullable=False),
 )
 
 # version -> columns it added to tables an older version already had

@@ -1,0 +1,79 @@
+"""What `validate` checks about robots: the webhook's form, the robot names and the keyword.
+
+Called by the config checker (`dispatcher.config._Checker`) on the raw entries, so a problem shows
+with file:line even when the entry has other faults. Never quotes a webhook: it holds a token.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from dispatcher.robot.webhook import webhook_problem
+
+# The config's checker (`dispatcher.config._Checker`): not imported, since config imports this module.
+_Checker = Any
+
+# Jinja's tags and expressions; what is left of a template is the text every message carries.
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+_TITLE_EXPR = re.compile(r"\{\{-?\s*title\s*-?\}\}")
+
+
+def robot_entries(checker: _Checker, validated: dict[str, Any]) -> dict[str, Any]:
+    """The validated robots, each told which of its variables were unset; webhooks checked for form."""
+    raw = checker.data.get("robots")
+    for name, entry in (raw if isinstance(raw, dict) else {}).items():
+        missing = sorted({n for kp, ns in checker.missing.items() if kp[:2] == ("robots", name) for n in ns})
+        if name in validated:
+            validated[name] = validated[name].model_copy(update={"missing_vars": tuple(missing)})
+        webhook = entry.get("webhook") if isinstance(entry, dict) else None
+        if isinstance(webhook, str) and webhook and ("robots", name, "webhook") not in checker.missing:
+            if problem := webhook_problem(webhook):
+                checker._problem(("robots", name, "webhook"), problem)
+    return validated
+
+
+def check_report_robots(checker: _Checker, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
+    robots = checker._section("robots")
+    names = entry.get("robots")
+    for i, name in enumerate(names if isinstance(names, list) else []):
+        if not isinstance(name, str):
+            continue
+        if name not in robots:
+            checker._problem((*kp, "robots", str(i)), _unknown_robot(name, robots))
+            continue
+        robot = robots[name]
+        keyword = robot.get("keyword") if isinstance(robot, dict) else None
+        if isinstance(keyword, str) and keyword and not carries_keyword(keyword, entry):
+            checker._problem((*kp, "robots", str(i)), keyword_message(name, keyword))
+
+
+def carries_keyword(keyword: str, entry: dict[str, Any]) -> bool:
+    """Whether every message of this report contains `keyword`, whatever the data.
+
+    The default rendering starts with the title as a heading; a template carries its fixed text,
+    and the title where it writes `{{ title }}`. Rows and parameters vary, so they never count.
+    """
+    raw_title = entry.get("title")
+    title = raw_title if isinstance(raw_title, str) else ""
+    template = entry.get("template")
+    if not isinstance(template, str):
+        return keyword in title
+    if keyword in _JINJA.sub("\n", template):
+        return True
+    return keyword in title and bool(_TITLE_EXPR.search(template))
+
+
+def keyword_message(robot: str, keyword: str) -> str:
+    return (
+        f"robot {robot!r} accepts only messages containing its keyword {keyword!r}, and this report's "
+        "messages do not always contain it: put it in the title (or in the template's fixed text)"
+    )
+
+
+def _unknown_robot(name: str, known: dict[str, Any]) -> str:
+    guess = difflib.get_close_matches(name, list(known), n=1)
+    if guess:
+        return f"unknown robot {name!r}; did you mean {guess[0]!r}?"
+    return f"unknown robot {name!r} (defined under robots: {', '.join(sorted(known)) or 'none'})"

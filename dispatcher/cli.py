@@ -106,6 +106,12 @@ def _add_preview(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         help="preview the run due at the last fire time at or before this instant (default: now)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="also write each message's JSON, the chart PNG and the attachment into DIR",
+    )
     p.set_defaults(handler=cmd_preview)
 
 
@@ -316,10 +322,17 @@ def cmd_preview(args: argparse.Namespace) -> int:
         print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
         _print_preview(out, config.dingtalk.max_msg_bytes)
+    if args.out is not None:
+        from dispatcher.preview_parts import write_preview
+
+        for path in write_preview(prepared, args.out):
+            print(f"wrote      {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 def preview_dict(prepared: Prepared) -> dict[str, Any]:
+    from dispatcher.preview_parts import parts_listing
+
     rendered = prepared.rendered
     return {
         "id": prepared.report.id,
@@ -334,6 +347,8 @@ def preview_dict(prepared: Prepared) -> dict[str, Any]:
         "msg": rendered.msg if rendered else None,
         "msg_bytes": rendered.msg_bytes if rendered else 0,
         "rows_shown": rendered.rows_shown if rendered else 0,
+        "parts": parts_listing(prepared),
+        "warnings": list(prepared.rich.warnings) if prepared.rich else [],
     }
 
 
@@ -348,6 +363,11 @@ def _print_preview(out: dict[str, Any], limit: int) -> None:
     print(f"message    {out['msgtype']}, {out['msg_bytes']} of {plural(limit, 'byte')}, "
           f"{plural(out['rows_shown'], 'row')} shown")  # fmt: skip
     print(f"title      {out['title']}")
+    for part in [p for p in out["parts"] if p["unit"] or p["files"]]:
+        files = ", ".join(f"{f['name']} ({plural(f['bytes'], 'byte')})" for f in part["files"])
+        print(f"part       {part['msgtype']}, {plural(part['msg_bytes'], 'byte')}: {files}")
+    for warning in out["warnings"]:
+        print(f"warning    {warning}")
     print_message(out["markdown"])
 
 

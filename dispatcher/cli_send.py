@@ -20,7 +20,7 @@ from dispatcher.words import plural
 if TYPE_CHECKING:
     from dispatcher.app import App
     from dispatcher.config import Config, Report
-    from dispatcher.delivery import Recipients
+    from dispatcher.delivery import Outcome, Recipients
     from dispatcher.dingtalk.client import DeliveryResult, DingTalkClient
     from dispatcher.runner import Prepared
     from dispatcher.store.ledger import Ledger, RunState
@@ -92,34 +92,50 @@ def _send_recorded(
         if prepared is None:
             finish("skipped", rows=0)
             return
-        result = _deliver(app, prepared, recipients)
+        outcome = _deliver(app, prepared, recipients)
     except DispatcherError as exc:
         finish("failed", error=str(exc))
         raise
     except BaseException as exc:  # Ctrl-C or a bug: the row must not stay 'running' forever
         finish("failed", error=f"interrupted: {type(exc).__name__}")
         raise
-    _record_and_judge(finish, prepared, result)
+    _record_and_judge(finish, prepared, outcome)
 
 
-def _deliver(app: App, prepared: Prepared, recipients: Recipients) -> DeliveryResult:
-    from dispatcher.delivery import deliver
+def _deliver(app: App, prepared: Prepared, recipients: Recipients) -> Outcome:
+    from dispatcher.delivery import deliver, outcome_of
 
     assert prepared.rendered is not None
-    result = deliver(app.client, prepared.rendered.msg, recipients, prepared.report.receipts)
+    if prepared.rich is not None:
+        result, outcome = _deliver_rich(app, prepared, recipients)
+    else:
+        result = deliver(app.client, prepared.rendered.msg, recipients, prepared.report.receipts)
+        outcome = outcome_of(None, result)
     _print_result(result)
     if app.sandbox is not None:
         names = sorted({f"{m['name']} ({m['userid']})" for m in app.sandbox.messages()})
         print(f"inbox      delivered to {', '.join(names) or 'nobody'}")
-    return result
+    return outcome
 
 
-def _record_and_judge(finish: Finish, prepared: Prepared, result: DeliveryResult) -> None:
-    from dispatcher.delivery import outcome_of
+def _deliver_rich(app: App, prepared: Prepared, recipients: Recipients) -> tuple[DeliveryResult, Outcome]:
+    """The text or card, then the chart, then the file (dispatcher.parts); uploads print their media."""
+    from dataclasses import replace
 
+    from dispatcher.parts import build_parts, deliver_parts
+
+    assert prepared.rendered is not None and prepared.rich is not None
+    parts = build_parts(prepared.rendered.msg, prepared.rich, app.client.media_id)
+    print(f"parts      {', '.join(p.msg['msgtype'] for p in parts)}")
+    result, outcome = deliver_parts(app.client, parts, recipients, prepared.report.receipts)
+    for warning in prepared.rich.warnings:
+        print(f"warning    {warning}")
+    return result, replace(outcome, notes=(*outcome.notes, *prepared.rich.warnings))
+
+
+def _record_and_judge(finish: Finish, prepared: Prepared, outcome: Outcome) -> None:
     assert prepared.rendered is not None
 
-    outcome = outcome_of(None, result)
     finish(
         outcome.state, rows=prepared.result.rows, msg_bytes=prepared.rendered.msg_bytes,
         recipients=outcome.recipients, task_ids=outcome.task_ids, receipts=outcome.counts,

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from dispatcher import yamlfile
+from dispatcher.config_rich import AttachSpec, ChartSpec, OaCard, rich_problems
 from dispatcher.errors import ConfigError, Problem, ReportNotFound, ScheduleError
 from dispatcher.schedule import Schedule, parse_duration, parse_schedule, to_zone
 from dispatcher.source_url import (
@@ -92,6 +93,7 @@ class DingTalkConfig(_Model):
     monthly_quota: int = Field(default=5000, ge=0)
     receipts: ReceiptsMode = "result"
     receipt_wait: float = 5.0
+    media_cache: float = 86400.0  # how long an uploaded file's media_id is reused (rich reports)
     # Filled from the interpolation pass, not from YAML: which env vars were unset.
     missing_vars: tuple[str, ...] = ()
 
@@ -100,7 +102,7 @@ class DingTalkConfig(_Model):
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @field_validator("receipt_wait", mode="before")
+    @field_validator("receipt_wait", "media_cache", mode="before")
     @classmethod
     def _durations(cls, value: Any) -> float:
         return _duration(value)
@@ -140,7 +142,7 @@ class Report(_Model):
     on_empty: Literal["skip", "send", "error"] = "skip"
     template: str | None = None
     period: str | None = None
-    msgtype: Literal["markdown", "text", "action_card"] = "markdown"
+    msgtype: Literal["markdown", "text", "action_card", "oa"] = "markdown"
     action_url: str | None = None
     action_title: str = Field(default="查看详情", min_length=1, max_length=20)
     formats: dict[str, Literal["number", "integer", "percent", "currency", "text", "date"]] = {}
@@ -157,6 +159,10 @@ class Report(_Model):
     run_timeout: float = 600.0
     run_on_start: bool = False
     receipts: ReceiptsMode | None = None  # None: the dingtalk section's mode
+    # Rich reports (config_rich.py):
+    oa: OaCard | None = None
+    chart: ChartSpec | None = None
+    attach: AttachSpec | None = None
 
     @field_validator("schedule")
     @classmethod
@@ -432,7 +438,18 @@ class _Checker:
                 self._problem((*kp, "query"), problem)
         if entry.get("msgtype") == "action_card" and not entry.get("action_url"):
             self._problem((*kp, "action_url"), "msgtype action_card needs an action_url")
+        self._check_rich(kp, entry)
         self._check_templates(kp, entry)
+
+    def _check_rich(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
+        for sub, message in rich_problems(entry, sample_macros(), link_url):
+            self._problem((*kp, *sub), message)
+        for key in ("chart", "attach"):
+            block = entry.get(key)
+            if isinstance(block, dict) and isinstance(block.get("query"), str):
+                problem = query_path_problem(self.path.resolve().parent / "queries", block["query"])
+                if problem:
+                    self._problem((*kp, key, "query"), problem)
 
     def _check_templates(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
         """Catch `{{ yesterdy }}` and template syntax errors now, not at 09:00 tomorrow."""
@@ -486,10 +503,24 @@ def query_path_problem(queries_dir: Path, name: str) -> str | None:
 
 
 def _unknown_key(model: type[Any], keypath: tuple[str, ...], loc: tuple[str, ...]) -> str:
+    model = _nested_model(model, loc[:-1])
     fields = [f for f in getattr(model, "model_fields", {}) if f not in ("id", "path", "missing_vars")]
     guess = difflib.get_close_matches(loc[-1], fields, n=1)
     tail = f"; did you mean {guess[0]!r}?" if guess else f"; allowed: {', '.join(fields)}"
     return f"unknown key {loc[-1]!r}{tail}"
+
+
+def _nested_model(model: type[Any], loc: tuple[str, ...]) -> type[Any]:
+    """The model an unknown key sits in (`oa:` inside a report), so the hint lists its own keys."""
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        annotation = getattr(field, "annotation", None)
+        options = getattr(annotation, "__args__", (annotation,))
+        found = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not found:
+            return model
+        model = found[0]
+    return model
 
 
 def _unknown_name(kind: str, name: str, known: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.health import Metrics
     from dispatcher.render import Rendered
+    from dispatcher.rich import RichParts
     from dispatcher.store.ledger import Ledger, Run
 
 
@@ -48,6 +49,7 @@ class Prepared:
     result: QueryResult
     rendered: Rendered | None
     action: Literal["send", "skip"]
+    rich: RichParts | None = None  # the chart and attachment, for reports that have them
 
 
 def build_sources(config: Config) -> Sources:
@@ -101,8 +103,13 @@ def prepare(config: Config, sources: Sources, report: Report, fire_time: datetim
         if report.on_empty == "error":
             raise QueryError("the query returned no rows and on_empty is 'error'", report=report.id)
         return Prepared(report, fire_time, params, result, None, "skip")
+    from dispatcher.rich import prepare_rich, with_notes
+
+    rich = prepare_rich(config, sources, report, fire_time, macros, result)
     rendered = _render(config, report, fire_time, macros, params, result)
-    return Prepared(report, fire_time, params, result, rendered, "send")
+    if rich is not None:
+        rendered = with_notes(rendered, rich.warnings, config.dingtalk.max_msg_bytes)
+    return Prepared(report, fire_time, params, result, rendered, "send", rich)
 
 
 def _render(
@@ -125,7 +132,8 @@ def _render(
         formats=report.formats,
         labels=report.labels,
         msgtype=report.msgtype,
-        action_url=report.action_url,
+        action_url=(report.oa.url if report.oa else None) or report.action_url,
+        oa=report.oa,
         action_title=report.action_title,
         max_msg_bytes=config.dingtalk.max_msg_bytes,
         query_truncated=result.truncated,
@@ -226,8 +234,11 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
     recipients = recipients_for(svc.config, report.to)
     # Waiting for receipts holds this run: never longer than a quarter of the schedule's period.
     wait = min(svc.config.dingtalk.receipt_wait, report.parsed_schedule().min_period_seconds / 4)
-    result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
-    outcome = outcome_of(run, result)
+    if prepared.rich is None:
+        result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
+        outcome = outcome_of(run, result)
+    else:
+        result, outcome = _deliver_rich(svc.client, prepared, recipients, report.receipts, wait, run)
     counts = result.counts()
     svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
     if outcome.state == "partial":
@@ -244,6 +255,19 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         attempt=run.attempts, reason=outcome.reason, **{k: v for k, v in counts.items() if v},
     )  # fmt: skip
     return outcome.state
+
+
+def _deliver_rich(
+    client: DingTalkClient, prepared: Prepared, recipients: Any, receipts: str | None, wait: float, run: Run
+) -> tuple[Any, Outcome]:
+    """Text or card, image, file: each a unit of the ledger, uploads reused from the media cache."""
+    from dispatcher.parts import build_parts, deliver_parts
+
+    assert prepared.rendered is not None
+    parts = build_parts(prepared.rendered.msg, prepared.rich, client.media_id)
+    result, outcome = deliver_parts(client, parts, recipients, receipts, wait, run=run)
+    notes = prepared.rich.warnings if prepared.rich else ()
+    return result, replace(outcome, notes=(*outcome.notes, *notes))
 
 
 def _partial(

@@ -18,6 +18,7 @@ from typing import Any
 from dispatcher import clock
 from dispatcher.sandbox.delivery import Mailroom, Task
 from dispatcher.sandbox.directory import Directory
+from dispatcher.sandbox.media import MediaStore
 from dispatcher.sandbox.options import SandboxOptions, changed
 from dispatcher.sandbox.rules import Refusal, envelope, parse_agent_id, parse_send, valid_mobile
 
@@ -25,7 +26,7 @@ SECRET_KEYS = ("access_token", "appsecret")
 GET_ENDPOINTS = {"gettoken"}
 # Calls that count against the monthly quota; tokens and the address book are exempt
 # [how-to-process-api-throttling-on-the-dingtalk-server].
-COUNTED = frozenset({"asyncsend_v2", "getsendprogress", "getsendresult", "recall"})
+COUNTED = frozenset({"asyncsend_v2", "getsendprogress", "getsendresult", "recall", "media_upload"})
 RECEIPT_LISTS = ("read_user_id_list", "unread_user_id_list", "failed_user_id_list", "forbidden_list")
 Handler = Callable[[dict[str, Any], float], dict[str, Any] | Refusal]
 
@@ -49,6 +50,7 @@ class Engine:
         self.options = options
         self.directory = build_directory(options)
         self.mail = Mailroom(self.directory)
+        self.media = MediaStore()
         self._monotonic = monotonic
         self._rng = _rng(options.seed)
         self._next_task_id = self._rng.randrange(10**11, 9 * 10**11)
@@ -67,6 +69,7 @@ class Engine:
             "getsendprogress": self._getsendprogress,
             "getsendresult": self._getsendresult,
             "recall": self._recall,
+            "media_upload": lambda body, _: self.media.upload(body, time.time()),
         }
 
     # -- control (Sandbox API and /_sandbox/*) ------------------------------------------------
@@ -89,6 +92,7 @@ class Engine:
     def reset(self) -> None:
         with self.lock:
             self.mail = Mailroom(self.directory)
+            self.media = MediaStore()
             self._windows.clear()
             self._throttled = 0
             self._spared.clear()
@@ -131,6 +135,15 @@ class Engine:
             tasks = [self.mail.task_view(t) for t in self.mail.tasks.values()]
             names = {u.userid: u.name for u in self.directory.users.values()}
         return messages, tasks, names
+
+    def medium(self, media_id: str) -> Any:
+        """An uploaded file (sandbox.media.Medium), or None: for the inbox's images and downloads."""
+        with self.lock:
+            return self.media.media.get(media_id)
+
+    def media_files(self) -> dict[str, tuple[str, int]]:
+        with self.lock:
+            return {m.media_id: (m.name, len(m.content)) for m in self.media.media.values()}
 
     # -- the API ----------------------------------------------------------------------------------
     def fault(self, endpoint: str) -> str | None:
@@ -286,6 +299,9 @@ class Engine:
         req = parse_send(body, self.options.agent_id)
         if isinstance(req, Refusal):
             return req
+        bad_media = self.media.check_msg(req.msg)
+        if bad_media:
+            return bad_media
         task_id = self._next_task_id
         self._next_task_id += self._rng.randrange(1, 1000)
         self.mail.send(task_id, req, redacted(body), self.options, mono, clock.now())

@@ -75,7 +75,8 @@ def with_dates(df: pd.DataFrame) -> pd.DataFrame:
     for j in range(df.shape[1]):
         column = df.iloc[:, j]
         values = column.dropna()
-        if column.dtype != object or values.empty:
+        textual = pd.api.types.is_object_dtype(column.dtype) or pd.api.types.is_string_dtype(column.dtype)
+        if not textual or values.empty:
             continue
         if all(isinstance(v, str) and _ISO.match(v) for v in values):
             parsed = pd.to_datetime(column, errors="coerce", format="ISO8601")

@@ -135,12 +135,12 @@ def content(
 
 def _image(media_id: str) -> str:
     """An uploaded image, served back by the sandbox at /media/<media_id>."""
-    return f'<img class="media" src="/media/{e(quote(media_id, safe=""))}" alt="图片 {e(media_id)}">'
+    return f'<img class="media" src="/media/{e(quote(media_id, safe="@"))}" alt="图片 {e(media_id)}">'
 
 
 def file_link(media_id: str, files: dict[str, tuple[str, int]]) -> str:
     name, size = files.get(media_id, (media_id, 0))
-    href = f"/media/{e(quote(media_id, safe=''))}"
+    href = f"/media/{e(quote(media_id, safe='@'))}"
     return (
         f'<a class="file" href="{href}" download="{e(name)}"><span class="file-icon">文件</span>'
         f'<span class="file-name">{e(name)}</span><span class="file-size">{e(_size(size))}</span></a>'

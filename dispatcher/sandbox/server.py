@@ -116,11 +116,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _api(self, endpoint: str, method: str, path: str, query: dict[str, Any], raw: bytes) -> None:
         engine = self.server.engine
         content_type = self.headers.get("Content-Type", "")
-        body = (
-            parse_multipart(raw, content_type)
-            if endpoint == "media_upload"
-            else parse_body(raw, content_type)
-        )
+        body = parse_multipart(raw, content_type) if endpoint == "media_upload" else None
+        body = body if body is not None else parse_body(raw, content_type)
         if engine.options.latency > 0:
             time.sleep(engine.options.latency)
         fault = engine.fault(endpoint)

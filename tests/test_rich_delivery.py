@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
@@ -369,3 +370,45 @@ def test_the_media_cache_forgets_after_its_max_age(tmp_path: Path, monkeypatch: 
     later = clock.now() + timedelta(hours=25)
     monkeypatch.setattr(clock, "now", lambda: later)
     assert cache.get_media("app", "d" * 64, timedelta(hours=24)) is None
+
+
+def test_dispatcher_send_counts_uploads_against_the_quota_and_the_forecast_counts_every_part(
+    project: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dispatcher.cli import main
+    from dispatcher.quota import calls_per_run
+    from dispatcher.store.apicalls import ApiCounter
+
+    path = project / "reports.yaml"
+    extra = (
+        "    receipts: 'off'\n    chart: {x: region, y: [sales]}\n    attach: {format: xlsx, name: d.xlsx}\n"
+    )
+    path.write_text(path.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    opts = sandbox.options
+    env = {"TEST_DT_KEY": opts.app_key, "TEST_DT_SECRET": opts.app_secret,
+           "TEST_DT_AGENT": str(opts.agent_id), "DINGTALK_API_BASE": sandbox.url}  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["send", "daily", "-c", str(path), "--at", "2026-11-28T10:00+08:00"]) == 0
+    assert "parts      markdown, image, file" in capsys.readouterr().out
+    store = StateStore(f"sqlite:///{project / '.dispatcher' / 'state.db'}")
+    try:
+        used = ApiCounter(store, ZoneInfo("Asia/Shanghai"), 5000).used()
+    finally:
+        store.close()
+    assert used == {"asyncsend_v2": 3, "media_upload": 2}
+    config = load_config(path)
+    assert calls_per_run(config, config.reports["daily"]) == 3 + 2, "three messages, two uploads"
+
+
+def test_a_throttled_upload_is_retried_with_the_same_file_and_the_call_log_keeps_only_its_size(
+    services: Services, sandbox: Sandbox
+) -> None:
+    sandbox.set_options(force_errcode={"media_upload": 90018}, force_errcode_times=1)
+    media_id = services.client.media_id("image", "a.png", b"\x89PNG retried")
+    calls = requests.get(
+        f"{sandbox.url}/_sandbox/calls", params={"endpoint": "media_upload"}, timeout=10
+    ).json()
+    assert [c["errcode"] for c in calls] == [90018, 0]
+    assert [c["body"] for c in calls] == [{"type": "image", "media": {"filename": "a.png", "bytes": 12}}] * 2
+    assert media(sandbox, media_id).content == b"\x89PNG retried"

@@ -24,6 +24,7 @@ from dispatcher.sandbox.rules import Refusal, envelope, parse_agent_id, parse_se
 
 SECRET_KEYS = ("access_token", "appsecret")
 GET_ENDPOINTS = {"gettoken"}
+PLAIN_ERRORS = {"gettoken", "media_upload"}  # not /topapi/*: no gateway envelope (errcode 88)
 # Calls that count against the monthly quota; tokens and the address book are exempt
 # [how-to-process-api-throttling-on-the-dingtalk-server].
 COUNTED = frozenset({"asyncsend_v2", "getsendprogress", "getsendresult", "recall", "media_upload"})
@@ -161,7 +162,7 @@ class Engine:
         with self.lock:
             answer = self._answer(endpoint, method, query, body)
         if isinstance(answer, Refusal):
-            if endpoint == "gettoken":
+            if endpoint in PLAIN_ERRORS:
                 answer = {"errcode": answer.errcode, "errmsg": answer.errmsg}
             else:
                 answer = envelope(answer, self.options.sub_code_form)

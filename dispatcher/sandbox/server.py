@@ -118,19 +118,19 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type", "")
         body = parse_multipart(raw, content_type) if endpoint == "media_upload" else None
         body = body if body is not None else parse_body(raw, content_type)
+        logged = media_summary(body) if endpoint == "media_upload" else body  # a file's size, not its bytes
         if engine.options.latency > 0:
             time.sleep(engine.options.latency)
         fault = engine.fault(endpoint)
         if fault == "reset":
-            engine.record(endpoint, method, path, query, body, None, None)
+            engine.record(endpoint, method, path, query, logged, None, None)
             self._reset()
         elif fault == "fail":
-            engine.record(endpoint, method, path, query, body, 500, None)
+            engine.record(endpoint, method, path, query, logged, 500, None)
             self._send(500, ERROR_500, "text/html; charset=utf-8")
         else:
             answer = engine.call(endpoint, method, query, body)
             sub_code = _sub_code(answer)
-            logged = media_summary(body) if endpoint == "media_upload" else body
             engine.record(endpoint, method, path, query, logged, 200, answer["errcode"], sub_code)
             self._json(answer)
 

@@ -40,7 +40,8 @@ def test_every_table_keeps_the_ddl_existing_stores_were_created_with(dialect: st
     now = {
         t.name: str(CreateTable(t).compile(dialect=DIALECTS[dialect])).strip() for t in metadata.sorted_tables
     }
-    assert now == OLD_DDL[dialect]
+    # New tables (e.g. dispatcher_media_cache) are created by create_all; the old ones must not change.
+    assert {name: now.get(name) for name in OLD_DDL[dialect]} == OLD_DDL[dialect]
 
 
 def test_a_v2_sqlite_file_from_before_reads_and_writes_as_it_did(tmp_path: Path) -> None:

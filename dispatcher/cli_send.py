@@ -185,6 +185,7 @@ def _print_dry_run(client: DingTalkClient, prepared: Prepared, recipients: Recip
     assert prepared.rendered is not None
     resolved, problems = client.resolve_mobiles(list(recipients.mobiles))
     _print_recipients(recipients, list(resolved.values()), problems)
+    _print_parts(prepared)
     print("dry run    nothing was sent; the message would be:")
     _print_markdown(prepared.rendered.markdown)
 
@@ -226,6 +227,7 @@ def _offline_dry_run(config: Config, report: Report, fire: datetime, recipients:
     ]
     assert prepared.rendered is not None
     _print_recipients(recipients, list(known.values()), [], unresolved)
+    _print_parts(prepared)
     print("dry run    nothing was sent (no DingTalk credentials: mobiles come from the userid cache only);")
     print("           the message would be:")
     _print_markdown(prepared.rendered.markdown)
@@ -243,6 +245,17 @@ def _print_recipients(
         print(f"unresolved {line}")
     for problem in problems:
         print(f"warning    {problem}")
+
+
+def _print_parts(prepared: Prepared) -> None:
+    """A rich report's image and file messages, which a dry run neither uploads nor sends."""
+    from dispatcher.preview_parts import parts_listing
+
+    for part in [p for p in parts_listing(prepared) if p["unit"] or p["files"]]:
+        files = ", ".join(f"{f['name']} ({plural(f['bytes'], 'byte')})" for f in part["files"])
+        print(f"part       {part['msgtype']}: {files}")
+    for warning in prepared.rich.warnings if prepared.rich else ():
+        print(f"warning    {warning}")
 
 
 def _print_markdown(markdown: str) -> None:

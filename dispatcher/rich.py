@@ -6,6 +6,7 @@ retry rebuilds byte-identical files and reuses their cached media_ids.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -100,9 +101,9 @@ def _rows(
     ).frame  # fmt: skip
 
 
-def _located(report: Report, key: str, make: Any) -> bytes:
+def _located(report: Report, key: str, make: Callable[[], bytes]) -> bytes:
     try:
-        return bytes(make())
+        return make()
     except RenderError as exc:
         raise RenderError(f"report {report.id!r}: {key}: {exc.message}", hint=exc.hint) from None
 

@@ -103,3 +103,12 @@ def test_the_shipped_daily_sales_is_an_oa_card_with_a_trend_chart_and_an_xlsx(
     # typed cells: ids and amounts are numbers, the creation time a date (SQLite keeps it as text)
     assert all(isinstance(r[1], int) and isinstance(r[4], int | float) for r in rows[1:])
     assert all(isinstance(r[2], datetime) for r in rows[1:])
+
+
+def test_a_dry_run_lists_the_image_and_the_file_it_would_send(project, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = rich_project(project)
+    assert main(["send", "daily", "-c", str(path), "--at", AT, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "part       image: chart.png (" in out
+    assert "part       file: 明细-2026-11-27.zip (" in out
+    assert "dry run    nothing was sent" in out

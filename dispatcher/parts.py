@@ -81,6 +81,8 @@ def deliver_parts(
             refused += [_not_sent(p.unit, recipients, prior, exc.errcode, exc.message) for p in parts[i:]]
             break
         sent.append((part.unit, result))
+        if result.refused and part.unit != MAIN:  # the main message's refusals: outcome_of reads them
+            refused += [{**_refused(r), "unit": part.unit} for r in result.refused]
         if result.refused:
             why = "not sent: the message before it was refused"
             refused += [_not_sent(p.unit, recipients, prior, None, why) for p in parts[i + 1 :]]
@@ -129,6 +131,11 @@ def _outcome(
         reason = f"partial delivery ({units} not sent to {missing}): {refused[0]['message']}"
         outcome = replace(outcome, state="partial", refused=missing, reason=reason)
     return main, outcome
+
+
+def _refused(refusal: Any) -> dict[str, Any]:
+    return {"errcode": refusal.errcode, "message": refusal.message, "recipients": len(refusal.userids),
+            "dept_ids": list(refusal.dept_ids)}  # fmt: skip
 
 
 def _accepted(batch: Any) -> dict[str, Any]:

@@ -412,3 +412,24 @@ def test_a_throttled_upload_is_retried_with_the_same_file_and_the_call_log_keeps
     assert [c["errcode"] for c in calls] == [90018, 0]
     assert [c["body"] for c in calls] == [{"type": "image", "media": {"filename": "a.png", "bytes": 12}}] * 2
     assert media(sandbox, media_id).content == b"\x89PNG retried"
+
+
+def test_a_part_refused_after_its_first_batch_is_retried_only_for_the_rest(
+    services: Services, sandbox: Sandbox
+) -> None:
+    # two batches each: the message and the image go out, the file's second batch is refused once
+    sandbox.set_options(force_errcode={"asyncsend_v2": 60011}, force_errcode_after=5, force_errcode_times=1)
+    assert run(services, "wide") == "partial"
+    [history] = services.ledger.history("wide")
+    [refused] = history.batches["refused"]
+    assert (refused["unit"], refused["errcode"], refused["recipients"]) == ("part:file", 60011, 50)
+
+    assert retry(services, "wide") == "sent"
+    files = [
+        c
+        for c in sandbox.calls("asyncsend_v2")
+        if c["errcode"] == 0 and c["body"]["msg"]["msgtype"] == "file"
+    ]
+    assert Counter(u for c in files for u in c["body"]["userid_list"].split(",")) == Counter(USERS)
+    inbox = Counter(m["msgtype"] for m in sandbox.messages())
+    assert inbox == {"markdown": 150, "image": 150, "file": 150}

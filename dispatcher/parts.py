@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from dispatcher.dingtalk.media import INVALID_MEDIA_ID
 from dispatcher.dingtalk.message import file_msg, image_msg
 from dispatcher.errors import DeliveryError
 
@@ -29,6 +30,7 @@ MediaId = Callable[[str, str, bytes], str]  # (kind, file name, content) -> medi
 class Part:
     unit: str
     msg: dict[str, Any]
+    media: tuple[str, str, bytes] | None = None  # (kind, file name, content) its media_id stands for
 
 
 def build_parts(main: dict[str, Any], rich: RichParts | None, media_id: MediaId) -> list[Part]:
@@ -37,14 +39,17 @@ def build_parts(main: dict[str, Any], rich: RichParts | None, media_id: MediaId)
 
     if rich is None:
         return [Part(MAIN, main)]
-    image = media_id("image", CHART_NAME, rich.chart) if rich.chart is not None else None
+    chart = ("image", CHART_NAME, rich.chart) if rich.chart is not None else None
     attached = rich.file_to_send
-    file = media_id("file", attached.name, attached.data) if attached is not None else None
-    parts = [Part(MAIN, with_image(main, image) if image and main["msgtype"] == "oa" else main)]
-    if image and main["msgtype"] != "oa":
-        parts.append(Part(IMAGE, image_msg(image)))
+    data = ("file", attached.name, attached.data) if attached is not None else None
+    image = media_id(*chart) if chart else None
+    file = media_id(*data) if data else None
+    in_card = image is not None and main["msgtype"] == "oa"
+    parts = [Part(MAIN, with_image(main, image), chart) if image and in_card else Part(MAIN, main)]
+    if image and not in_card:
+        parts.append(Part(IMAGE, image_msg(image), chart))
     if file:
-        parts.append(Part(FILE, file_msg(file)))
+        parts.append(Part(FILE, file_msg(file), data))
     return parts
 
 
@@ -76,6 +81,8 @@ def deliver_parts(
                 receipts=receipts if part.unit == MAIN else "off", receipt_wait=receipt_wait,
             )  # fmt: skip
         except DeliveryError as exc:
+            if exc.errcode == INVALID_MEDIA_ID and part.media is not None:
+                client.forget_media(*part.media)  # expired at DingTalk: the retry uploads it again
             if not prior and not any(r.accepted for _, r in sent):
                 raise
             refused += [_not_sent(p.unit, recipients, prior, exc.errcode, exc.message) for p in parts[i:]]

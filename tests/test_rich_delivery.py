@@ -433,3 +433,19 @@ def test_a_part_refused_after_its_first_batch_is_retried_only_for_the_rest(
     assert Counter(u for c in files for u in c["body"]["userid_list"].split(",")) == Counter(USERS)
     inbox = Counter(m["msgtype"] for m in sandbox.messages())
     assert inbox == {"markdown": 150, "image": 150, "file": 150}
+
+
+def test_a_media_id_dingtalk_no_longer_knows_is_uploaded_again_by_the_retry(
+    services: Services, sandbox: Sandbox
+) -> None:
+    assert run(services, "txt") == "sent"
+    sandbox.reset()  # the sandbox forgets its uploads, as DingTalk forgets an expired media_id
+    assert run(services, "txt", FIRE + timedelta(days=1)) == "partial", "the text went out, the image did not"
+    [history, _] = services.ledger.history("txt")
+    [refused] = history.batches["refused"]
+    assert (refused["unit"], refused["errcode"]) == ("part:image", 40007)
+    assert sandbox.calls("media_upload") == [], "the cached media_id was used"
+
+    assert retry(services, "txt") == "sent"
+    assert len(uploads(sandbox)) == 1, "the retry uploaded the chart again"
+    assert [m["msgtype"] for m in sent_msgs(sandbox)] == ["text", "image"]

@@ -180,6 +180,12 @@ class DingTalkClient:
 
         return media_id(self._http, kind, name, content, self._media_cache, self.media_max_age)
 
+    def forget_media(self, kind: str, name: str, content: bytes) -> None:
+        """After DingTalk refused this content's media_id (40007): upload it again next time."""
+        from dispatcher.dingtalk.media import forget
+
+        forget(self._http, kind, name, content, self._media_cache)
+
     # -- sending -----------------------------------------------------------------------------
 
     def send(

@@ -19,6 +19,7 @@ from dispatcher.errors import DeliveryError
 UPLOAD_PATH = "/media/upload"
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_FILE_MESSAGE_BYTES = 10 * 1024 * 1024  # what a file *message* may reference
+INVALID_MEDIA_ID = 40007  # a message's media_id is unknown to DingTalk (expired, or another app's)
 FORMATS = {
     "image": ("jpg", "jpeg", "gif", "png", "bmp"),
     "file": ("doc", "docx", "xls", "xlsx", "ppt", "pptx", "zip", "pdf", "rar"),
@@ -29,6 +30,8 @@ class MediaCache(Protocol):
     def get_media(self, app_key: str, digest: str, max_age: timedelta) -> str | None: ...
 
     def put_media(self, app_key: str, digest: str, media_id: str) -> None: ...
+
+    def drop_media(self, app_key: str, digest: str) -> None: ...
 
 
 def digest(base_url: str, kind: str, name: str, content: bytes) -> str:
@@ -83,3 +86,9 @@ def media_id(
     if cache is not None:
         cache.put_media(app_key, key, found)
     return found
+
+
+def forget(transport: Transport, kind: str, name: str, content: bytes, cache: MediaCache | None) -> None:
+    """DingTalk no longer knows this content's media_id: the next send uploads it again."""
+    if cache is not None:
+        cache.drop_media(transport.credentials.app_key, digest(transport.base_url, kind, name, content))

@@ -40,3 +40,8 @@ class MediaCache:
                 conn.execute(media_cache.insert().values(row))
         except StateError as exc:  # a concurrent upload of the same content won: either id works
             log.warning("could not cache a media_id: %s", exc)
+
+    def drop_media(self, app_key: str, digest: str) -> None:
+        where = (media_cache.c.app_key == app_key, media_cache.c.digest == digest)
+        with self.store.begin() as conn:
+            conn.execute(delete(media_cache).where(*where))

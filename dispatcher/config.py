@@ -444,8 +444,12 @@ class _Checker:
     def _check_rich(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
         for sub, message in rich_problems(entry, sample_macros(), link_url):
             self._problem((*kp, *sub), message)
+        macros = sample_macros()
         for key in ("chart", "attach"):
             block = entry.get(key)
+            params = block.get("params") if isinstance(block, dict) else None
+            for name, value in params.items() if isinstance(params, dict) else []:
+                self._try_render((*kp, key, "params", name), value, macros)
             if isinstance(block, dict) and isinstance(block.get("query"), str):
                 problem = query_path_problem(self.path.resolve().parent / "queries", block["query"])
                 if problem:

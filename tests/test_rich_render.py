@@ -185,3 +185,18 @@ def test_an_oa_block_needs_msgtype_oa_and_an_xlsx_name_must_end_in_xlsx(tmp_path
     err = capsys.readouterr().err
     assert "reports.daily.oa: an oa: block needs msgtype: oa" in err
     assert "must end in .xlsx for format xlsx" in err
+
+
+def test_a_chart_param_with_an_unknown_macro_and_a_missing_chart_query_file_are_config_errors(  # type: ignore[no-untyped-def]
+    tmp_path, capsys
+) -> None:
+    text = RICH.replace("    chart: {x: day, y: sales, kind: pie}\n", "")
+    text = text.replace("head_colour", "head_color").replace(".csv", ".zip")
+    text = text.replace("    oa:\n", "    oa:\n      url: https://bi.example.com\n")
+    text += "    chart: {x: day, y: sales, query: trend.sql, params: {start: '{{ yesterdy }}'}}\n"
+    path = write(tmp_path / "reports.yaml", text)
+    assert main(["validate", "-c", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "reports.daily.chart.params.start:" in err and "yesterdy" in err
+    assert "reports.daily.chart.query: query file queries/trend.sql does not exist" in err
+    assert err.count("reports.daily") == 2, err

@@ -117,6 +117,12 @@ def _add_preview(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         metavar="VALUE",
         help="split_by reports: the message of the recipient whose split_by value is VALUE",
     )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="also write each message's JSON, the chart PNG and the attachment into DIR",
+    )
     p.set_defaults(handler=cmd_preview)
 
 
@@ -396,10 +402,16 @@ def cmd_preview(args: argparse.Namespace) -> int:
     else:
         _print_preview(out, config.dingtalk.max_msg_bytes)
         print_groups(groups)
+    if args.out is not None:
+        from dispatcher.preview_parts import write_preview
+
+        for path in write_preview(prepared, args.out):
+            print(f"wrote      {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 def preview_dict(prepared: Prepared) -> dict[str, Any]:
+    from dispatcher.preview_parts import parts_listing
     from dispatcher.split import summary
 
     rendered = prepared.rendered
@@ -418,6 +430,8 @@ def preview_dict(prepared: Prepared) -> dict[str, Any]:
         "msg": rendered.msg if rendered else None,
         "msg_bytes": rendered.msg_bytes if rendered else 0,
         "rows_shown": rendered.rows_shown if rendered else 0,
+        "parts": parts_listing(prepared),
+        "warnings": list(prepared.rich.warnings) if prepared.rich else [],
     }
 
 
@@ -436,6 +450,11 @@ def _print_preview(out: dict[str, Any], limit: int) -> None:
         print(f"slices     {plural(len(out['slices']), 'recipient')}, {out['empty_rows']} rows without one; "
               "--as VALUE shows one recipient's message")  # fmt: skip
         print("           below: the whole report (without to:, the largest slice)")
+    for part in [p for p in out["parts"] if p["unit"] or p["files"]]:
+        files = ", ".join(f"{f['name']} ({plural(f['bytes'], 'byte')})" for f in part["files"])
+        print(f"part       {part['msgtype']}, {plural(part['msg_bytes'], 'byte')}: {files}")
+    for warning in out["warnings"]:
+        print(f"warning    {warning}")
     print_message(out["markdown"])
 
 

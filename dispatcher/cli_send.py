@@ -22,7 +22,7 @@ from dispatcher.words import plural
 if TYPE_CHECKING:
     from dispatcher.app import App
     from dispatcher.config import Config, Report
-    from dispatcher.delivery import Recipients
+    from dispatcher.delivery import Outcome, Recipients
     from dispatcher.dingtalk.client import DeliveryResult, DingTalkClient
     from dispatcher.runner import Prepared
     from dispatcher.store.ledger import Ledger, RunState
@@ -119,7 +119,7 @@ def _send_recorded(
         if split:
             _send_split(app, prepared, finish)
             return
-        result = _deliver(app, prepared, recipients) if channels.work else None
+        outcome = _deliver(app, prepared, recipients) if channels.work else None
         entries = None
         if channels.robots:
             from dispatcher.cli_robots import send_to_robots
@@ -133,7 +133,7 @@ def _send_recorded(
     except BaseException as exc:  # Ctrl-C or a bug: the row must not stay 'running' forever
         finish("failed", error=f"interrupted: {type(exc).__name__}")
         raise
-    _record_and_judge(finish, prepared, result, entries)
+    _record_and_judge(finish, prepared, outcome, entries)
 
 
 def _send_split(app: App, prepared: Prepared, finish: Finish) -> None:
@@ -157,26 +157,43 @@ def _send_split(app: App, prepared: Prepared, finish: Finish) -> None:
         raise DeliveryError(outcome.reason or outcome.state, hint=_HINTS["partial"])
 
 
-def _deliver(app: App, prepared: Prepared, recipients: Recipients) -> DeliveryResult:
-    from dispatcher.delivery import deliver
+def _deliver(app: App, prepared: Prepared, recipients: Recipients) -> Outcome:
+    from dispatcher.delivery import deliver, outcome_of
 
     assert prepared.rendered is not None
-    result = deliver(app.client, prepared.rendered.msg, recipients, prepared.report.receipts)
+    if prepared.rich is not None:
+        result, outcome = _deliver_rich(app, prepared, recipients)
+    else:
+        result = deliver(app.client, prepared.rendered.msg, recipients, prepared.report.receipts)
+        outcome = outcome_of(None, result)
     _print_result(result)
     if app.sandbox is not None:
         names = sorted({f"{m['name']} ({m['userid']})" for m in app.sandbox.messages()})
         print(f"inbox      delivered to {', '.join(names) or 'nobody'}")
-    return result
+    return outcome
+
+
+def _deliver_rich(app: App, prepared: Prepared, recipients: Recipients) -> tuple[DeliveryResult, Outcome]:
+    """The text or card, then the chart, then the file (dispatcher.parts); uploads print their media."""
+    from dataclasses import replace
+
+    from dispatcher.parts import build_parts, deliver_parts
+
+    assert prepared.rendered is not None and prepared.rich is not None
+    parts = build_parts(prepared.rendered.msg, prepared.rich, app.client.media_id)
+    print(f"parts      {', '.join(p.msg['msgtype'] for p in parts)}")
+    result, outcome = deliver_parts(app.client, parts, recipients, prepared.report.receipts)
+    for warning in prepared.rich.warnings:
+        print(f"warning    {warning}")
+    return result, replace(outcome, notes=(*outcome.notes, *prepared.rich.warnings))
 
 
 def _record_and_judge(
-    finish: Finish, prepared: Prepared, result: DeliveryResult | None, entries: RobotEntries | None = None
+    finish: Finish, prepared: Prepared, outcome: Outcome | None, entries: RobotEntries | None = None
 ) -> None:
-    from dispatcher.delivery import outcome_of
     from dispatcher.robot.deliver import merge
 
     assert prepared.rendered is not None
-    outcome = outcome_of(None, result) if result is not None else None
     if entries is not None:
         try:
             outcome = merge(outcome, None, *entries)
@@ -238,6 +255,7 @@ def _print_dry_run(client: DingTalkClient, prepared: Prepared, recipients: Recip
     assert prepared.rendered is not None
     resolved, problems = client.resolve_mobiles(list(recipients.mobiles))
     _print_recipients(recipients, list(resolved.values()), problems)
+    _print_parts(prepared)
     print("dry run    nothing was sent; the message would be:")
     _print_markdown(prepared.rendered.markdown)
 
@@ -279,6 +297,7 @@ def _offline_dry_run(config: Config, report: Report, fire: datetime, recipients:
     ]
     assert prepared.rendered is not None
     _print_recipients(recipients, list(known.values()), [], unresolved)
+    _print_parts(prepared)
     print("dry run    nothing was sent (no DingTalk credentials: mobiles come from the userid cache only);")
     print("           the message would be:")
     _print_markdown(prepared.rendered.markdown)
@@ -296,6 +315,17 @@ def _print_recipients(
         print(f"unresolved {line}")
     for problem in problems:
         print(f"warning    {problem}")
+
+
+def _print_parts(prepared: Prepared) -> None:
+    """A rich report's image and file messages, which a dry run neither uploads nor sends."""
+    from dispatcher.preview_parts import parts_listing
+
+    for part in [p for p in parts_listing(prepared) if p["unit"] or p["files"]]:
+        files = ", ".join(f"{f['name']} ({plural(f['bytes'], 'byte')})" for f in part["files"])
+        print(f"part       {part['msgtype']}: {files}")
+    for warning in prepared.rich.warnings if prepared.rich else ():
+        print(f"warning    {warning}")
 
 
 def _print_markdown(markdown: str) -> None:

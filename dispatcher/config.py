@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from dispatcher import yamlfile
+from dispatcher.config_rich import AttachSpec, ChartSpec, OaCard, rich_problems
 from dispatcher.errors import ConfigError, Problem, ReportNotFound, ScheduleError
 from dispatcher.schedule import Schedule, parse_duration, parse_schedule, to_zone
 from dispatcher.source_url import (
@@ -92,6 +93,7 @@ class DingTalkConfig(_Model):
     monthly_quota: int = Field(default=5000, ge=0)
     receipts: ReceiptsMode = "result"
     receipt_wait: float = 5.0
+    media_cache: float = 86400.0  # how long an uploaded file's media_id is reused (rich reports)
     # Filled from the interpolation pass, not from YAML: which env vars were unset.
     missing_vars: tuple[str, ...] = ()
 
@@ -100,7 +102,7 @@ class DingTalkConfig(_Model):
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @field_validator("receipt_wait", mode="before")
+    @field_validator("receipt_wait", "media_cache", mode="before")
     @classmethod
     def _durations(cls, value: Any) -> float:
         return _duration(value)
@@ -201,7 +203,7 @@ class Report(_Model):
     on_empty: Literal["skip", "send", "error"] = "skip"
     template: str | None = None
     period: str | None = None
-    msgtype: Literal["markdown", "text", "action_card"] = "markdown"
+    msgtype: Literal["markdown", "text", "action_card", "oa"] = "markdown"
     action_url: str | None = None
     action_title: str = Field(default="查看详情", min_length=1, max_length=20)
     formats: dict[str, Literal["number", "integer", "percent", "currency", "text", "date"]] = {}
@@ -220,6 +222,10 @@ class Report(_Model):
     receipts: ReceiptsMode | None = None  # None: the dingtalk section's mode
     alert: AlertSpec | None = None
     split_by: SplitBy | None = None
+    # Rich reports (config_rich.py):
+    oa: OaCard | None = None
+    chart: ChartSpec | None = None
+    attach: AttachSpec | None = None
 
     @field_validator("schedule")
     @classmethod
@@ -507,6 +513,7 @@ class _Checker:
         self._check_split_and_alert(kp, entry)
         if entry.get("msgtype") == "action_card" and not entry.get("action_url"):
             self._problem((*kp, "action_url"), "msgtype action_card needs an action_url")
+        self._check_rich(kp, entry)
         self._check_templates(kp, entry)
         from dispatcher.robot.checks import check_report_robots
 
@@ -515,6 +522,18 @@ class _Checker:
     def _check_split_and_alert(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
         if entry.get("split_by") and entry.get("alert"):
             self._problem((*kp, "alert"), "a report cannot be both an alert and split_by; make two reports")
+        for key in ("chart", "attach"):
+            if entry.get("split_by") and entry.get(key):
+                self._problem(
+                    (*kp, key), f"a split_by report cannot carry {key} yet; make a second report for it"
+                )
+        if entry.get("robots") and entry.get("chart"):
+            # A robot message cannot reference an uploaded media_id, only a public image URL.
+            self.warnings.append(
+                self.doc.problem(
+                    (*kp, "chart"), "group robots get the text only: the chart goes to 'to' alone"
+                )
+            )
         alert = entry.get("alert")
         if alert is not None and entry.get("on_empty") == "error":
             self._problem(
@@ -527,6 +546,20 @@ class _Checker:
             problem = recovery_problem(template)
             if problem:
                 self._problem((*kp, "alert", "recovery_template"), problem)
+
+    def _check_rich(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
+        for sub, message in rich_problems(entry, sample_macros(), link_url):
+            self._problem((*kp, *sub), message)
+        macros = sample_macros()
+        for key in ("chart", "attach"):
+            block = entry.get(key)
+            params = block.get("params") if isinstance(block, dict) else None
+            for name, value in params.items() if isinstance(params, dict) else []:
+                self._try_render((*kp, key, "params", name), value, macros)
+            if isinstance(block, dict) and isinstance(block.get("query"), str):
+                problem = query_path_problem(self.path.resolve().parent / "queries", block["query"])
+                if problem:
+                    self._problem((*kp, key, "query"), problem)
 
     def _check_templates(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
         """Catch `{{ yesterdy }}` and template syntax errors now, not at 09:00 tomorrow."""
@@ -580,18 +613,24 @@ def query_path_problem(queries_dir: Path, name: str) -> str | None:
 
 
 def _unknown_key(model: type[Any], keypath: tuple[str, ...], loc: tuple[str, ...]) -> str:
-    for part in loc[:-1]:  # a key of a nested model (reports.X.mention.KEY): that model's fields
-        field = getattr(model, "model_fields", {}).get(part)
-        if (
-            field is not None
-            and isinstance(field.annotation, type)
-            and issubclass(field.annotation, BaseModel)
-        ):
-            model = field.annotation
+    model = _nested_model(model, loc[:-1])
     fields = [f for f in getattr(model, "model_fields", {}) if f not in ("id", "path", "missing_vars")]
     guess = difflib.get_close_matches(loc[-1], fields, n=1)
     tail = f"; did you mean {guess[0]!r}?" if guess else f"; allowed: {', '.join(fields)}"
     return f"unknown key {loc[-1]!r}{tail}"
+
+
+def _nested_model(model: type[Any], loc: tuple[str, ...]) -> type[Any]:
+    """The model an unknown key sits in (`oa:` inside a report), so the hint lists its own keys."""
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        annotation = getattr(field, "annotation", None)
+        options = getattr(annotation, "__args__", (annotation,))
+        found = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not found:
+            return model
+        model = found[0]
+    return model
 
 
 def _unknown_name(kind: str, name: str, known: dict[str, Any]) -> str:

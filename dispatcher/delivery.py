@@ -103,7 +103,10 @@ def make_client(
     on_call: Any = None,
     registry: Registry | None = None,
 ) -> DingTalkClient:
+    from datetime import timedelta
+
     from dispatcher.dingtalk.client import DingTalkClient, Pacing
+    from dispatcher.store.media import MediaCache
     from dispatcher.store.userids import UseridCache
 
     pacing = Pacing(
@@ -119,6 +122,8 @@ def make_client(
         receipts=config.dingtalk.receipts,
         receipt_wait=config.dingtalk.receipt_wait,
         registry=registry,
+        media_cache=None if state is None else MediaCache(state),
+        media_max_age=timedelta(seconds=config.dingtalk.media_cache),
     )
 
 

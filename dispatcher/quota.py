@@ -1,6 +1,7 @@
 """The monthly API budget as reports see it: this month's forecast, and the admins' quota alerts.
 
-A run costs ceil(userids / 100) asyncsend_v2 batches (departments: ceil(dept_ids / 20)), plus its
+A run costs ceil(userids / 100) asyncsend_v2 batches (departments: ceil(dept_ids / 20)) per
+message (a chart and an attachment are messages of their own, and one media/upload each), plus its
 receipt calls: none with `receipts: off`, one getsendresult per batch with `result`, at most 3
 per batch with `full` (dingtalk/client.py). Fire times come from the same pure schedule functions
 the daemon uses.
@@ -98,8 +99,12 @@ def calls_per_run(config: Config, report: Report) -> int:
     user_batches = math.ceil(people / 100)
     batches = max(user_batches, math.ceil(len(recipients.dept_ids) / 20))
     mode = report.receipts or config.dingtalk.receipts
-    # getsendresult never asks about departments; each group robot's message is one counted call.
-    return batches + RECEIPT_CALLS[mode] * user_batches + len(report.robots)
+    # A chart (outside an OA card) and an attachment are messages of their own, each uploaded once.
+    extra = [report.chart is not None and report.msgtype != "oa", report.attach is not None]
+    uploads = int(report.chart is not None) + int(report.attach is not None)
+    # getsendresult never asks about departments; receipts are read for the main message only;
+    # each group robot's message is one counted call.
+    return batches * (1 + sum(extra)) + uploads + RECEIPT_CALLS[mode] * user_batches + len(report.robots)
 
 
 def _cost(config: Config, report: Report, now: datetime, month_end: datetime) -> ReportCost:

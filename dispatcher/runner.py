@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.health import Metrics
     from dispatcher.render import Rendered
+    from dispatcher.rich import RichParts
     from dispatcher.robot.deliver import RobotSender
     from dispatcher.split import Slicing
     from dispatcher.store.ledger import Ledger, Run
@@ -53,6 +54,7 @@ class Prepared:
     action: Literal["send", "skip"]
     note: str | None = None  # why an alert sends or skips (see alerting)
     slicing: Slicing | None = None  # split_by: one message per recipient (see split)
+    rich: RichParts | None = None  # the chart and attachment, for reports that have them
 
 
 def build_sources(config: Config) -> Sources:
@@ -108,8 +110,13 @@ def prepare(config: Config, sources: Sources, report: Report, fire_time: datetim
         return Prepared(report, fire_time, params, result, None, "skip")
     if report.split_by is not None:
         return _split(config, report, fire_time, macros, params, result)
+    from dispatcher.rich import prepare_rich, with_notes
+
+    rich = prepare_rich(config, sources, report, fire_time, macros, result)
     rendered = _render(config, report, fire_time, macros, params, result)
-    return Prepared(report, fire_time, params, result, rendered, "send")
+    if rich is not None:
+        rendered = with_notes(rendered, rich.warnings, config.dingtalk.max_msg_bytes)
+    return Prepared(report, fire_time, params, result, rendered, "send", rich=rich)
 
 
 def _split(
@@ -175,7 +182,8 @@ def _render(
         formats=report.formats,
         labels=report.labels,
         msgtype=report.msgtype,
-        action_url=report.action_url,
+        action_url=(report.oa.url if report.oa else None) or report.action_url,
+        oa=report.oa,
         action_title=report.action_title,
         max_msg_bytes=max_msg_bytes or config.dingtalk.max_msg_bytes,
         query_truncated=result.truncated,
@@ -314,8 +322,11 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         counts = outcome.counts
     elif report.to:
         _record_messages(svc, run, {"": rendered.msg})
-        result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
-        outcome = outcome_of(run, result)
+        if prepared.rich is None:
+            result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
+            outcome = outcome_of(run, result)
+        else:
+            result, outcome = _deliver_rich(svc.client, prepared, recipients, report.receipts, wait, run)
         counts = result.counts()
         svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
     outcome = _to_robots(svc, report, run, prepared, outcome) if report.robots else outcome
@@ -374,6 +385,19 @@ def _to_robots(
     done = done_units(run)
     accepted, refused = send_robots(svc.robots, svc.config, prepared, report.robots, again, done=done)
     return merge(outcome, run, accepted, refused)
+
+
+def _deliver_rich(
+    client: DingTalkClient, prepared: Prepared, recipients: Any, receipts: str | None, wait: float, run: Run
+) -> tuple[Any, Outcome]:
+    """Text or card, image, file: each a unit of the ledger, uploads reused from the media cache."""
+    from dispatcher.parts import build_parts, deliver_parts
+
+    assert prepared.rendered is not None
+    parts = build_parts(prepared.rendered.msg, prepared.rich, client.media_id)
+    result, outcome = deliver_parts(client, parts, recipients, receipts, wait, run=run)
+    notes = prepared.rich.warnings if prepared.rich else ()
+    return result, replace(outcome, notes=(*outcome.notes, *notes))
 
 
 def _partial(

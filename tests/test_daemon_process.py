@@ -153,7 +153,7 @@ def test_first_run_of_the_shipped_config_delivers_to_the_sandbox_within_a_minute
 
     messages = wait_until(delivered, "a message in the sandbox inbox", timeout=60, every=0.5)
     assert time.monotonic() - daemon.started_at < 60
-    assert "每日销售日报" in {m["msg"]["markdown"]["title"] for m in messages}
+    assert "每日销售日报" in {m["msg"]["oa"]["body"]["title"] for m in messages if m["msgtype"] == "oa"}
     assert (folder / "demo.db").exists()
     assert not (folder / ".dispatcher").exists(), "sandbox runs keep their ledger away from production's"
 

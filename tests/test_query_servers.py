@@ -99,6 +99,8 @@ def test_shipped_reports_give_the_same_numbers_as_sqlite(demo_server_url, demo_s
         ("daily_sales.sql", {"day": "2026-11-27", "prev_day": "2026-11-26", "prev_week": "2026-11-20"}),
         ("weekly_top.sql", {"start": "2026-11-16", "end": "2026-11-22"}),
         ("refunds_alert.sql", {"day": "2026-11-27", "threshold": 0.05}),
+        ("daily_sales_trend.sql", {"start": "2026-11-13", "day": "2026-11-27"}),
+        ("daily_orders_by_region.sql", {"day": "2026-11-27"}),
     ]
     try:
         for name, params in cases:

@@ -17,6 +17,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
+from dispatcher.dingtalk.media import MediaCache
 from dispatcher.dingtalk.message import MAX_MSG_BYTES, msg_bytes
 from dispatcher.dingtalk.pacing import Pacing
 from dispatcher.dingtalk.results import Batch, DeliveryResult, Receipt, Refusal, mask_mobile, receipt_from
@@ -79,8 +80,12 @@ class DingTalkClient:
         receipts: bool | str = True,
         receipt_wait: float = 5.0,
         registry: Registry | None = None,
+        media_cache: MediaCache | None = None,
+        media_max_age: timedelta = timedelta(hours=24),
     ) -> None:
         self.credentials = credentials
+        self._media_cache = media_cache
+        self.media_max_age = media_max_age
         self.receipts = receipts_mode(receipts)  # send()'s default; see send()
         self.receipt_wait = receipt_wait
         self.base_url = (base_url or os.environ.get("DINGTALK_API_BASE") or DEFAULT_BASE_URL).rstrip("/")
@@ -172,6 +177,20 @@ class DingTalkClient:
         payload, _ = self._http.call("user_get", "/topapi/v2/user/get", {"userid": userid})
         result = payload.get("result")
         return result if isinstance(result, dict) else {}
+
+    # -- media -------------------------------------------------------------------------------
+
+    def media_id(self, kind: str, name: str, content: bytes) -> str:
+        """A media_id for an image or file: reused from the cache, or uploaded once."""
+        from dispatcher.dingtalk.media import media_id
+
+        return media_id(self._http, kind, name, content, self._media_cache, self.media_max_age)
+
+    def forget_media(self, kind: str, name: str, content: bytes) -> None:
+        """After DingTalk refused this content's media_id (40007): upload it again next time."""
+        from dispatcher.dingtalk.media import forget
+
+        forget(self._http, kind, name, content, self._media_cache)
 
     # -- sending -----------------------------------------------------------------------------
 

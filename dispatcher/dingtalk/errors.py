@@ -81,6 +81,20 @@ ERRCODES: dict[int, ErrcodeInfo] = {
         "retried after at least 1 s",
         retryable=True,
     ),
+    # media/upload, and the media_id of image, file and OA messages [upload-media-files]
+    40004: ErrcodeInfo("invalid media type", _STOP, "upload as image or file"),
+    40005: ErrcodeInfo(
+        "file format not accepted", _STOP, "send a csv as `attach: format: csv` (zipped); images as png"
+    ),
+    40006: ErrcodeInfo(
+        "file too large", _STOP, "a file message carries at most 10 MB: send fewer rows (`attach: sql:`)"
+    ),
+    40007: ErrcodeInfo(
+        "unknown media_id",
+        "fails the run and forgets the cached media_id, so the retry uploads the file again",
+        "retried with a fresh upload",
+    ),
+    41005: ErrcodeInfo("no file in the upload", _STOP, "the file goes in the multipart field `media`"),
     90020: ErrcodeInfo(
         "the organisation's monthly API quota is used up",
         "fails the run at once (no retry) and alerts the admins once",

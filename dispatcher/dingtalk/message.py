@@ -36,3 +36,24 @@ def action_card_msg(title: str, markdown: str, single_title: str, single_url: st
             "single_url": single_url,
         },
     }
+
+
+def image_msg(media_id: str) -> dict[str, Any]:
+    return {"msgtype": "image", "image": {"media_id": media_id}}
+
+
+def file_msg(media_id: str) -> dict[str, Any]:
+    return {"msgtype": "file", "file": {"media_id": media_id}}
+
+
+def oa_msg(
+    url: str,
+    head_color: str,
+    head_text: str,
+    body: dict[str, Any],
+) -> dict[str, Any]:
+    """An OA card; DingTalk shows the app's name in the head whatever `head_text` says."""
+    return {
+        "msgtype": "oa",
+        "oa": {"message_url": url, "head": {"bgcolor": head_color, "text": head_text}, "body": body},
+    }

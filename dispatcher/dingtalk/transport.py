@@ -51,6 +51,15 @@ class Credentials:
         return s.get_secret_value() if isinstance(s, SecretStr) else s
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A media/upload body: the `type` field and the file under the field name `media`."""
+
+    kind: str
+    name: str
+    content: bytes
+
+
 @dataclass
 class _Token:
     value: str
@@ -178,14 +187,18 @@ class Transport:
         *,
         method: str = "POST",
         auth: bool = True,
+        upload: Upload | None = None,
     ) -> tuple[dict[str, Any], int]:
         """One API call with retries; returns the payload and the number of HTTP attempts.
 
         Every attempt sends the same bytes: if a response was lost, DingTalk's same-content
-        rule turns the resend into a no-op instead of a second notification.
+        rule turns the resend into a no-op instead of a second notification. `upload` sends a
+        multipart/form-data body (media/upload) instead of JSON.
         """
-        data = None if body is None else dumps(body).encode("utf-8")
-        fields = list(body) if body else []
+        data: bytes | Upload | None = (
+            upload if upload is not None else (None if body is None else dumps(body).encode("utf-8"))
+        )
+        fields = list(body) if body else (["type", "media"] if upload is not None else [])
         backoff = Backoff(self.retry, self._monotonic)
         renewed, attempts = False, 0
         while True:
@@ -213,7 +226,7 @@ class Transport:
         endpoint: str,
         method: str,
         path: str,
-        data: bytes | None,
+        data: bytes | Upload | None,
         token: str | None,
         fields: list[str],
     ) -> Outcome:
@@ -221,17 +234,16 @@ class Transport:
             params = {"access_token": token}
         else:
             params = {"appkey": self.credentials.app_key, "appsecret": self.credentials.secret()}
-        headers = {"Content-Type": "application/json; charset=utf-8"} if data is not None else {}
+        body: dict[str, Any] = {"data": data}
+        if isinstance(data, Upload):  # requests writes the multipart body and its boundary header
+            body = {"data": {"type": data.kind}, "files": {"media": (data.name, data.content)}}
+        elif data is not None:
+            body["headers"] = {"Content-Type": "application/json; charset=utf-8"}
         with self.pacer.endpoint(endpoint).reserve():
             started = self._monotonic()
             try:
                 response = self._session.request(
-                    method,
-                    self.base_url + path,
-                    params=params,
-                    data=data,
-                    headers=headers,
-                    timeout=self.timeout,
+                    method, self.base_url + path, params=params, timeout=self.timeout, **body
                 )
             except requests.RequestException as exc:
                 outcome = judge_exception(endpoint, exc)

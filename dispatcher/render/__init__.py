@@ -33,6 +33,8 @@ def render(df: pd.DataFrame, opts: RenderOptions) -> Rendered:
     from dispatcher.render.format import one_line
     from dispatcher.render.templates import render_template
 
+    if opts.msgtype == "oa":
+        return _render_oa(df, opts)
     page = page_for(opts)
     fit = render_template(df, opts, page) if opts.template is not None else render_default(df, opts, page)
     msg = page.wrap(fit.text)
@@ -45,3 +47,13 @@ def render(df: pd.DataFrame, opts: RenderOptions) -> Rendered:
         rows_shown=fit.shown,
         truncated=opts.query_truncated or fit.dropped > 0 or fit.lines_dropped > 0,
     )
+
+
+def _render_oa(df: pd.DataFrame, opts: RenderOptions) -> Rendered:
+    from dispatcher.config_rich import OaCard
+    from dispatcher.errors import RenderError
+    from dispatcher.render.oa import render_oa
+
+    if not opts.action_url:
+        raise RenderError("msgtype oa needs a link: set oa.url")
+    return render_oa(df, opts, opts.oa or OaCard(), opts.action_url)

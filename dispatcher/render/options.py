@@ -31,6 +31,7 @@ class RenderOptions:
     query_truncated: bool = False
     macros: Mapping[str, str] = field(default_factory=dict)
     currency_symbol: str = "¥"
+    oa: Any = None  # msgtype oa: the report's config_rich.OaCard (its link is action_url)
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,16 @@ from typing import Any
 from dispatcher import clock
 from dispatcher.sandbox.delivery import Mailroom, Task
 from dispatcher.sandbox.directory import Directory
+from dispatcher.sandbox.media import MediaStore
 from dispatcher.sandbox.options import SandboxOptions, changed
 from dispatcher.sandbox.rules import Refusal, envelope, parse_agent_id, parse_send, valid_mobile
 
 SECRET_KEYS = ("access_token", "appsecret")
 GET_ENDPOINTS = {"gettoken"}
+PLAIN_ERRORS = {"gettoken", "media_upload"}  # not /topapi/*: no gateway envelope (errcode 88)
 # Calls that count against the monthly quota; tokens and the address book are exempt
 # [how-to-process-api-throttling-on-the-dingtalk-server].
-COUNTED = frozenset({"asyncsend_v2", "getsendprogress", "getsendresult", "recall"})
+COUNTED = frozenset({"asyncsend_v2", "getsendprogress", "getsendresult", "recall", "media_upload"})
 RECEIPT_LISTS = ("read_user_id_list", "unread_user_id_list", "failed_user_id_list", "forbidden_list")
 Handler = Callable[[dict[str, Any], float], dict[str, Any] | Refusal]
 
@@ -49,6 +51,7 @@ class Engine:
         self.options = options
         self.directory = build_directory(options)
         self.mail = Mailroom(self.directory)
+        self.media = MediaStore()
         self._monotonic = monotonic
         self._rng = _rng(options.seed)
         self._next_task_id = self._rng.randrange(10**11, 9 * 10**11)
@@ -67,6 +70,7 @@ class Engine:
             "getsendprogress": self._getsendprogress,
             "getsendresult": self._getsendresult,
             "recall": self._recall,
+            "media_upload": lambda body, _: self.media.upload(body, time.time()),
         }
 
     # -- control (Sandbox API and /_sandbox/*) ------------------------------------------------
@@ -89,6 +93,7 @@ class Engine:
     def reset(self) -> None:
         with self.lock:
             self.mail = Mailroom(self.directory)
+            self.media = MediaStore()
             self._windows.clear()
             self._throttled = 0
             self._spared.clear()
@@ -132,6 +137,15 @@ class Engine:
             names = {u.userid: u.name for u in self.directory.users.values()}
         return messages, tasks, names
 
+    def medium(self, media_id: str) -> Any:
+        """An uploaded file (sandbox.media.Medium), or None: for the inbox's images and downloads."""
+        with self.lock:
+            return self.media.media.get(media_id)
+
+    def media_files(self) -> dict[str, tuple[str, int]]:
+        with self.lock:
+            return {m.media_id: (m.name, len(m.content)) for m in self.media.media.values()}
+
     # -- the API ----------------------------------------------------------------------------------
     def fault(self, endpoint: str) -> str | None:
         """An injected transport fault for this call: "reset", "fail" (HTTP 500) or None."""
@@ -148,7 +162,7 @@ class Engine:
         with self.lock:
             answer = self._answer(endpoint, method, query, body)
         if isinstance(answer, Refusal):
-            if endpoint == "gettoken":
+            if endpoint in PLAIN_ERRORS:
                 answer = {"errcode": answer.errcode, "errmsg": answer.errmsg}
             else:
                 answer = envelope(answer, self.options.sub_code_form)
@@ -286,6 +300,9 @@ class Engine:
         req = parse_send(body, self.options.agent_id)
         if isinstance(req, Refusal):
             return req
+        bad_media = self.media.check_msg(req.msg)
+        if bad_media:
+            return bad_media
         task_id = self._next_task_id
         self._next_task_id += self._rng.randrange(1, 1000)
         self.mail.send(task_id, req, redacted(body), self.options, mono, clock.now())

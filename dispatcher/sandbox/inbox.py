@@ -37,11 +37,13 @@ def render_page(
     names: dict[str, str],
     userid: str | None = None,
     nonce: str = "",
+    files: dict[str, tuple[str, int]] | None = None,
 ) -> str:
-    """The page; `nonce` is the one the Content-Security-Policy allows its <style> elements by."""
+    """The page; `nonce` is the one the Content-Security-Policy allows its <style> elements by.
+    `files`: media_id -> (file name, bytes) of the uploads, for file messages' download links."""
     shown = [m for m in messages if userid is None or m["userid"] == userid]
     shown.sort(key=lambda m: m["id"], reverse=True)
-    cards = "\n".join(card(m, nonce) for m in shown[:MAX_CARDS])
+    cards = "\n".join(card(m, nonce, files) for m in shown[:MAX_CARDS])
     if not shown:
         cards = '<div class="empty">还没有消息 — no notifications yet</div>'
     who = f"{names.get(userid, userid)} ({userid})" if userid else "所有人 (everyone)"
@@ -73,10 +75,10 @@ def nav(messages: list[dict[str, Any]], names: dict[str, str], userid: str | Non
     return "".join(links)
 
 
-def card(message: dict[str, Any], nonce: str = "") -> str:
+def card(message: dict[str, Any], nonce: str = "", files: dict[str, tuple[str, int]] | None = None) -> str:
     """One notification as a phone shows it: the chat-list row with the title as its preview, then
     the conversation with the message body; who, when and what state below the phone."""
-    preview, body = content(message["msg"], nonce)
+    preview, body = content(message["msg"], nonce, files)
     state = "已撤回 recalled" if message["recalled"] else ("已读 read" if message["read"] else "未读 unread")
     classes = "card" + (" recalled" if message["recalled"] else "")
     classes += " unread" if not message["read"] and not message["recalled"] else ""
@@ -99,7 +101,9 @@ def card(message: dict[str, Any], nonce: str = "") -> str:
     )
 
 
-def content(msg: dict[str, Any], nonce: str = "") -> tuple[str, str]:
+def content(
+    msg: dict[str, Any], nonce: str = "", files: dict[str, tuple[str, int]] | None = None
+) -> tuple[str, str]:
     """(chat-list preview HTML, body HTML) the way the phone shows each msgtype.
 
     The title of a markdown or action card message is only the preview (and the push): the phone
@@ -122,7 +126,29 @@ def content(msg: dict[str, Any], nonce: str = "") -> tuple[str, str]:
         if is_web_url(str(part.get("picUrl", ""))):
             body = f'<img src="{e(part["picUrl"])}" alt="">' + body
         return e(part.get("title", "")), body
+    if msgtype == "image":
+        return "[图片]", _image(str(part.get("media_id", "")))
+    if msgtype == "file":
+        return "[文件]", file_link(str(part.get("media_id", "")), files or {})
     return f"[{e(msgtype)}]", f"<p>media_id {e(part.get('media_id', ''))}</p>"
+
+
+def _image(media_id: str) -> str:
+    """An uploaded image, served back by the sandbox at /media/<media_id>."""
+    return f'<img class="media" src="/media/{e(quote(media_id, safe="@"))}" alt="图片 {e(media_id)}">'
+
+
+def file_link(media_id: str, files: dict[str, tuple[str, int]]) -> str:
+    name, size = files.get(media_id, (media_id, 0))
+    href = f"/media/{e(quote(media_id, safe='@'))}"
+    return (
+        f'<a class="file" href="{href}" download="{e(name)}"><span class="file-icon">文件</span>'
+        f'<span class="file-name">{e(name)}</span><span class="file-size">{e(_size(size))}</span></a>'
+    )
+
+
+def _size(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB" if size >= 1024 * 1024 else f"{max(1, round(size / 1024))} KB"
 
 
 def buttons(card: dict[str, Any]) -> str:
@@ -145,19 +171,21 @@ def oa(part: dict[str, Any], nonce: str = "") -> tuple[str, str]:
     color = color.lower() if all(c in "0123456789abcdefABCDEF" for c in color) else "1677ff"
     # no style attribute: the page's CSP allows only nonce'd <style> elements
     out = [f'<style nonce="{e(nonce)}">.oa-{color}{{background:#{color}}}</style>']
-    out.append(f'<div class="oa-head oa-{color}">{e(head.get("text", ""))}</div>')
+    out.append(f'<div class="oa-card"><div class="oa-head oa-{color}">{e(head.get("text", ""))}</div>')
     if body.get("title"):
         out.append(f'<div class="oa-title">{e(body["title"])}</div>')
     for row in [_obj(r) for r in _list(body.get("form"))][:6]:  # the phone shows six rows
-        out.append(f'<div class="oa-form">{e(row.get("key", ""))} {e(row.get("value", ""))}</div>')
+        out.append(f'<div class="oa-form">{e(row.get("key", ""))}<b>{e(row.get("value", ""))}</b></div>')
     rich = _obj(body.get("rich"))
     if rich:
         out.append(f'<div class="rich">{e(rich.get("num", ""))} {e(rich.get("unit", ""))}</div>')
+    if body.get("image"):
+        out.append(_image(str(body["image"])))
     if body.get("content"):
         out.append(f'<p class="plain">{e(body["content"])}</p>')  # OA content is plain text
     if body.get("author"):
         out.append(f'<div class="oa-form">{e(body["author"])}</div>')
-    out.append(_button("查看详情", str(part.get("message_url", ""))))
+    out.append(_button("查看详情", str(part.get("message_url", ""))) + "</div>")
     return e(body.get("title", "") or head.get("text", "")), "".join(out)
 
 

@@ -16,6 +16,7 @@ ENDPOINTS = (
     "getsendprogress",
     "getsendresult",
     "recall",
+    "media_upload",
 )
 
 

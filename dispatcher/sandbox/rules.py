@@ -38,6 +38,12 @@ ERRMSG: dict[int, str] = {
     90018: "api frequency limit",
     90020: "调用量已超过月度配额",
     400002: "无效的参数",
+    # media/upload and the media_id in image, file and OA messages [upload-media-files]
+    40004: "不合法的媒体文件类型",
+    40005: "不合法的文件类型",
+    40006: "不合法的文件大小",
+    40007: "不合法的媒体文件id",
+    41005: "缺少多媒体文件数据",
 }
 
 # The /topapi/* gateway answers these wrapped in errcode 88 (dingtalk-api.md, "Wrapped errors").

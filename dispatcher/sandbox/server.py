@@ -21,12 +21,14 @@ from collections.abc import Callable
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from dispatcher.errors import DispatcherError
 from dispatcher.sandbox.engine import Engine
 from dispatcher.sandbox.inbox import render_page
 from dispatcher.sandbox.inbox_groups import with_groups
+from dispatcher.sandbox.media import parse_multipart
+from dispatcher.sandbox.media import summary as media_summary
 from dispatcher.sandbox.options import SandboxOptions
 from dispatcher.sandbox.robots import RobotRoom
 
@@ -42,6 +44,7 @@ ROUTES = {
     "/topapi/message/corpconversation/getsendprogress": "getsendprogress",
     "/topapi/message/corpconversation/getsendresult": "getsendresult",
     "/topapi/message/corpconversation/recall": "recall",
+    "/media/upload": "media_upload",
 }
 LOOPBACK = {"127.0.0.1", "localhost"}
 SECRET_IN_TEXT = re.compile(r"(access_token|appsecret)=[^&\s\"']*", re.IGNORECASE)
@@ -110,26 +113,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._control(method, url.path.removeprefix("/_sandbox/"), query, raw)
         elif url.path == "/" and method == "GET":
             self._inbox(query.get("userid") or None)
+        elif url.path.startswith("/media/") and method == "GET":
+            self._medium(url.path.removeprefix("/media/"))
         else:
             self._json({"errcode": 404, "errmsg": "请求的URI地址不存在"}, status=404)
 
     # -- DingTalk's API ----------------------------------------------------------------------
     def _api(self, endpoint: str, method: str, path: str, query: dict[str, Any], raw: bytes) -> None:
         engine = self.server.engine
-        body = parse_body(raw, self.headers.get("Content-Type", ""))
+        content_type = self.headers.get("Content-Type", "")
+        body = parse_multipart(raw, content_type) if endpoint == "media_upload" else None
+        body = body if body is not None else parse_body(raw, content_type)
+        logged = media_summary(body) if endpoint == "media_upload" else body  # a file's size, not its bytes
         if engine.options.latency > 0:
             time.sleep(engine.options.latency)
         fault = engine.fault(endpoint)
         if fault == "reset":
-            engine.record(endpoint, method, path, query, body, None, None)
+            engine.record(endpoint, method, path, query, logged, None, None)
             self._reset()
         elif fault == "fail":
-            engine.record(endpoint, method, path, query, body, 500, None)
+            engine.record(endpoint, method, path, query, logged, 500, None)
             self._send(500, ERROR_500, "text/html; charset=utf-8")
         else:
             answer = engine.call(endpoint, method, query, body)
             sub_code = _sub_code(answer)
-            engine.record(endpoint, method, path, query, body, 200, answer["errcode"], sub_code)
+            engine.record(endpoint, method, path, query, logged, 200, answer["errcode"], sub_code)
             self._json(answer)
 
     def _reset(self) -> None:
@@ -173,12 +181,22 @@ class _Handler(BaseHTTPRequestHandler):
         engine = self.server.engine
         messages, tasks, names = engine.inbox_snapshot()
         nonce = secrets.token_urlsafe(16)
-        page = render_page(messages, tasks, names, userid, nonce=nonce)
+        page = render_page(messages, tasks, names, userid, nonce=nonce, files=engine.media_files())
         page = with_groups(page, self.server.robots.messages(), nonce)
         if userid:
             engine.mark_read(userid, max((m["id"] for m in messages), default=0))
         headers = {"Content-Security-Policy": inbox_policy(nonce), "X-Frame-Options": "DENY"}
         self._send(200, page.encode("utf-8"), "text/html; charset=utf-8", headers)
+
+    def _medium(self, media_id: str) -> None:
+        """An uploaded file, served back: the inbox shows images and links files from here."""
+        medium = self.server.engine.medium(unquote(media_id))
+        if medium is None:
+            return self._json({"errcode": 40007, "errmsg": "不合法的媒体文件id"}, status=404)
+        # a download, never rendered as a page of this origin
+        disposition = f"attachment; filename*=UTF-8''{quote(medium.name)}"
+        headers = {"Content-Disposition": disposition} if medium.kind != "image" else {}
+        self._send(200, medium.content, medium.content_type(), headers)
 
     # -- writing -------------------------------------------------------------------------------
     def _json(self, payload: Any, status: int = 200) -> None:

@@ -202,6 +202,17 @@ robot_locks = Table(
     Column("reservations", BigInteger, nullable=False),
 )
 
+# Uploaded media per app and content hash: a retry or another batch reuses the media_id instead of
+# spending another upload of the monthly quota (rich reports: charts and attachments).
+media_cache = Table(
+    "dispatcher_media_cache",
+    metadata,
+    Column("app_key", String(128), primary_key=True),
+    Column("digest", String(64), primary_key=True),
+    Column("media_id", String(255), nullable=False),
+    Column("uploaded_at", UTCDateTime(), nullable=False),
+)
+
 # version -> columns it added to tables an older version already had
 ADDED_COLUMNS: dict[int, tuple[tuple[str, str, str], ...]] = {
     2: (("dispatcher_runs", "batches", "TEXT"),),

@@ -1,0 +1,94 @@
+"""Media upload: a file becomes a `media_id` that image, file and OA messages reference.
+
+`POST /media/upload?access_token=…`, multipart/form-data with the field `type` and the file under
+`media` [upload-media-files]. Each upload counts against the monthly quota, so media_ids are
+reused through a cache keyed by the content's hash (and its file name, which the file message
+shows). Checks DingTalk's format and size limits before spending a call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from pathlib import PurePath
+from typing import Protocol
+
+from dispatcher.dingtalk.transport import Transport, Upload
+from dispatcher.errors import DeliveryError
+
+UPLOAD_PATH = "/media/upload"
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_FILE_MESSAGE_BYTES = 10 * 1024 * 1024  # what a file *message* may reference
+INVALID_MEDIA_ID = 40007  # a message's media_id is unknown to DingTalk (expired, or another app's)
+FORMATS = {
+    "image": ("jpg", "jpeg", "gif", "png", "bmp"),
+    "file": ("doc", "docx", "xls", "xlsx", "ppt", "pptx", "zip", "pdf", "rar"),
+}
+
+
+class MediaCache(Protocol):
+    def get_media(self, app_key: str, digest: str, max_age: timedelta) -> str | None: ...
+
+    def put_media(self, app_key: str, digest: str, media_id: str) -> None: ...
+
+    def drop_media(self, app_key: str, digest: str) -> None: ...
+
+
+def digest(base_url: str, kind: str, name: str, content: bytes) -> str:
+    """The cache key: a media_id belongs to one DingTalk (or sandbox), and the file message shows its name."""
+    return hashlib.sha256(f"{base_url}\0{kind}\0{name}\0".encode() + content).hexdigest()
+
+
+def check_upload(kind: str, name: str, content: bytes) -> None:
+    """DeliveryError for what DingTalk would refuse: a wrong format, or too large to send."""
+    ext = PurePath(name).suffix.lower().lstrip(".")
+    allowed = FORMATS.get(kind)
+    if allowed is None:
+        raise DeliveryError(
+            f"media type {kind!r} is not one of {', '.join(FORMATS)}", endpoint="media_upload"
+        )
+    if ext not in allowed:
+        raise DeliveryError(
+            f"{name!r}: DingTalk accepts a {kind} only as {', '.join(allowed)}",
+            endpoint="media_upload",
+            hint="a csv must be zipped (attach: format: csv does that)" if ext == "csv" else None,
+        )
+    limit = MAX_FILE_MESSAGE_BYTES if kind == "file" else MAX_UPLOAD_BYTES
+    if len(content) > limit:
+        raise DeliveryError(
+            f"{name!r} is {len(content) / 1024 / 1024:.1f} MB; a {kind} message may carry at most "
+            f"{limit // 1024 // 1024} MB",
+            endpoint="media_upload",
+            hint="send fewer rows (the attachment's own sql:), or link to the data instead",
+        )
+
+
+def media_id(
+    transport: Transport,
+    kind: str,
+    name: str,
+    content: bytes,
+    cache: MediaCache | None,
+    max_age: timedelta,
+) -> str:
+    """The media_id for this content: from the cache, else one upload (remembered)."""
+    check_upload(kind, name, content)
+    key = digest(transport.base_url, kind, name, content)
+    app_key = transport.credentials.app_key
+    if cache is not None:
+        cached = cache.get_media(app_key, key, max_age)
+        if cached:
+            return cached
+    payload, _ = transport.call("media_upload", UPLOAD_PATH, upload=Upload(kind, name, content))
+    found = str(payload.get("media_id") or "")
+    if not found:
+        raise DeliveryError("media/upload answered without a media_id", endpoint="media_upload")
+    if cache is not None:
+        cache.put_media(app_key, key, found)
+    return found
+
+
+def forget(transport: Transport, kind: str, name: str, content: bytes, cache: MediaCache | None) -> None:
+    """DingTalk no longer knows this content's media_id: the next send uploads it again."""
+    if cache is not None:
+        cache.drop_media(transport.credentials.app_key, digest(transport.base_url, kind, name, content))

@@ -1,0 +1,143 @@
+"""A result as a file to attach: xlsx with typed cells, or UTF-8 csv (with a BOM, for Excel) in a zip.
+
+Both are byte-identical for the same rows and fire time: every zip entry and the workbook's
+properties carry the fire time, never the clock. A retried run thus resends identical content.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MAX_FILE_BYTES = 10 * 1024 * 1024  # a file *message* may reference at most 10 MB [upload-media-files]
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?\Z")
+MAX_WIDTH = 60  # characters; a long text column should not push the rest off screen
+
+
+@dataclass(frozen=True)
+class Attachment:
+    name: str
+    data: bytes
+
+    @property
+    def too_large(self) -> bool:
+        return len(self.data) > MAX_FILE_BYTES
+
+
+def build_attachment(df: pd.DataFrame, fmt: str, name: str, fire_time: datetime) -> Attachment:
+    if fmt == "csv":
+        return Attachment(name, csv_zip(df, name.removesuffix(".zip") + ".csv", fire_time))
+    return Attachment(name, xlsx(df, fire_time))
+
+
+def csv_zip(df: pd.DataFrame, inner: str, fire_time: datetime) -> bytes:
+    text = df.to_csv(index=False, lineterminator="\r\n")
+    return _zip([(inner, b"\xef\xbb\xbf" + text.encode("utf-8"))], fire_time)
+
+
+def xlsx(df: pd.DataFrame, fire_time: datetime) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+    from openpyxl.writer.excel import ExcelWriter
+
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = "data"
+    ws.append([str(c) for c in df.columns])
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+    for row in with_dates(df).itertuples(index=False, name=None):
+        ws.append([cell_value(v) for v in row])
+    ws.freeze_panes = "A2"
+    _fit_widths(ws, df)
+    wb.properties.created = wb.properties.modified = _utc_naive(fire_time)
+    wb.properties.creator = "dispatcher"
+    raw = io.BytesIO()
+    # ExcelWriter, not wb.save(): save() stamps `modified` with the clock.
+    ExcelWriter(wb, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED)).save()
+    return _rezip(raw.getvalue(), fire_time)
+
+
+def with_dates(df: pd.DataFrame) -> pd.DataFrame:
+    """Text columns holding only ISO dates or times (SQLite has no date type) become dates."""
+    import pandas as pd
+
+    out = df.copy(deep=False)
+    for j in range(df.shape[1]):
+        column = df.iloc[:, j]
+        values = column.dropna()
+        textual = pd.api.types.is_object_dtype(column.dtype) or pd.api.types.is_string_dtype(column.dtype)
+        if not textual or values.empty:
+            continue
+        if all(isinstance(v, str) and _ISO.match(v) for v in values):
+            parsed = pd.to_datetime(column, errors="coerce", format="ISO8601")
+            dated = parsed.dt.date if all(len(v) == 10 for v in values) else parsed
+            out.isetitem(j, dated.astype(object).where(column.notna(), None).to_numpy(dtype=object))
+    return out
+
+
+def cell_value(value: Any) -> Any:
+    """A cell as Excel should type it: numbers stay numbers, dates dates, missing values empty."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str | bytes) and bool(pd.isna(value))):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime().replace(tzinfo=None)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, date | bool | int | float | str):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
+
+
+def _fit_widths(ws: Any, df: pd.DataFrame) -> None:
+    from openpyxl.utils import get_column_letter
+
+    for j, column in enumerate(df.columns, start=1):
+        sample = [str(column), *(str(v) for v in df.iloc[:200, j - 1])]
+        widest = max(sum(2 if ord(ch) > 0x2E7F else 1 for ch in text) for text in sample)
+        ws.column_dimensions[get_column_letter(j)].width = min(MAX_WIDTH, widest + 2)
+
+
+def _utc_naive(at: datetime) -> datetime:
+    from datetime import UTC
+
+    return at.astimezone(UTC).replace(tzinfo=None)
+
+
+def _zip_time(at: datetime) -> tuple[int, int, int, int, int, int]:
+    # zip stores local wall time in 2-second steps, and no year before 1980
+    return (max(at.year, 1980), at.month, at.day, at.hour, at.minute, at.second - at.second % 2)
+
+
+def _zip(entries: list[tuple[str, bytes]], fire_time: datetime) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=_zip_time(fire_time))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            if not name.isascii():
+                info.flag_bits |= 0x800  # the name is UTF-8, so unzip tools show the Chinese name
+            archive.writestr(info, data)
+    return out.getvalue()
+
+
+def _rezip(raw: bytes, fire_time: datetime) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        entries = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    return _zip(entries, fire_time)

@@ -1,0 +1,137 @@
+"""A run's chart and attachment: their queries, the PNG, the file, and the note when a file is too large.
+
+Part of preparing a run (runner.prepare): a function of the report and its fire time only, so a
+retry rebuilds byte-identical files and reuses their cached media_ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.dingtalk.message import msg_bytes
+from dispatcher.errors import RenderError
+from dispatcher.params import render_params, render_value
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from dispatcher.config import Config, Report
+    from dispatcher.query import QueryResult, Sources
+    from dispatcher.render import Rendered
+    from dispatcher.render.attach import Attachment
+
+CHART_NAME = "chart.png"
+
+
+@dataclass(frozen=True)
+class RichParts:
+    """What a run sends besides its text or card."""
+
+    chart: bytes | None = None
+    attachment: Attachment | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def file_to_send(self) -> Attachment | None:
+        return self.attachment if self.attachment is not None and not self.attachment.too_large else None
+
+
+def prepare_rich(
+    config: Config,
+    sources: Sources,
+    report: Report,
+    fire_time: datetime,
+    macros: dict[str, str],
+    result: QueryResult,
+) -> RichParts | None:
+    """The chart and attachment of `report` for this fire time; None when it has neither."""
+    if report.chart is None and report.attach is None:
+        return None
+    chart = attachment = None
+    warnings: list[str] = []
+    if report.chart is not None:
+        from dispatcher.render.chart import render_chart
+
+        spec = report.chart
+        frame = _rows(config, sources, report, "chart", spec.sql, spec.query, spec.params, macros, result)
+        chart = _located(report, "chart", lambda: render_chart(frame, spec, report.title))
+    if report.attach is not None:
+        from dispatcher.render.attach import MAX_FILE_BYTES, build_attachment
+
+        att = report.attach
+        name = str(render_value(att.name, macros, f"reports.{report.id}.attach.name", config.path.name))
+        frame = _rows(config, sources, report, "attach", att.sql, att.query, att.params, macros, result)
+        attachment = build_attachment(frame, att.format, name, fire_time)
+        if attachment.too_large:
+            mb = len(attachment.data) / 1024 / 1024
+            warnings.append(
+                f"attachment {name} not sent: {mb:.1f} MB, a file message carries at most "
+                f"{MAX_FILE_BYTES // 1024 // 1024} MB"
+            )
+    return RichParts(chart, attachment, tuple(warnings))
+
+
+def _rows(
+    config: Config,
+    sources: Sources,
+    report: Report,
+    key: str,
+    sql: str | None,
+    query: str | None,
+    params: dict[str, Any],
+    macros: dict[str, str],
+    result: QueryResult,
+) -> pd.DataFrame:
+    """The block's own query (bound to the report's params, then its own), or the report's rows."""
+    from dispatcher.query import run_query
+
+    if sql is None and query is None:
+        return result.frame
+    text = sql if sql is not None else (config.queries_dir / str(query)).read_text(encoding="utf-8")
+    bound = {
+        **render_params(report.params, macros, report.id, config.path.name),
+        **render_params(params, macros, f"{report.id}.{key}", config.path.name),
+    }
+    return run_query(
+        sources, report.source, text, bound, max_rows=report.max_rows, max_bytes=report.max_bytes,
+        timeout=report.query_timeout, report=report.id,
+    ).frame  # fmt: skip
+
+
+def _located(report: Report, key: str, make: Callable[[], bytes]) -> bytes:
+    try:
+        return make()
+    except RenderError as exc:
+        raise RenderError(f"report {report.id!r}: {key}: {exc.message}", hint=exc.hint) from None
+
+
+def with_notes(rendered: Rendered, notes: tuple[str, ...], limit: int) -> Rendered:
+    """The summary with a line per note (an attachment left out), still within DingTalk's limit."""
+    if not notes:
+        return rendered
+    note = "\n\n".join(f"⚠️ {n}" for n in notes)
+    msg = _append(rendered.msg, note)
+    size = msg_bytes(msg)
+    if size > limit:
+        raise RenderError(
+            f"the message is {size} bytes with the note that the attachment was too large;"
+            f" the limit is {limit}",
+            hint="shorten the template, or make the attachment smaller",
+        )
+    return replace(rendered, msg=msg, msg_bytes=size, markdown=f"{rendered.markdown}\n\n{note}")
+
+
+def _append(msg: dict[str, Any], note: str) -> dict[str, Any]:
+    kind = msg["msgtype"]
+    body = dict(msg[kind])
+    if kind == "oa":
+        inner = dict(body["body"])
+        inner["content"] = f"{inner.get('content', '')}\n{note}".strip()
+        body["body"] = inner
+    else:
+        field = {"markdown": "text", "action_card": "markdown", "text": "content"}[kind]
+        body[field] = f"{body[field]}\n\n{note}"
+    return {**msg, kind: body}

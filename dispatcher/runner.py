@@ -322,13 +322,20 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         counts = outcome.counts
     elif report.to:
         _record_messages(svc, run, {"": rendered.msg})
-        if prepared.rich is None:
-            result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
-            outcome = outcome_of(run, result)
+        try:
+            if prepared.rich is None:
+                result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
+                outcome = outcome_of(run, result)
+            else:
+                result, outcome = _deliver_rich(svc.client, prepared, recipients, report.receipts, wait, run)
+        except DeliveryError as exc:
+            if not report.robots or isinstance(exc, QuotaExhaustedError):
+                raise
+            # The groups still get theirs; the retry resends the work notification alone.
+            outcome = _refused_outright(run, exc, len(recipients))
         else:
-            result, outcome = _deliver_rich(svc.client, prepared, recipients, report.receipts, wait, run)
-        counts = result.counts()
-        svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
+            counts = result.counts()
+            svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
     outcome = _to_robots(svc, report, run, prepared, outcome) if report.robots else outcome
     assert outcome is not None  # validate requires to, split_by or robots
     if outcome.state == "partial":
@@ -345,6 +352,20 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         attempt=run.attempts, reason=outcome.reason, **{k: v for k, v in counts.items() if v},
     )  # fmt: skip
     return outcome.state
+
+
+def _refused_outright(run: Run, exc: DeliveryError, recipients: int) -> Outcome:
+    """The work notification failed before any batch was accepted, as one refused entry of the run."""
+    from dispatcher.delivery import outcome_of
+
+    refused: dict[str, Any] = {
+        "errcode": exc.errcode,
+        "message": str(exc),
+        "recipients": recipients,
+        "dept_ids": [],
+    }
+    outcome = outcome_of(run, None, error=str(exc))
+    return replace(outcome, batches={**outcome.batches, "refused": [refused]}, refused=recipients)
 
 
 def _record_messages(svc: Services, run: Run, messages: dict[str, dict[str, Any]]) -> None:

@@ -459,6 +459,26 @@ def test_a_report_to_both_channels_with_the_robot_failing_retries_the_robot_alon
     assert sorted(b.get("unit", "") for b in run.batches["accepted"]) == ["", "robot:sales-group"]
 
 
+def test_a_report_to_both_channels_with_the_work_notification_failing_retries_it_alone(
+    tmp_path: Path, box: Sandbox
+) -> None:
+    svc = services(write_config(tmp_path / "p", box.url), box)
+    box.set_options(force_errcode={"asyncsend_v2": 60011}, force_errcode_times=1)  # no permission, once
+    try:
+        assert run_once(svc) == "partial"
+        [run] = svc.ledger.history("daily")
+        assert "60011" in (run.error or "") and run.next_retry_at is not None
+        assert [b.get("unit", "") for b in run.batches["accepted"]] == ["robot:sales-group"]
+        assert len(box.robot_messages()) == 1, "the group got its message although the app was refused"
+        assert retry_due(svc) == "sent"
+    finally:
+        close(svc)
+    assert len(box.robot_messages()) == 1  # the robot was not posted again
+    assert [c["errcode"] for c in box.calls("asyncsend_v2")] == [88, 0]
+    [run] = svc.ledger.history("daily")
+    assert sorted(b.get("unit", "") for b in run.batches["accepted"]) == ["", "robot:sales-group"]
+
+
 def test_a_robot_only_report_that_fails_is_failed_and_retried(tmp_path: Path, box: Sandbox) -> None:
     path = write_config(tmp_path / "p", box.url)
     path.write_text(path.read_text(encoding="utf-8").replace("    to: [leads]\n", ""), encoding="utf-8")

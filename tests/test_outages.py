@@ -105,12 +105,13 @@ def proxy() -> Iterator[list[TcpProxy]]:
     made: list[TcpProxy] = []
     yield made
     for each in made:
-        each.down()
+        each.close()
 
 
 # -- a source's server goes away --
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", ["postgres_url", "mysql_url"], ids=["postgresql", "mariadb"])
 def test_a_source_outage_fails_retries_and_alerts_while_other_reports_go_on_and_recovers(
     request: pytest.FixtureRequest,
@@ -214,6 +215,7 @@ def test_an_unreachable_state_database_at_start_exits_1_with_a_clear_error(
     assert "hunter2" not in done.stderr + done.stdout
 
 
+@pytest.mark.slow
 def test_losing_the_state_database_sends_nothing_unclaimed_and_catches_up_when_it_returns(
     postgres_url: str, sandbox: Sandbox, tmp_path: Path, proxy: list[TcpProxy]
 ) -> None:

@@ -6,6 +6,8 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from dispatcher.sandbox import Sandbox
 from tests import daemon_harness
 from tests.daemon_harness import (
@@ -25,6 +27,7 @@ LOOPS_1E10 = "{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% 
 FOREVER = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) AS n FROM c"
 
 
+@pytest.mark.slow
 def test_three_runaway_templates_on_three_workers_leave_a_normal_report_on_schedule_for_a_minute(
     daemons: Daemons, sandbox: Sandbox, state_url: str, tmp_path: Path
 ) -> None:
@@ -62,6 +65,7 @@ def test_three_runaway_templates_on_three_workers_leave_a_normal_report_on_sched
     assert first.fields["report"] == "normal"
 
 
+@pytest.mark.slow
 def test_a_run_past_its_run_timeout_is_abandoned_its_wakeups_skipped_and_its_late_result_dropped(
     daemons: Daemons, sandbox: Sandbox, state_url: str, tmp_path: Path
 ) -> None:

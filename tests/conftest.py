@@ -20,8 +20,16 @@ REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.services", "tests.daemon_harness"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `slow` run first: on xdist workers they then overlap the many short ones."""
+    """Tests marked `slow` run first: on xdist workers they then overlap the many short ones.
+
+    The tests of the demo shop share one xdist worker, which builds it once per session
+    (`demo_sqlite`, `demo_server_url`) instead of once on every worker.
+    """
+    for item in items:
+        if {"demo_sqlite", "demo_server_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("demo_shop"))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: order kept otherwise
 
 

@@ -57,6 +57,20 @@ def mid_period() -> datetime:
     return clock.now()
 
 
+def settled_mid_period(url: str, report_id: str) -> datetime:
+    """The middle of a period whose fire time is sent already: a late run is not still in flight."""
+
+    def settled() -> bool:
+        now = time.time()
+        if not 0.8 <= now % STEP <= 1.2:
+            return False
+        fire = datetime.fromtimestamp(now - now % STEP, UTC)
+        return fire in fire_times(runs(url, report_id), "sent") and time.time() % STEP <= 1.2
+
+    wait_until(settled, f"the middle of a period whose {report_id} run is done", timeout=20, every=0.02)
+    return clock.now()
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (it was free a moment ago)."""
     with socket.socket() as probe:
@@ -132,7 +146,7 @@ def test_a_source_outage_fails_retries_and_alerts_while_other_reports_go_on_and_
     wait_until(lambda: sent_after(state_url, "remote", EPOCH), "a first delivery of the remote report")
     warm = clock.now()  # the first runs import pandas: on a loaded machine a start-up tick may be late
 
-    cut_at = mid_period()
+    cut_at = settled_mid_period(state_url, "remote")
     cut.down()
     wait_until(lambda: len(gave_up(runs(state_url, "remote"), cut_at)) >= 2, "two remote runs to give up")
     wait_until(lambda: alerts_to(sandbox), "an alert to oncall01", timeout=10)
@@ -229,7 +243,7 @@ def test_losing_the_state_database_sends_nothing_unclaimed_and_catches_up_when_i
         wait_until(lambda: len(fire_times(runs(postgres_url, "tick"), "sent")) >= 2, "two deliveries")
         warm = clock.now()  # the first run imports pandas: on a loaded machine the next tick may be late
 
-        cut_at = mid_period()
+        cut_at = settled_mid_period(postgres_url, "tick")
         tasks_at_cut = len(task_fire_times(sandbox, "心跳"))  # the admins get a state-store alert
         cut.down()
         wait_until(

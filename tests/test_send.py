@@ -119,6 +119,7 @@ def test_without_credentials_exit_1_names_the_variables_and_mentions_sandbox(pro
 
 
 def test_send_with_embedded_sandbox(project):
+    quick_receipts(project / "reports.yaml")
     result = run_cli("send", "daily", "-c", str(project / "reports.yaml"), "--at", AT, "--sandbox")
     assert result.returncode == 0, result.stderr
     assert "delivered to" in result.stdout and "manager4974" in result.stdout

@@ -46,10 +46,16 @@ def test_three_runaway_templates_on_three_workers_leave_a_normal_report_on_sched
     sent = fire_times(rows, "sent")
     assert_consecutive(sent, 10)
     # The first row is the start-up catch-up of a fire time before the daemon was up: not on schedule.
+    # It waits for the runaways' own catch-ups; a fire time that falls due before it ends is run at
+    # the next one (daemon_decide: a busy report's wake-up is coalesced), so it is not judged either.
     # At :00 and :30 all four reports fire at once on three workers, and the runaway renders (about
     # 1.3 s each alone) share the GIL until their limits stop them: "a few seconds" is 6 here.
+    start_up = rows[0].ended_at
+    assert start_up is not None
+    on_schedule = [r for r in rows[1:] if r.fire_time > start_up]
+    assert len(on_schedule) >= 5, [(r.fire_time, r.started_at) for r in rows]
     late = [
-        (r.fire_time, r.started_at) for r in rows[1:] if r.started_at - r.fire_time > timedelta(seconds=6)
+        (r.fire_time, r.started_at) for r in on_schedule if r.started_at - r.fire_time > timedelta(seconds=6)
     ]
     assert late == [], f"normal runs started late: {late}"
     assert "maximum number of running instances reached" not in daemon.stderr()

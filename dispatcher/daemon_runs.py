@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from dispatcher import catchup, clock, logs
 from dispatcher.config import Report
@@ -163,8 +164,7 @@ class Runs:
             elif busy:
                 self._skip_busy(report, run)
             else:
-                logs.event("run.started", report=report_id, fire_time=fire, attempt=1)
-                if self._execute(report, run, lock):
+                if self._execute(report, run, lock, "run.started", fire_time=fire, attempt=1):
                     return True  # the fire times left are the next wake-up's to catch up or skip
         return False
 
@@ -175,11 +175,12 @@ class Runs:
         logs.event("run.skipped", logging.WARNING, report=report.id, reason=reason,
                    fire_time=run.fire_time.astimezone(self.svc.config.report_zone(report)))  # fmt: skip
 
-    def _execute(self, report: Report, run: Run, lock: threading.Lock) -> bool:
+    def _execute(self, report: Report, run: Run, lock: threading.Lock, event: str, **fields: Any) -> bool:
         """Run a claimed run for at most its run_timeout; True when it was abandoned (see watchdog)."""
 
         def body(attempt: Attempt) -> None:
             with self._running(report.id):
+                logs.event(event, report=report.id, **fields)  # once counted: a warm shutdown waits for it
                 try:
                     execute(self.svc, report, run, attempt.still_mine)
                 except StateError as exc:  # the row stays `running`; the reaper retries it
@@ -225,6 +226,7 @@ class Runs:
         claimed = self.svc.ledger.claim_retry(run, self.svc.owner) if report else None
         if report is not None and claimed is not None:
             fire = claimed.fire_time.astimezone(self.svc.config.report_zone(report))
-            logs.event("run.retrying", report=report.id, fire_time=fire, attempt=claimed.attempts)
-            return self._execute(report, claimed, lock)
+            return self._execute(
+                report, claimed, lock, "run.retrying", fire_time=fire, attempt=claimed.attempts
+            )
         return False

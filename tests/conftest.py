@@ -19,6 +19,20 @@ REPO = Path(__file__).resolve().parent.parent
 # daemon processes). A test file that defines a fixture of the same name overrides it for itself.
 pytest_plugins = ["tests.services", "tests.daemon_harness"]
 
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` run first: on xdist workers they then overlap the many short ones.
+
+    The tests of the demo shop share one xdist worker, which builds it once per session
+    (`demo_sqlite`, `demo_server_url`) instead of once on every worker.
+    """
+    for item in items:
+        if {"demo_sqlite", "demo_server_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("demo_shop"))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: order kept otherwise
+
+
 DEMO_END = date(2026, 11, 28)  # a Saturday: the end date of every demo shop the tests build
 
 BASE_CONFIG = """\
@@ -72,6 +86,18 @@ def project(tmp_path: Path) -> Path:
     make_shop_db(tmp_path / "shop.db")
     (tmp_path / "reports.yaml").write_text(BASE_CONFIG, encoding="utf-8")
     return tmp_path
+
+
+def quick_receipts(config: Path) -> Path:
+    """Read receipts 0.1 s after a send, not the default 5 s: the sandbox's tasks finish at once.
+
+    Added to the written file, not to BASE_CONFIG, whose line numbers tests/test_validate.py checks.
+    """
+    text = config.read_text(encoding="utf-8")
+    agent = "  agent_id: ${TEST_DT_AGENT:-}\n"
+    assert agent in text and "receipt_wait" not in text, text
+    config.write_text(text.replace(agent, agent + "  receipt_wait: 0.1s\n"), encoding="utf-8")
+    return config
 
 
 def write(path: Path, text: str) -> Path:

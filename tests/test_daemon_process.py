@@ -8,6 +8,7 @@ interval test runs in-process on a fake clock: see tests/daemon_inprocess.py.)
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import signal
@@ -23,6 +24,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from dispatcher import logs
 from dispatcher.sandbox import Sandbox
 from tests import daemon_harness
 from tests.daemon_harness import (
@@ -97,6 +99,32 @@ def test_a_second_sigterm_during_a_running_run_exits_at_once(daemons: Daemons, t
     assert daemon.wait_exit(5) != 0
     assert time.monotonic() - asked < 5
     assert not daemon.events("daemon.stopped")
+
+
+def test_a_run_is_counted_in_flight_before_it_logs_run_started(
+    sandbox: Sandbox, state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A warm shutdown waits only for runs counted in flight: a stop signal sent right after
+    # run.started (as the test above does) must find the run counted, or the daemon logs
+    # daemon.stopped and then hangs on the run's thread.
+    from tests.daemon_inprocess import FakeClock, even_second_now, inprocess_daemon
+
+    seen: list[int] = []
+
+    class InFlight(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage() == "run.started":
+                seen.append(stepper.daemon.runs.in_flight)
+
+    config = project(tmp_path / "p", {"tick": report("心跳")})
+    spy = InFlight()
+    with inprocess_daemon(config, sandbox, state_url, FakeClock(even_second_now()), monkeypatch) as stepper:
+        logs.log.addHandler(spy)
+        try:
+            stepper.run_until(lambda: len(seen) >= 2, "two runs started")
+        finally:
+            logs.log.removeHandler(spy)
+    assert seen and min(seen) >= 1, seen
 
 
 def test_a_warm_shutdown_gives_up_on_a_stuck_run_after_shutdown_timeout(

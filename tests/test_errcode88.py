@@ -247,9 +247,9 @@ def test_every_code_the_sandbox_wraps_has_a_row() -> None:
 
 def send_in_sandbox(project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`dispatcher send --sandbox` in a subprocess, whose in-process sandbox reads DISPATCHER_SANDBOX_*."""
-    from tests.conftest import run_cli
+    from tests.conftest import quick_receipts, run_cli
 
-    config = str(project / "reports.yaml")
+    config = str(quick_receipts(project / "reports.yaml"))
     return run_cli("send", "daily", "-c", config, "--at", "2026-11-28T10:00+08:00", "--sandbox", env=env)
 
 

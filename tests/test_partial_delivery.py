@@ -41,6 +41,7 @@ dingtalk:
   app_secret: sandbox-secret
   agent_id: 100000001
   api_base: {api_base}
+  receipt_wait: 0.1s  # the sandbox's tasks finish at once
 recipients:
   many: {{userids: {users}}}
   admins: {{userids: [oncall01]}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from dispatcher.cli import main
 from dispatcher.errors import QueryError
 from dispatcher.query import Sources, SourceSpec, run_query
 from tests.conftest import REPO
+from tests.daemon_harness import wait_until
 
 
 @pytest.fixture(params=["postgres", "mysql"])
@@ -66,12 +68,14 @@ def test_writes_and_ddl_are_refused_by_the_server_and_nothing_changes(seeded, sq
 
 def test_statement_timeout_is_enforced_by_the_server(seeded):
     sources, url = seeded
-    slow = "SELECT pg_sleep(30)" if url.startswith("postgresql") else "SELECT SLEEP(30)"
+    # The alias tells this test's query apart from other sessions' (xdist workers, other runs).
+    alias = f"wait_{uuid.uuid4().hex[:12]}"
+    slow = f"SELECT {'pg_sleep' if url.startswith('postgresql') else 'SLEEP'}(30) AS {alias}"
     started = time.monotonic()
     with pytest.raises(QueryError, match="query_timeout"):
         run_query(sources, "db", slow, {}, max_rows=1, timeout=1.0)
     assert time.monotonic() - started < 15
-    assert not still_running(url, "sleep(30)"), "the server is still running the cancelled query"
+    wait_until(lambda: not still_running(url, alias), "the server to stop the cancelled query", timeout=10)
 
 
 def still_running(url: str, fragment: str) -> bool:

@@ -30,6 +30,7 @@ from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store import schema
 from dispatcher.store.apicalls import ApiCounter, month_of
 from dispatcher.store.db import StateStore
+from tests.conftest import quick_receipts
 from tests.services import mysql_url, postgres_url  # noqa: F401  (fixtures)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -147,7 +148,7 @@ def test_dispatcher_send_counts_its_quota_calls_and_not_the_exempt_ones(
     project: Path, sandbox: Sandbox, monkeypatch: Any, capsys: Any
 ) -> None:
     use_sandbox(sandbox, monkeypatch)
-    assert main(["send", "daily", "-c", str(project / "reports.yaml"), "--at", AT]) == 0
+    assert main(["send", "daily", "-c", str(quick_receipts(project / "reports.yaml")), "--at", AT]) == 0
     wire = Counter(c["endpoint"] for c in sandbox.calls())
     assert wire["gettoken"] == 1 and wire["getbymobile"] == 1
 

@@ -178,6 +178,7 @@ def _no_replica_crashed_and_the_survivors_exit_0_on_sigterm(outcome: Outcome) ->
         assert len(daemon.events("daemon.stopped")) == 1
 
 
+@pytest.mark.slow
 def test_three_replicas_through_a_kill_and_a_pause_deliver_every_fire_time_exactly_once(
     outcome: Outcome,
 ) -> None:

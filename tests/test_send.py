@@ -9,7 +9,7 @@ import pytest
 
 from dispatcher.cli import main
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from tests.conftest import run_cli
+from tests.conftest import quick_receipts, run_cli
 
 AT = "2026-11-28T10:00+08:00"
 
@@ -21,7 +21,8 @@ def sandbox():
 
 
 @pytest.fixture
-def creds(sandbox, monkeypatch):
+def creds(sandbox, monkeypatch, project):
+    quick_receipts(project / "reports.yaml")
     opts = sandbox.options
     env = {
         "TEST_DT_KEY": opts.app_key,
@@ -118,6 +119,7 @@ def test_without_credentials_exit_1_names_the_variables_and_mentions_sandbox(pro
 
 
 def test_send_with_embedded_sandbox(project):
+    quick_receipts(project / "reports.yaml")
     result = run_cli("send", "daily", "-c", str(project / "reports.yaml"), "--at", AT, "--sandbox")
     assert result.returncode == 0, result.stderr
     assert "delivered to" in result.stdout and "manager4974" in result.stdout

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from dispatcher.config import Config
     from dispatcher.errors import Problem
-    from dispatcher.runner import Prepared
+    from dispatcher.prepare import Prepared
     from dispatcher.store.ledger import Run
 
     Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -322,7 +322,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from dispatcher.cli_views import alert_states
-    from dispatcher.runner import next_fire_time
+    from dispatcher.prepare import next_fire_time
 
     config = load(args)
     at = instant(config, args.at)
@@ -386,7 +386,7 @@ def _pad(text: str, width: int) -> str:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     from dispatcher.cli_views import as_recipient
-    from dispatcher.runner import fire_time_at
+    from dispatcher.prepare import fire_time_at
 
     config = load(args)
     report = config.report(args.report_id)

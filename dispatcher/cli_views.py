@@ -12,7 +12,7 @@ from dispatcher.errors import DispatcherError
 
 if TYPE_CHECKING:
     from dispatcher.config import Config
-    from dispatcher.runner import Prepared
+    from dispatcher.prepare import Prepared
     from dispatcher.store.ledger import Run
 
 

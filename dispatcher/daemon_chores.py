@@ -111,7 +111,7 @@ class Chores:
             logs.event("ledger.pruned", rows=pruned, before=older)
 
     def retry_due(self) -> None:
-        from dispatcher.runner import give_up
+        from dispatcher.outcomes import give_up
 
         svc = self.app.services()
         for run in svc.ledger.due_retries():

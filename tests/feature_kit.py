@@ -15,8 +15,10 @@ from dispatcher.config import load_config
 from dispatcher.delivery import make_client
 from dispatcher.dingtalk.client import Credentials
 from dispatcher.health import Metrics
-from dispatcher.runner import Services, build_sources, execute
+from dispatcher.prepare import build_sources
+from dispatcher.runner import execute
 from dispatcher.sandbox import Sandbox
+from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.ledger import Ledger
 

@@ -51,7 +51,7 @@ def test_each_source_gets_its_own_slot_with_the_configured_limit(tmp_path: Path)
     import threading
 
     from dispatcher.config import load_config
-    from dispatcher.runner import Services
+    from dispatcher.services import Services
 
     config = load_config(project(tmp_path, {"r": report("报表")}, daemon={"source_concurrency": 2}))
     svc = Services(config, None, None, None, None, "me")  # type: ignore[arg-type]

@@ -214,7 +214,9 @@ def test_90020_fails_runs_without_retries_and_alerts_the_admins_once(
     project: Path, sandbox: Sandbox, store: StateStore
 ) -> None:
     from dispatcher.delivery import make_client
-    from dispatcher.runner import Services, build_sources, execute
+    from dispatcher.prepare import build_sources
+    from dispatcher.runner import execute
+    from dispatcher.services import Services
     from dispatcher.store.ledger import Ledger
 
     config = load_config(project / "reports.yaml", env={"TEST_DT_KEY": "k"})

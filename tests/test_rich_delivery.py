@@ -23,8 +23,10 @@ from dispatcher.dingtalk.client import Credentials, DingTalkClient, Pacing
 from dispatcher.errors import DeliveryError
 from dispatcher.health import Metrics
 from dispatcher.parts import build_parts, deliver_parts
-from dispatcher.runner import Services, build_sources, execute, prepare
+from dispatcher.prepare import build_sources, prepare
+from dispatcher.runner import execute
 from dispatcher.sandbox import Sandbox, SandboxOptions
+from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.db import state_url as store_url
 from dispatcher.store.ledger import Ledger

@@ -73,7 +73,7 @@ def run(recipients: int, contents: int) -> Outcome:
 
 
 def _run_once(folder: Path, sb: Sandbox, recipients: int, contents: int) -> tuple[float, str]:
-    from dispatcher.config import load_config
+    from dispatcher.config_check import load_config
     from dispatcher.delivery import make_client, sandbox_credentials
     from dispatcher.health import Metrics
     from dispatcher.prepare import build_sources

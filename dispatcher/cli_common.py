@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def load(args: argparse.Namespace) -> Config:
-    from dispatcher.config import load_config
+    from dispatcher.config_check import load_config
 
     return load_config(args.config)
 

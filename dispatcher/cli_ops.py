@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from dispatcher.config import check_config
+    from dispatcher.config_check import check_config
 
     warnings: list[Problem] = []
     config, problems = check_config(args.config, warnings=warnings)

@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from dispatcher import clock
 from dispatcher.cli import main
-from dispatcher.config import load_config
+from dispatcher.config_check import load_config
 from dispatcher.dingtalk.client import Credentials, DingTalkClient
 from dispatcher.dingtalk.message import markdown_msg
 from dispatcher.health import Metrics

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from dispatcher import clock
-from dispatcher.config import load_config
+from dispatcher.config_check import load_config
 from dispatcher.delivery import make_client, recipients_for
 from dispatcher.dingtalk.client import Credentials, DingTalkClient, Pacing
 from dispatcher.errors import DeliveryError

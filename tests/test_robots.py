@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from dispatcher.cli import main
-from dispatcher.config import load_config
+from dispatcher.config_check import load_config
 from dispatcher.delivery import make_client
 from dispatcher.dingtalk.client import Credentials
 from dispatcher.errors import DeliveryError

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.cli import main
-from dispatcher.config import load_config
+from dispatcher.config_check import load_config
 from dispatcher.delivery import credentials_from, make_client
 from dispatcher.health import Metrics
 from dispatcher.prepare import build_sources, fire_time_at

@@ -73,10 +73,12 @@ def run(recipients: int, contents: int) -> Outcome:
 
 
 def _run_once(folder: Path, sb: Sandbox, recipients: int, contents: int) -> tuple[float, str]:
-    from dispatcher.config import load_config
+    from dispatcher.config_check import load_config
     from dispatcher.delivery import make_client, sandbox_credentials
     from dispatcher.health import Metrics
-    from dispatcher.runner import Services, build_sources, execute
+    from dispatcher.prepare import build_sources
+    from dispatcher.runner import execute
+    from dispatcher.services import Services
     from dispatcher.store.db import StateStore
     from dispatcher.store.ledger import Ledger
 

@@ -23,8 +23,9 @@ from dispatcher.config import Config
 from dispatcher.delivery import app_credentials, make_client, sandbox_credentials
 from dispatcher.dingtalk.transport import Registry
 from dispatcher.health import Metrics
+from dispatcher.prepare import build_sources
 from dispatcher.query import Sources
-from dispatcher.runner import Services, build_sources
+from dispatcher.services import Services
 from dispatcher.store.db import StateStore, state_url
 from dispatcher.store.ledger import Ledger
 

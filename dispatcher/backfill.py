@@ -19,7 +19,7 @@ from dispatcher.words import plural
 
 if TYPE_CHECKING:
     from dispatcher.config import Config, Report
-    from dispatcher.runner import Services
+    from dispatcher.services import Services
     from dispatcher.store.ledger import Ledger, Run
 
 MAX_FIRE_TIMES = 10_000

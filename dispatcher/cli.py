@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 a user error (bad config, failed query, refused deliver
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -14,17 +13,25 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.cli_common import instant, load, prepare_report, print_message
+# The commands' handlers; each imports what it needs when it runs, so `validate` stays quick.
+from dispatcher.cli_backfill import cmd_backfill, cmd_resend
+from dispatcher.cli_ops import (
+    cmd_demo_load,
+    cmd_doctor,
+    cmd_init,
+    cmd_quota,
+    cmd_run,
+    cmd_sandbox,
+    cmd_schema,
+    cmd_validate,
+)
+from dispatcher.cli_preview import cmd_preview
+from dispatcher.cli_send import cmd_send
+from dispatcher.cli_views import cmd_history, cmd_list
 from dispatcher.errors import DispatcherError
-from dispatcher.words import plural
 
 if TYPE_CHECKING:
     from typing import TypeAlias
-
-    from dispatcher.config import Config
-    from dispatcher.errors import Problem
-    from dispatcher.runner import Prepared
-    from dispatcher.store.ledger import Run
 
     Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -298,333 +305,6 @@ def _version() -> str:
     from dispatcher import __version__
 
     return f"dispatcher {__version__}"
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from dispatcher.config import check_config
-
-    warnings: list[Problem] = []
-    config, problems = check_config(args.config, warnings=warnings)
-    for warning in warnings:
-        print(f"warning    {warning}")
-    if problems or config is None:
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        count = len(problems)
-        print(f"{count} problem{'s' if count != 1 else ''} found in {args.config}", file=sys.stderr)
-        return 1
-    print(
-        f"{args.config}: OK: {plural(len(config.reports), 'report')}, "
-        f"{plural(len(config.sources), 'source')}, {plural(len(config.recipients), 'recipient group')}"
-    )
-    return 0
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    from dispatcher.cli_views import alert_states
-    from dispatcher.runner import next_fire_time
-
-    config = load(args)
-    at = instant(config, args.at)
-    last = _last_runs(config)
-    alerts = alert_states(config, at)
-    rows: list[dict[str, Any]] = [
-        {
-            "id": report.id,
-            "title": report.title,
-            "schedule": report.parsed_schedule().expression,
-            "timezone": config.report_timezone(report),
-            "source": report.source,
-            "enabled": report.enabled,
-            "next_fire_time": next_fire_time(config, report, at).isoformat(),
-            "last_run": last[report.id].to_dict() if report.id in last else None,
-            **({"alert": alerts.get(report.id, "ok")} if report.alert is not None else {}),
-        }
-        for report in config.reports.values()
-    ]
-    if args.json:
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
-    else:
-        for row in rows:
-            row["last_state"] = (row["last_run"] or {}).get("state", "-")
-        alert_column = ["alert"] if alerts or any(r.alert for r in config.reports.values()) else []
-        for row in rows:
-            row.setdefault("alert", "-")
-        _print_table(
-            rows, ["id", "schedule", "timezone", "next_fire_time", "last_state", *alert_column, "title"]
-        )
-    return 0
-
-
-def _last_runs(config: Config) -> dict[str, Run]:
-    """Each report's latest ledger row, if there is a state store yet (list never creates one)."""
-    from dispatcher.app import open_store
-    from dispatcher.store.ledger import Ledger
-
-    with open_store(config, create=False) as store:
-        return Ledger(store).last_runs() if store is not None else {}
-
-
-def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    if not rows:
-        print("no reports")
-        return
-    widths = {c: max(len(c), *(_width(str(r[c])) for r in rows)) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for row in rows:
-        print("  ".join(_pad(str(row[c]), widths[c]) for c in columns).rstrip())
-
-
-def _width(text: str) -> int:
-    # CJK characters take two terminal columns.
-    return sum(2 if ord(ch) > 0x2E7F else 1 for ch in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _width(text))
-
-
-def cmd_preview(args: argparse.Namespace) -> int:
-    from dispatcher.cli_views import as_recipient
-    from dispatcher.runner import fire_time_at
-
-    config = load(args)
-    report = config.report(args.report_id)
-    prepared = prepare_report(config, report, fire_time_at(config, report, instant(config, args.at)))
-    if args.as_value is not None:
-        prepared = as_recipient(prepared, args.as_value)
-    from dispatcher.cli_robots import group_previews, print_groups
-
-    out = preview_dict(prepared)
-    groups = group_previews(config, prepared)
-    if args.json:
-        print(json.dumps(out | ({"robots": groups} if groups else {}), ensure_ascii=False, indent=2))
-    else:
-        _print_preview(out, config.dingtalk.max_msg_bytes)
-        print_groups(groups)
-    if args.out is not None:
-        from dispatcher.preview_parts import write_preview
-
-        for path in write_preview(prepared, args.out):
-            print(f"wrote      {path}", file=sys.stderr if args.json else sys.stdout)
-    return 0
-
-
-def preview_dict(prepared: Prepared) -> dict[str, Any]:
-    from dispatcher.preview_parts import parts_listing
-    from dispatcher.split import summary
-
-    rendered = prepared.rendered
-    slicing = prepared.slicing
-    extra = {"slices": summary(slicing), "empty_rows": slicing.empty_rows} if slicing is not None else {}
-    return extra | {
-        "id": prepared.report.id,
-        "title": rendered.title if rendered else prepared.report.title,
-        "fire_time": prepared.fire_time.isoformat(),
-        "params": prepared.params,
-        "rows": prepared.result.rows,
-        "truncated": bool(prepared.result.truncated or (rendered and rendered.truncated)),
-        "action": prepared.action,
-        "msgtype": rendered.msg["msgtype"] if rendered else None,
-        "markdown": rendered.markdown if rendered else None,
-        "msg": rendered.msg if rendered else None,
-        "msg_bytes": rendered.msg_bytes if rendered else 0,
-        "rows_shown": rendered.rows_shown if rendered else 0,
-        "parts": parts_listing(prepared),
-        "warnings": list(prepared.rich.warnings) if prepared.rich else [],
-    }
-
-
-def _print_preview(out: dict[str, Any], limit: int) -> None:
-    print(f"report     {out['id']}")
-    print(f"fire time  {out['fire_time']}")
-    print(f"params     {json.dumps(out['params'], ensure_ascii=False)}")
-    print(f"rows       {out['rows']}{' (truncated)' if out['truncated'] else ''}")
-    if out["action"] == "skip":
-        print("result     no rows and on_empty is 'skip': this run would send nothing")
-        return
-    print(f"message    {out['msgtype']}, {out['msg_bytes']} of {plural(limit, 'byte')}, "
-          f"{plural(out['rows_shown'], 'row')} shown")  # fmt: skip
-    print(f"title      {out['title']}")
-    if "slices" in out:
-        print(f"slices     {plural(len(out['slices']), 'recipient')}, {out['empty_rows']} rows without one; "
-              "--as VALUE shows one recipient's message")  # fmt: skip
-        print("           below: the whole report (without to:, the largest slice)")
-    for part in [p for p in out["parts"] if p["unit"] or p["files"]]:
-        files = ", ".join(f"{f['name']} ({plural(f['bytes'], 'byte')})" for f in part["files"])
-        print(f"part       {part['msgtype']}, {plural(part['msg_bytes'], 'byte')}: {files}")
-    for warning in out["warnings"]:
-        print(f"warning    {warning}")
-    print_message(out["markdown"])
-
-
-def cmd_send(args: argparse.Namespace) -> int:
-    from dispatcher.cli_send import cmd_send as send
-
-    return send(args)
-
-
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    from dispatcher.sandbox.options import SandboxOptions, changed, from_env
-    from dispatcher.sandbox.server import serve_forever
-
-    flags = {
-        "latency": args.latency,
-        "token_ttl": args.token_ttl,
-        "fail_rate": args.fail_rate,
-        "reset_rate": args.reset_rate,
-        "throttle_first": args.throttle_first,
-        "directory_file": args.directory,
-    }
-    changes = {**from_env(dict(os.environ)), **{k: v for k, v in flags.items() if v is not None}}
-    serve_forever(changed(SandboxOptions(), changes), port=args.port)
-    return 0
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from dispatcher.daemon import DaemonOptions, run_daemon
-
-    options = DaemonOptions(
-        config_path=args.config,
-        sandbox=args.sandbox,
-        sandbox_port=args.sandbox_port,
-        health_port=args.health_port,
-        log_format=args.log_format,
-    )
-    return run_daemon(options)
-
-
-def cmd_history(args: argparse.Namespace) -> int:
-    from dispatcher.app import open_store
-    from dispatcher.cli_views import alert_events
-    from dispatcher.store.ledger import Ledger
-
-    config = load(args)
-    if args.report_id is not None:
-        config.report(args.report_id)  # unknown id: a clear error, not an empty table
-    with open_store(config) as store:
-        assert store is not None
-        runs = Ledger(store).history(args.report_id, limit=max(args.limit, 1))
-        events = alert_events(store, runs)
-    if args.json:
-        rows = [_history_json(config, r, events) for r in runs]
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
-        return 0
-    if not runs:
-        print(f"report {args.report_id!r} has no runs yet" if args.report_id else "no runs yet")
-        return 0
-    table = [_history_row(config, r) | {"alert": events.get((r.report_id, r.fire_time), "")} for r in runs]
-    _print_table(table, ["fire_time", "report", "state", "trigger", *(["alert"] if events else []),
-                 "attempts", "rows", "bytes", "recipients", "error"])  # fmt: skip
-    return 0
-
-
-def _history_json(config: Config, run: Run, events: dict[tuple[str, datetime], str]) -> dict[str, Any]:
-    event = events.get((run.report_id, run.fire_time))
-    return (
-        run.to_dict() | {"fire_time": _in_zone(config, run).isoformat()} | ({"alert": event} if event else {})
-    )
-
-
-def cmd_backfill(args: argparse.Namespace) -> int:
-    from dispatcher.cli_backfill import cmd_backfill as backfill
-
-    return backfill(args)
-
-
-def cmd_resend(args: argparse.Namespace) -> int:
-    from dispatcher.cli_backfill import cmd_resend as resend
-
-    return resend(args)
-
-
-def cmd_quota(args: argparse.Namespace) -> int:
-    from dispatcher.app import open_store
-    from dispatcher.quota import forecast, forecast_text
-    from dispatcher.schedule import to_zone
-    from dispatcher.store.apicalls import ApiCounter
-
-    config = load(args)
-    with open_store(config) as store:
-        assert store is not None
-        result = forecast(config, ApiCounter(store, to_zone(config.timezone), config.dingtalk.monthly_quota))
-    print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json else forecast_text(result))
-    return 0
-
-
-def _in_zone(config: Config, run: Run) -> datetime:
-    """A run's fire time in its report's zone (the config's, for a report no longer configured)."""
-    from dispatcher.schedule import to_zone
-
-    report = config.reports.get(run.report_id)
-    return run.fire_time.astimezone(to_zone(config.report_timezone(report) if report else config.timezone))
-
-
-def _history_row(config: Config, run: Run) -> dict[str, Any]:
-    error = " ".join((run.error or "").split())
-    return {
-        "fire_time": _in_zone(config, run).isoformat(),
-        "report": run.report_id,
-        "state": run.state,
-        "trigger": run.trigger,
-        "attempts": run.attempts,
-        "rows": "" if run.rows is None else run.rows,
-        "bytes": "" if run.msg_bytes is None else run.msg_bytes,
-        "recipients": "" if run.recipients is None else run.recipients,
-        "error": error[:80] + ("…" if len(error) > 80 else ""),
-    }
-
-
-def cmd_demo_load(args: argparse.Namespace) -> int:
-    from sqlalchemy import create_engine
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    from dispatcher.demo import load_demo
-    from dispatcher.store.db import resolve_sqlite_url
-
-    url, end = args.source, args.end
-    if "://" not in url or end is None:
-        config = load(args)
-        if "://" not in url:
-            if url not in config.sources:
-                raise DispatcherError(
-                    f"no source named {url!r}", hint="pass a SQLAlchemy URL or a name from sources:"
-                )
-            url = resolve_sqlite_url(config.sources[url], config.base_dir)
-        end = end or instant(config, None).date()
-    try:
-        engine = create_engine(url)
-    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-        raise DispatcherError(
-            f"cannot use that URL: {exc}",
-            hint="PostgreSQL needs dispatcher[postgres], MySQL dispatcher[mysql]",
-        ) from None
-    try:
-        counts = load_demo(engine, end, replace=args.replace)
-    finally:
-        engine.dispose()
-    print(f"loaded the demo shop up to {end}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
-    return 0
-
-
-def cmd_init(args: argparse.Namespace) -> int:
-    from dispatcher.init import init_project, next_steps
-
-    print(next_steps(init_project(args.folder, force=args.force)))
-    return 0
-
-
-def cmd_schema(args: argparse.Namespace) -> int:
-    from dispatcher.config_schema import dumps, generate
-
-    sys.stdout.write(dumps(generate()))
-    return 0
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from dispatcher.doctor import doctor
-
-    return doctor(args.config, as_json=args.json, send_test=args.send_test)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

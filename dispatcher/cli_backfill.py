@@ -41,7 +41,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def _dry_run(config: Config, report: Report, fires: list[datetime], force: bool) -> None:
     from dispatcher import backfill
     from dispatcher.app import open_sources, open_store
-    from dispatcher.runner import prepare
+    from dispatcher.prepare import prepare
     from dispatcher.store.ledger import Ledger
 
     with open_store(config, create=False) as store, open_sources(config) as sources:
@@ -56,7 +56,7 @@ def _dry_run(config: Config, report: Report, fires: list[datetime], force: bool)
 
 
 def _would(prepared: object) -> str:
-    from dispatcher.runner import Prepared
+    from dispatcher.prepare import Prepared
 
     assert isinstance(prepared, Prepared)
     rows = plural(prepared.result.rows, "row")

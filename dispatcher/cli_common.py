@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dispatcher.config import Config, Report
-    from dispatcher.runner import Prepared
+    from dispatcher.prepare import Prepared
 
 
 def load(args: argparse.Namespace) -> Config:
-    from dispatcher.config import load_config
+    from dispatcher.config_check import load_config
 
     return load_config(args.config)
 
 
 def instant(config: Config, at: datetime | None) -> datetime:
     """`--at` (a time without an offset is in the config's zone), or now."""
-    from dispatcher.runner import now_in
+    from dispatcher.prepare import now_in
     from dispatcher.schedule import to_zone
 
     if at is None:
@@ -34,7 +34,7 @@ def instant(config: Config, at: datetime | None) -> datetime:
 def prepare_report(config: Config, report: Report, fire: datetime) -> Prepared:
     """Query and render `report` as its run at `fire` would, on sources opened for this command."""
     from dispatcher.app import open_sources
-    from dispatcher.runner import prepare
+    from dispatcher.prepare import prepare
 
     with open_sources(config) as sources:
         return prepare(config, sources, report, fire)

@@ -14,8 +14,8 @@ from dispatcher.words import plural
 if TYPE_CHECKING:
     from dispatcher.app import App
     from dispatcher.config import Config, Report
+    from dispatcher.prepare import Prepared
     from dispatcher.render import Rendered
-    from dispatcher.runner import Prepared
 
 
 def check_robot_names(config: Config, names: list[str]) -> None:
@@ -71,7 +71,7 @@ def report_robots(report: Report, chosen: list[str] | None) -> list[str]:
 
 
 def _rerender(config: Config, prepared: Prepared) -> Any:
-    from dispatcher.runner import rerender
+    from dispatcher.prepare import rerender
 
     def again(budget: int) -> Rendered:
         return rerender(config, prepared, budget)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from dispatcher.config import Config, Report
     from dispatcher.delivery import Outcome, Recipients
     from dispatcher.dingtalk.client import DeliveryResult, DingTalkClient
-    from dispatcher.runner import Prepared
+    from dispatcher.prepare import Prepared
     from dispatcher.store.ledger import Ledger, RunState
 
 Finish = Callable[..., None]
@@ -35,7 +35,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     from dispatcher.app import open_app
     from dispatcher.cli_robots import check_robot_names
     from dispatcher.delivery import credentials_from, recipients_for, recipients_from_cli
-    from dispatcher.runner import fire_time_at
+    from dispatcher.prepare import fire_time_at
 
     config = load(args)
     report = config.report(args.report_id)

@@ -1,18 +1,22 @@
-"""What `list`, `history` and `preview` show of alerts and split_by reports.
+"""`dispatcher list` and `dispatcher history`, and what they and `preview` show of alerts and
+split_by reports.
 
 Its own module so that `cli` stays a list of commands; it imports nothing of `cli`.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from dispatcher.cli_common import instant, load
 from dispatcher.errors import DispatcherError
 
 if TYPE_CHECKING:
     from dispatcher.config import Config
-    from dispatcher.runner import Prepared
+    from dispatcher.prepare import Prepared
     from dispatcher.store.ledger import Run
 
 
@@ -54,3 +58,120 @@ def alert_events(store: Any, runs: list[Run]) -> dict[tuple[str, datetime], str]
     ids = {r.report_id for r in runs}
     found = [e for rid in ids for e in AlertStates(store).events(rid, limit=len(runs) + 50)]
     return {(e["report_id"], e["fire_time"]): e["event"] for e in found}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from dispatcher.prepare import next_fire_time
+
+    config = load(args)
+    at = instant(config, args.at)
+    last = _last_runs(config)
+    alerts = alert_states(config, at)
+    rows: list[dict[str, Any]] = [
+        {
+            "id": report.id,
+            "title": report.title,
+            "schedule": report.parsed_schedule().expression,
+            "timezone": config.report_timezone(report),
+            "source": report.source,
+            "enabled": report.enabled,
+            "next_fire_time": next_fire_time(config, report, at).isoformat(),
+            "last_run": last[report.id].to_dict() if report.id in last else None,
+            **({"alert": alerts.get(report.id, "ok")} if report.alert is not None else {}),
+        }
+        for report in config.reports.values()
+    ]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for row in rows:
+            row["last_state"] = (row["last_run"] or {}).get("state", "-")
+        alert_column = ["alert"] if alerts or any(r.alert for r in config.reports.values()) else []
+        for row in rows:
+            row.setdefault("alert", "-")
+        _print_table(
+            rows, ["id", "schedule", "timezone", "next_fire_time", "last_state", *alert_column, "title"]
+        )
+    return 0
+
+
+def _last_runs(config: Config) -> dict[str, Run]:
+    """Each report's latest ledger row, if there is a state store yet (list never creates one)."""
+    from dispatcher.app import open_store
+    from dispatcher.store.ledger import Ledger
+
+    with open_store(config, create=False) as store:
+        return Ledger(store).last_runs() if store is not None else {}
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        print("no reports")
+        return
+    widths = {c: max(len(c), *(_width(str(r[c])) for r in rows)) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        print("  ".join(_pad(str(row[c]), widths[c]) for c in columns).rstrip())
+
+
+def _width(text: str) -> int:
+    # CJK characters take two terminal columns.
+    return sum(2 if ord(ch) > 0x2E7F else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from dispatcher.app import open_store
+    from dispatcher.store.ledger import Ledger
+
+    config = load(args)
+    if args.report_id is not None:
+        config.report(args.report_id)  # unknown id: a clear error, not an empty table
+    with open_store(config) as store:
+        assert store is not None
+        runs = Ledger(store).history(args.report_id, limit=max(args.limit, 1))
+        events = alert_events(store, runs)
+    if args.json:
+        rows = [_history_json(config, r, events) for r in runs]
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    if not runs:
+        print(f"report {args.report_id!r} has no runs yet" if args.report_id else "no runs yet")
+        return 0
+    table = [_history_row(config, r) | {"alert": events.get((r.report_id, r.fire_time), "")} for r in runs]
+    _print_table(table, ["fire_time", "report", "state", "trigger", *(["alert"] if events else []),
+                 "attempts", "rows", "bytes", "recipients", "error"])  # fmt: skip
+    return 0
+
+
+def _history_json(config: Config, run: Run, events: dict[tuple[str, datetime], str]) -> dict[str, Any]:
+    event = events.get((run.report_id, run.fire_time))
+    return (
+        run.to_dict() | {"fire_time": _in_zone(config, run).isoformat()} | ({"alert": event} if event else {})
+    )
+
+
+def _in_zone(config: Config, run: Run) -> datetime:
+    """A run's fire time in its report's zone (the config's, for a report no longer configured)."""
+    from dispatcher.schedule import to_zone
+
+    report = config.reports.get(run.report_id)
+    return run.fire_time.astimezone(to_zone(config.report_timezone(report) if report else config.timezone))
+
+
+def _history_row(config: Config, run: Run) -> dict[str, Any]:
+    error = " ".join((run.error or "").split())
+    return {
+        "fire_time": _in_zone(config, run).isoformat(),
+        "report": run.report_id,
+        "state": run.state,
+        "trigger": run.trigger,
+        "attempts": run.attempts,
+        "rows": "" if run.rows is None else run.rows,
+        "bytes": "" if run.msg_bytes is None else run.msg_bytes,
+        "recipients": "" if run.recipients is None else run.recipients,
+        "error": error[:80] + ("…" if len(error) > 80 else ""),
+    }

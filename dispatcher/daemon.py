@@ -24,7 +24,7 @@ from types import FrameType
 
 from dispatcher import clock, logs
 from dispatcher.app import App, default_owner, open_app
-from dispatcher.config import load_config
+from dispatcher.config_check import load_config
 from dispatcher.daemon_chores import Chores, changed_reports, enabled, timings
 from dispatcher.daemon_decide import Housekeep, LoopState, Wake, decide, start_state, with_reports
 from dispatcher.daemon_health import next_fires

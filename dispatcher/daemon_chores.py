@@ -14,7 +14,8 @@ from pathlib import Path
 
 from dispatcher import clock, logs
 from dispatcher.app import App
-from dispatcher.config import Config, Report, check_config
+from dispatcher.config import Config, Report
+from dispatcher.config_check import check_config
 from dispatcher.daemon_decide import Chore, Timing
 from dispatcher.daemon_health import alert_store_problem, next_fires, workers_problem
 from dispatcher.daemon_runs import Runs
@@ -111,7 +112,7 @@ class Chores:
             logs.event("ledger.pruned", rows=pruned, before=older)
 
     def retry_due(self) -> None:
-        from dispatcher.runner import give_up
+        from dispatcher.outcomes import give_up
 
         svc = self.app.services()
         for run in svc.ledger.due_retries():

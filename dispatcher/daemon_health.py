@@ -8,7 +8,7 @@ from datetime import datetime
 from dispatcher import logs
 from dispatcher.config import ALERT_GROUP, Config, Report
 from dispatcher.errors import DispatcherError
-from dispatcher.runner import Services
+from dispatcher.services import Services
 
 STORE_ALERT_TITLE = "调度器状态库不可用"
 

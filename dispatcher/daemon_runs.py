@@ -23,7 +23,9 @@ from typing import Any
 from dispatcher import catchup, clock, logs
 from dispatcher.config import Report
 from dispatcher.errors import StateError
-from dispatcher.runner import Services, execute, give_up
+from dispatcher.outcomes import give_up
+from dispatcher.runner import execute
+from dispatcher.services import Services
 from dispatcher.store.ledger import Run
 from dispatcher.watchdog import Attempt, WaitClock, run_bounded
 

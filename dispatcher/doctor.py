@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dispatcher import clock
-from dispatcher.config import ALERT_GROUP, Config, check_config
+from dispatcher.config import ALERT_GROUP, Config
+from dispatcher.config_check import check_config
 from dispatcher.dingtalk.errors import CREDENTIAL_ERRCODES
 from dispatcher.errors import DeliveryError, DispatcherError, Problem
 from dispatcher.words import plural

@@ -15,7 +15,7 @@ from dispatcher.errors import DispatcherError
 
 if TYPE_CHECKING:
     from dispatcher.parts import Part
-    from dispatcher.runner import Prepared
+    from dispatcher.prepare import Prepared
 
 
 def preview_parts(prepared: Prepared) -> list[Part]:

@@ -1,6 +1,6 @@
 """A run's chart and attachment: their queries, the PNG, the file, and the note when a file is too large.
 
-Part of preparing a run (runner.prepare): a function of the report and its fire time only, so a
+Part of preparing a run (prepare.prepare): a function of the report and its fire time only, so a
 retry rebuilds byte-identical files and reuses their cached media_ids.
 """
 

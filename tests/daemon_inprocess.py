@@ -19,7 +19,7 @@ import pytest
 
 from dispatcher import clock, logs
 from dispatcher.app import open_app
-from dispatcher.config import load_config
+from dispatcher.config_check import load_config
 from dispatcher.daemon import Daemon
 from dispatcher.health import HealthState, Metrics
 from dispatcher.sandbox import Sandbox

@@ -11,12 +11,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dispatcher.config import load_config
+from dispatcher.config_check import load_config
 from dispatcher.delivery import make_client
 from dispatcher.dingtalk.client import Credentials
 from dispatcher.health import Metrics
-from dispatcher.runner import Services, build_sources, execute
+from dispatcher.prepare import build_sources
+from dispatcher.runner import execute
 from dispatcher.sandbox import Sandbox
+from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.ledger import Ledger
 

@@ -15,12 +15,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dispatcher"
 
 
 LOW_LAYERS = {
-    "dispatcher.store": ("dispatcher.dingtalk", "dispatcher.render",
-                         "dispatcher.params", "dispatcher.runner", "dispatcher.daemon", "dispatcher.cli",
-                         "dispatcher.delivery", "dispatcher.sandbox"),
-    "dispatcher.dingtalk": ("dispatcher.store", "dispatcher.render",
-                            "dispatcher.params", "dispatcher.runner", "dispatcher.daemon", "dispatcher.cli",
-                            "dispatcher.config", "dispatcher.delivery"),
+    "dispatcher.store": ("dispatcher.dingtalk", "dispatcher.render", "dispatcher.params", "dispatcher.runner",
+                         "dispatcher.prepare", "dispatcher.outcomes", "dispatcher.services",
+                         "dispatcher.daemon", "dispatcher.cli", "dispatcher.delivery", "dispatcher.sandbox"),
+    "dispatcher.dingtalk": ("dispatcher.store", "dispatcher.render", "dispatcher.params", "dispatcher.runner",
+                            "dispatcher.prepare", "dispatcher.outcomes", "dispatcher.services",
+                            "dispatcher.daemon", "dispatcher.cli", "dispatcher.config",
+                            "dispatcher.delivery"),
     "dispatcher.redact": ("dispatcher.dingtalk", "dispatcher.store"),
     "dispatcher.logs": ("dispatcher.dingtalk", "dispatcher.store"),
 }  # fmt: skip

@@ -17,12 +17,14 @@ import pytest
 import yaml
 
 from dispatcher.cli import main
-from dispatcher.config import load_config
+from dispatcher.config_check import load_config
 from dispatcher.delivery import make_client
 from dispatcher.dingtalk.client import Credentials
 from dispatcher.health import Metrics
-from dispatcher.runner import Services, build_sources, execute
+from dispatcher.prepare import build_sources
+from dispatcher.runner import execute
 from dispatcher.sandbox import Sandbox, SandboxOptions
+from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.db import state_url as store_url
 from dispatcher.store.ledger import Ledger

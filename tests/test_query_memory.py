@@ -13,7 +13,7 @@ import pytest
 
 from bench.common import clean_env, dispatcher_cmd, run_child
 from dispatcher.cli import main
-from dispatcher.config import load_config
+from dispatcher.config_check import load_config
 from tests.conftest import run_cli, write
 
 PEAK_MB = 400  # pandas and the interpreter take ~150 MB; 10,000 capped rows take a few more

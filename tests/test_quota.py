@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from dispatcher import clock
 from dispatcher.cli import main
-from dispatcher.config import load_config
+from dispatcher.config_check import load_config
 from dispatcher.dingtalk.client import Credentials, DingTalkClient
 from dispatcher.dingtalk.message import markdown_msg
 from dispatcher.health import Metrics
@@ -214,7 +214,9 @@ def test_90020_fails_runs_without_retries_and_alerts_the_admins_once(
     project: Path, sandbox: Sandbox, store: StateStore
 ) -> None:
     from dispatcher.delivery import make_client
-    from dispatcher.runner import Services, build_sources, execute
+    from dispatcher.prepare import build_sources
+    from dispatcher.runner import execute
+    from dispatcher.services import Services
     from dispatcher.store.ledger import Ledger
 
     config = load_config(project / "reports.yaml", env={"TEST_DT_KEY": "k"})

@@ -17,14 +17,16 @@ import pytest
 import requests
 
 from dispatcher import clock
-from dispatcher.config import load_config
+from dispatcher.config_check import load_config
 from dispatcher.delivery import make_client, recipients_for
 from dispatcher.dingtalk.client import Credentials, DingTalkClient, Pacing
 from dispatcher.errors import DeliveryError
 from dispatcher.health import Metrics
 from dispatcher.parts import build_parts, deliver_parts
-from dispatcher.runner import Services, build_sources, execute, prepare
+from dispatcher.prepare import build_sources, prepare
+from dispatcher.runner import execute
 from dispatcher.sandbox import Sandbox, SandboxOptions
+from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.db import state_url as store_url
 from dispatcher.store.ledger import Ledger

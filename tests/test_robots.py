@@ -18,18 +18,20 @@ import pytest
 import requests
 
 from dispatcher.cli import main
-from dispatcher.config import load_config
+from dispatcher.config_check import load_config
 from dispatcher.delivery import make_client
 from dispatcher.dingtalk.client import Credentials
 from dispatcher.errors import DeliveryError
 from dispatcher.health import Metrics
+from dispatcher.prepare import build_sources
 from dispatcher.robot.client import Robot, RobotClient, RobotPacer
 from dispatcher.robot.deliver import RobotSender, robots_from
 from dispatcher.robot.message import Mentions, RobotMessage, msg_uuid, robot_body
 from dispatcher.robot.webhook import sign, signed_url
-from dispatcher.runner import Services, build_sources, execute
+from dispatcher.runner import execute
 from dispatcher.sandbox import Sandbox
 from dispatcher.sandbox.robots import RobotRoom
+from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.db import state_url as store_url
 from dispatcher.store.ledger import Ledger

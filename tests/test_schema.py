@@ -11,7 +11,7 @@ import yaml
 
 from dispatcher import config_schema
 from dispatcher.cli import main
-from dispatcher.config import check_config
+from dispatcher.config_check import check_config
 from dispatcher.config_docs import DESCRIPTIONS
 from tests.conftest import BASE_CONFIG, REPO
 

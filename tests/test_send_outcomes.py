@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from dispatcher.cli import main
-from dispatcher.config import load_config
+from dispatcher.config_check import load_config
 from dispatcher.delivery import credentials_from, make_client
 from dispatcher.health import Metrics
-from dispatcher.runner import Services, build_sources, execute, fire_time_at
+from dispatcher.prepare import build_sources, fire_time_at
+from dispatcher.runner import execute
 from dispatcher.sandbox import Sandbox
+from dispatcher.services import Services
 from dispatcher.store.db import StateStore, state_url
 from dispatcher.store.ledger import Ledger
 from dispatcher.store.userids import UseridCache

@@ -1,6 +1,6 @@
 """What `validate` checks about robots: the webhook's form, the robot names and the keyword.
 
-Called by the config checker (`dispatcher.config._Checker`) on the raw entries, so a problem shows
+Called by the config checker (`dispatcher.config_check._Checker`) on the raw entries, so a problem shows
 with file:line even when the entry has other faults. Never quotes a webhook: it holds a token.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from dispatcher.robot.webhook import webhook_problem
 
-# The config's checker (`dispatcher.config._Checker`): not imported, since config imports this module.
+# The config checker (`dispatcher.config_check._Checker`): not imported, as config_check imports this.
 _Checker = Any
 
 # Jinja's tags and expressions; what is left of a template is the text every message carries.

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class Prepared(Protocol):
-    """What a run prepared (`dispatcher.runner.Prepared`), as far as robots need it."""
+    """What a run prepared (`dispatcher.prepare.Prepared`), as far as robots need it."""
 
     @property
     def report(self) -> Report: ...

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import bigresult, clistart, fanout, receipts, report, rest, rush
+from bench import bigresult, clistart, fanout, many, receipts, report, rest, rush
 from bench.common import LATENCY, REPO, Outcome, Row
 
 
@@ -40,10 +40,30 @@ class Settings:
     rest_window: float  # seconds; the CPU target is per minute whatever the window
     cli_reps: int
     receipt_users: int = 1000
+    many_sizes: tuple[int, ...] = (500, 5000)
+    many_reps: int = 3
+    many_window: float = 60.0
 
 
 FULL = Settings("full", 1000, 200, 3, 300, 2, 3, 1_000_000, 5, 500, 60.0, 10)
-QUICK = Settings("quick", 100, 20, 1, 100, 1, 1, 600_000, 1, 500, 15.0, 3, 300)
+QUICK = Settings(
+    "quick",
+    100,
+    20,
+    1,
+    100,
+    1,
+    1,
+    600_000,
+    1,
+    500,
+    15.0,
+    3,
+    300,
+    many_sizes=(5000,),
+    many_reps=1,
+    many_window=10.0,
+)
 
 NOTES = {
     "full": [
@@ -69,6 +89,7 @@ def scenarios(s: Settings) -> dict[str, Callable[[], Outcome]]:
         "rest": lambda: rest.run(s.rest_reports, s.rest_window),
         "cli": lambda: clistart.run(s.cli_reps),
         "receipts": lambda: receipts.run(s.receipt_users),
+        "many": lambda: many.run(s.many_sizes, s.many_reps, s.many_window),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from pathlib import Path, PurePosixPath
@@ -464,6 +465,11 @@ class _Checker:
 
 def sample_macros() -> dict[str, str]:
     """Date macros for an arbitrary fire time: enough to check that expressions render."""
+    return dict(_sample_macros())
+
+
+@functools.lru_cache(maxsize=1)  # the same for every report: computed once, not 5,000 times
+def _sample_macros() -> dict[str, str]:
     from datetime import datetime
 
     from dispatcher.schedule import date_macros

@@ -37,7 +37,7 @@ def verdicts(rows: list[Row]) -> list[str]:
 
 def markdown(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
     rows = [r for o in outcomes for r in o.rows]
-    command = "python -m bench" + (" --quick" if meta["mode"] == "quick" else "")
+    command = "python -m bench" + {"quick": " --quick", "soak": " --soak"}.get(meta["mode"], "")
     head = (
         f"Benchmark ({meta['mode']} run, {meta['finished']}): sandbox latency {meta['latency_ms']} ms "
         f"per call, {meta['cpus']} CPUs, Python {meta['python']}. Times and memory are medians over the "

@@ -17,11 +17,11 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import bigresult, clistart, fanout, many, receipts, report, rest, rush
+from bench import bigresult, clistart, fanout, many, receipts, report, rest, rush, soak
 from bench.common import LATENCY, REPO, Outcome, Row
 
 
@@ -43,6 +43,8 @@ class Settings:
     many_sizes: tuple[int, ...] = (500, 5000)
     many_reps: int = 3
     many_window: float = 60.0
+    soak_seconds: float = 60.0
+    soak_pause: float = 10.0  # SIGSTOP; 30 s in the hour-long soak
 
 
 FULL = Settings("full", 1000, 200, 3, 300, 2, 3, 1_000_000, 5, 500, 60.0, 10)
@@ -65,6 +67,8 @@ QUICK = Settings(
     many_window=10.0,
 )
 
+SOAK = replace(FULL, mode="soak", soak_seconds=3600.0, soak_pause=30.0)
+
 NOTES = {
     "full": [
         "Fan-out: the typical script (bench/baseline.py) fetches a token per message, looks every mobile "
@@ -72,6 +76,11 @@ NOTES = {
         "first. The dispatcher's wall time includes reading receipts, which the script does not do.",
         "Rush hour: both per-minute recipient limits (sandbox and dispatcher) are 2× DingTalk's 5,000 so the "
         "run takes about a minute; the recipients still exceed one minute's allowance, so the limit binds.",
+    ],
+    "soak": [
+        "The hour-long soak of scenario 10 alone (python -m bench --soak): three replicas on one PostgreSQL "
+        "state database, one killed with SIGKILL at a random moment and restarted 60 s later, another "
+        "stopped with SIGSTOP for 30 s.",
     ],
     "quick": [
         "Quick run: fan-out to 100 userids + 20 mobiles (full: 1,000 + 200); rush hour with 100 reports, "
@@ -90,6 +99,7 @@ def scenarios(s: Settings) -> dict[str, Callable[[], Outcome]]:
         "cli": lambda: clistart.run(s.cli_reps),
         "receipts": lambda: receipts.run(s.receipt_users),
         "many": lambda: many.run(s.many_sizes, s.many_reps, s.many_window),
+        "soak": lambda: soak.run(s.soak_seconds, s.soak_pause),
     }
 
 
@@ -102,9 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="exit 1 when a gating target fails (CI runs it so)"
     )
+    parser.add_argument(
+        "--soak", action="store_true", help="only the hour-long soak of three replicas (scenario 10)"
+    )
     parser.add_argument("--only", nargs="+", choices=list(scenarios(QUICK)), help="run only these scenarios")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
+    if args.soak:
+        settings, args.only = SOAK, ["soak"]
     started = time.monotonic()
     outcomes = [
         _run_one(name, work) for name, work in scenarios(settings).items() if name in (args.only or [name])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import random
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,19 +124,26 @@ def seed_ledger(config_path: Path, state_url: str, env: dict[str, str]) -> int:
     insert of the same rows is quicker. Without these rows a first start catches up every report
     whose last fire time is within its grace.
     """
-    from dispatcher import clock
     from dispatcher.config import load_config
     from dispatcher.runner import fire_time_at, now_in
+
+    config = load_config(config_path, env=env)
+    fires = [(r.id, fire_time_at(config, r, now_in(config))) for r in config.reports.values()]
+    return seed_runs(state_url, fires)
+
+
+def seed_runs(state_url: str, fires: list[tuple[str, datetime]]) -> int:
+    """A sent ledger row for each (report, fire time), in one transaction."""
+    from dispatcher import clock
     from dispatcher.store.db import StateStore
     from dispatcher.store.schema import runs, utc
 
-    config = load_config(config_path, env=env)
     store = StateStore(state_url)
     now = clock.now()
     rows = [
         {
-            "report_id": r.id,
-            "fire_time": utc(fire_time_at(config, r, now_in(config))).replace(microsecond=0),
+            "report_id": report_id,
+            "fire_time": utc(fire).replace(microsecond=0),
             "state": "sent",
             "attempts": 1,
             "started_at": now,
@@ -146,7 +154,7 @@ def seed_ledger(config_path: Path, state_url: str, env: dict[str, str]) -> int:
             "task_ids": "[]",
             "receipts": "{}",
         }
-        for r in config.reports.values()
+        for report_id, fire in fires
     ]
     try:
         with store.begin() as conn:

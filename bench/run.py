@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import bigresult, clistart, fanout, many, receipts, report, rest, rush, soak
+from bench import bigresult, budget, burst, clistart, fanout, many, receipts, report, rest, rush, soak
 from bench.common import LATENCY, REPO, Outcome, Row
 
 
@@ -43,6 +43,10 @@ class Settings:
     many_sizes: tuple[int, ...] = (500, 5000)
     many_reps: int = 3
     many_window: float = 60.0
+    burst_reports: int = 1000
+    burst_factor: int = 1  # the per-minute recipient limit is 5000 × this
+    budget_every: int = 10  # the simulated week runs the shipped reports and every Nth generated one
+    budget_days: int = 7
     soak_seconds: float = 60.0
     soak_pause: float = 10.0  # SIGSTOP; 30 s in the hour-long soak
 
@@ -65,6 +69,10 @@ QUICK = Settings(
     many_sizes=(5000,),
     many_reps=1,
     many_window=10.0,
+    burst_reports=100,
+    burst_factor=20,
+    budget_every=250,
+    budget_days=2,
 )
 
 SOAK = replace(FULL, mode="soak", soak_seconds=3600.0, soak_pause=30.0)
@@ -99,6 +107,8 @@ def scenarios(s: Settings) -> dict[str, Callable[[], Outcome]]:
         "cli": lambda: clistart.run(s.cli_reps),
         "receipts": lambda: receipts.run(s.receipt_users),
         "many": lambda: many.run(s.many_sizes, s.many_reps, s.many_window),
+        "burst": lambda: burst.run(s.burst_reports, s.burst_factor, quick=s.mode == "quick"),
+        "budget": lambda: budget.run(5000, s.budget_every, s.budget_days),
         "soak": lambda: soak.run(s.soak_seconds, s.soak_pause),
     }
 

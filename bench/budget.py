@@ -16,12 +16,13 @@ report's last fire time, as a daemon that was running has it. `monthly_quota: 0`
 alert, itself a call, out of the count. Receipt timing is compressed as well: `receipt_wait` is 50 ms and
 the sandbox's tasks finish 0.5 s after the send, so `full` polls progress twice before it reads
 the result, as it does against DingTalk, whose tasks are rarely finished at the first poll. The quick run
-simulates 2 days with the shipped reports and every 250th generated one.
+simulates 1 day with the shipped reports and every 250th generated one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -46,7 +47,7 @@ from bench.common import (
     run_child,
     seconds,
 )
-from bench.generate import build, seed_ledger
+from bench.generate import LOADER, build, dump, seed_ledger
 from bench.receipts import COUNTED
 from dispatcher.sandbox import Sandbox, SandboxOptions
 
@@ -65,7 +66,7 @@ def combined(generated: Path, every: int = 1) -> Path:
 
     folder = generated.parent
     shipped = yaml.safe_load((REPO / "reports.yaml").read_text(encoding="utf-8"))
-    extra = yaml.safe_load(generated.read_text(encoding="utf-8"))
+    extra = yaml.load(generated.read_text(encoding="utf-8"), Loader=LOADER)
     if not (folder / "queries").exists():
         shutil.copytree(REPO / "queries", folder / "queries")
     ensure_demo_sqlite(folder / DEMO_FILENAME, WEEK_START.date())
@@ -75,16 +76,16 @@ def combined(generated: Path, every: int = 1) -> Path:
     picked = {rid: r for n, (rid, r) in enumerate(extra["reports"].items()) if n % every == 0}
     config["reports"] = {**shipped["reports"], **picked}
     path = folder / f"combined-{every}.yaml"
-    text = yaml.safe_dump(config, allow_unicode=True, sort_keys=False, default_flow_style=None, width=200)
+    text = dump(config)
     path.write_text(text, encoding="utf-8")
     return path
 
 
 def with_mode(path: Path, mode: str, **dingtalk: Any) -> Path:
-    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config = yaml.load(path.read_text(encoding="utf-8"), Loader=LOADER)
     config["dingtalk"] = {**config["dingtalk"], "receipts": mode, **dingtalk}
     out = path.with_name(f"{path.stem}-{mode}.yaml")
-    text = yaml.safe_dump(config, allow_unicode=True, sort_keys=False, default_flow_style=None, width=200)
+    text = dump(config)
     out.write_text(text, encoding="utf-8")
     return out
 
@@ -173,6 +174,8 @@ def _simulate(config_path: Path, state_url: str, end: datetime) -> dict[str, int
     fake = [WEEK_START]
     real_now = clock.now
     clock.now = lambda: fake[0]
+    quiet = logging.getLogger("dispatcher")
+    level, quiet.level = quiet.level, logging.ERROR  # "task still sending" warnings, by design here
     try:
         seed_ledger(config_path, state_url, dict(os.environ))
         with open_app(load_config(config_path), metrics=Metrics(), owner="bench-week") as app:
@@ -191,6 +194,7 @@ def _simulate(config_path: Path, state_url: str, end: datetime) -> dict[str, int
                     states[r.state] = states.get(r.state, 0) + 1
     finally:
         clock.now = real_now
+        quiet.setLevel(level)
     return states
 
 

@@ -31,6 +31,17 @@ CRON_WEIGHTS = (30, 20, 5, 15, 15, 5, 2)
 EVERY = ("1h", "2h", "6h", "12h", "1d")  # aligned to local midnight: they fire at minute 0
 
 
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def dump(config: dict[str, Any]) -> str:
+    """Lists of scalars in flow style, as people write them: the block style would pass the 2 MB limit."""
+    return yaml.dump(
+        config, Dumper=DUMPER, allow_unicode=True, sort_keys=False, default_flow_style=None, width=200
+    )
+
+
 @dataclass(frozen=True)
 class Generated:
     path: Path
@@ -88,9 +99,7 @@ def build(
         "reports": entries,
     }
     path = folder / "reports.yaml"
-    # Lists of scalars in flow style, as people write them: the block style would pass the 2 MB limit.
-    text = yaml.safe_dump(config, allow_unicode=True, sort_keys=False, default_flow_style=None, width=200)
-    path.write_text(text, encoding="utf-8")
+    path.write_text(dump(config), encoding="utf-8")
     return Generated(path, reports, GROUPS, len(servers or []))
 
 

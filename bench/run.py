@@ -72,7 +72,7 @@ QUICK = Settings(
     burst_reports=100,
     burst_factor=20,
     budget_every=250,
-    budget_days=2,
+    budget_days=1,
 )
 
 SOAK = replace(FULL, mode="soak", soak_seconds=3600.0, soak_pause=30.0)

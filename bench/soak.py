@@ -318,7 +318,11 @@ def _compare(
     group = {f"s{i:02d}": load.group(i) for i in range(REPORTS)}
     sandbox_gaps = sorted(k for k in expected if set(delivered.get(k, {})) != group[k[0]])
     in_window = [r for r in rows if (r["report_id"], r["fire_time"]) in expected]
-    lags = sorted((r["started_at"] - r["fire_time"]).total_seconds() for r in in_window if r["attempts"] == 1)
+    lags = sorted(_lag(r) for r in in_window if r["attempts"] == 1)
+    disrupted = min((datetime.fromisoformat(at) for at, _ in data["events"]), default=None)
+    steady = sorted(
+        _lag(r) for r in in_window if r["attempts"] == 1 and (disrupted is None or r["fire_time"] < disrupted)
+    )
     slow = sorted(
         (
             r
@@ -346,6 +350,12 @@ def _compare(
         "throttled_90018": sum(1 for c in calls if c["errcode"] == 90018),
         "calls": len(calls),
         "claim_lag": {"p50": _pct(lags, 50), "p99": _pct(lags, 99), "max": lags[-1] if lags else None},
+        "claim_lag_steady": {
+            "p50": _pct(steady, 50),
+            "p99": _pct(steady, 99),
+            "max": steady[-1] if steady else None,
+            "n": len(steady),
+        },
     }
 
 
@@ -407,7 +417,7 @@ def _slope(samples: list[tuple[float, float, int]], warm_after: float) -> float 
 
 def _outcome(data: dict[str, Any], duration: float, pause: float, load: Load) -> Outcome:
     out = Outcome(NAME, data=data)
-    lag = data["claim_lag"]
+    lag, steady = data["claim_lag"], data["claim_lag_steady"]
     slopes = {k: v for k, v in data["rss_slopes"].items() if v is not None}
     slope_text = ", ".join(f"{k} {v:+.2f}" for k, v in sorted(slopes.items())) or "too few samples"
     every = f"{REPORTS} reports × {load.people} people every {load.period} s"
@@ -445,12 +455,25 @@ def _outcome(data: dict[str, Any], duration: float, pause: float, load: Load) ->
         ),
         Row(
             NAME,
-            "claim lag (ledger claim − fire time) p50 / p99 / max",
+            f"claim lag (ledger claim − fire time) p50 / p99 / max, three replicas up ({steady['n']} claims "
+            "before the first signal)",
+            f"{_s(steady['p50'])} / {_s(steady['p99'])} / {_s(steady['max'])}",
+            "",
+            "",
+            f"p99 < {CLAIM_LAG_P99:g} s",
+            steady["p99"] is not None and steady["p99"] < CLAIM_LAG_P99,
+        ),
+        Row(
+            NAME,
+            "claim lag over the whole window, kill and stop included (reported, never fails --check): a "
+            "report's next claim waits for its previous run, which waits for pacing while a third of "
+            "the allowance is gone",
             f"{_s(lag['p50'])} / {_s(lag['p99'])} / {_s(lag['max'])}",
             "",
             "",
             f"p99 < {CLAIM_LAG_P99:g} s",
             lag["p99"] is not None and lag["p99"] < CLAIM_LAG_P99,
+            gates=False,
         ),
     ]
     if duration > 120:

@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "mode": settings.mode,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _commit(),
         "seconds": round(time.monotonic() - started, 1),
         "latency_ms": round(LATENCY * 1000),
         "cpus": os.cpu_count(),
@@ -149,9 +150,26 @@ def main(argv: list[str] | None = None) -> int:
     print(report.markdown(outcomes, meta))
     print("\n".join(report.verdicts(rows)))
     if settings.mode == "full" and not args.only:
-        (REPO / "bench" / "RESULTS.md").write_text(report.markdown(outcomes, meta), encoding="utf-8")
+        results = REPO / "bench" / "RESULTS.md"
+        results.write_text(report.with_soak(report.markdown(outcomes, meta), results), encoding="utf-8")
+    if settings.mode == "soak":
+        results = REPO / "bench" / "RESULTS.md"
+        results.write_text(report.soak_section(results, report.markdown(outcomes, meta)), encoding="utf-8")
     print(f"\n{report.summary(rows)}; wrote {json_path} and {md_path} in {meta['seconds']:.0f} s")
     return exit_code(rows, args.check)
+
+
+def _commit() -> str:
+    """The checked-out commit, for the record (RESULTS.md); "" outside a git checkout."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        )
+    except OSError:
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def exit_code(rows: list[Row], check: bool) -> int:

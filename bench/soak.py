@@ -199,7 +199,9 @@ def _drive(
     between = duration <= 120  # the quick run kills between runs: see _holds_no_claim
     while time.time() < began + duration:
         now = time.time()
-        quiet = kill_at <= now and between and _holds_no_claim(killed, state_url)
+        # Mid-period (its runs of the last fire time done, the next not yet due) and no claim held.
+        mid = 6 <= now % load.period <= load.period - 3
+        quiet = kill_at <= now and between and mid and _holds_no_claim(killed, state_url)
         if kill_at <= now and not any(e[1].startswith("kill") for e in events) and (quiet or not between):
             assert killed.proc is not None
             killed.proc.kill()

@@ -172,3 +172,14 @@ def test_many_reports_growth_worse_than_linear_fails() -> None:
     assert (
         by_figure(worse, "growth 500 -> 5,000 reports, worst of the four wall times above").verdict == "FAIL"
     )
+
+
+def test_a_full_run_keeps_the_hour_long_soak_section_and_a_soak_run_replaces_it(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("old table\n", encoding="utf-8")
+    results.write_text(report.soak_section(results, "soak 1\n"), encoding="utf-8")
+    results.write_text(report.soak_section(results, "soak 2\n"), encoding="utf-8")
+    text = report.with_soak("new table\n", results)
+
+    assert text.startswith("new table\n") and "old table" not in text
+    assert text.count(report.SOAK_HEADING) == 1 and text.endswith("soak 2\n")

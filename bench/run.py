@@ -45,7 +45,7 @@ class Settings:
     many_window: float = 60.0
     burst_reports: int = 1000
     burst_factor: int = 1  # the per-minute recipient limit is 5000 × this
-    budget_every: int = 10  # the simulated week runs the shipped reports and every Nth generated one
+    budget_every: int = 50  # the simulated week runs the shipped reports and every Nth generated one
     budget_days: int = 7
     soak_seconds: float = 60.0
     soak_pause: float = 10.0  # SIGSTOP; 30 s in the hour-long soak

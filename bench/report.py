@@ -37,9 +37,11 @@ def verdicts(rows: list[Row]) -> list[str]:
 
 def markdown(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
     rows = [r for o in outcomes for r in o.rows]
-    command = "python -m bench" + (" --quick" if meta["mode"] == "quick" else "")
+    command = "python -m bench" + {"quick": " --quick", "soak": " --soak"}.get(meta["mode"], "")
     head = (
-        f"Benchmark ({meta['mode']} run, {meta['finished']}): sandbox latency {meta['latency_ms']} ms "
+        f"Benchmark ({meta['mode']} run, {meta['finished']}"
+        + (f", commit {meta['commit']}" if meta.get("commit") else "")
+        + f"): sandbox latency {meta['latency_ms']} ms "
         f"per call, {meta['cpus']} CPUs, Python {meta['python']}. Times and memory are medians over the "
         f"repetitions; call counts are the worst repetition. Reproduce with `{command}`."
     )
@@ -72,3 +74,18 @@ def _row_dict(row: Row) -> dict[str, Any]:
         "passed": row.passed,
         "gates": row.gates,
     }
+
+
+SOAK_HEADING = "\n## The hour-long soak (scenario 10)\n"
+
+
+def with_soak(full: str, results: Path) -> str:
+    """A full run's table, keeping the hour-long soak's section `python -m bench --soak` wrote."""
+    old = results.read_text(encoding="utf-8") if results.exists() else ""
+    return full + (old[old.index(SOAK_HEADING) :] if SOAK_HEADING in old else "")
+
+
+def soak_section(results: Path, soak: str) -> str:
+    """RESULTS.md with its soak section replaced by this run's."""
+    old = results.read_text(encoding="utf-8") if results.exists() else ""
+    return old.split(SOAK_HEADING)[0].rstrip("\n") + "\n" + SOAK_HEADING + "\n" + soak

@@ -17,11 +17,24 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import bigresult, clistart, fanout, receipts, report, rest, rush, splitfanout
+from bench import (
+    bigresult,
+    budget,
+    burst,
+    clistart,
+    fanout,
+    many,
+    receipts,
+    report,
+    rest,
+    rush,
+    soak,
+    splitfanout,
+)
 from bench.common import LATENCY, REPO, Outcome, Row
 
 
@@ -41,10 +54,43 @@ class Settings:
     cli_reps: int
     receipt_users: int = 1000
     split_recipients: int = 1000  # the split fan-out's slices, over 5 distinct contents
+    many_sizes: tuple[int, ...] = (500, 5000)
+    many_reps: int = 3
+    many_window: float = 60.0
+    burst_reports: int = 1000
+    burst_factor: int = 1  # the per-minute recipient limit is 5000 × this
+    budget_every: int = 50  # the simulated week runs the shipped reports and every Nth generated one
+    budget_days: int = 7
+    soak_seconds: float = 60.0
+    soak_pause: float = 10.0  # SIGSTOP; 30 s in the hour-long soak
 
 
 FULL = Settings("full", 1000, 200, 3, 300, 2, 3, 1_000_000, 5, 500, 60.0, 10)
-QUICK = Settings("quick", 100, 20, 1, 100, 1, 1, 600_000, 1, 500, 15.0, 3, 300, split_recipients=300)
+QUICK = Settings(
+    "quick",
+    100,
+    20,
+    1,
+    100,
+    1,
+    1,
+    600_000,
+    1,
+    500,
+    15.0,
+    3,
+    300,
+    split_recipients=300,
+    many_sizes=(5000,),
+    many_reps=1,
+    many_window=10.0,
+    burst_reports=100,
+    burst_factor=20,
+    budget_every=250,
+    budget_days=1,
+)
+
+SOAK = replace(FULL, mode="soak", soak_seconds=3600.0, soak_pause=30.0)
 
 NOTES = {
     "full": [
@@ -53,6 +99,11 @@ NOTES = {
         "first. The dispatcher's wall time includes reading receipts, which the script does not do.",
         "Rush hour: both per-minute recipient limits (sandbox and dispatcher) are 2× DingTalk's 5,000 so the "
         "run takes about a minute; the recipients still exceed one minute's allowance, so the limit binds.",
+    ],
+    "soak": [
+        "The hour-long soak of scenario 10 alone (python -m bench --soak): three replicas on one PostgreSQL "
+        "state database, one killed with SIGKILL at a random moment and restarted 60 s later, another "
+        "stopped with SIGSTOP for 30 s.",
     ],
     "quick": [
         "Quick run: fan-out to 100 userids + 20 mobiles (full: 1,000 + 200); rush hour with 100 reports, "
@@ -71,6 +122,10 @@ def scenarios(s: Settings) -> dict[str, Callable[[], Outcome]]:
         "rest": lambda: rest.run(s.rest_reports, s.rest_window),
         "cli": lambda: clistart.run(s.cli_reps),
         "receipts": lambda: receipts.run(s.receipt_users),
+        "many": lambda: many.run(s.many_sizes, s.many_reps, s.many_window),
+        "burst": lambda: burst.run(s.burst_reports, s.burst_factor, quick=s.mode == "quick"),
+        "budget": lambda: budget.run(5000, s.budget_every, s.budget_days),
+        "soak": lambda: soak.run(s.soak_seconds, s.soak_pause),
     }
 
 
@@ -83,9 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="exit 1 when a gating target fails (CI runs it so)"
     )
+    parser.add_argument(
+        "--soak", action="store_true", help="only the hour-long soak of three replicas (scenario 10)"
+    )
     parser.add_argument("--only", nargs="+", choices=list(scenarios(QUICK)), help="run only these scenarios")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
+    if args.soak:
+        settings, args.only = SOAK, ["soak"]
     started = time.monotonic()
     outcomes = [
         _run_one(name, work) for name, work in scenarios(settings).items() if name in (args.only or [name])
@@ -93,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "mode": settings.mode,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _commit(),
         "seconds": round(time.monotonic() - started, 1),
         "latency_ms": round(LATENCY * 1000),
         "cpus": os.cpu_count(),
@@ -105,9 +166,26 @@ def main(argv: list[str] | None = None) -> int:
     print(report.markdown(outcomes, meta))
     print("\n".join(report.verdicts(rows)))
     if settings.mode == "full" and not args.only:
-        (REPO / "bench" / "RESULTS.md").write_text(report.markdown(outcomes, meta), encoding="utf-8")
+        results = REPO / "bench" / "RESULTS.md"
+        results.write_text(report.with_soak(report.markdown(outcomes, meta), results), encoding="utf-8")
+    if settings.mode == "soak":
+        results = REPO / "bench" / "RESULTS.md"
+        results.write_text(report.soak_section(results, report.markdown(outcomes, meta)), encoding="utf-8")
     print(f"\n{report.summary(rows)}; wrote {json_path} and {md_path} in {meta['seconds']:.0f} s")
     return exit_code(rows, args.check)
+
+
+def _commit() -> str:
+    """The checked-out commit, for the record (RESULTS.md); "" outside a git checkout."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        )
+    except OSError:
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def exit_code(rows: list[Row], check: bool) -> int:

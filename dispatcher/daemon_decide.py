@@ -89,10 +89,17 @@ def with_reports(state: LoopState, timings: dict[str, Timing], wake: set[str], n
 def decide(state: LoopState, now: datetime) -> Decision:
     """The actions due at `now`, the state after them, and how long to sleep."""
     actions: list[Action] = []
-    next_fire = dict(state.next_fire)
-    for rid, fire in sorted(state.next_fire.items(), key=lambda item: item[1]):
-        if fire > now:
-            continue
+    # Most passes have nothing due. Sorting all 5,000 reports' fire times every second was most of
+    # an idle daemon's CPU (bench scenario 7), and so is comparing each with `now`: fire times in a
+    # report's zone against UTC cost a utcoffset() each. Their minimum (one zone, cheap) is enough.
+    soonest = min(state.next_fire.values(), default=None)
+    fired = (
+        []
+        if soonest is None or soonest > now
+        else sorted((fire, rid) for rid, fire in state.next_fire.items() if fire <= now)
+    )
+    next_fire = dict(state.next_fire) if fired else state.next_fire
+    for _, rid in fired:
         if rid not in state.busy:  # a busy report's wake-up catches this fire time up later
             actions.append(Wake(rid))
         timing = state.timings[rid]

@@ -77,3 +77,109 @@ def test_window_maximum_counts_only_events_less_than_a_window_apart() -> None:
     assert max_in_window(events, 1.0) == 11  # 0.5, 1.0 and 1.2; the one at 0.0 is a full second before 1.0
     assert max_in_window(events, 60.0) == 18
     assert max_in_window([], 1.0) == 0
+
+
+# -- issue 14's scenarios: their pure parts --
+
+
+def test_the_generated_5000_report_config_stays_under_the_config_size_limit(tmp_path: Path) -> None:
+    from bench.generate import GROUPS, SOURCES, build
+    from dispatcher.config import load_config
+    from dispatcher.yamlfile import MAX_FILE_BYTES
+
+    made = build(tmp_path, 5000, minute=17)
+    config = load_config(made.path, env={"DINGTALK_APP_KEY": "k", "DINGTALK_APP_SECRET": "s",
+                                         "DINGTALK_AGENT_ID": "1"})  # fmt: skip
+
+    assert made.path.stat().st_size < MAX_FILE_BYTES
+    assert (len(config.reports), len(config.sources), len(config.recipients)) == (5000, SOURCES, GROUPS)
+    kinds = {"cron" if isinstance(r.schedule, str) else "every" for r in config.reports.values()}
+    assert kinds == {"cron", "every"}
+    assert all(r.schedule.startswith("17 ") for r in config.reports.values() if isinstance(r.schedule, str))
+
+
+def test_rss_slope_is_per_ten_minutes_after_warm_up_and_ignores_an_earlier_incarnation() -> None:
+    from bench.soak import _slope
+
+    flat = [(t, 100.0, 1) for t in range(0, 3600, 10)]
+    growing = [(t, 100.0 + t / 600, 2) for t in range(0, 3600, 10)]  # 1 MB per 10 minutes
+
+    assert _slope(flat, warm_after=600) == 0
+    assert abs((_slope(flat[:10] + growing, warm_after=600) or 0) - 1.0) < 1e-9
+    assert _slope(growing[:2], warm_after=0) is None  # too few samples to judge
+
+
+def test_the_soak_expects_every_report_at_every_fire_time_of_the_window() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bench.soak import QUICK_LOAD, REPORTS, _expected
+
+    first = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
+    expected = _expected({"first_fire": first, "last_fire": first + timedelta(seconds=60)}, QUICK_LOAD)
+
+    assert len(expected) == REPORTS * 5  # 15 s apart: 0, 15, 30, 45 and 60 s
+    assert ("s00", first + timedelta(seconds=45)) in expected
+
+
+def test_burst_lag_percentiles_and_an_empty_burst() -> None:
+    from bench.burst import _dist
+
+    lags = [0.1 * i for i in range(1, 101)]
+    assert _dist(lags) == {"p50": lags[50], "p99": lags[98], "max": lags[-1], "n": 100}
+    assert _dist([])["p99"] is None
+
+
+def test_the_budget_check_fails_a_forecast_more_than_five_percent_off() -> None:
+    from bench.budget import MODES, _outcome
+
+    monthly = {m: {"forecast": 1000, "reports": 5003, "seconds": 1.0} for m in MODES}
+    week = {
+        m: {"predicted": 1000, "counted": 1000, "by_endpoint": {}, "reports": 23, "runs": {}} for m in MODES
+    }
+    week["full"]["counted"] = 940  # 6% under the forecast
+    rows = _outcome(5000, 250, 7, monthly, week).rows
+
+    verdicts = [r.verdict for r in rows if r.passed is not None]
+    assert verdicts == ["PASS", "PASS", "FAIL"]
+    assert exit_code(rows, check=True) == 1
+
+
+def test_many_reports_growth_worse_than_linear_fails() -> None:
+    from bench.many import _outcome
+
+    def sample(reports: int, seconds_: float) -> dict[str, object]:
+        times = {"validate": [seconds_], "list": [seconds_], "scheduled": seconds_, "reload": seconds_}
+        cpu = {"validate_cpu": [seconds_], "list_cpu": [seconds_], "startup_cpu_seconds": 1.0}
+        rest = {
+            "peak_rss_mb": 100.0,
+            "cpu_per_minute": 0.1,
+            "window_seconds": 60.0,
+            "reload_step_seconds": 0.1,
+        }
+        return (
+            times
+            | cpu
+            | rest
+            | {"next_fires_moved": 0, "runs_started": 0, "api_calls": 0, "reports": reports}
+        )
+
+    linear = _outcome({500: sample(500, 0.2), 5000: sample(5000, 1.0)}).rows
+    worse = _outcome({500: sample(500, 0.1), 5000: sample(5000, 1.2)}).rows  # 12× for 10× reports
+
+    assert (
+        by_figure(linear, "growth 500 -> 5,000 reports, worst of the four wall times above").verdict == "PASS"
+    )
+    assert (
+        by_figure(worse, "growth 500 -> 5,000 reports, worst of the four wall times above").verdict == "FAIL"
+    )
+
+
+def test_a_full_run_keeps_the_hour_long_soak_section_and_a_soak_run_replaces_it(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("old table\n", encoding="utf-8")
+    results.write_text(report.soak_section(results, "soak 1\n"), encoding="utf-8")
+    results.write_text(report.soak_section(results, "soak 2\n"), encoding="utf-8")
+    text = report.with_soak("new table\n", results)
+
+    assert text.startswith("new table\n") and "old table" not in text
+    assert text.count(report.SOAK_HEADING) == 1 and text.endswith("soak 2\n")

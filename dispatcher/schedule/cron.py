@@ -135,6 +135,7 @@ class CronSchedule:
         return float(max(60, nominal - _MAX_CLOCK_CHANGE))
 
 
+@functools.lru_cache(maxsize=1024)  # 5,000 reports share a handful of expressions
 def parse_cron(expression: str) -> CronSchedule:
     """Parse a 5-field crontab expression or one of the @-macros (@daily, @hourly, ...)."""
     text = " ".join(expression.split()).lower()

@@ -114,11 +114,12 @@ def _cli_forecast(config: Path, folder: Path) -> dict[str, Any]:
 
 
 def _week(config: Path, folder: Path, mode: str, days: int) -> dict[str, Any]:
-    from dispatcher.config import load_config
+    from dispatcher.config_check import load_config
     from dispatcher.quota import forecast
     from dispatcher.schedule import to_zone
     from dispatcher.store.apicalls import ApiCounter
     from dispatcher.store.db import StateStore
+    from dispatcher.store.ledger import Ledger
 
     state_url = f"sqlite:///{folder / f'week-{mode}.db'}"
     end = WEEK_START + timedelta(days=days)
@@ -127,12 +128,13 @@ def _week(config: Path, folder: Path, mode: str, days: int) -> dict[str, Any]:
     started = time.monotonic()
     with Sandbox(options, port=0) as sb, _environment(sb.url, state_url):
         cfg = load_config(config)
-        store = StateStore(state_url)
-        counter = ApiCounter(store, to_zone(cfg.timezone), 0)
-        at_start, at_end = forecast(cfg, counter, WEEK_START), forecast(cfg, counter, end)
-        store.close()
         runs = _simulate(config, state_url, end)
         calls = sb.calls()
+        # After the week, so that a split_by report's cost per run is its last run's slice count.
+        store = StateStore(state_url)
+        counter, last = ApiCounter(store, to_zone(cfg.timezone), 0), Ledger(store).last_runs()
+        at_start, at_end = forecast(cfg, counter, WEEK_START, last), forecast(cfg, counter, end, last)
+        store.close()
     left = {c.id: c for c in at_end.reports}
     predicted = sum((c.runs_left - left[c.id].runs_left) * c.calls_per_run for c in at_start.reports)
     counted = count_calls(calls, COUNTED)
@@ -165,7 +167,7 @@ def _simulate(config_path: Path, state_url: str, end: datetime) -> dict[str, int
     """Run the daemon from WEEK_START to `end`, jumping from one due fire time to the next."""
     from dispatcher import clock
     from dispatcher.app import open_app
-    from dispatcher.config import load_config
+    from dispatcher.config_check import load_config
     from dispatcher.daemon import Daemon
     from dispatcher.dingtalk.pacing import Pacer, Pacing
     from dispatcher.health import HealthState, Metrics

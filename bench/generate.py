@@ -133,8 +133,8 @@ def seed_ledger(config_path: Path, state_url: str, env: dict[str, str]) -> int:
     insert of the same rows is quicker. Without these rows a first start catches up every report
     whose last fire time is within its grace.
     """
-    from dispatcher.config import load_config
-    from dispatcher.runner import fire_time_at, now_in
+    from dispatcher.config_check import load_config
+    from dispatcher.prepare import fire_time_at, now_in
 
     config = load_config(config_path, env=env)
     fires = [(r.id, fire_time_at(config, r, now_in(config))) for r in config.reports.values()]

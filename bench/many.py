@@ -110,7 +110,7 @@ def _measure(made: Generated, reps: int, window: float) -> dict[str, Any]:
 
 def _wait_for_quiet(config: Path, needed: float) -> None:
     """Wait until no report fires in the next `needed` seconds (the intervals fire on the hour)."""
-    from dispatcher.config import load_config
+    from dispatcher.config_check import load_config
 
     cfg = load_config(
         config, env={"DINGTALK_APP_KEY": "k", "DINGTALK_APP_SECRET": "s", "DINGTALK_AGENT_ID": "1"}
@@ -166,7 +166,7 @@ def _reload_keeps_next_fires(config: Path, state_url: str) -> dict[str, Any]:
     bookkeeping runs, which is what decides the next fire times.
     """
     from dispatcher.app import open_app
-    from dispatcher.config import load_config
+    from dispatcher.config_check import load_config
     from dispatcher.daemon import Daemon
     from dispatcher.health import HealthState, Metrics
 

@@ -79,7 +79,10 @@ def cmd_quota(args: argparse.Namespace) -> int:
     config = load(args)
     with open_store(config) as store:
         assert store is not None
-        result = forecast(config, ApiCounter(store, to_zone(config.timezone), config.dingtalk.monthly_quota))
+        from dispatcher.store.ledger import Ledger
+
+        counter = ApiCounter(store, to_zone(config.timezone), config.dingtalk.monthly_quota)
+        result = forecast(config, counter, last_runs=Ledger(store).last_runs())
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json else forecast_text(result))
     return 0
 

@@ -263,7 +263,11 @@ def _quota_check(config: Config) -> Check:
     quota = config.dingtalk.monthly_quota
     with open_store(config) as store:
         assert store is not None
-        f = forecast(config, ApiCounter(store, to_zone(config.timezone), quota))
+        from dispatcher.store.ledger import Ledger
+
+        f = forecast(
+            config, ApiCounter(store, to_zone(config.timezone), quota), last_runs=Ledger(store).last_runs()
+        )
     detail = f"{f.month}: {plural(f.used_total, 'call')} used, {f.forecast:,} forecast by the month's end"
     if not quota:
         return Check("monthly quota", "OK", detail + " (monthly_quota: 0, unlimited)")

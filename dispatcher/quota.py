@@ -20,8 +20,11 @@ from dispatcher.config import ALERT_GROUP, Config, Report
 from dispatcher.errors import DispatcherError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.store.apicalls import ApiCounter
+    from dispatcher.store.ledger import Run
 
 RECEIPT_CALLS = {"off": 0, "result": 1, "full": 3}  # per send batch
 MAX_FIRE_TIMES = 100_000  # `every: 1s` fires 2.6 million times a month: the forecast says "at least"
@@ -49,12 +52,21 @@ class Forecast:
         return asdict(self)
 
 
-def forecast(config: Config, counter: ApiCounter, now: datetime | None = None) -> Forecast:
-    """Calls used this month plus what every enabled report will spend until the month ends."""
+def forecast(
+    config: Config,
+    counter: ApiCounter,
+    now: datetime | None = None,
+    last_runs: Mapping[str, Run] | None = None,
+) -> Forecast:
+    """Calls used this month plus what every enabled report will spend until the month ends.
+
+    `last_runs` (the ledger's newest run per report) tells how many slices a split_by report sent.
+    """
     now = (now or clock.now()).astimezone(counter.zone)
     month_end = _next_month(now)
     used = counter.used(now.strftime("%Y-%m"))
-    costs = [_cost(config, r, now, month_end) for r in config.reports.values() if r.enabled]
+    last = last_runs or {}
+    costs = [_cost(config, r, now, month_end, last.get(r.id)) for r in config.reports.values() if r.enabled]
     costs.sort(key=lambda c: (-c.calls, c.id))
     total = sum(used.values())
     return Forecast(
@@ -91,12 +103,12 @@ def _share(calls: int, quota: int) -> str:
     return f" ({calls / quota:.1%} of the quota)" if quota else ""
 
 
-def calls_per_run(config: Config, report: Report) -> int:
+def calls_per_run(config: Config, report: Report, last: Run | None = None) -> int:
     from dispatcher.delivery import recipients_for
 
     recipients = recipients_for(config, report.to)
     people = len(recipients.userids) + len(recipients.mobiles)
-    user_batches = math.ceil(people / 100)
+    user_batches = math.ceil(people / 100) + _slice_batches(report, last)
     batches = max(user_batches, math.ceil(len(recipients.dept_ids) / 20))
     mode = report.receipts or config.dingtalk.receipts
     # A chart (outside an OA card) and an attachment are messages of their own, each uploaded once.
@@ -107,14 +119,23 @@ def calls_per_run(config: Config, report: Report) -> int:
     return batches * (1 + sum(extra)) + uploads + RECEIPT_CALLS[mode] * user_batches + len(report.robots)
 
 
-def _cost(config: Config, report: Report, now: datetime, month_end: datetime) -> ReportCost:
+def _slice_batches(report: Report, last: Run | None) -> int:
+    """A split_by report's sends depend on its data: as many as its last run made (none known: 0)."""
+    if report.split_by is None or last is None:
+        return 0
+    return sum(1 for b in last.batches.get("accepted", []) if str(b.get("unit", "")).startswith("slice:"))
+
+
+def _cost(
+    config: Config, report: Report, now: datetime, month_end: datetime, last: Run | None = None
+) -> ReportCost:
     zone = config.report_zone(report)
     runs = 0
     for _ in report.parsed_schedule().fire_times(now, month_end, zone):
         runs += 1
         if runs >= MAX_FIRE_TIMES:
             break
-    per_run = calls_per_run(config, report)
+    per_run = calls_per_run(config, report, last)
     return ReportCost(report.id, runs, per_run, runs * per_run)
 
 

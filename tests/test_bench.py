@@ -84,7 +84,7 @@ def test_window_maximum_counts_only_events_less_than_a_window_apart() -> None:
 
 def test_the_generated_5000_report_config_stays_under_the_config_size_limit(tmp_path: Path) -> None:
     from bench.generate import GROUPS, SOURCES, build
-    from dispatcher.config import load_config
+    from dispatcher.config_check import load_config
     from dispatcher.yamlfile import MAX_FILE_BYTES
 
     made = build(tmp_path, 5000, minute=17)

@@ -42,12 +42,17 @@ def server_engine(url: URL) -> Engine:
 _POOL: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 4, "max_overflow": 4, "pool_recycle": 1800}
 
 
+CONNECT_TIMEOUT = 10  # seconds; PyMySQL's own default, and libpq has none
+
+
 def _pg_session_options(url: URL) -> URL:
     # libpq applies -c settings in order, so ours come last and win over any in the URL.
     ours = f"-c default_transaction_read_only=on -c statement_timeout={int(MAX_TIMEOUT * 1000)}"
     existing = url.query.get("options", "")
     mine = f"{existing if isinstance(existing, str) else ' '.join(existing)} {ours}".strip()
-    return url.update_query_dict({"options": mine})
+    # Without a connect timeout, a server that accepts but never answers holds a worker until run_timeout.
+    timeout = {} if "connect_timeout" in url.query else {"connect_timeout": str(CONNECT_TIMEOUT)}
+    return url.update_query_dict({"options": mine, **timeout})
 
 
 def _pg_reset(dbapi_conn: Any, _record: Any) -> None:

@@ -103,7 +103,8 @@ def quota_exhausted(svc: Services, report: Report, run: Run, error: str) -> str:
 
 
 def _reached_some(run: Run) -> bool:
-    return bool(run.accepted_userids or run.accepted_dept_ids)
+    """Any unit of the run was accepted: people, a split slice or a group robot."""
+    return bool(run.batches.get("accepted"))
 
 
 def _quota_alert(svc: Services, report: Report, run: Run, error: str) -> None:

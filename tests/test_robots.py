@@ -481,6 +481,23 @@ def test_a_report_to_both_channels_with_the_work_notification_failing_retries_it
     assert sorted(b.get("unit", "") for b in run.batches["accepted"]) == ["", "robot:sales-group"]
 
 
+def test_a_retry_that_fails_after_the_robot_got_it_keeps_the_run_partial(
+    tmp_path: Path, box: Sandbox
+) -> None:
+    """The group was reached: a later failure (here 90020) must not record the run as failed."""
+    svc = services(write_config(tmp_path / "p", box.url), box)
+    box.set_options(force_errcode={"asyncsend_v2": 60011}, force_errcode_times=1)
+    try:
+        assert run_once(svc) == "partial"
+        box.set_options(force_errcode={"asyncsend_v2": 90020}, force_errcode_times=1)
+        assert retry_due(svc) == "partial"
+    finally:
+        close(svc)
+    [run] = svc.ledger.history("daily")
+    assert (run.state, run.next_retry_at) == ("partial", None), "no retry into a used-up quota"
+    assert [b.get("unit", "") for b in run.batches["accepted"]] == ["robot:sales-group"]
+
+
 def test_a_robot_only_report_that_fails_is_failed_and_retried(tmp_path: Path, box: Sandbox) -> None:
     path = write_config(tmp_path / "p", box.url)
     path.write_text(path.read_text(encoding="utf-8").replace("    to: [leads]\n", ""), encoding="utf-8")

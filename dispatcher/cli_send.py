@@ -148,13 +148,7 @@ def _send_split(app: App, prepared: Prepared, finish: Finish) -> None:
     print(f"sent       {plural(outcome.recipients, 'recipient')}, {slices}; task ids {ids}")
     for note in outcome.notes:
         print(f"warning    {note}")
-    finish(
-        outcome.state, rows=prepared.result.rows, msg_bytes=prepared.rendered.msg_bytes,
-        recipients=outcome.recipients, task_ids=outcome.task_ids, receipts=outcome.counts,
-        error=outcome.reason or "; ".join(outcome.notes) or None, batches=outcome.batches,
-    )  # fmt: skip
-    if outcome.state != "sent":
-        raise DeliveryError(outcome.reason or outcome.state, hint=_HINTS["partial"])
+    _record_and_judge(finish, prepared, outcome)
 
 
 def _deliver(app: App, prepared: Prepared, recipients: Recipients) -> Outcome:

@@ -72,17 +72,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_quota(args: argparse.Namespace) -> int:
     from dispatcher.app import open_store
-    from dispatcher.quota import forecast, forecast_text
-    from dispatcher.schedule import to_zone
-    from dispatcher.store.apicalls import ApiCounter
+    from dispatcher.quota import forecast_text, store_forecast
 
     config = load(args)
     with open_store(config) as store:
         assert store is not None
-        from dispatcher.store.ledger import Ledger
-
-        counter = ApiCounter(store, to_zone(config.timezone), config.dingtalk.monthly_quota)
-        result = forecast(config, counter, last_runs=Ledger(store).last_runs())
+        result = store_forecast(config, store)
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json else forecast_text(result))
     return 0
 

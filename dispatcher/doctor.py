@@ -256,18 +256,12 @@ def _recipients_check(app: App) -> Check:
 
 def _quota_check(config: Config) -> Check:
     from dispatcher.app import open_store
-    from dispatcher.quota import forecast
-    from dispatcher.schedule import to_zone
-    from dispatcher.store.apicalls import ApiCounter
+    from dispatcher.quota import store_forecast
 
     quota = config.dingtalk.monthly_quota
     with open_store(config) as store:
         assert store is not None
-        from dispatcher.store.ledger import Ledger
-
-        f = forecast(
-            config, ApiCounter(store, to_zone(config.timezone), quota), last_runs=Ledger(store).last_runs()
-        )
+        f = store_forecast(config, store)
     detail = f"{f.month}: {plural(f.used_total, 'call')} used, {f.forecast:,} forecast by the month's end"
     if not quota:
         return Check("monthly quota", "OK", detail + " (monthly_quota: 0, unlimited)")

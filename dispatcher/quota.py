@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.store.apicalls import ApiCounter
+    from dispatcher.store.db import StateStore
     from dispatcher.store.ledger import Run
 
 RECEIPT_CALLS = {"off": 0, "result": 1, "full": 3}  # per send batch
@@ -78,6 +79,16 @@ def forecast(
         forecast=total + sum(c.calls for c in costs),
         reports=costs,
     )
+
+
+def store_forecast(config: Config, store: StateStore) -> Forecast:
+    """The forecast `quota` and `doctor` show: the month's counted calls and each report's last run."""
+    from dispatcher.schedule import to_zone
+    from dispatcher.store.apicalls import ApiCounter
+    from dispatcher.store.ledger import Ledger
+
+    counter = ApiCounter(store, to_zone(config.timezone), config.dingtalk.monthly_quota)
+    return forecast(config, counter, last_runs=Ledger(store).last_runs())
 
 
 def forecast_text(f: Forecast, top: int = 5) -> str:

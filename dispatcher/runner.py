@@ -90,8 +90,6 @@ def _mine(still_mine: Callable[[], bool] | None, report: Report, fire: datetime)
 
 
 def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str:
-    from dispatcher.delivery import deliver, outcome_of, recipients_for
-
     fire = prepared.fire_time
     if prepared.rendered is None:
         svc.ledger.finish(run.id, "skipped", rows=prepared.result.rows, error=prepared.note)
@@ -99,7 +97,6 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
                    reason=prepared.note or "no rows, on_empty skip")  # fmt: skip
         return "skipped"
     rendered = prepared.rendered
-    recipients = recipients_for(svc.config, report.to)
     # Waiting for receipts holds this run: never longer than a quarter of the schedule's period.
     wait = min(svc.config.dingtalk.receipt_wait, report.parsed_schedule().min_period_seconds / 4)
     outcome: Outcome | None = None
@@ -108,21 +105,7 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         outcome = _deliver_split(svc, report, run, prepared, wait)
         counts = outcome.counts
     elif report.to:
-        _record_messages(svc, run, {"": rendered.msg})
-        try:
-            if prepared.rich is None:
-                result = deliver(svc.client, rendered.msg, recipients, report.receipts, wait, skip=run)
-                outcome = outcome_of(run, result)
-            else:
-                result, outcome = _deliver_rich(svc.client, prepared, recipients, report.receipts, wait, run)
-        except DeliveryError as exc:
-            if not report.robots or isinstance(exc, QuotaExhaustedError):
-                raise
-            # The groups still get theirs; the retry resends the work notification alone.
-            outcome = _refused_outright(run, exc, len(recipients))
-        else:
-            counts = result.counts()
-            svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
+        outcome, counts = _to_people(svc, report, run, prepared, wait)
     outcome = _to_robots(svc, report, run, prepared, outcome) if report.robots else outcome
     assert outcome is not None  # validate requires to, split_by or robots
     if outcome.state == "partial":
@@ -139,6 +122,31 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         attempt=run.attempts, reason=outcome.reason, **{k: v for k, v in counts.items() if v},
     )  # fmt: skip
     return outcome.state
+
+
+def _to_people(
+    svc: Services, report: Report, run: Run, prepared: Prepared, wait: float
+) -> tuple[Outcome, dict[str, int]]:
+    """The work notification (and its rich parts) to `to`; the outcome and the receipt counts."""
+    from dispatcher.delivery import deliver, outcome_of, recipients_for
+
+    assert prepared.rendered is not None
+    msg = prepared.rendered.msg
+    recipients = recipients_for(svc.config, report.to)
+    _record_messages(svc, run, {"": msg})
+    try:
+        if prepared.rich is None:
+            result = deliver(svc.client, msg, recipients, report.receipts, wait, skip=run)
+            outcome = outcome_of(run, result)
+        else:
+            result, outcome = _deliver_rich(svc.client, prepared, recipients, report.receipts, wait, run)
+    except DeliveryError as exc:
+        if not report.robots or isinstance(exc, QuotaExhaustedError):
+            raise
+        # The groups still get theirs; the retry resends the work notification alone.
+        return _refused_outright(run, exc, len(recipients)), {}
+    svc.metrics.delivered(report.id, result.recipients, len(result.task_ids))
+    return outcome, result.counts()
 
 
 def _refused_outright(run: Run, exc: DeliveryError, recipients: int) -> Outcome:

@@ -27,8 +27,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from bench.common import (
     clean_env,
     count_calls,
     dispatcher_cmd,
+    environment,
     run_child,
     seconds,
 )
@@ -126,7 +125,10 @@ def _week(config: Path, folder: Path, mode: str, days: int) -> dict[str, Any]:
     options = SandboxOptions(calls_per_second=10_000, recipients_per_minute=10**9, per_user_daily=10**9,
                              generated_users=3000, progress_delay=0.5)  # fmt: skip
     started = time.monotonic()
-    with Sandbox(options, port=0) as sb, _environment(sb.url, state_url):
+    with (
+        Sandbox(options, port=0) as sb,
+        environment(CREDENTIALS | {"DINGTALK_API_BASE": sb.url, "DISPATCHER_STATE_URL": state_url}),
+    ):
         cfg = load_config(config)
         runs = _simulate(config, state_url, end)
         calls = sb.calls()
@@ -146,21 +148,6 @@ def _week(config: Path, folder: Path, mode: str, days: int) -> dict[str, Any]:
         "runs": runs,
         "seconds": time.monotonic() - started,
     }
-
-
-@contextmanager
-def _environment(url: str, state_url: str) -> Iterator[None]:
-    env = CREDENTIALS | {"DINGTALK_API_BASE": url, "DISPATCHER_STATE_URL": state_url}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _simulate(config_path: Path, state_url: str, end: datetime) -> dict[str, int]:

@@ -25,6 +25,7 @@ from bench.common import (
     checked,
     clean_env,
     dispatcher_cmd,
+    environment,
     mb,
     median,
     proc_cpu_seconds,
@@ -172,26 +173,17 @@ def _reload_keeps_next_fires(config: Path, state_url: str) -> dict[str, Any]:
 
     _edit_back(config)
     env = CREDENTIALS | {"DINGTALK_API_BASE": "http://127.0.0.1:9", "DISPATCHER_STATE_URL": state_url}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        with open_app(load_config(config), metrics=Metrics(), owner="bench") as app:
-            daemon = Daemon(app, config, HealthState(started_at=time.time()))
-            daemon.stop.set()
-            daemon.step()
-            before = dict(daemon.state.next_fire)
-            _edit(config)
-            started = time.perf_counter()
-            daemon.step()
-            took = time.perf_counter() - started
-            after = dict(daemon.state.next_fire)
-            daemon.runs.close()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with environment(env), open_app(load_config(config), metrics=Metrics(), owner="bench") as app:
+        daemon = Daemon(app, config, HealthState(started_at=time.time()))
+        daemon.stop.set()
+        daemon.step()
+        before = dict(daemon.state.next_fire)
+        _edit(config)
+        started = time.perf_counter()
+        daemon.step()
+        took = time.perf_counter() - started
+        after = dict(daemon.state.next_fire)
+        daemon.runs.close()
     moved = sorted(rid for rid in before if rid != CHANGED and after.get(rid) != before[rid])
     return {"reload_step_seconds": took, "next_fires_moved": len(moved), "moved_examples": moved[:5]}
 

@@ -9,6 +9,7 @@ whole company.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from dispatcher.render import Rendered
 
 UNIT_PREFIX = "slice:"
+# One DingTalk userid: 1 to 64 characters [user-information-creation], and never a comma or a space,
+# since asyncsend_v2's userid_list is comma-separated: "a,b" would reach both a and b.
+USERID = re.compile(r"[^\s,]{1,64}\Z")
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class Slice:
 @dataclass(frozen=True)
 class Slicing:
     slices: tuple[Slice, ...]
-    empty_rows: int  # rows whose value is empty (or, for mobiles, not a mobile number)
+    empty_rows: int  # rows whose value is empty, or not one userid (or, for mobiles, one mobile number)
 
     def find(self, value: str, kind: str) -> Slice | None:
         wanted = normalize_mobile(value) if kind == "mobile" else value.strip()
@@ -72,7 +76,7 @@ def build(
 
 
 def _key(value: Any, kind: str) -> str | None:
-    """A cell as a recipient key; None for an empty cell (or a cell that is not a mobile)."""
+    """A cell as a recipient key; None for an empty cell, or one that is not one userid (or mobile)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, float) and value.is_integer():
@@ -81,7 +85,7 @@ def _key(value: Any, kind: str) -> str | None:
     if kind == "mobile":
         text = normalize_mobile(text)
         return text if MOBILE.match(text) else None
-    return text or None
+    return text if USERID.match(text) else None
 
 
 def summary(slicing: Slicing) -> list[dict[str, Any]]:

@@ -254,3 +254,29 @@ def test_the_quota_forecast_counts_the_slices_of_the_last_run(tmp_path: Path, sa
         assert run_at(svc, "store-daily", FIRE) == "sent"
         after = calls_per_run(svc.config, report, _last_run(svc))
     assert after == before + 2, "user001's and user002's slices: one send each (receipts: off here)"
+
+
+def test_a_value_that_is_not_one_userid_is_sent_to_nobody(tmp_path: Path, sandbox: Sandbox) -> None:
+    """asyncsend_v2 takes a comma-separated userid_list: 'user001,user002' must not reach both of them,
+    and a value longer than DingTalk's 64-character userid is no userid either."""
+    folder = tmp_path / "p"
+    path = _project(folder, sandbox, to="")
+    data(
+        folder,
+        "DELETE FROM stores;"
+        + """
+    INSERT INTO stores VALUES
+      ('逗号店', 'user001,user002', NULL, '华东', 100),
+      ('长号店', '"""
+        + "u" * 65
+        + """', NULL, '华东', 200),
+      ('静安店', 'user001', NULL, '华东', 300);
+    """,
+    )
+    with services(path, sandbox) as svc:
+        assert run_at(svc, "store-daily", FIRE) == "sent"
+        run = _last_run(svc)
+    [mine] = texts(sandbox, "user001")
+    assert "静安店" in mine and "逗号店" not in mine and "长号店" not in mine
+    assert texts(sandbox, "user002") == [], "user002 never gets a row that is not theirs"
+    assert "2 rows with an empty split_by value" in (run.error or "")

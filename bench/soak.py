@@ -13,7 +13,8 @@ minute's recipients, and a process started within a minute of its predecessor's 
 know them (143103 follows). Another replica is stopped with SIGSTOP at a random moment for 30 s.
 The quick run scales this down: SIGSTOP for 10 s, and the kill lands at a random moment when the
 replica holds no claim, since a claim it held waits for the reaper (run_timeout, then a retry),
-which the hour has time for and 60 s does not.
+which the hour has time for and 60 s does not. (A claim taken between that check and the kill is
+still reaped and retried: the drain below waits for every retry owed, not only a final state.)
 
 After the run the replicas keep going until every fire time of the window has a final ledger
 row (the killed replica's claim is reaped after run_timeout and retried), then the ledger and
@@ -253,7 +254,7 @@ def _drain(state_url: str, data: dict[str, Any], load: Load, timeout: float) -> 
     left: list[tuple[float, list[str]]] = data.setdefault("drain_left", [])
 
     def settled() -> bool:
-        final = {(r["report_id"], r["fire_time"]) for r in _ledger(state_url) if r["state"] in FINAL}
+        final = {(r["report_id"], r["fire_time"]) for r in _ledger(state_url) if _final(r)}
         if not left or time.monotonic() - started - left[-1][0] >= 10:
             open_ = sorted(f"{r} {t:%H:%M:%S}" for r, t in expected - final)
             left.append((time.monotonic() - started, open_[:5] + ([f"... {len(open_)}"] if open_ else [])))
@@ -264,6 +265,11 @@ def _drain(state_url: str, data: dict[str, Any], load: Load, timeout: float) -> 
     except TimeoutError:
         pass  # what is left shows up as gaps
     return time.monotonic() - started
+
+
+def _final(row: dict[str, Any]) -> bool:
+    """A final state, and no retry still owed: a reaped claim is failed first, then retried."""
+    return row["state"] in FINAL and row["next_retry_at"] is None
 
 
 def _expected(data: dict[str, Any], load: Load) -> set[tuple[str, datetime]]:
@@ -382,6 +388,7 @@ def _ledger(state_url: str) -> list[dict[str, Any]]:
             "attempts": r.attempts,
             "started_at": r.started_at,
             "owner": r.owner,
+            "next_retry_at": r.next_retry_at,
             "error": (r.error or "")[:120],
         }
         for r in found

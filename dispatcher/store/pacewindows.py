@@ -13,13 +13,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dispatcher.store.db import StateStore
 from dispatcher.store.schema import pace_locks, pace_units
 
 log = logging.getLogger(__name__)
+_UNITS, _LOCKS = pace_units.c, pace_locks.c
 
 STALE_MS = 120_000  # far beyond any request's timeout: the holder must be gone
 IN_FLIGHT_POLL_MS = 50  # only in-flight units block: another replica's release cannot notify us
@@ -53,30 +54,43 @@ class PaceWindows:
             conn.execute(
                 update(pace_locks)
                 .where(pace_locks.c.pace_key == key)
-                .values(reservations=pace_locks.c.reservations + 1)
+                .values(reservations=_LOCKS.reservations + 1)
             )
             now = now_ms()
-            mine = pace_units.c.pace_key == key
-            gone = or_(
-                pace_units.c.released_at_ms < now - window_ms,
-                and_(
-                    pace_units.c.released_at_ms.is_(None), pace_units.c.reserved_at_ms < now - self.stale_ms
-                ),
-            )
-            conn.execute(delete(pace_units).where(mine, gone))
-            rows = conn.execute(
-                select(pace_units.c.units, pace_units.c.reserved_at_ms, pace_units.c.released_at_ms).where(
-                    mine
-                )
-            ).all()
-            wait = _wait_ms(
-                [(int(u), int(r), f) for u, r, f in rows], units, limit, window_ms, now, self.stale_ms
-            )
-            if wait is not None:
-                return Admission(None, wait)
+            mine = _UNITS.pace_key == key
+            stale = and_(_UNITS.released_at_ms.is_(None), _UNITS.reserved_at_ms < now - self.stale_ms)
+            conn.execute(delete(pace_units).where(mine, or_(_UNITS.released_at_ms < now - window_ms, stale)))
+            used = conn.execute(select(func.coalesce(func.sum(_UNITS.units), 0)).where(mine)).scalar_one()
+            excess = int(used) + units - limit
+            if excess > 0:
+                return Admission(None, self._wait_ms(conn, key, excess, window_ms, now))
             inserted = conn.execute(insert(pace_units).values(pace_key=key, units=units, reserved_at_ms=now))
             assert inserted.inserted_primary_key is not None
             return Admission(int(inserted.inserted_primary_key[0]))
+
+    def _wait_ms(self, conn: Connection, key: str, excess: int, window_ms: int, now: int) -> int:
+        """How long until `excess` units leave the window: the oldest stamped ones first.
+
+        Each row holds at least one unit, so the first `excess` rows always suffice: a full
+        window of small batches is never read whole.
+        """
+        stamped = (
+            select(_UNITS.units, _UNITS.released_at_ms)
+            .where(_UNITS.pace_key == key, _UNITS.released_at_ms.is_not(None))
+            .order_by(_UNITS.released_at_ms)
+            .limit(excess)
+        )
+        for count, released in conn.execute(stamped):
+            excess -= int(count)
+            if excess <= 0:
+                return int(released) + window_ms - now + 1  # step past the closed window's edge
+        # Only in-flight units block: poll, or wait until the oldest goes stale.
+        oldest = conn.execute(
+            select(func.min(_UNITS.reserved_at_ms)).where(
+                _UNITS.pace_key == key, _UNITS.released_at_ms.is_(None)
+            )
+        ).scalar_one()
+        return max(1, min(IN_FLIGHT_POLL_MS, int(oldest or now) + self.stale_ms - now + 1))
 
     def release(self, reservation: int, at_ms: int) -> None:
         """Stamp a reservation with the time its request returned.
@@ -112,19 +126,3 @@ class PaceWindows:
                 except IntegrityError:
                     pass  # another replica created it first
         self._known.add(key)
-
-
-def _wait_ms(
-    rows: list[tuple[int, int, int | None]], units: int, limit: int, window_ms: int, now: int, stale_ms: int
-) -> int | None:
-    """None if `units` fit now, else how long until enough of `rows` leave the window."""
-    excess = sum(row[0] for row in rows) + units - limit
-    if excess <= 0:
-        return None
-    for count, _, released in sorted((r for r in rows if r[2] is not None), key=lambda r: r[2] or 0):
-        excess -= count
-        if excess <= 0:
-            assert released is not None
-            return released + window_ms - now + 1  # step past the closed window's edge
-    oldest = min(r[1] for r in rows if r[2] is None)
-    return max(1, min(IN_FLIGHT_POLL_MS, oldest + stale_ms - now + 1))

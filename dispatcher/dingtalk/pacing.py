@@ -12,6 +12,7 @@ restarted daemon sees what its predecessor sent; that window runs on wall-clock 
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -20,6 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from dispatcher.errors import DispatcherError
+
+log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 _EPSILON = 1e-3  # step past a window edge, so a closed [t, t+window] interval also holds
@@ -137,11 +141,17 @@ class SharedWindow:
         self._window_ms = round(window * 1000)
         self._gate = threading.Lock()
         self._released = threading.Condition()
+        self._fallback = SlidingWindow(limit, window)
+        self._alone = False  # the store was unreachable at the last reservation
 
     @contextmanager
     def reserve(self, units: int = 1) -> Iterator[float]:
         """Wait until `units` fit, hold them during the block; yields the (wall) start time."""
         reservation = self._admit(units)
+        if reservation is None:
+            with self._fallback.reserve(units):
+                yield self._wall()
+            return
         try:
             yield self._wall()
         finally:
@@ -153,12 +163,26 @@ class SharedWindow:
         with self.reserve(units) as started:
             return started
 
-    def _admit(self, units: int) -> int:
+    def _admit(self, units: int) -> int | None:
+        """The store's reservation id; None when the store is unreachable.
+
+        Without the store this process paces alone, in its own window: the alert that the state
+        store is down goes through DingTalk too, and must not wait for the store.
+        """
         assert 0 < units <= self.limit, f"{units} units can never fit a limit of {self.limit}"
         with self._gate:
             while True:
-                admission = self._units.reserve(self.key, units, self.limit, self._window_ms, self._now_ms)
+                try:
+                    admission = self._units.reserve(
+                        self.key, units, self.limit, self._window_ms, self._now_ms
+                    )
+                except DispatcherError as exc:
+                    if not self._alone:  # once per outage, not once per call
+                        log.warning("pacing %s in this process only: %s", self.key, exc.message)
+                    self._alone = True
+                    return None
                 if admission.reservation is not None:
+                    self._alone = False
                     return admission.reservation
                 with self._released:
                     self._released.wait(timeout=min(admission.wait_ms / 1000, MAX_NAP))

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
+from dispatcher.errors import StateError
 from dispatcher.store.db import StateStore
 from dispatcher.store.schema import pace_locks, pace_units
 
@@ -103,7 +104,7 @@ class PaceWindows:
                 conn.execute(
                     update(pace_units).where(pace_units.c.id == reservation).values(released_at_ms=at_ms)
                 )
-        except SQLAlchemyError as exc:
+        except StateError as exc:
             log.warning("could not stamp a pacing reservation, it counts until it goes stale: %s", exc)
 
     def units(self, key: str) -> int:

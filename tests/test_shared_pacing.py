@@ -205,6 +205,21 @@ def test_a_holder_that_died_mid_request_stops_counting_after_the_stale_limit(
     assert refusals(box) == {} and delivered(box) == 1
 
 
+def test_units_count_while_in_flight_and_from_their_release_on(state: str) -> None:
+    """SlidingWindow's contract in the store: the server may see a request as late as its answer."""
+    store = StateStore(state)
+    try:
+        windows = PaceWindows(store)
+        slow = windows.reserve("app:call:x", 1, 1, 1000, lambda: 0)
+        assert slow.reservation is not None
+        assert windows.reserve("app:call:x", 1, 1, 1000, lambda: 4000).wait_ms > 0, "in flight, it counts"
+        windows.release(slow.reservation, 5000)  # a 5-second request
+        assert windows.reserve("app:call:x", 1, 1, 1000, lambda: 5500).wait_ms == 501
+        assert windows.reserve("app:call:x", 1, 1, 1000, lambda: 6001).reservation is not None
+    finally:
+        store.close()
+
+
 def test_waiting_threads_leave_one_waiter_per_process_on_the_database(tmp_path: Path) -> None:
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     windows = PaceWindows(store)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.cli_common import instant, load
@@ -17,18 +20,18 @@ from dispatcher.errors import DispatcherError
 if TYPE_CHECKING:
     from dispatcher.config import Config
     from dispatcher.prepare import Prepared
+    from dispatcher.store.db import StateStore
     from dispatcher.store.ledger import Run
 
 
 def alert_states(config: Config, at: datetime) -> dict[str, str]:
     """Each alert's state as `list` shows it: `firing since 09:30 (2 runs)`."""
     from dispatcher.alerting import state_text
-    from dispatcher.app import open_store
     from dispatcher.store.alert_state import AlertStates
 
     if not any(r.alert for r in config.reports.values()):
         return {}
-    with open_store(config, create=False) as store:
+    with _existing_store(config) as store:
         states = AlertStates(store).all() if store is not None else {}
     return {rid: state_text(state, at) for rid, state in states.items()}
 
@@ -61,8 +64,14 @@ def alert_events(store: Any, runs: list[Run]) -> dict[tuple[str, datetime], str]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from dispatcher.prepare import next_fire_time
+    from dispatcher.yamlfile import paused_gc
 
+    # A short-lived command holding 5,000 reports and their last runs: collections only cost.
+    with paused_gc():
+        return _list(args)
+
+
+def _list(args: argparse.Namespace) -> int:
     config = load(args)
     at = instant(config, args.at)
     last = _last_runs(config)
@@ -75,7 +84,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             "timezone": config.report_timezone(report),
             "source": report.source,
             "enabled": report.enabled,
-            "next_fire_time": next_fire_time(config, report, at).isoformat(),
+            "next_fire_time": report.parsed_schedule()
+            .next_fire_time(at, config.report_zone(report))
+            .isoformat(),
             "last_run": last[report.id].to_dict() if report.id in last else None,
             **({"alert": alerts.get(report.id, "ok")} if report.alert is not None else {}),
         }
@@ -97,11 +108,30 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _last_runs(config: Config) -> dict[str, Run]:
     """Each report's latest ledger row, if there is a state store yet (list never creates one)."""
-    from dispatcher.app import open_store
     from dispatcher.store.ledger import Ledger
 
-    with open_store(config, create=False) as store:
+    with _existing_store(config) as store:
         return Ledger(store).last_runs() if store is not None else {}
+
+
+@contextmanager
+def _existing_store(config: Config) -> Iterator[StateStore | None]:
+    """app.open_store(config, create=False) without importing the app (the DingTalk client,
+    sources, render: a fifth of `list`'s time at 5,000 reports, bench scenario 7)."""
+    from sqlalchemy.engine import make_url
+
+    from dispatcher.store.db import StateStore, state_url
+
+    url = state_url(config.base_dir, config.state)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        yield None  # list never creates a state store
+        return
+    store = StateStore(url)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -116,7 +146,9 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 def _width(text: str) -> int:
     # CJK characters take two terminal columns.
-    return sum(2 if ord(ch) > 0x2E7F else 1 for ch in text)
+    if text.isascii():
+        return len(text)
+    return len(text) + sum(1 for ch in text if ord(ch) > 0x2E7F)
 
 
 def _pad(text: str, width: int) -> str:

@@ -18,8 +18,11 @@ from dispatcher.cli_common import instant, load
 from dispatcher.errors import DispatcherError
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from dispatcher.config import Config
     from dispatcher.prepare import Prepared
+    from dispatcher.schedule import Schedule
     from dispatcher.store.db import StateStore
     from dispatcher.store.ledger import Run
 
@@ -76,27 +79,12 @@ def _list(args: argparse.Namespace) -> int:
     at = instant(config, args.at)
     last = _last_runs(config)
     alerts = alert_states(config, at)
-    rows: list[dict[str, Any]] = [
-        {
-            "id": report.id,
-            "title": report.title,
-            "schedule": report.parsed_schedule().expression,
-            "timezone": config.report_timezone(report),
-            "source": report.source,
-            "enabled": report.enabled,
-            "next_fire_time": report.parsed_schedule()
-            .next_fire_time(at, config.report_zone(report))
-            .isoformat(),
-            "last_run": last[report.id].to_dict() if report.id in last else None,
-            **({"alert": alerts.get(report.id, "ok")} if report.alert is not None else {}),
-        }
-        for report in config.reports.values()
-    ]
+    rows = _list_rows(config, at, last, alerts, as_json=args.json)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
     else:
         for row in rows:
-            row["last_state"] = (row["last_run"] or {}).get("state", "-")
+            row["last_state"] = row["last_run"].state if row["last_run"] is not None else "-"
         alert_column = ["alert"] if alerts or any(r.alert for r in config.reports.values()) else []
         for row in rows:
             row.setdefault("alert", "-")
@@ -104,6 +92,34 @@ def _list(args: argparse.Namespace) -> int:
             rows, ["id", "schedule", "timezone", "next_fire_time", "last_state", *alert_column, "title"]
         )
     return 0
+
+
+def _list_rows(
+    config: Config, at: datetime, last: dict[str, Run], alerts: dict[str, str], *, as_json: bool
+) -> list[dict[str, Any]]:
+    """One row per report; `last_run` is the Run itself for the table, its dict for --json."""
+    fires: dict[tuple[Schedule, ZoneInfo], str] = {}  # 5,000 reports share a few schedules
+    rows: list[dict[str, Any]] = []
+    for report in config.reports.values():
+        when = (report.parsed_schedule(), config.report_zone(report))
+        if when not in fires:
+            fires[when] = when[0].next_fire_time(at, when[1]).isoformat()
+        run = last.get(report.id)
+        rows.append(
+            {
+                "id": report.id,
+                "title": report.title,
+                "schedule": when[0].expression,
+                "timezone": config.report_timezone(report),
+                "source": report.source,
+                "enabled": report.enabled,
+                "next_fire_time": fires[when],
+                # The table shows only the state: no to_dict() of every run for it.
+                "last_run": (run.to_dict() if as_json else run) if run is not None else None,
+                **({"alert": alerts.get(report.id, "ok")} if report.alert is not None else {}),
+            }
+        )
+    return rows
 
 
 def _last_runs(config: Config) -> dict[str, Run]:

@@ -189,20 +189,11 @@ def _api_counter(config: Config, store: StateStore) -> ApiCounter:
 
 @contextmanager
 def open_store(config: Config, *, create: bool = True) -> Iterator[StateStore | None]:
-    """Only the state store, for commands that read history; None when `create` is False and a
-    SQLite state file does not exist yet (`list` never creates one)."""
-    from sqlalchemy.engine import make_url
+    """Only the state store, for commands that read history (see store.db.open_state)."""
+    from dispatcher.store.db import open_state
 
-    url = state_url(config.base_dir, config.state)
-    parsed = make_url(url)
-    if not create and parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        yield None
-        return
-    store = StateStore(url)
-    try:
+    with open_state(config.base_dir, config.state, create=create) as store:
         yield store
-    finally:
-        store.close()
 
 
 @contextmanager

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.cli_common import instant, load
@@ -34,7 +32,7 @@ def alert_states(config: Config, at: datetime) -> dict[str, str]:
 
     if not any(r.alert for r in config.reports.values()):
         return {}
-    with _existing_store(config) as store:
+    with _state(config) as store:
         states = AlertStates(store).all() if store is not None else {}
     return {rid: state_text(state, at) for rid, state in states.items()}
 
@@ -126,28 +124,8 @@ def _last_runs(config: Config) -> dict[str, Run]:
     """Each report's latest ledger row, if there is a state store yet (list never creates one)."""
     from dispatcher.store.ledger import Ledger
 
-    with _existing_store(config) as store:
+    with _state(config) as store:
         return Ledger(store).last_runs() if store is not None else {}
-
-
-@contextmanager
-def _existing_store(config: Config) -> Iterator[StateStore | None]:
-    """app.open_store(config, create=False) without importing the app (the DingTalk client,
-    sources, render: a fifth of `list`'s time at 5,000 reports, bench scenario 7)."""
-    from sqlalchemy.engine import make_url
-
-    from dispatcher.store.db import StateStore, state_url
-
-    url = state_url(config.base_dir, config.state)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        yield None  # list never creates a state store
-        return
-    store = StateStore(url)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -223,3 +201,11 @@ def _history_row(config: Config, run: Run) -> dict[str, Any]:
         "recipients": "" if run.recipients is None else run.recipients,
         "error": error[:80] + ("…" if len(error) > 80 else ""),
     }
+
+
+def _state(config: Config) -> AbstractContextManager[StateStore | None]:
+    """The state store if it exists, without importing the app (the DingTalk client, sources,
+    render: a fifth of `list`'s time at 5,000 reports, bench scenario 7)."""
+    from dispatcher.store.db import open_state
+
+    return open_state(config.base_dir, config.state, create=False)

@@ -22,7 +22,7 @@ from dispatcher.errors import StateError
 from dispatcher.source_url import missing_driver_hint, state_url_problem, with_known_driver
 from dispatcher.store.schema import ADDED_COLUMNS, SCHEMA_VERSION, meta_table, metadata
 
-__all__ = ["SCHEMA_VERSION", "StateStore", "resolve_sqlite_url", "state_url"]
+__all__ = ["SCHEMA_VERSION", "StateStore", "open_state", "resolve_sqlite_url", "state_url"]
 
 DEFAULT_STATE_PATH = Path(".dispatcher") / "state.db"
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -275,3 +275,22 @@ def _safe_url(url: str) -> str:
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc)
     return " ".join(text.split())[:300]
+
+
+@contextmanager
+def open_state(
+    config_dir: Path, configured: str | None, *, create: bool = True
+) -> Iterator[StateStore | None]:
+    """The state store of a config, closed on exit; None when `create` is False and a SQLite
+    state file does not exist yet (`list` never creates one). Light on purpose: `list` uses it
+    without importing the app (bench scenario 7)."""
+    url = state_url(config_dir, configured)
+    if not create and make_url(url).get_backend_name() == "sqlite":
+        if not Path(make_url(url).database or "").is_file():
+            yield None
+            return
+    store = StateStore(url)
+    try:
+        yield store
+    finally:
+        store.close()

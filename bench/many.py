@@ -6,7 +6,8 @@ makes them), 500 recipient groups, cron and interval schedules (bench/generate.p
 has logged every report's next fire time ("scheduled"), then at rest (CPU once settled, peak RSS),
 then a reload after one report's title changes, timed from the write to `config.reloaded`.
 Whether the reload left the other reports' next fire times alone is read from an in-process
-Daemon (the same class `dispatcher run` uses), before and after the same edit.
+Daemon (the same class `dispatcher run` uses), before and after the same edit, on copies of the
+file and the ledger, while the window at rest runs.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ QUICK = Settings(
 # The quick run's scenarios whose gates are counts, memory or a daemon's own CPU seconds, in the
 # order they run beside the soak: the light ones first, while the soak measures its steady claim lag
 # (the claims before its first SIGSTOP or kill), the heavy ones during the kill and the drain.
-BESIDE_SOAK = ("split", "receipts", "fanout", "rest", "many", "budget")
+BESIDE_SOAK = ("receipts", "rest", "fanout", "split", "many", "budget")
 
 SOAK = replace(FULL, mode="soak", soak_seconds=3600.0, soak_pause=30.0)
 
@@ -131,7 +131,7 @@ def scenarios(s: Settings) -> dict[str, Callable[[], Outcome]]:
         "receipts": lambda: receipts.run(s.receipt_users),
         "many": lambda: many.run(s.many_sizes, s.many_reps, s.many_window),
         "burst": lambda: burst.run(s.burst_reports, s.burst_factor, quick=s.mode == "quick"),
-        "budget": lambda: budget.run(5000, s.budget_every, s.budget_days),
+        "budget": lambda: budget.run(5000, s.budget_every, s.budget_days, together=s.mode == "quick"),
         "soak": lambda: soak.run(s.soak_seconds, s.soak_pause),
     }
 

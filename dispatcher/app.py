@@ -28,6 +28,7 @@ from dispatcher.query import Sources
 from dispatcher.services import Services
 from dispatcher.store.db import StateStore, state_url
 from dispatcher.store.ledger import Ledger
+from dispatcher.store.pacewindows import PaceWindows
 
 if TYPE_CHECKING:
     from dispatcher.dingtalk.client import DingTalkClient
@@ -101,6 +102,7 @@ def open_app(
         creds = sandbox_credentials(box) if box is not None else app_credentials(config)  # fail fast
         store = StateStore(_state_url(config, stack, throwaway_state and sandbox))
         stack.callback(store.close)
+        registry.share_pacing(PaceWindows(store))  # DingTalk's limits count per app, not per replica
         client, counter = _client(config, stack, store, box, creds, metrics, registry)
         sources = build_sources(config)
         robots = _robots(config, stack, store, box, registry, counter)

@@ -23,11 +23,11 @@ def load(args: argparse.Namespace) -> Config:
 
 def instant(config: Config, at: datetime | None) -> datetime:
     """`--at` (a time without an offset is in the config's zone), or now."""
-    from dispatcher.prepare import now_in
+    from dispatcher import clock
     from dispatcher.schedule import to_zone
 
-    if at is None:
-        return now_in(config)
+    if at is None:  # prepare.now_in, without importing prepare (sources, SQLAlchemy) for `list`
+        return clock.now().astimezone(to_zone(config.timezone))
     return at if at.tzinfo else at.replace(tzinfo=to_zone(config.timezone))
 
 

@@ -35,6 +35,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
+def _empty(kind: type[list[Any]] | type[dict[Any, Any]]) -> Any:
+    """An empty list or dict as a field's default, made new for each model rather than deep-copied
+    from one: pydantic's deepcopy of a report's defaults was two thirds of validating 5,000 reports
+    (bench scenario 7). The schema shows the default as before."""
+    return Field(default_factory=kind, json_schema_extra={"default": kind()})
+
+
 def _duration(value: Any) -> float:
     try:
         return parse_duration(value)
@@ -192,18 +199,18 @@ class Report(_Model):
     source: str
     query: str | None = None
     sql: str | None = None
-    params: dict[str, str | int | float | bool | None] = {}
-    to: list[str] = []  # work-notification groups; optional with split_by or robots
-    robots: list[str] = []  # group robots, by name from the top-level `robots:`
-    mention: Mention = Mention()
+    params: dict[str, str | int | float | bool | None] = _empty(dict)
+    to: list[str] = _empty(list)  # work-notification groups; optional with split_by or robots
+    robots: list[str] = _empty(list)  # group robots, by name from the top-level `robots:`
+    mention: Mention = Field(default_factory=Mention)  # a $ref: the schema shows no default
     on_empty: Literal["skip", "send", "error"] = "skip"
     template: str | None = None
     period: str | None = None
     msgtype: Literal["markdown", "text", "action_card", "oa"] = "markdown"
     action_url: str | None = None
     action_title: str = Field(default="查看详情", min_length=1, max_length=20)
-    formats: dict[str, Literal["number", "integer", "percent", "currency", "text", "date"]] = {}
-    labels: dict[str, str] = {}
+    formats: dict[str, Literal["number", "integer", "percent", "currency", "text", "date"]] = _empty(dict)
+    labels: dict[str, str] = _empty(dict)
     query_timeout: float = 60.0
     max_rows: int = Field(default=10_000, gt=0, le=10_000_000)
     max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024, le=16 * 1024**3)

@@ -43,6 +43,13 @@ def check_config(
     path: Path, env: dict[str, str] | None = None, warnings: list[Problem] | None = None
 ) -> tuple[Config | None, list[Problem]]:
     """Every problem of the file; findings that do not stop it (a superuser login) go to `warnings`."""
+    with yamlfile.paused_gc():
+        return _check_config(path, env, warnings)
+
+
+def _check_config(
+    path: Path, env: dict[str, str] | None, warnings: list[Problem] | None
+) -> tuple[Config | None, list[Problem]]:
     doc = yamlfile.load(path)
     if doc.problems and doc.data is None:
         return None, doc.problems

@@ -6,9 +6,11 @@ so we walk the composed node tree ourselves and record each key path's line.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,13 +43,26 @@ class Document:
     data: Any
     lines: dict[KeyPath, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    # The lists of scalars (userids, `to`) by key path: their items' lines are looked up when a
+    # problem needs one, not recorded for all 80,000 userids of a big file (bench scenario 7).
+    # Several nodes at one path only after a duplicate key; the first with that index answers.
+    scalar_lists: dict[KeyPath, list[yaml.SequenceNode]] = field(default_factory=dict)
 
     def line(self, keypath: KeyPath) -> int | None:
         """Line of the longest known prefix of `keypath` (a missing key points at its parent)."""
         for end in range(len(keypath), -1, -1):
-            found = self.lines.get(tuple(keypath[:end]))
+            found = self.lines.get(tuple(keypath[:end])) or self._item_line(tuple(keypath[:end]))
             if found:
                 return found
+        return None
+
+    def _item_line(self, keypath: KeyPath) -> int | None:
+        if not keypath or not keypath[-1].isdecimal():
+            return None
+        index = int(keypath[-1])
+        for node in self.scalar_lists.get(keypath[:-1], ()):
+            if index < len(node.value):
+                return int(node.value[index].start_mark.line) + 1
         return None
 
     def problem(self, keypath: KeyPath, message: str) -> Problem:
@@ -63,6 +78,7 @@ def load(path: Path) -> Document:
     for loader_class in _LOADERS:
         doc.problems.clear()
         doc.lines.clear()
+        doc.scalar_lists.clear()
         try:
             doc.data = _parse(loader_class, text, doc)
             return doc
@@ -128,8 +144,19 @@ class _Walker:
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, keypath)
         if isinstance(node, yaml.SequenceNode):
-            return [self.walk(item, (*keypath, str(i))) for i, item in enumerate(node.value)]
+            return self._sequence(node, keypath)
         return self._scalar(node)
+
+    def _sequence(self, node: yaml.SequenceNode, keypath: KeyPath) -> list[Any]:
+        items = node.value
+        if not all(type(item) is yaml.ScalarNode for item in items):
+            return [self.walk(item, (*keypath, str(i))) for i, item in enumerate(items)]
+        # A list of scalars, the bulk of a big file: no walk (and no key path) per item.
+        self.nodes += len(items)
+        if items and (len(keypath) + 1 > MAX_DEPTH or self.nodes > MAX_NODES):
+            raise yaml.YAMLError("the document is nested too deeply or expands too many aliases")
+        self.doc.scalar_lists.setdefault(keypath, []).append(node)
+        return [self._scalar(item) for item in items]
 
     def _scalar(self, node: yaml.Node) -> Any:
         """Scalars repeat (the same userids in many groups) and construct to immutable values."""
@@ -160,6 +187,23 @@ class _Walker:
         return out
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a big file becomes nodes, data and models.
+
+    Those are hundreds of thousands of objects that all stay alive, and each collection walks them
+    all again: it was over half of libyaml's composing time for a 5,000-report file (bench
+    scenario 7). Reference counting still frees what is dropped; cycles wait until the end.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 @dataclass
 class Interpolated:
     value: Any
@@ -182,6 +226,8 @@ def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], missing: dict[K
     if isinstance(data, dict):
         return {k: _interp(v, (*keypath, k), env, missing) for k, v in data.items()}
     if isinstance(data, list):
+        if all(type(v) is str and "$" not in v for v in data):
+            return list(data)  # the userid lists of a big file: nothing to replace, no key paths
         return [_interp(v, (*keypath, str(i)), env, missing) for i, v in enumerate(data)]
     if not isinstance(data, str) or "$" not in data:
         return data

@@ -52,9 +52,9 @@ def test_a_new_loop_wakes_every_report_at_once_and_prunes_first() -> None:
 def test_a_report_wakes_exactly_at_its_fire_time_and_the_loop_sleeps_until_then() -> None:
     state = decide(start_state({"daily": timing("0 9 * * *")}, 60, T0), T0).state
     assert state.next_fire["daily"] == datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
-    early = decide(state, at(0.2))
+    early = decide(state, at(0.35))  # within one config check of the fire time
     assert wakes(early.actions) == []
-    assert abs(early.sleep - 0.3) < 1e-6
+    assert abs(early.sleep - 0.15) < 1e-6
     on_time = decide(early.state, at(0.5))
     assert wakes(on_time.actions) == ["daily"]
     assert on_time.state.next_fire["daily"] == datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
@@ -64,6 +64,14 @@ def test_the_sleep_never_passes_one_tick_so_housekeeping_keeps_its_rhythm() -> N
     state = decide(start_state({"daily": timing("0 9 * * *")}, 60, T0), T0).state
     state = decide(state, at(0.5)).state  # past the fire: the next one is a day away
     assert decide(state, at(0.6)).sleep <= TICK
+
+
+def test_the_loop_passes_four_times_a_second_so_a_config_edit_is_reloaded_soon() -> None:
+    """Each pass stats the config file: an idle loop must not sleep a whole tick between looks."""
+    idle = decide(start_state({"daily": timing("0 9 * * *")}, 3600, T0), T0).state
+    idle = decide(idle, at(0.5)).state  # fired: the next fire is a day away, chores a tick away
+    assert decide(idle, at(0.5)).sleep <= 0.25
+    assert decide(idle, at(0.6)).sleep <= 0.25
 
 
 def test_a_busy_report_is_not_woken_twice_but_its_fire_time_still_advances() -> None:

@@ -97,6 +97,11 @@ BROKEN = [
         "reports.yaml:20: reports.daily.to.1: unknown recipient group 'finance'",
     ),
     (
+        "unknown_group_in_a_block_list",  # the item's own line, not the line of `to:`
+        replace("to: [leads]", "to:\n      - leads\n      - finance"),
+        "reports.yaml:22: reports.daily.to.1: unknown recipient group 'finance'",
+    ),
+    (
         "empty_recipients",
         replace("    to: [leads]", "    to: []"),
         "reports.yaml:20: reports.daily.to:",

@@ -4,17 +4,26 @@ Two limits [call-frequency-limit, asynchronous-sending-of-enterprise-session-mes
 per second per app per API (beyond: errcode 90018), and 5000 recipients per minute per app
 (beyond: errcode 0 but the users land in `forbidden_list` with 143103 — silently undelivered).
 Time comes from injected `monotonic`/`sleep`, so tests run on a fake clock.
+
+Both limits count per app, not per process. Given the state store's windows (`SharedUnits`), a
+`Pacer` keeps its windows there instead (`SharedWindow`), so replicas share one allowance and a
+restarted daemon sees what its predecessor sent; that window runs on wall-clock time.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from dispatcher.errors import DispatcherError
+
+log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 _EPSILON = 1e-3  # step past a window edge, so a closed [t, t+window] interval also holds
@@ -97,27 +106,133 @@ def _stamp(entry: _Entry) -> float:
     return entry.at
 
 
+class Admission(Protocol):
+    @property
+    def reservation(self) -> int | None: ...
+    @property
+    def wait_ms(self) -> int: ...
+
+
+class SharedUnits(Protocol):
+    """What a shared window needs from the state store (`dispatcher.store.pacewindows.PaceWindows`)."""
+
+    def reserve(
+        self, key: str, units: int, limit: int, window_ms: int, now_ms: Callable[[], int]
+    ) -> Admission: ...
+
+    def release(self, reservation: int, at_ms: int) -> None: ...
+
+
+MAX_NAP = 1.0  # a waiting gate re-reads the store at least this often: a clock step is seen soon
+
+
+class SharedWindow:
+    """SlidingWindow's contract for every process of an app, its units kept in the state store.
+
+    One thread per process asks the store at a time (`_gate`); the others wait on the lock, so
+    however many threads send, the database sees one waiter per replica per key. A release in
+    this process wakes the waiter at once; another replica's release is seen by polling.
+    """
+
+    def __init__(self, units: SharedUnits, key: str, limit: int, window: float, *, wall: Clock = time.time):
+        self.key, self.limit, self.window = key, limit, window
+        self._units = units
+        self._wall = wall
+        self._window_ms = round(window * 1000)
+        self._gate = threading.Lock()
+        self._released = threading.Condition()
+        self._fallback = SlidingWindow(limit, window)
+        self._alone = False  # the store was unreachable at the last reservation
+
+    @contextmanager
+    def reserve(self, units: int = 1) -> Iterator[float]:
+        """Wait until `units` fit, hold them during the block; yields the (wall) start time."""
+        reservation = self._admit(units)
+        if reservation is None:
+            with self._fallback.reserve(units):
+                yield self._wall()
+            return
+        try:
+            yield self._wall()
+        finally:
+            self._units.release(reservation, self._now_ms())
+            with self._released:
+                self._released.notify_all()
+
+    def acquire(self, units: int = 1) -> float:
+        with self.reserve(units) as started:
+            return started
+
+    def _admit(self, units: int) -> int | None:
+        """The store's reservation id; None when the store is unreachable.
+
+        Without the store this process paces alone, in its own window: the alert that the state
+        store is down goes through DingTalk too, and must not wait for the store.
+        """
+        assert 0 < units <= self.limit, f"{units} units can never fit a limit of {self.limit}"
+        with self._gate:
+            while True:
+                try:
+                    admission = self._units.reserve(
+                        self.key, units, self.limit, self._window_ms, self._now_ms
+                    )
+                except DispatcherError as exc:
+                    if not self._alone:  # once per outage, not once per call
+                        log.warning("pacing %s in this process only: %s", self.key, exc.message)
+                    self._alone = True
+                    return None
+                if admission.reservation is not None:
+                    self._alone = False
+                    return admission.reservation
+                with self._released:
+                    self._released.wait(timeout=min(admission.wait_ms / 1000, MAX_NAP))
+
+    def _now_ms(self) -> int:
+        return int(self._wall() * 1000)
+
+
+Window = SlidingWindow | SharedWindow
+
+
 def strictly_under(per_second: float) -> int:
     """The most calls per 1-s window that stay strictly below `per_second` (at least 1)."""
     return max(1, math.ceil(per_second) - 1)
 
 
 class Pacer:
-    """One app's limits: a window per API endpoint, and one for recipients per minute."""
+    """One app's limits: a window per API endpoint, and one for recipients per minute.
 
-    def __init__(self, pacing: Pacing, *, monotonic: Clock = time.monotonic, sleep: Sleep = time.sleep):
+    With `shared` the windows live in the state store under keys that start with `scope` (the
+    app); without, in this process, on the injected clock.
+    """
+
+    def __init__(
+        self,
+        pacing: Pacing,
+        *,
+        monotonic: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+        shared: SharedUnits | None = None,
+        scope: str = "",
+        wall: Clock = time.time,
+    ):
         self.pacing = pacing
         self._monotonic = monotonic
         self._sleep = sleep
+        self._shared, self._scope, self._wall = shared, scope, wall
         self._lock = threading.Lock()
-        self._endpoints: dict[str, SlidingWindow] = {}
-        self.recipients = SlidingWindow(pacing.recipients_per_minute, 60.0, monotonic=monotonic, sleep=sleep)
+        self._endpoints: dict[str, Window] = {}
+        self.recipients = self._window("recipients", pacing.recipients_per_minute, 60.0)
 
-    def endpoint(self, name: str) -> SlidingWindow:
+    def endpoint(self, name: str) -> Window:
         with self._lock:
             window = self._endpoints.get(name)
             if window is None:
                 limit = strictly_under(self.pacing.calls_per_second)
-                window = SlidingWindow(limit, 1.0, monotonic=self._monotonic, sleep=self._sleep)
-                self._endpoints[name] = window
+                window = self._endpoints[name] = self._window(f"call:{name}", limit, 1.0)
             return window
+
+    def _window(self, name: str, limit: int, seconds: float) -> Window:
+        if self._shared is not None:
+            return SharedWindow(self._shared, f"{self._scope}:{name}", limit, seconds, wall=self._wall)
+        return SlidingWindow(limit, seconds, monotonic=self._monotonic, sleep=self._sleep)

@@ -21,7 +21,7 @@ from requests.adapters import HTTPAdapter
 from dispatcher import redact
 from dispatcher.dingtalk.errors import TOKEN_ERRCODES
 from dispatcher.dingtalk.message import dumps
-from dispatcher.dingtalk.pacing import Pacer, Pacing
+from dispatcher.dingtalk.pacing import Pacer, Pacing, SharedUnits
 from dispatcher.dingtalk.retry import (
     Backoff,
     Outcome,
@@ -78,6 +78,7 @@ class Registry:
         self._tokens: dict[tuple[str, str, str], _Token] = {}
         self._token_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._pacers: dict[tuple[Any, ...], Pacer] = {}
+        self._shared: SharedUnits | None = None
 
     def cached(self, key: tuple[str, str, str]) -> _Token | None:
         with self._lock:
@@ -97,12 +98,22 @@ class Registry:
         with self._lock:
             return self._token_locks.setdefault(key, threading.Lock())
 
+    def share_pacing(self, units: SharedUnits) -> None:
+        """Pace through the state store's windows, which every replica of the app shares."""
+        with self._lock:
+            self._shared = units
+
     def pacer(self, key: tuple[Any, ...], pacing: Pacing) -> Pacer:
-        *_, monotonic, sleep = key
+        base_url, app_key, *_, monotonic, sleep = key
+        # A fake clock (tests) keeps the window in this process: the store's runs on wall time.
+        real = monotonic is time.monotonic and sleep is time.sleep
+        scope = f"{hashlib.sha256(base_url.encode()).hexdigest()[:8]}:{app_key}"
         with self._lock:
             pacer = self._pacers.get(key)
             if pacer is None:
-                pacer = self._pacers[key] = Pacer(pacing, monotonic=monotonic, sleep=sleep)
+                shared = self._shared if real else None
+                pacer = Pacer(pacing, monotonic=monotonic, sleep=sleep, shared=shared, scope=scope)
+                self._pacers[key] = pacer
             return pacer
 
     def forget_tokens(self) -> None:

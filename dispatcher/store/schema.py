@@ -202,6 +202,26 @@ robot_locks = Table(
     Column("reservations", BigInteger, nullable=False),
 )
 
+# DingTalk's per-app limits (calls per second per API, recipients per minute), shared by every
+# replica: one row per reservation, stamped when its request returned (NULL while in flight). A
+# key's row in dispatcher_pace_locks is updated first in each reservation, as for the robots.
+pace_units = Table(
+    "dispatcher_pace_units",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pace_key", String(200), nullable=False),
+    Column("units", Integer, nullable=False),
+    Column("reserved_at_ms", BigInteger, nullable=False),
+    Column("released_at_ms", BigInteger),
+    Index("ix_dispatcher_pace_units_key", "pace_key", "released_at_ms"),
+)
+pace_locks = Table(
+    "dispatcher_pace_locks",
+    metadata,
+    Column("pace_key", String(200), primary_key=True),
+    Column("reservations", BigInteger, nullable=False),
+)
+
 # Uploaded media per app and content hash: a retry or another batch reuses the media_id instead of
 # spending another upload of the monthly quota (rich reports: charts and attachments).
 media_cache = Table(

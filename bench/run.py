@@ -207,11 +207,11 @@ def exit_code(rows: list[Row], check: bool) -> int:
 def run_all(settings: Settings, names: list[str]) -> list[Outcome]:
     """The scenarios one after another, except that the quick run's soak runs beside BESIDE_SOAK.
 
-    The soak spends its two minutes mostly waiting on pacing; in its own process it leaves a core
-    to the scenarios that gate only counts, memory or a daemon's own CPU seconds. Those wall times
-    the quick run still prints are then stretched, and none of them gates. The scenarios that gate
-    a wall time or a lag run alone, before the soak starts. The daemon at rest runs beside the
-    first of the others, and the budget waits for it (SETS_CLOCK).
+    The soak spends most of its time waiting (fire times, pacing, the drain); in its own process
+    it leaves a core to the scenarios that gate only counts, memory or a daemon's own CPU seconds.
+    Those wall times the quick run still prints are then stretched, and none of them gates. The
+    scenarios that gate a wall time or a lag run alone, before the soak starts. The daemon at rest
+    runs beside the first of the others, and the budget waits for it (SETS_CLOCK).
     """
     works = scenarios(settings)
     beside = [n for n in names if n in BESIDE_SOAK + IDLE_LANE]

@@ -27,7 +27,9 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,7 +48,7 @@ from bench.common import (
     run_child,
     seconds,
 )
-from bench.generate import LOADER, build, dump, seed_ledger
+from bench.generate import dump, make, seed_ledger
 from bench.receipts import COUNTED
 from dispatcher.sandbox import Sandbox, SandboxOptions
 
@@ -59,52 +61,62 @@ CREDENTIALS = {"DINGTALK_APP_KEY": "dingsandboxkey", "DINGTALK_APP_SECRET": "san
                "DINGTALK_AGENT_ID": "100000001"}  # fmt: skip
 
 
-def combined(generated: Path, every: int = 1) -> Path:
-    """The shipped reports.yaml plus every `every`-th generated report, in one file beside `generated`."""
-    from dispatcher.demo import DEMO_FILENAME, ensure_demo_sqlite
-
-    folder = generated.parent
+def combined(folder: Path, generated: dict[str, Any], every: int = 1) -> dict[str, Any]:
+    """The shipped reports.yaml plus every `every`-th generated report, as one config for `folder`."""
     shipped = yaml.safe_load((REPO / "reports.yaml").read_text(encoding="utf-8"))
-    extra = yaml.load(generated.read_text(encoding="utf-8"), Loader=LOADER)
     if not (folder / "queries").exists():
         shutil.copytree(REPO / "queries", folder / "queries")
-    ensure_demo_sqlite(folder / DEMO_FILENAME, WEEK_START.date())
     config = dict(shipped)
-    config["sources"] = {**shipped["sources"], **extra["sources"]}
-    config["recipients"] = {**shipped["recipients"], **extra["recipients"]}
-    picked = {rid: r for n, (rid, r) in enumerate(extra["reports"].items()) if n % every == 0}
+    config["sources"] = {**shipped["sources"], **generated["sources"]}
+    config["recipients"] = {**shipped["recipients"], **generated["recipients"]}
+    picked = {rid: r for n, (rid, r) in enumerate(generated["reports"].items()) if n % every == 0}
     config["reports"] = {**shipped["reports"], **picked}
-    path = folder / f"combined-{every}.yaml"
-    text = dump(config)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return config
 
 
-def with_mode(path: Path, mode: str, **dingtalk: Any) -> Path:
-    config = yaml.load(path.read_text(encoding="utf-8"), Loader=LOADER)
-    config["dingtalk"] = {**config["dingtalk"], "receipts": mode, **dingtalk}
-    out = path.with_name(f"{path.stem}-{mode}.yaml")
-    text = dump(config)
-    out.write_text(text, encoding="utf-8")
-    return out
+def with_modes(config: dict[str, Any], stem: Path, **dingtalk: Any) -> dict[str, Path]:
+    """One file per receipts mode. The rest is dumped once: 5,000 reports take a second to dump."""
+    body = dump({k: v for k, v in config.items() if k != "dingtalk"})
+    paths = {}
+    for mode in MODES:
+        head = dump({"dingtalk": {**config["dingtalk"], "receipts": mode, **dingtalk}})
+        paths[mode] = stem.with_name(f"{stem.name}-{mode}.yaml")
+        paths[mode].write_text(head + body, encoding="utf-8")
+    return paths
 
 
-def run(reports: int, every: int, days: int) -> Outcome:
-    with tempfile.TemporaryDirectory(prefix="bench-budget-") as tmp:
+def run(reports: int, every: int, days: int, together: bool = False) -> Outcome:
+    """`together`: the three `quota` processes run at once (the quick run: how long each took is
+    then stretched, and only printed; the forecasts themselves do not change)."""
+    from dispatcher.demo import DEMO_FILENAME, ensure_demo_sqlite
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-budget-") as tmp,
+        ThreadPoolExecutor(1 + len(MODES)) as background,
+    ):
         folder = Path(tmp)
-        generated = build(folder, reports).path
-        whole = combined(generated)
-        monthly = {mode: _cli_forecast(with_mode(whole, mode), folder) for mode in MODES}
-        sample = combined(generated, every)
+        # The demo database the shipped reports query takes seconds to build, and only the week
+        # needs it: it is built while the forecasts, whole processes, run.
+        demo = background.submit(ensure_demo_sqlite, folder / DEMO_FILENAME, WEEK_START.date())
+        generated = make(folder, reports)
+        whole = with_modes(combined(folder, generated), folder / "combined-1")
+        forecasts = {mode: partial(_cli_forecast, whole[mode], folder, mode) for mode in MODES}
+        if together:
+            running = {mode: background.submit(forecast) for mode, forecast in forecasts.items()}
+            monthly = {mode: future.result() for mode, future in running.items()}
+        else:
+            monthly = {mode: forecast() for mode, forecast in forecasts.items()}
         # Time is compressed for the receipts too: the client waits 50 ms before asking again, and
         # the sandbox's tasks take longer than that to finish, as DingTalk's take longer than 5 s.
-        sim = {mode: with_mode(sample, mode, monthly_quota=0, receipt_wait=0.05) for mode in MODES}
+        sample = combined(folder, generated, every)
+        sim = with_modes(sample, folder / f"combined-{every}", monthly_quota=0, receipt_wait=0.05)
+        demo.result()
         week = {mode: _week(sim[mode], folder, mode, days) for mode in MODES}
     return _outcome(reports, every, days, monthly, week)
 
 
-def _cli_forecast(config: Path, folder: Path) -> dict[str, Any]:
-    env = clean_env(**CREDENTIALS, DISPATCHER_STATE_URL=f"sqlite:///{folder / 'quota-cli.db'}")
+def _cli_forecast(config: Path, folder: Path, mode: str) -> dict[str, Any]:
+    env = clean_env(**CREDENTIALS, DISPATCHER_STATE_URL=f"sqlite:///{folder / f'quota-{mode}.db'}")
     done = checked(
         run_child(dispatcher_cmd("quota", "--json", "-c", str(config)), env=env, cwd=folder), "quota"
     )

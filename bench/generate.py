@@ -63,6 +63,21 @@ def build(
     Cron schedules fire at `minute` past the hour and intervals on the hour, so a scenario can
     pick a minute at which nothing is due.
     """
+    config = make(folder, reports, servers, seed, minute, **dingtalk)
+    path = folder / "reports.yaml"
+    path.write_text(dump(config), encoding="utf-8")
+    return Generated(path, reports, GROUPS, len(servers or []))
+
+
+def make(
+    folder: Path,
+    reports: int,
+    servers: list[str] | None = None,
+    seed: int = 14,
+    minute: int = 0,
+    **dingtalk: Any,
+) -> dict[str, Any]:
+    """What build writes, as a dict, with its SQLite files made in `folder`."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     sources: dict[str, str] = {}
@@ -91,16 +106,13 @@ def build(
             "sql": ORDERS_SQL,
             "to": [f"team{rng.randint(1, GROUPS):03d}"],
         }
-    config = {
+    return {
         "timezone": "Asia/Shanghai",
         "sources": sources,
         "dingtalk": dingtalk_from_env(**dingtalk),
         "recipients": groups,
         "reports": entries,
     }
-    path = folder / "reports.yaml"
-    path.write_text(dump(config), encoding="utf-8")
-    return Generated(path, reports, GROUPS, len(servers or []))
 
 
 def seed_server(url: str, rows: int = 200) -> None:
@@ -134,11 +146,15 @@ def seed_ledger(config_path: Path, state_url: str, env: dict[str, str]) -> int:
     whose last fire time is within its grace.
     """
     from dispatcher.config_check import load_config
+
+    return seed_runs(state_url, last_fires(load_config(config_path, env=env)))
+
+
+def last_fires(config: Any) -> list[tuple[str, datetime]]:
+    """Each report's last fire time before now, as seed_ledger seeds them (`config`: a loaded Config)."""
     from dispatcher.prepare import fire_time_at, now_in
 
-    config = load_config(config_path, env=env)
-    fires = [(r.id, fire_time_at(config, r, now_in(config))) for r in config.reports.values()]
-    return seed_runs(state_url, fires)
+    return [(r.id, fire_time_at(config, r, now_in(config))) for r in config.reports.values()]
 
 
 def seed_runs(state_url: str, fires: list[tuple[str, datetime]]) -> int:

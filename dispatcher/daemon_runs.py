@@ -206,8 +206,8 @@ class Runs:
         handed_off = False
         try:
             for index, run in enumerate(claimed):
-                if not self._take(run.id):
-                    return  # stopping: the daemon's shutdown hands the rest back
+                if not self._take(run):
+                    continue  # stopping (shutdown hands it back), or no longer ours
                 try:
                     fire = run.fire_time.astimezone(self.svc.config.report_zone(report))
                     handed_off = self._execute(report, run, lock, "run.started", fire_time=fire, attempt=1)
@@ -222,20 +222,24 @@ class Runs:
 
     def _skip_all(self, report: Report, claimed: list[Run]) -> None:
         for run in claimed:
-            if self._take(run.id):
+            if self._take(run):
                 try:
                     self._skip_busy(report, run)
                 finally:
                     self._done(run.id)
 
-    def _take(self, run_id: int) -> bool:
-        """Move a queued claim to executing; False when it was released or the daemon is stopping."""
+    def _take(self, run: Run) -> bool:
+        """Move a queued claim to executing; False when the daemon is stopping or the claim is lost."""
         with self._guard:
-            if self.stop.is_set() or run_id not in self._queued:
+            if self.stop.is_set() or run.id not in self._queued:
                 return False
-            self._queued.discard(run_id)
-            self._executing.add(run_id)
+            self._queued.discard(run.id)
+            self._executing.add(run.id)
+        if self.svc.ledger.confirm(run, self.svc.owner):
             return True
+        self._done(run.id)  # reaped while it waited (this process stalled) and maybe run elsewhere
+        logs.event("run.claim_lost", logging.WARNING, report=run.report_id, fire_time=run.fire_time)
+        return False
 
     def _done(self, run_id: int) -> None:
         with self._guard:

@@ -124,6 +124,18 @@ class Ledger:
         """Refresh the rows `owner` still holds, so no reaper takes them; returns how many."""
         return claims.set_where_held(self._store, list(run_ids), owner, {"heartbeat_at": clock.now()})
 
+    def confirm(self, run: Run, owner: str) -> bool:
+        """Whether `owner` still holds this claim as it was made (refreshing it): a claim that waited
+        for a worker may have been reaped and retried elsewhere meanwhile, if this process stalled."""
+        change = (
+            update(runs)
+            .where(runs.c.id == run.id, runs.c.state == "running", runs.c.owner == owner,
+                   runs.c.attempts == run.attempts)
+            .values(heartbeat_at=clock.now())
+        )  # fmt: skip
+        with self._store.begin() as conn:
+            return bool(conn.execute(change).rowcount == 1)
+
     def release(self, run_ids: Iterable[int], owner: str, error: str) -> int:
         """Hand back claims that never started: failed, retry due now, no attempt counted."""
         now = clock.now()

@@ -206,7 +206,7 @@ class Runs:
         handed_off = False
         try:
             for index, run in enumerate(claimed):
-                if not self._take(run):
+                if not self._take(run, report):
                     continue  # stopping (shutdown hands it back), or no longer ours
                 try:
                     fire = run.fire_time.astimezone(self.svc.config.report_zone(report))
@@ -222,20 +222,24 @@ class Runs:
 
     def _skip_all(self, report: Report, claimed: list[Run]) -> None:
         for run in claimed:
-            if self._take(run):
+            if self._take(run, report):
                 try:
                     self._skip_busy(report, run)
                 finally:
                     self._done(run.id)
 
-    def _take(self, run: Run) -> bool:
+    def _take(self, run: Run, report: Report) -> bool:
         """Move a queued claim to executing; False when the daemon is stopping or the claim is lost."""
         with self._guard:
             if self.stop.is_set() or run.id not in self._queued:
                 return False
             self._queued.discard(run.id)
             self._executing.add(run.id)
-        if self.svc.ledger.confirm(run, self.svc.owner):
+        # No reaper takes a row within run_timeout of its claim: a claim taken sooner needs no check.
+        fresh = run.started_at is not None and clock.now() - run.started_at < timedelta(
+            seconds=report.run_timeout / 2
+        )
+        if fresh or self.svc.ledger.confirm(run, self.svc.owner):
             return True
         self._done(run.id)  # reaped while it waited (this process stalled) and maybe run elsewhere
         logs.event("run.claim_lost", logging.WARNING, report=run.report_id, fire_time=run.fire_time)

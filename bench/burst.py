@@ -8,6 +8,12 @@ whole minute, so their fire time is a real one the daemon meets while running, n
 The daemon has 256 workers (the most `daemon.workers` allows) and `receipts: full`, as rush hour
 has: the default `result` holds each run's worker for receipt_wait.
 
+The workers bound only execution, not claiming: the loop pass where the reports become due plans
+and claims all their fire times at once, in a few batched ledger statements (daemon_runs), and
+queues the claimed runs for the workers, whose heartbeat keeps them from other replicas' reapers.
+(Before, each report planned and claimed inside its worker, so only the first 256 were claimed
+at the fire time and the rest as workers freed up from pacing, minutes later.)
+
 Claim lag is each run's ledger claim (started_at) minus its fire time. Delivery lag is each
 report's last accepted asyncsend_v2 minus the fire time, from the sandbox's own log. The pacing
 floor is the larger of recipients ÷ the per-minute limit and send calls ÷ 20 per second.
@@ -224,8 +230,8 @@ def _outcome(plan: Plan, factor: int, data: dict[str, Any], quick: bool) -> Outc
             f"{ratio(took, floor):.2f}",
             f"≤ {FINISH_RATIO}× pacing floor" + (" (reported only in the quick run)" if quick else ""),
             ratio(took, floor) <= FINISH_RATIO,
-            # The quick burst's floor is 10 s, so the second of claiming before the first send
-            # (SQLite, 100 claims) alone is a tenth of it; the full run's floor is 35 minutes.
+            # The quick burst's floor is 10 s, so the daemon's start (config, sandbox token, first
+            # pass) alone is a noticeable part of it; the full run's floor is 35 minutes.
             gates=not quick,
         ),
         Row(

@@ -59,10 +59,12 @@ class Daemon:
         busy, store_ok = self.runs.busy(), self.runs.store_problem is None
         decision = decide(replace(self.state, busy=busy, store_ok=store_ok), clock.now())
         self.state = decision.state
+        # All of a pass's wake-ups are claimed together, in a few ledger statements (daemon_runs)
+        wakes = [action.report_id for action in decision.actions if isinstance(action, Wake)]
+        if wakes:
+            self.runs.claim_due(wakes)
         for action in decision.actions:
-            if isinstance(action, Wake):
-                self.runs.submit_wake(action.report_id)
-            elif isinstance(action, Housekeep):
+            if isinstance(action, Housekeep):
                 self.chores.do(action.chore)
         return decision.sleep
 
@@ -96,6 +98,7 @@ class Daemon:
     def shutdown(self) -> None:
         self.health.running = False
         runs, deadline = self.runs, time.monotonic() + self.app.config.daemon.shutdown_timeout
+        self._release_queued()
         with runs.in_flight_cv:
             while runs.in_flight and time.monotonic() < deadline:
                 runs.in_flight_cv.wait(0.2)
@@ -107,6 +110,18 @@ class Daemon:
             logging.shutdown()
             os._exit(0)  # worker threads would otherwise hold the interpreter open
         logs.event("daemon.stopped")
+
+    def _release_queued(self) -> None:
+        """Claims no worker started go back at once: no other replica waits run_timeout for them."""
+        try:
+            released = self.runs.release_queued()
+        except DispatcherError as exc:  # still `running` and no longer refreshed: reaped after run_timeout
+            logs.event("state.unavailable", logging.ERROR, during="shutdown", error=str(exc))
+            return
+        if released:
+            logs.event(
+                "daemon.released", logging.WARNING, runs=released, reason="not started before shutdown"
+            )
 
     def install_signals(self) -> None:
         def on_stop(signum: int, _frame: FrameType | None) -> None:

@@ -43,7 +43,7 @@ class Chores:
     def do(self, chore: Chore) -> None:
         actions: dict[Chore, Callable[[], None]] = {"check": self.check, "heartbeat": self.heartbeat,
                                                     "reap": self.reap, "prune": self.prune,
-                                                    "retry": self.retry_due}  # fmt: skip
+                                                    "retry": self.retry_due, "hold": self.hold}  # fmt: skip
         self.guarded(chore, actions[chore])
 
     def guarded(self, what: str, action: Callable[[], None]) -> None:
@@ -92,6 +92,13 @@ class Chores:
                    next_report=soonest[0][0].id if soonest else None,
                    next_fire=soonest[0][1] if soonest else None,
                    state=self.runs.store_problem or "ok")  # fmt: skip
+
+    def hold(self) -> None:
+        """Refresh the rows this process holds (queued claims, runs executing); only those: a row it
+        lost track of must stay reapable."""
+        held = self.runs.held()
+        if held:
+            self.app.ledger.heartbeat(held, self.app.owner)
 
     def reap(self) -> None:
         reports, live = self.config.reports, self.runs.live

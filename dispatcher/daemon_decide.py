@@ -9,7 +9,8 @@ single pure function makes all of that testable under a fake clock without sleep
 
 The loop passes at least every CONFIG_CHECK, and each pass looks for a changed config file.
 Housekeeping runs on fixed periods: `check` (state-store health, /healthz problems) and `retry`
-every TICK, `reap` every REAP_EVERY, `prune` at start and then daily, `heartbeat`
+every TICK, `reap` every REAP_EVERY, `hold` (refresh the ledger rows this daemon holds, so other
+replicas' reapers leave them alone) every HOLD_EVERY, `prune` at start and then daily, `heartbeat`
 every `daemon.heartbeat` seconds. While the state store is unhealthy nothing that touches the
 ledger is decided except the `check` that notices its recovery.
 """
@@ -29,10 +30,11 @@ TICK = 1.0  # seconds: the period of the `check` and `retry` chores
 # nothing due costs well under a millisecond at that size.
 CONFIG_CHECK = 0.25
 REAP_EVERY = 15.0
+HOLD_EVERY = 5.0  # a held row is reaped run_timeout after its last refresh: keep this well below it
 PRUNE_EVERY = 86400.0
 
-Chore = Literal["check", "heartbeat", "reap", "prune", "retry"]
-LEDGER_CHORES: frozenset[Chore] = frozenset({"reap", "prune", "retry"})
+Chore = Literal["check", "heartbeat", "hold", "reap", "prune", "retry"]
+LEDGER_CHORES: frozenset[Chore] = frozenset({"hold", "reap", "prune", "retry"})
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class Decision:
 def start_state(timings: dict[str, Timing], heartbeat: float, now: datetime) -> LoopState:
     """A new loop: every report wakes at once (catch-up), prune runs first, the rest after a period."""
     periods: dict[Chore, float] = {"check": TICK, "retry": TICK, "reap": REAP_EVERY, "prune": PRUNE_EVERY,
-                                   "heartbeat": heartbeat}  # fmt: skip
+                                   "heartbeat": heartbeat, "hold": HOLD_EVERY}  # fmt: skip
     due = {chore: now + timedelta(seconds=period) for chore, period in periods.items()}
     due["prune"] = now
     return LoopState(timings, dict.fromkeys(timings, now), due, periods)

@@ -1,8 +1,14 @@
-"""The daemon's executor: wake-ups and retries on a pool of `daemon.workers` threads.
+"""The daemon's executor: claims at the fire time, then runs and retries on `daemon.workers` threads.
 
-Exactly-once rests on the ledger, not on the loop: every wake-up of a report plans the fire
-times it owes (`catchup.plan`) and claims each one in the ledger before running it. A process
-that loses a claim skips that fire time. So replicas, restarts and pauses all converge.
+Exactly-once rests on the ledger, not on the loop: when reports wake up, the loop plans the fire
+times each owes (`catchup.plan`) and claims them all in the ledger at once, in a few batched
+statements, before any runs; a process that loses a claim skips that fire time. So replicas,
+restarts and pauses all converge. Claiming in the loop and not in a worker is what keeps a burst
+of 1,000 due reports from being claimed only as workers free up, minutes late (bench scenario 8).
+
+A claim waiting for a worker is held: the heartbeat chore refreshes the rows in `held()` so other
+replicas' reapers leave them alone, and a warm shutdown hands back the ones never started
+(`release_queued`) for any replica's retry chore to run at once.
 
 One run of a report at a time. A run executes for at most its run_timeout (see watchdog); once a
 run is abandoned, wake-ups record their fire times as skipped and free their worker at once,
@@ -17,7 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from dispatcher import catchup, clock, logs
@@ -42,7 +48,9 @@ class Runs:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="worker")
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._waking: set[str] = set()  # reports with a wake-up submitted and not finished
+        self._waking: set[str] = set()  # reports with claims queued or running here
+        self._queued: set[int] = set()  # run ids claimed here and waiting for a worker
+        self._executing: set[int] = set()  # run ids executing here (a claim or a retry)
         self._abandoned: dict[str, Attempt] = {}  # report id -> its last run abandoned after run_timeout
         self._retrying: set[int] = set()  # run ids with a retry submitted and not finished
 
@@ -50,12 +58,40 @@ class Runs:
         with self._guard:
             return frozenset(self._waking)
 
-    def submit_wake(self, report_id: str) -> None:
+    def held(self) -> list[int]:
+        """The ledger rows this process holds: claimed and queued, or executing."""
         with self._guard:
-            if report_id in self._waking:
-                return  # coalesced: the wake-up under way plans every fire time owed
-            self._waking.add(report_id)
-        self._submit(self._wake, report_id)
+            return sorted(self._queued | self._executing)
+
+    def claim_due(self, report_ids: list[str]) -> None:
+        """Plan and claim every owed fire time of these reports now, then queue the claimed runs."""
+        if self.store_problem is not None:
+            for report_id in report_ids:
+                logs.event("run.not_claimed", logging.WARNING, report=report_id, reason=self.store_problem)
+        if self.stop.is_set() or self.store_problem is not None:
+            return
+        with self._guard:  # coalesced: a report with claims under way catches up at its next wake-up
+            fresh = [rid for rid in report_ids if rid not in self._waking]
+            self._waking.update(fresh)
+        claimed: dict[str, tuple[Report, list[Run]]] = {}
+        try:
+            claimed = self._claim(fresh)
+        except StateError as exc:  # nothing runs without a claim; the next wake-up catches up
+            logs.event("state.unavailable", logging.ERROR, during="claim", error=str(exc))
+        finally:
+            with self._guard:
+                self._waking.difference_update(set(fresh) - claimed.keys())
+        for job in claimed.values():
+            self._submit(self._run_claims, job)
+
+    def release_queued(self) -> int:
+        """At shutdown: hand back the claims no worker started, for a retry chore to run at once."""
+        self.stop.set()  # no worker takes a claim from here on (see _take)
+        with self._guard:
+            ids, self._queued = sorted(self._queued), set()
+        if not ids:
+            return 0
+        return self.svc.ledger.release(ids, self.svc.owner, "released at shutdown before it started")
 
     def submit_retry(self, run: Run) -> None:
         with self._guard:
@@ -107,68 +143,111 @@ class Runs:
                     del self.live[report_id]
                 self.in_flight_cv.notify_all()
 
-    def _wake(self, report_id: str) -> None:
-        try:
-            self._wake_guarded(report_id)
-        finally:
-            with self._guard:
-                self._waking.discard(report_id)
-
-    def _wake_guarded(self, report_id: str) -> None:
-        if self.store_problem is not None:
-            logs.event("run.not_claimed", logging.WARNING, report=report_id, reason=self.store_problem)
-        if self.stop.is_set() or self.store_problem is not None:
-            return
-        lock = self._lock(report_id)
-        busy = self._stuck(report_id) or not lock.acquire(timeout=self._run_timeout(report_id))
-        handed_off = False
-        try:
-            handed_off = self._wake_locked(report_id, busy, lock)
-        except StateError as exc:  # nothing runs without a claim; the next wake-up catches up
-            logs.event("state.unavailable", logging.ERROR, report=report_id, error=str(exc))
-        finally:
-            if not busy and not handed_off:
-                lock.release()
+    def _claim(self, report_ids: list[str]) -> dict[str, tuple[Report, list[Run]]]:
+        """Plan every report's owed fire times and claim them all: a few queries for the burst."""
+        svc, now = self.svc, clock.now()
+        reports = {
+            rid: r for rid in report_ids if (r := svc.config.reports.get(rid)) is not None and r.enabled
+        }
+        reach = {rid: catchup.lookback(r.parsed_schedule(), r.grace) for rid, r in reports.items()}
+        last = svc.ledger.last_fire_times(list(reports))
+        recorded = svc.ledger.fire_times_with_rows_of(
+            {rid: now - timedelta(seconds=seconds) for rid, seconds in reach.items()}, now
+        )
+        wanted: list[tuple[str, datetime]] = []
+        for rid, report in reports.items():
+            plan = catchup.plan(
+                report.parsed_schedule(), svc.config.report_zone(report), now=now,
+                last_recorded=last.get(rid), recorded=recorded[rid], policy=report.catchup,
+                grace=report.grace, run_on_start=report.run_on_start,
+            )  # fmt: skip
+            self._record_missed(report, plan.missed)
+            wanted += [(rid, fire) for fire in plan.run]
+        won = svc.ledger.claim_many(wanted, svc.owner)
+        with self._guard:
+            self._queued.update(run.id for run in won)
+        claimed: dict[str, tuple[Report, list[Run]]] = {}
+        for run in sorted(won, key=lambda r: r.fire_time):
+            claimed.setdefault(run.report_id, (reports[run.report_id], []))[1].append(run)
+        for rid, fire in sorted({*wanted} - {(run.report_id, run.fire_time) for run in won}):
+            logs.event("run.claimed_elsewhere", logging.DEBUG, report=rid, fire_time=fire)
+        return claimed
 
     def _stuck(self, report_id: str) -> bool:
         """Whether a run of this report was abandoned after its run_timeout and is still going."""
         attempt = self._abandoned.get(report_id)
         return attempt is not None and not attempt.done.is_set()
 
-    def _run_timeout(self, report_id: str) -> float:
-        report = self.svc.config.reports.get(report_id)
-        return report.run_timeout if report is not None else 0.0
+    def _record_missed(self, report: Report, missed: list[datetime]) -> None:
+        if missed and self.svc.ledger.record_missed(report.id, missed):
+            logs.event("run.missed", logging.WARNING, report=report.id, fire_time=missed[-1],
+                       count=len(missed), first=missed[0], policy=report.catchup)  # fmt: skip
+            for _ in missed:
+                self.svc.metrics.run_finished(report.id, "missed", None)
 
-    def _wake_locked(self, report_id: str, busy: bool, lock: threading.Lock) -> bool:
-        """True when a run was abandoned and its thread now owns `lock`."""
-        svc = self.svc
-        report = svc.config.reports.get(report_id)
-        if report is None or not report.enabled:
-            return False
-        schedule, tz, now = report.parsed_schedule(), svc.config.report_zone(report), clock.now()
-        reach = catchup.lookback(schedule, report.grace)
-        plan = catchup.plan(
-            schedule, tz, now=now, last_recorded=svc.ledger.last_fire_time(report_id),
-            recorded=svc.ledger.fire_times_with_rows(report_id, now - timedelta(seconds=reach), now),
-            policy=report.catchup, grace=report.grace, run_on_start=report.run_on_start,
-        )  # fmt: skip
-        if plan.missed and svc.ledger.record_missed(report_id, plan.missed):
-            logs.event("run.missed", logging.WARNING, report=report_id, fire_time=plan.missed[-1],
-                       count=len(plan.missed), first=plan.missed[0], policy=report.catchup)  # fmt: skip
-            for _ in plan.missed:
-                svc.metrics.run_finished(report_id, "missed", None)
-        for fire in plan.run:
-            if self.stop.is_set():
+    def _run_claims(self, job: tuple[Report, list[Run]]) -> None:
+        report, claimed = job
+        try:
+            self._run_claims_guarded(report, claimed)
+        except StateError as exc:  # a claim left `running` is reaped and retried
+            logs.event("state.unavailable", logging.ERROR, report=report.id, error=str(exc))
+        finally:
+            with self._guard:
+                self._waking.discard(report.id)
+                if not self.stop.is_set():  # at a stop, the claims not started wait to be released
+                    self._queued.difference_update(run.id for run in claimed)
+
+    def _run_claims_guarded(self, report: Report, claimed: list[Run]) -> None:
+        """Run a report's claimed fire times in order; skip them while its previous run is going."""
+        lock = self._lock(report.id)
+        if self._stuck(report.id) or not lock.acquire(timeout=report.run_timeout):
+            self._skip_all(report, claimed)
+            return
+        handed_off = False
+        try:
+            for index, run in enumerate(claimed):
+                if not self._take(run, report):
+                    continue  # stopping (shutdown hands it back), or no longer ours
+                try:
+                    fire = run.fire_time.astimezone(self.svc.config.report_zone(report))
+                    handed_off = self._execute(report, run, lock, "run.started", fire_time=fire, attempt=1)
+                finally:
+                    self._done(run.id)
+                if handed_off:  # the abandoned thread owns the lock: the fire times left are skipped
+                    self._skip_all(report, claimed[index + 1 :])
+                    return
+        finally:
+            if not handed_off:
+                lock.release()
+
+    def _skip_all(self, report: Report, claimed: list[Run]) -> None:
+        for run in claimed:
+            if self._take(run, report):
+                try:
+                    self._skip_busy(report, run)
+                finally:
+                    self._done(run.id)
+
+    def _take(self, run: Run, report: Report) -> bool:
+        """Move a queued claim to executing; False when the daemon is stopping or the claim is lost."""
+        with self._guard:
+            if self.stop.is_set() or run.id not in self._queued:
                 return False
-            run = svc.ledger.claim(report_id, fire, svc.owner)
-            if run is None:
-                logs.event("run.claimed_elsewhere", logging.DEBUG, report=report_id, fire_time=fire)
-            elif busy:
-                self._skip_busy(report, run)
-            else:
-                if self._execute(report, run, lock, "run.started", fire_time=fire, attempt=1):
-                    return True  # the fire times left are the next wake-up's to catch up or skip
+            self._queued.discard(run.id)
+            self._executing.add(run.id)
+        # No reaper takes a row within run_timeout of its claim: a claim taken sooner needs no check.
+        fresh = run.started_at is not None and clock.now() - run.started_at < timedelta(
+            seconds=report.run_timeout / 2
+        )
+        if fresh or self.svc.ledger.confirm(run, self.svc.owner):
+            return True
+        self._done(run.id)  # reaped while it waited (this process stalled) and maybe run elsewhere
+        logs.event("run.claim_lost", logging.WARNING, report=run.report_id, fire_time=run.fire_time)
         return False
+
+    def _done(self, run_id: int) -> None:
+        with self._guard:
+            self._executing.discard(run_id)
 
     def _skip_busy(self, report: Report, run: Run) -> None:
         reason = "the previous run of this report is still running"
@@ -226,9 +305,14 @@ class Runs:
     def _retry_locked(self, run: Run, lock: threading.Lock) -> bool:
         report = self.svc.config.reports.get(run.report_id)
         claimed = self.svc.ledger.claim_retry(run, self.svc.owner) if report else None
-        if report is not None and claimed is not None:
+        if report is None or claimed is None:
+            return False
+        with self._guard:
+            self._executing.add(claimed.id)
+        try:
             fire = claimed.fire_time.astimezone(self.svc.config.report_zone(report))
             return self._execute(
                 report, claimed, lock, "run.retrying", fire_time=fire, attempt=claimed.attempts
             )
-        return False
+        finally:
+            self._done(claimed.id)

@@ -96,7 +96,7 @@ def test_all_green_on_sqlite_and_the_sandbox_spends_no_quota(tmp_path, box, caps
     assert code == 0
     assert "138****0000 -> manager4974" in checks["recipients"]["detail"]
     assert "13800000000" not in json.dumps(checks)
-    assert "schema version 2" in checks["state store"]["detail"]
+    assert "schema version 3" in checks["state store"]["detail"]
     assert {c["endpoint"] for c in box.calls()} <= EXEMPT
     assert box.messages() == []
 

@@ -108,7 +108,7 @@ def _v1_store(url: str) -> None:
 def _check_upgraded(url: str) -> None:
     store = StateStore(url)
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert store.schema_version() == SCHEMA_VERSION == 3
         ledger = Ledger(store)
         [old] = ledger.history("daily")
         assert (old.state, old.task_ids, old.batches, old.trigger) == ("sent", [7], {}, "schedule")

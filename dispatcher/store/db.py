@@ -181,6 +181,8 @@ def _has_column(conn: Connection, table: str, column: str) -> bool:
 
 
 def _add_column(conn: Connection, table: str, column: str, sql_type: str) -> None:
+    if sql_type == "TIMESTAMP" and conn.dialect.name == "mysql":
+        sql_type = "DATETIME"  # a MariaDB TIMESTAMP may update itself on every write of the row
     try:
         conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
     except SQLAlchemyError:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     and_,
     delete,
     func,
+    or_,
     select,
     update,
 )
@@ -30,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from dispatcher import clock
 from dispatcher.errors import StateError
 from dispatcher.redact import redact
-from dispatcher.store import alerts
+from dispatcher.store import alerts, claims
 from dispatcher.store.db import StateStore
 from dispatcher.store.schema import manual_runs, runs, utc
 
@@ -65,6 +66,7 @@ class Run:
     next_retry_at: datetime | None
     batches: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     trigger: Trigger = "schedule"
+    heartbeat_at: datetime | None = None  # last refresh by the daemon holding a running row
 
     @property
     def accepted_userids(self) -> set[str]:
@@ -109,6 +111,37 @@ class Ledger:
             except IntegrityError:
                 return None
             return _fetch(conn, key[0] if key else None)
+
+    def claim_many(self, wanted: Iterable[tuple[str, datetime]], owner: str) -> list[Run]:
+        """`claim` for many (report, fire time) pairs in few transactions: the runs this process won.
+
+        Same race as `claim`: a fire time another process already holds is simply not returned.
+        """
+        rows = [_started(report_id, fire, owner) for report_id, fire in wanted]
+        return [_run(row) for row in claims.insert_claims(self._store, rows)]
+
+    def heartbeat(self, run_ids: Iterable[int], owner: str) -> int:
+        """Refresh the rows `owner` still holds, so no reaper takes them; returns how many."""
+        return claims.set_where_held(self._store, list(run_ids), owner, {"heartbeat_at": clock.now()})
+
+    def confirm(self, run: Run, owner: str) -> bool:
+        """Whether `owner` still holds this claim as it was made (refreshing it): a claim that waited
+        for a worker may have been reaped and retried elsewhere meanwhile, if this process stalled."""
+        change = (
+            update(runs)
+            .where(runs.c.id == run.id, runs.c.state == "running", runs.c.owner == owner,
+                   runs.c.attempts == run.attempts)
+            .values(heartbeat_at=clock.now())
+        )  # fmt: skip
+        with self._store.begin() as conn:
+            return bool(conn.execute(change).rowcount == 1)
+
+    def release(self, run_ids: Iterable[int], owner: str, error: str) -> int:
+        """Hand back claims that never started: failed, retry due now, no attempt counted."""
+        now = clock.now()
+        values = {"state": "failed", "attempts": runs.c.attempts - 1, "error": _clean_error(error),
+                  "ended_at": now, "next_retry_at": now}  # fmt: skip
+        return claims.set_where_held(self._store, list(run_ids), owner, values)
 
     def claim_retry(self, run: Run, owner: str) -> Run | None:
         """Compare-and-set from the failed or partial attempt `run` saw; None when another process got
@@ -239,6 +272,16 @@ class Ledger:
         found = self._select(query)
         return found[0] if found else None
 
+    def last_fire_times(self, report_ids: Sequence[str]) -> dict[str, datetime]:
+        """`last_fire_time` of many reports in one query; reports without a row are left out."""
+        return claims.last_fire_times(self._store, report_ids)
+
+    def fire_times_with_rows_of(
+        self, since: dict[str, datetime], until: datetime
+    ) -> dict[str, set[datetime]]:
+        """`fire_times_with_rows` of many reports, each from its own `since`, in one query."""
+        return claims.fire_times_with_rows(self._store, since, until)
+
     def last_fire_time(self, report_id: str) -> datetime | None:
         query = select(func.max(runs.c.fire_time)).where(runs.c.report_id == report_id)
         with self._store.connect() as conn:
@@ -280,13 +323,15 @@ class Ledger:
     # -- housekeeping --
 
     def reap_stale(self, timeout_for: Callable[[str], float], now: datetime | None = None) -> list[Run]:
-        """Fail runs left in 'running' longer than their report's timeout so they get retried."""
+        """Fail runs whose holder has not been heard of (claim or last heartbeat) for longer than their
+        report's timeout, so they get retried."""
         now = utc(now or clock.now())
         running = self._select(select(runs).where(runs.c.state == "running"))
         reaped = []
         for run in running:
             timeout = float(timeout_for(run.report_id))
-            if run.started_at is not None and run.started_at < now - timedelta(seconds=timeout):
+            heard = max((t for t in (run.started_at, run.heartbeat_at) if t is not None), default=None)
+            if heard is not None and heard < now - timedelta(seconds=timeout):
                 taken = self._reap(run, now, timeout)
                 if taken is not None:
                     reaped.append(taken)
@@ -320,10 +365,12 @@ class Ledger:
 
     def _reap(self, run: Run, now: datetime, timeout: float) -> Run | None:
         error = f"abandoned: still running after {_seconds(timeout)}s (the process that ran it probably died)"
-        # Matching on attempts too keeps a reaper from failing a retry that started meanwhile.
+        # Matching on attempts too keeps a reaper from failing a retry that started meanwhile, and on
+        # the heartbeat from failing a row its holder refreshed since it was read.
+        silent = or_(runs.c.heartbeat_at.is_(None), runs.c.heartbeat_at < now - timedelta(seconds=timeout))
         change = (
             update(runs)
-            .where(runs.c.id == run.id, runs.c.state == "running", runs.c.attempts == run.attempts)
+            .where(runs.c.id == run.id, runs.c.state == "running", runs.c.attempts == run.attempts, silent)
             .values(state="failed", error=error, ended_at=now, next_retry_at=now)
         )
         with self._store.begin() as conn:

@@ -26,7 +26,7 @@ from sqlalchemy.types import TypeDecorator
 
 from dispatcher.errors import StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -108,6 +108,9 @@ runs = Table(
     "dispatcher_runs",
     metadata,
     *_run_columns(),
+    # Refreshed every few seconds by the daemon holding a `running` row (claimed and queued, or
+    # executing): the reaper judges a row by it, so a claim waiting for a worker is not reaped.
+    Column("heartbeat_at", UTCDateTime()),  # schema version 3
     UniqueConstraint("report_id", "fire_time", name="uq_dispatcher_runs_report_fire"),
     Index("ix_dispatcher_runs_state_retry", "state", "next_retry_at"),
     Index("ix_dispatcher_runs_fire_time", "fire_time"),
@@ -236,4 +239,5 @@ media_cache = Table(
 # version -> columns it added to tables an older version already had
 ADDED_COLUMNS: dict[int, tuple[tuple[str, str, str], ...]] = {
     2: (("dispatcher_runs", "batches", "TEXT"),),
+    3: (("dispatcher_runs", "heartbeat_at", "TIMESTAMP"),),
 }

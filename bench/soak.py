@@ -12,9 +12,12 @@ later (as systemd's Restart= would; the restarted process reads what was sent th
 the store, so the delay is the scenario's, not a workaround). Another replica is stopped with
 SIGSTOP at a random moment for 30 s.
 The quick run scales this down: SIGSTOP for 10 s, and the kill lands at a random moment when the
-replica holds no claim, since a claim it held waits for the reaper (run_timeout, then a retry),
-which the hour has time for and 60 s does not. (A claim taken between that check and the kill is
-still reaped and retried: the drain below waits for every retry owed, not only a final state.)
+replica holds no claim, since a claim it held waits for the reaper (run_timeout after its last
+heartbeat, then a retry), which the hour has time for and 60 s barely has. If no such moment comes
+by 60% of the window, the kill lands anyway (a quick run without a kill would pass untested), and
+the quick run_timeout of 25 s lets the reaper retry what it held within the drain. (A claim taken
+between the check and the kill is reaped and retried too: the drain below waits for every retry
+owed, not only a final state.)
 
 After the run the replicas keep going until every fire time of the window has a final ledger
 row (the killed replica's claim is reaped after run_timeout and retried), then the ledger and
@@ -157,7 +160,7 @@ def run(duration: float, pause: float, seed: int | None = None) -> Outcome:
     )
     # Above the longest pacing wait a run meets at the ceiling: the minute full, and a killed replica's
     # in-flight reservations counting until they go stale (dispatcher.store.pacewindows.STALE_MS).
-    run_timeout = 45.0 if duration <= 120 else 120.0
+    run_timeout = 25.0 if duration <= 120 else 120.0
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp, postgres_schema() as state_url:
         folder = Path(tmp)
         config = build(folder, run_timeout, load)
@@ -204,7 +207,12 @@ def _drive(
         # Mid-period (its runs of the last fire time done, the next not yet due) and no claim held.
         mid = 6 <= now % load.period <= load.period - 3
         quiet = kill_at <= now and between and mid and _holds_no_claim(killed, state_url)
-        if kill_at <= now and not any(e[1].startswith("kill") for e in events) and (quiet or not between):
+        overdue = now >= began + 0.6 * duration  # no quiet moment came: kill anyway
+        if (
+            kill_at <= now
+            and not any(e[1].startswith("kill") for e in events)
+            and (quiet or overdue or not between)
+        ):
             assert killed.proc is not None
             killed.proc.kill()
             killed.proc.wait()

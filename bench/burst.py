@@ -230,8 +230,8 @@ def _outcome(plan: Plan, factor: int, data: dict[str, Any], quick: bool) -> Outc
             f"{ratio(took, floor):.2f}",
             f"≤ {FINISH_RATIO}× pacing floor" + (" (reported only in the quick run)" if quick else ""),
             ratio(took, floor) <= FINISH_RATIO,
-            # The quick burst's floor is 10 s, so the daemon's start (config, sandbox token, first
-            # pass) alone is a noticeable part of it; the full run's floor is 35 minutes.
+            # Next to the quick burst's 10 s floor, the work before a run's first send (its query
+            # and rendering) is a noticeable part; the full run's floor is 34 minutes.
             gates=not quick,
         ),
         Row(

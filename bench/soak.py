@@ -179,7 +179,7 @@ def run(duration: float, pause: float, seed: int | None = None) -> Outcome:
                 stop_seconds = time.monotonic() - stopping
             data |= _compare(state_url, sb.tasks(), sb.calls(), data, load)
             data["stop_seconds"] = stop_seconds
-        data["rss_slopes"] = {r.name: _slope(r.rss, data["warm_after"]) for r in replicas}
+        data["rss_slopes"] = {r.name: _slope(r.rss, data["warm_after"], data["warm_up"]) for r in replicas}
         data["rss_samples"] = {r.name: r.rss for r in replicas}
     return _outcome(data, duration, pause, load)
 
@@ -250,6 +250,7 @@ def _drive(
         "last_fire": last,
         "events": [(datetime.fromtimestamp(t, UTC).isoformat(), what) for t, what in events],
         "warm_after": began + min(300.0, duration / 6),
+        "warm_up": min(300.0, duration / 6),
         "start_seconds": ready - spawned,
         "first_fire_wait": began - ready,
     }
@@ -419,12 +420,18 @@ def _pct(values: list[float], pct: float) -> float | None:
     return values[min(len(values) - 1, int(round(pct / 100 * (len(values) - 1))))]
 
 
-def _slope(samples: list[tuple[float, float, int]], warm_after: float) -> float | None:
-    """Least-squares RSS growth of the replica's last incarnation after warm-up, in MB per 10 min."""
+def _slope(samples: list[tuple[float, float, int]], warm_after: float, warm_up: float) -> float | None:
+    """Least-squares RSS growth of the replica's last incarnation after warm-up, in MB per 10 min.
+
+    A restarted replica warms up again (its first run imports pandas and fills its caches), so its
+    warm-up counts from its own start, not only from the window's.
+    """
     if not samples:
         return None
     last = samples[-1][2]
-    points = [(t, v) for t, v, inc in samples if inc == last and t >= warm_after]
+    born = min(t for t, _, inc in samples if inc == last)
+    since = max(warm_after, born + warm_up)
+    points = [(t, v) for t, v, inc in samples if inc == last and t >= since]
     if len(points) < 3:
         return None
     mean_t = sum(t for t, _ in points) / len(points)

@@ -104,9 +104,18 @@ def test_rss_slope_is_per_ten_minutes_after_warm_up_and_ignores_an_earlier_incar
     flat = [(t, 100.0, 1) for t in range(0, 3600, 10)]
     growing = [(t, 100.0 + t / 600, 2) for t in range(0, 3600, 10)]  # 1 MB per 10 minutes
 
-    assert _slope(flat, warm_after=600) == 0
-    assert abs((_slope(flat[:10] + growing, warm_after=600) or 0) - 1.0) < 1e-9
-    assert _slope(growing[:2], warm_after=0) is None  # too few samples to judge
+    assert _slope(flat, warm_after=600, warm_up=300) == 0
+    assert abs((_slope(flat[:10] + growing, warm_after=600, warm_up=300) or 0) - 1.0) < 1e-9
+    assert _slope(growing[:2], warm_after=0, warm_up=0) is None  # too few samples to judge
+
+
+def test_a_replica_restarted_late_in_the_window_is_judged_after_its_own_warm_up() -> None:
+    from bench.soak import _slope
+
+    before = [(t, 120.0, 1) for t in range(0, 1500, 10)]
+    # Restarted at 1,500 s: 70 MB rising to 120 MB over its first 3 minutes, then flat.
+    after = [(t, 70.0 + min(50.0, (t - 1500) / 180 * 50), 2) for t in range(1500, 3600, 10)]
+    assert _slope(before + after, warm_after=300, warm_up=300) == 0
 
 
 def test_the_soak_expects_every_report_at_every_fire_time_of_the_window() -> None:

@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, inspect, select, text, update
+from sqlalchemy import Column, Connection, Engine, Table, create_engine, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
 from dispatcher.errors import StateError
 from dispatcher.source_url import missing_driver_hint, state_url_problem, with_known_driver
@@ -296,3 +297,20 @@ def open_state(
         yield store
     finally:
         store.close()
+
+
+def ensure_row(store: StateStore, table: Table, key: Column[Any], value: str, **rest: Any) -> None:
+    """Insert the row `key == value` unless it exists; another process inserting it first is fine.
+
+    The pacing windows keep one lock row per key (robots, DingTalk's limits): each reservation
+    updates it first, which serialises reservations of the key across replicas.
+    """
+    with store.connect() as conn:
+        with conn.begin():
+            exists = conn.execute(select(key).where(key == value)).first() is not None
+        if not exists:
+            try:
+                with conn.begin():
+                    conn.execute(insert(table).values({key.name: value, **rest}))
+            except IntegrityError:
+                pass  # another replica created it first

@@ -14,10 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from dispatcher.errors import StateError
-from dispatcher.store.db import StateStore
+from dispatcher.store.db import StateStore, ensure_row
 from dispatcher.store.schema import pace_locks, pace_units
 
 log = logging.getLogger(__name__)
@@ -114,16 +113,6 @@ class PaceWindows:
             return sum(conn.execute(query).scalars())
 
     def _lock_row(self, key: str) -> None:
-        if key in self._known:
-            return
-        with self._store.connect() as conn:
-            with conn.begin():
-                found = conn.execute(select(pace_locks.c.pace_key).where(pace_locks.c.pace_key == key))
-                exists = found.first() is not None
-            if not exists:
-                try:
-                    with conn.begin():
-                        conn.execute(insert(pace_locks).values(pace_key=key, reservations=0))
-                except IntegrityError:
-                    pass  # another replica created it first
-        self._known.add(key)
+        if key not in self._known:
+            ensure_row(self._store, pace_locks, pace_locks.c.pace_key, key, reservations=0)
+            self._known.add(key)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
-from dispatcher.store.db import StateStore
+from dispatcher.store.db import StateStore, ensure_row
 from dispatcher.store.schema import robot_locks, robot_sends
 
 
@@ -61,16 +60,6 @@ class RobotSends:
             return len(conn.execute(query).all())
 
     def _lock_row(self, key: str) -> None:
-        if key in self._known:
-            return
-        with self._store.connect() as conn:
-            with conn.begin():
-                found = conn.execute(select(robot_locks.c.robot_key).where(robot_locks.c.robot_key == key))
-                exists = found.first() is not None
-            if not exists:
-                try:
-                    with conn.begin():
-                        conn.execute(insert(robot_locks).values(robot_key=key, reservations=0))
-                except IntegrityError:
-                    pass  # another replica created it first
-        self._known.add(key)
+        if key not in self._known:
+            ensure_row(self._store, robot_locks, robot_locks.c.robot_key, key, reservations=0)
+            self._known.add(key)

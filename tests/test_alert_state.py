@@ -205,3 +205,17 @@ def test_two_stores_on_mariadb_decide_a_fire_time_once(mysql_url: str) -> None:
         two.close()
     assert sorted((d.event, d.first) for d in decisions) == [("fired", False), ("fired", True)]
     assert (later.event, later.runs) == ("suppressed", 2)
+
+
+def test_two_replicas_racing_on_postgres_agree_on_every_fire_time(postgres_url: str) -> None:
+    """A replica that read the state after the other's decision but looked for the event before it
+    took the fire time for a late one (3 of 300 races on PostgreSQL, before the reads swapped)."""
+    one, two = StateStore(postgres_url), StateStore(postgres_url)
+    try:
+        races = [_race(one, two, T0 + i * HOUR) for i in range(300)]
+    finally:
+        one.close()
+        two.close()
+    split = [[d.event for d in r] for r in races if len({d.event for d in r}) != 1]
+    assert split == [], f"{len(split)} of 300 races split their decision: {split[:3]}"
+    assert all(sorted(d.first for d in r) == [False, True] for r in races)

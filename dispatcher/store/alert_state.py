@@ -88,8 +88,11 @@ class AlertStates:
         fire = utc(fire).replace(microsecond=0)
         for _ in range(_ATTEMPTS):
             with self._store.connect() as conn:
-                made = _event(conn, report_id, fire)
+                # The state before the event: read the other way round, a replica deciding this
+                # fire time in between left no event yet but a state already at it, which looked
+                # like a late fire time (seen on PostgreSQL in two replicas' race).
                 old = _read(conn, report_id) or AlertState(report_id, "ok", None, 0, None, None)
+                made = _event(conn, report_id, fire)
             if made is not None:
                 return made
             if old.last_fire_time is not None and fire <= old.last_fire_time:

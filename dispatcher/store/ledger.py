@@ -204,11 +204,7 @@ class Ledger:
 
     def fire_times_with_rows(self, report_id: str, since: datetime, until: datetime) -> set[datetime]:
         """Fire times in (since, until] that already have a row, whatever its state."""
-        query = select(runs.c.fire_time).where(
-            runs.c.report_id == report_id, runs.c.fire_time > utc(since), runs.c.fire_time <= utc(until)
-        )
-        with self._store.connect() as conn:
-            return set(conn.execute(query).scalars())
+        return self.fire_times_with_rows_of({report_id: since}, until)[report_id]
 
     def get(self, report_id: str, fire_time: datetime) -> Run | None:
         """The scheduled run of this report at this fire time, if the ledger has one."""
@@ -227,10 +223,7 @@ class Ledger:
         return claims.fire_times_with_rows(self._store, since, until)
 
     def last_fire_time(self, report_id: str) -> datetime | None:
-        query = select(func.max(runs.c.fire_time)).where(runs.c.report_id == report_id)
-        with self._store.connect() as conn:
-            found = conn.execute(query).scalar()
-        return None if found is None else utc(found)
+        return self.last_fire_times([report_id]).get(report_id)
 
     def due_retries(self, now: datetime | None = None) -> list[Run]:
         """Failed or partial runs whose retry time has come, oldest first."""

@@ -171,7 +171,7 @@ def test_dispatcher_send_counts_its_quota_calls_and_not_the_exempt_ones(
 
 
 def test_the_forecast_counts_fire_times_left_batches_and_receipt_calls(
-    project: Path, store: StateStore
+    project: Path, store: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = project / "reports.yaml"
     text_ = cfg.read_text(encoding="utf-8")
@@ -188,10 +188,14 @@ def test_the_forecast_counts_fire_times_left_batches_and_receipt_calls(
     )
     cfg.write_text(text_, encoding="utf-8")
     config = load_config(cfg)
+    # 2026-11-30 12:30 Shanghai: hourly fires 13:00 .. 23:00 (11 times), daily and quiet not again.
+    # The call is counted at the same instant the forecast asks about, so the month is the same
+    # whatever today's date is.
+    now = datetime(2026, 11, 30, 12, 30, tzinfo=SHANGHAI)
+    monkeypatch.setattr(clock, "now", lambda: now.astimezone(UTC))
     counter = ApiCounter(store, SHANGHAI, 5000)
     counter.count("asyncsend_v2")
-    # 2026-11-30 12:30 Shanghai: hourly fires 13:00 .. 23:00 (11 times), daily and quiet not again.
-    result = forecast(config, counter, now=datetime(2026, 11, 30, 12, 30, tzinfo=SHANGHAI))
+    result = forecast(config, counter, now=now)
 
     costs = {c.id: (c.runs_left, c.calls_per_run, c.calls) for c in result.reports}
     assert costs["hourly"] == (11, 3 + 3 * 3, 11 * 12)  # 3 sends + full receipts 3 per batch

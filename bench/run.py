@@ -31,6 +31,7 @@ from bench import (
     fanout,
     many,
     receipts,
+    rendertime,
     report,
     rest,
     rush,
@@ -65,6 +66,7 @@ class Settings:
     budget_days: int = 7
     soak_seconds: float = 60.0
     soak_pause: float = 10.0  # SIGSTOP; 30 s in the hour-long soak
+    render_reps: int = 7
 
 
 FULL = Settings("full", 1000, 200, 3, 300, 2, 3, 1_000_000, 5, 500, 60.0, 10)
@@ -140,6 +142,7 @@ def scenarios(s: Settings) -> dict[str, Callable[[], Outcome]]:
         "burst": lambda: burst.run(s.burst_reports, s.burst_factor, quick=s.mode == "quick"),
         "budget": lambda: budget.run(5000, s.budget_every, s.budget_days, together=s.mode == "quick"),
         "soak": lambda: soak.run(s.soak_seconds, s.soak_pause),
+        "render": lambda: rendertime.run(s.render_reps),
     }
 
 

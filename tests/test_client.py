@@ -337,11 +337,11 @@ def test_receipts_wait_for_the_task_to_finish(sandbox: Sandbox) -> None:
 
 
 def test_receipt_timeout_bounds_the_wait(sandbox: Sandbox) -> None:
+    # The task completes only after 30 s: a client that ignored receipt_timeout would wait for it
+    # and come back with a complete receipt.
     sandbox.set_options(progress_delay=30)
-    started = time.monotonic()
     with client_for(sandbox) as client:
         result = client.send(MSG, userids=["user001"], receipt_timeout=0.5)
-    assert time.monotonic() - started < 5
     assert not result.receipts[0].complete
 
 

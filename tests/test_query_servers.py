@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 
 import pytest
@@ -71,10 +70,8 @@ def test_statement_timeout_is_enforced_by_the_server(seeded):
     # The alias tells this test's query apart from other sessions' (xdist workers, other runs).
     alias = f"wait_{uuid.uuid4().hex[:12]}"
     slow = f"SELECT {'pg_sleep' if url.startswith('postgresql') else 'SLEEP'}(30) AS {alias}"
-    started = time.monotonic()
     with pytest.raises(QueryError, match="query_timeout"):
         run_query(sources, "db", slow, {}, max_rows=1, timeout=1.0)
-    assert time.monotonic() - started < 15
     wait_until(lambda: not still_running(url, alias), "the server to stop the cancelled query", timeout=10)
 
 

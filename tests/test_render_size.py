@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -166,10 +165,9 @@ def test_template_prose_too_big_loses_trailing_lines_not_the_footer():
     assert lines[-3:] == [f"…… 省略 {200 - kept} 行内容", "", FOOTER]
 
 
-def test_ten_thousand_rows_render_well_under_a_second():
+def test_ten_thousand_rows_fit_one_message_in_every_form():
+    # How fast this goes is bench/rendertime.py's business (scenario 11), not a unit test's.
     df = people(10_000)
     for options in (opts(), opts(msgtype="text"), opts(template=LIST_TEMPLATE)):
-        start = time.perf_counter()
         r = render(df, options)
-        assert time.perf_counter() - start < 1.0
         assert r.msg_bytes <= 2048 and r.rows_shown > 20

@@ -144,3 +144,22 @@ def demo_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("demo") / demo.DEMO_FILENAME
     assert demo.ensure_demo_sqlite(path, DEMO_END) is True
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One run id for the whole session, set before xdist starts its workers so they inherit it."""
+    if not hasattr(config, "workerinput"):
+        from tests.services import RUN_ENV, prefix
+
+        prefix()  # a bad DISPATCHER_TEST_DB_PREFIX stops the run here, with the rule it broke
+        os.environ[RUN_ENV] = os.environ.get(RUN_ENV) or __import__("uuid").uuid4().hex[:6]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controller drops this run's leftovers once every worker is done (tests/services.sweep)."""
+    if not hasattr(session.config, "workerinput"):
+        from tests.services import sweep
+
+        left = sweep()
+        if left:
+            print(f"\ndropped {len(left)} database object(s) this run left behind: {', '.join(left)}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from dispatcher.cli import main
 from dispatcher.doctor_sources import GRANTS
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from tests.conftest import REPO, make_shop_db
+from tests.services import unique_name
 
 EXEMPT = {"gettoken", "user_get", "getbymobile"}
 
@@ -261,7 +261,7 @@ def test_the_warning_grants_are_the_readmes():
 @pytest.fixture
 def pg_readonly(postgres_url) -> Iterator[str]:
     """The README's read-only role on the test's schema."""
-    role = f"dt_ro_{uuid.uuid4().hex[:8]}"
+    role = unique_name("ro_")
     base = make_url(postgres_url)
     schema = base.query["options"].split("=", 1)[1]
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
@@ -285,7 +285,7 @@ def pg_readonly(postgres_url) -> Iterator[str]:
 
 @pytest.fixture
 def mysql_readonly(mysql_url) -> Iterator[str]:
-    user = f"dt_ro_{uuid.uuid4().hex[:8]}"
+    user = unique_name("ro_")
     base = make_url(mysql_url)
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

@@ -23,6 +23,7 @@ from dispatcher import clock
 from dispatcher.errors import StateError
 from dispatcher.store.db import SCHEMA_VERSION, StateStore
 from dispatcher.store.ledger import Ledger
+from tests.services import unique_name
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("DISPATCHER_TEST_POSTGRES_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -52,7 +53,7 @@ def pg_url() -> Iterator[str]:
         if os.environ.get("DISPATCHER_REQUIRE_SERVICES") == "1":
             pytest.fail(problem + " (DISPATCHER_REQUIRE_SERVICES=1)")
         pytest.skip(problem + " (set DISPATCHER_TEST_POSTGRES_URL)")
-    schema = f"test_ledger_{uuid.uuid4().hex[:12]}"
+    schema = unique_name("ledger_")
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))

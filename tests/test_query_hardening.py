@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import sqlalchemy as sa
 from dispatcher.errors import QueryError
 from dispatcher.query import Sources, SourceSpec, run_query
 from tests.conftest import run_cli, write
+from tests.services import prefix, unique_name
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ def test_postgres_session_is_read_only_and_timed_by_connection_options(pg):
             cur.execute("SHOW statement_timeout")
             assert cur.fetchone()[0] not in ("0", "0ms")
             cur.execute("SHOW search_path")  # the URL's own options survive
-            assert cur.fetchone()[0].startswith("dt_")
+            assert cur.fetchone()[0].startswith(prefix())
     finally:
         sources.dispose()
 
@@ -286,7 +286,7 @@ def test_the_deadline_timer_thread_ends_with_the_query(tmp_path: Path):
 def test_the_readme_postgres_role_refuses_privileged_side_effects(pg):
     from sqlalchemy.engine import make_url
 
-    role = f"dt_ro_{uuid.uuid4().hex[:8]}"
+    role = unique_name("ro_")
     base = make_url(pg)
     database, schema = base.database, base.query["options"].split("=", 1)[1]
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
@@ -323,7 +323,7 @@ def test_the_readme_postgres_role_refuses_privileged_side_effects(pg):
 def test_the_readme_mariadb_role_refuses_into_outfile(my, tmp_path):
     from sqlalchemy.engine import make_url
 
-    user = f"dt_ro_{uuid.uuid4().hex[:8]}"
+    user = unique_name("ro_")
     base = make_url(my)
     _admin_exec(
         my,

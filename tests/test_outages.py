@@ -53,7 +53,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def mid_period() -> datetime:
     """Wait for the middle of a 2 s period, when no run of these fast reports is in flight."""
-    wait_until(lambda: 0.8 <= time.time() % STEP <= 1.2, "the middle of a period", timeout=5, every=0.02)
+    wait_until(lambda: 0.8 <= time.time() % STEP <= 1.2, "the middle of a period", timeout=30, every=0.02)
     return clock.now()
 
 
@@ -67,7 +67,7 @@ def settled_mid_period(url: str, report_id: str) -> datetime:
         fire = datetime.fromtimestamp(now - now % STEP, UTC)
         return fire in fire_times(runs(url, report_id), "sent") and time.time() % STEP <= 1.2
 
-    wait_until(settled, f"the middle of a period whose {report_id} run is done", timeout=20, every=0.02)
+    wait_until(settled, f"the middle of a period whose {report_id} run is done", timeout=60, every=0.02)
     return clock.now()
 
 
@@ -102,7 +102,7 @@ def gave_up(rows: list[Run], after: datetime) -> list[Run]:
 
 def stop(daemon: DaemonProcess) -> None:
     daemon.send(signal.SIGTERM)
-    assert daemon.wait_exit(15) == 0, daemon.stderr()[-3000:]
+    assert daemon.wait_exit(60) == 0, daemon.stderr()[-3000:]
     assert "Traceback" not in daemon.stderr(), daemon.stderr()[-3000:]
 
 
@@ -149,7 +149,7 @@ def test_a_source_outage_fails_retries_and_alerts_while_other_reports_go_on_and_
     cut_at = settled_mid_period(state_url, "remote")
     cut.down()
     wait_until(lambda: len(gave_up(runs(state_url, "remote"), cut_at)) >= 2, "two remote runs to give up")
-    wait_until(lambda: alerts_to(sandbox), "an alert to oncall01", timeout=10)
+    wait_until(lambda: alerts_to(sandbox), "an alert to oncall01")
     restored_at = mid_period()
     cut.up()
     wait_until(lambda: sent_after(state_url, "remote", restored_at), "a remote delivery after the restore")
@@ -180,7 +180,7 @@ def test_a_source_at_a_closed_port_fails_and_alerts_while_other_reports_go_on(
     daemon = daemons.start(config)
     wait_until(lambda: gave_up(runs(state_url, "remote"), EPOCH), "a remote run to give up")
     warm = clock.now()  # the first runs import pandas: on a loaded machine a start-up tick may be late
-    wait_until(lambda: alerts_to(sandbox), "an alert to oncall01", timeout=10)
+    wait_until(lambda: alerts_to(sandbox), "an alert to oncall01")
     wait_until(lambda: len(sent_after(state_url, "local", warm)) >= 3, "three local deliveries")
     stop(daemon)
 
@@ -237,17 +237,15 @@ def test_losing_the_state_database_sends_nothing_unclaimed_and_catches_up_when_i
     proxy.append(cut)
     crew = Daemons(tmp_path, sandbox, through(postgres_url, cut.port))
     try:
-        daemon = crew.start(project(tmp_path / "p", {"tick": report("心跳")}))
+        daemon = crew.start(project(tmp_path / "p", {"tick": report("心跳", catchup="last")}))
         wait_until(lambda: len(fire_times(runs(postgres_url, "tick"), "sent")) >= 2, "two deliveries")
         warm = clock.now()  # the first run imports pandas: on a loaded machine the next tick may be late
 
         cut_at = settled_mid_period(postgres_url, "tick")
         tasks_at_cut = len(task_fire_times(sandbox, "心跳"))  # the admins get a state-store alert
         cut.down()
-        wait_until(
-            lambda: _logged_since(daemon, "state.unavailable", cut_at), "state.unavailable", timeout=10
-        )
-        wait_until(lambda: clock.now() - cut_at >= timedelta(seconds=8), "an 8 s outage", timeout=15)
+        wait_until(lambda: _logged_since(daemon, "state.unavailable", cut_at), "state.unavailable")
+        wait_until(lambda: clock.now() - cut_at >= timedelta(seconds=8), "an 8 s outage", timeout=60)
         assert daemon.alive(), daemon.stderr()[-3000:]
         restored_at = mid_period()
         reports_sent = len(task_fire_times(sandbox, "心跳"))

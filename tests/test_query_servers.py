@@ -72,7 +72,7 @@ def test_statement_timeout_is_enforced_by_the_server(seeded):
     slow = f"SELECT {'pg_sleep' if url.startswith('postgresql') else 'SLEEP'}(30) AS {alias}"
     with pytest.raises(QueryError, match="query_timeout"):
         run_query(sources, "db", slow, {}, max_rows=1, timeout=1.0)
-    wait_until(lambda: not still_running(url, alias), "the server to stop the cancelled query", timeout=10)
+    wait_until(lambda: not still_running(url, alias), "the server to stop the cancelled query", timeout=60)
 
 
 def still_running(url: str, fragment: str) -> bool:

@@ -237,7 +237,7 @@ def test_losing_the_state_database_sends_nothing_unclaimed_and_catches_up_when_i
     proxy.append(cut)
     crew = Daemons(tmp_path, sandbox, through(postgres_url, cut.port))
     try:
-        daemon = crew.start(project(tmp_path / "p", {"tick": report("心跳", catchup="last")}))
+        daemon = crew.start(project(tmp_path / "p", {"tick": report("心跳")}))
         wait_until(lambda: len(fire_times(runs(postgres_url, "tick"), "sent")) >= 2, "two deliveries")
         warm = clock.now()  # the first run imports pandas: on a loaded machine the next tick may be late
 
@@ -268,22 +268,21 @@ def test_losing_the_state_database_sends_nothing_unclaimed_and_catches_up_when_i
     first_sent = fire_times(rows, "sent")[0]
     after_start = [r for r in rows if r.fire_time >= first_sent]
     assert_consecutive([r.fire_time for r in after_start], STEP)  # every fire time has a row
-    _assert_caught_up_with_last([r for r in after_start if r.fire_time >= warm], cut_at, restored_at)
+    _assert_caught_up([r for r in after_start if r.fire_time >= warm], cut_at, restored_at)
 
 
-def _assert_caught_up_with_last(rows: list[Run], cut_at: datetime, restored_at: datetime) -> None:
-    """catchup: last: of the outage's fire times the newest is run late, the others are missed."""
+def _assert_caught_up(rows: list[Run], cut_at: datetime, restored_at: datetime) -> None:
+    """catchup: all (the harness's): every fire time of the outage is run once the store is back.
+
+    Which of them `last` or `none` would run is tests/test_daemon_catchup.py's business, on a fake
+    clock; in real time, a loaded machine's late wake-ups would blur it.
+    """
     outage = [r for r in rows if cut_at < r.fire_time < restored_at]
     assert len(outage) >= 3, [(r.fire_time, r.state) for r in outage]
-    *older, newest = outage
-    assert [r.state for r in older] == ["missed"] * len(older), [(r.fire_time, r.state) for r in outage]
-    assert newest.state == "sent" and newest.started_at is not None
-    assert newest.started_at > restored_at, (
-        "the newest missed fire time should be caught up after the restore"
-    )
-    missed_elsewhere = [r.fire_time for r in rows if r.state == "missed" and r not in older]
-    assert missed_elsewhere == []
-    assert all(r.state == "sent" for r in rows if r.fire_time > restored_at)
+    assert [r.state for r in outage] == ["sent"] * len(outage), [(r.fire_time, r.state) for r in outage]
+    late = [r.fire_time for r in outage if r.started_at is None or r.started_at < restored_at]
+    assert late == [], f"claimed while the state store was away: {late}"
+    assert [r.fire_time for r in rows if r.state != "sent"] == []
 
 
 def _logged_since(daemon: DaemonProcess, event: str, since: datetime) -> bool:

@@ -48,23 +48,29 @@ def test_three_runaway_templates_on_three_workers_leave_a_normal_report_on_sched
     # The first row is the start-up catch-up of a fire time before the daemon was up: not on schedule.
     # It waits for the runaways' own catch-ups; a fire time that falls due before it ends is run at
     # the next one (daemon_decide: a busy report's wake-up is coalesced), so it is not judged either.
-    # At :00 and :30 all four reports fire at once on three workers, and the runaway renders (about
-    # 1.3 s each alone) share the GIL until their limits stop them: "a few seconds" is 6 here.
+    # At :00 and :30 all four reports fire at once on three workers, so the normal one may wait for
+    # one runaway render to be stopped by its limits (about 1.3 s alone, all of them sharing the GIL),
+    # but never longer: starved, it would wait for all of them, fire time after fire time. The bound
+    # is the longest runaway run measured in the same daemon, so a loaded machine stretches both.
     start_up = rows[0].ended_at
     assert start_up is not None
     on_schedule = [r for r in rows[1:] if r.fire_time > start_up]
     assert len(on_schedule) >= 5, [(r.fire_time, r.started_at) for r in rows]
-    late = [
-        (r.fire_time, r.started_at) for r in on_schedule if r.started_at - r.fire_time > timedelta(seconds=6)
-    ]
-    assert late == [], f"normal runs started late: {late}"
-    assert "maximum number of running instances reached" not in daemon.stderr()
     loops = [r for rid in runaway for r in runs(state_url, rid)]
+    longest = max(
+        (r.ended_at - r.started_at for r in loops if r.ended_at and r.started_at), default=timedelta(0)
+    )
+    bound = longest + timedelta(seconds=3)
+    late = [(r.fire_time, r.started_at) for r in on_schedule if r.started_at - r.fire_time > bound]
+    assert late == [], f"normal runs started late (more than {bound}): {late}"
+    assert "maximum number of running instances reached" not in daemon.stderr()
     assert loops and all(r.state in ("failed", "skipped", "running") for r in loops)
     errors = {r.error for r in loops if r.state == "failed"}
-    # The loop budget normally stops them; on a loaded machine the render deadline may come first.
+    # The loop budget normally stops them; on a loaded machine the render deadline, or the run's own
+    # run_timeout, may come first.
     limit = re.compile(
         r"report 'loop\d': template not allowed.*: (loops ran more than|.* grew past|rendering took longer)"
+        r"|run exceeded run_timeout \(8s\) and was abandoned"
     )
     assert errors and all(limit.match(e or "") for e in errors), errors
     assert all("MemoryError" not in (e or "") for e in errors)
@@ -107,6 +113,10 @@ def test_a_run_past_its_run_timeout_is_abandoned_its_wakeups_skipped_and_its_lat
 
     normal_rows = runs(state_url, "normal")
     assert_consecutive(fire_times(normal_rows, "sent"), 2)
-    late = [r.fire_time for r in normal_rows[1:] if r.started_at - r.fire_time > timedelta(seconds=4)]
-    assert late == [], f"normal runs started late: {late}"
+    # Not starved: the stuck query holds its thread until its 12 s query_timeout, and normal runs
+    # went on meanwhile on the other worker. (Lateness in seconds would measure the machine's load.)
+    assert first.started_at is not None
+    held = (first.started_at, first.started_at + timedelta(seconds=12))
+    beside = [r.fire_time for r in normal_rows if r.started_at and held[0] < r.started_at < held[1]]
+    assert len(beside) >= 2, f"no normal run while the stuck one held its worker: {normal_rows}"
     assert daemon.alive()

@@ -58,16 +58,18 @@ def mid_period() -> datetime:
 
 
 def settled_mid_period(url: str, report_id: str) -> datetime:
-    """The middle of a period whose fire time is sent already: a late run is not still in flight."""
+    """A moment of a period whose fire time is sent already and whose next is not near: no run in
+    flight. Usually the middle; on a loaded machine a run may take most of the period, so any
+    moment up to 0.4 s before the next fire time will do."""
 
     def settled() -> bool:
         now = time.time()
-        if not 0.8 <= now % STEP <= 1.2:
+        if not 0.8 <= now % STEP <= STEP - 0.4:
             return False
         fire = datetime.fromtimestamp(now - now % STEP, UTC)
-        return fire in fire_times(runs(url, report_id), "sent") and time.time() % STEP <= 1.2
+        return fire in fire_times(runs(url, report_id), "sent") and time.time() % STEP <= STEP - 0.4
 
-    wait_until(settled, f"the middle of a period whose {report_id} run is done", timeout=60, every=0.02)
+    wait_until(settled, f"a quiet moment of a period whose {report_id} run is done", every=0.02)
     return clock.now()
 
 
@@ -186,7 +188,8 @@ def test_a_source_at_a_closed_port_fails_and_alerts_while_other_reports_go_on(
 
     remote = runs(state_url, "remote")
     assert not fire_times(remote, "sent") and not task_fire_times(sandbox, REMOTE)
-    assert all("connect" in (r.error or "").lower() for r in remote if r.state == "failed")
+    errors = [r.error for r in remote if r.state == "failed"]
+    assert errors and all("connect" in (e or "").lower() for e in errors), errors
     _assert_one_alert_about(sandbox, "remote")
     local_sent = fire_times(runs(state_url, "local"), "sent")
     assert_consecutive([t for t in local_sent if t >= warm], STEP)

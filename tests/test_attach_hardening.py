@@ -191,6 +191,14 @@ reports:
     to: [leads]
     retry_delay: 1s
     attach: {{format: xlsx, name: "{{{{ '/tmp/moving' if today > '2026-06-01' else 'ok' }}}}.xlsx"}}
+  extreme:
+    title: 极端值
+    schedule: "0 9 * * *"
+    source: shop
+    sql: "SELECT region, SUM(amount) AS sales FROM orders GROUP BY region ORDER BY region"
+    to: [leads]
+    retries: 0
+    chart: {{x: region, y: [sales], sql: "SELECT 'a' AS region, 1e308 AS sales UNION ALL SELECT 'b', -1e308"}}
 """
 
 
@@ -258,3 +266,14 @@ def test_an_attachment_that_cannot_be_built_leaves_the_run_partial_with_its_mess
 
     assert _retry(svc, report_id) == "partial", "the same data fails the same way"
     assert _inbox(sandbox) == ["markdown"], "the retry did not send the text again"
+
+
+def test_a_run_whose_chart_cannot_be_drawn_fails_with_report_and_column_named_not_an_internal_error(
+    services: tuple[Services, Sandbox],
+) -> None:
+    svc, sandbox = services
+    assert _run(svc, "extreme") == "failed"
+    [history] = svc.ledger.history("extreme")
+    assert "report 'extreme': chart: chart.y column 'sales' holds 1e+308 at row 1" in (history.error or "")
+    assert "internal error" not in (history.error or "")
+    assert sandbox.calls("asyncsend_v2") == []

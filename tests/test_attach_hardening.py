@@ -277,3 +277,20 @@ def test_a_run_whose_chart_cannot_be_drawn_fails_with_report_and_column_named_no
     assert "report 'extreme': chart: chart.y column 'sales' holds 1e+308 at row 1" in (history.error or "")
     assert "internal error" not in (history.error or "")
     assert sandbox.calls("asyncsend_v2") == []
+
+
+def test_dispatcher_send_of_a_report_whose_file_cannot_be_built_delivers_the_text_and_exits_1(
+    project: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _attach_project(project, "csv", "rows.zip", "SELECT * FROM no_such_table")
+    opts = sandbox.options
+    env = {"TEST_DT_KEY": opts.app_key, "TEST_DT_SECRET": opts.app_secret,
+           "TEST_DT_AGENT": str(opts.agent_id), "DINGTALK_API_BASE": sandbox.url}  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["send", "daily", "-c", str(path), "--at", AT]) == 1
+    out = capsys.readouterr().out
+    assert "warning    report 'daily': attachment not built:" in out and "no_such_table" in out
+    assert "Traceback" not in out
+    assert sorted(m["msgtype"] for m in sandbox.messages("manager4974")) == ["markdown"]
+    assert sandbox.calls("media_upload") == []

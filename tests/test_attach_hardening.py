@@ -294,3 +294,41 @@ def test_dispatcher_send_of_a_report_whose_file_cannot_be_built_delivers_the_tex
     assert "Traceback" not in out
     assert sorted(m["msgtype"] for m in sandbox.messages("manager4974")) == ["markdown"]
     assert sandbox.calls("media_upload") == []
+
+
+@pytest.fixture(params=["postgres", "mysql"])
+def server_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def test_formula_text_from_postgres_and_mariadb_stays_text_and_decimals_stay_numbers(server_url: str) -> None:
+    import sqlalchemy as sa
+
+    from dispatcher.query import Sources, SourceSpec, run_query
+    from dispatcher.render.attach import build_attachment
+
+    engine = sa.create_engine(server_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE cells (id INTEGER, txt VARCHAR(100), amount DECIMAL(10, 2))")
+        conn.exec_driver_sql(
+            "INSERT INTO cells VALUES "
+            "(1, '=HYPERLINK(\"http://evil.example\",\"x\")', -5.50), (2, '@SUM(1)', 3)"
+        )
+    engine.dispose()
+    sources = Sources({"db": SourceSpec("db", server_url)})
+    try:
+        frame = run_query(sources, "db", "SELECT * FROM cells ORDER BY id", {}, max_rows=10, timeout=10).frame
+    finally:
+        sources.dispose()
+    book = build_attachment(frame, "xlsx", "c.xlsx", FIRE).data
+    rows = list(openpyxl.load_workbook(io.BytesIO(book)).active.iter_rows())[1:]
+    assert [(r[1].value, r[1].data_type) for r in rows] == [
+        ('=HYPERLINK("http://evil.example","x")', "s"), ("@SUM(1)", "s"),
+    ]  # fmt: skip
+    assert [(r[2].value, r[2].data_type) for r in rows] == [(-5.5, "n"), (3, "n")]
+    with zipfile.ZipFile(io.BytesIO(build_attachment(frame, "csv", "c.zip", FIRE).data)) as archive:
+        text = archive.read("c.csv").decode("utf-8-sig")
+    _, *lines = list(csv.reader(io.StringIO(text, newline="")))
+    assert [(r[1], float(r[2])) for r in lines] == [
+        ("'=HYPERLINK(\"http://evil.example\",\"x\")", -5.5), ("'@SUM(1)", 3.0),
+    ]  # fmt: skip

@@ -40,7 +40,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
         for path in write_preview(prepared, args.out):
             print(f"wrote      {path}", file=sys.stderr if args.json else sys.stdout)
-    return 0
+    return 1 if out["errors"] else 0  # the run would be partial: a part would not be sent
 
 
 def preview_dict(prepared: Prepared) -> dict[str, Any]:
@@ -65,6 +65,7 @@ def preview_dict(prepared: Prepared) -> dict[str, Any]:
         "rows_shown": rendered.rows_shown if rendered else 0,
         "parts": parts_listing(prepared),
         "warnings": list(prepared.rich.warnings) if prepared.rich else [],
+        "errors": [prepared.rich.attach_error] if prepared.rich and prepared.rich.attach_error else [],
     }
 
 
@@ -88,4 +89,6 @@ def _print_preview(out: dict[str, Any], limit: int) -> None:
         print(f"part       {part['msgtype']}, {plural(part['msg_bytes'], 'byte')}: {files}")
     for warning in out["warnings"]:
         print(f"warning    {warning}")
+    for error in out["errors"]:
+        print(f"error      {error}")
     print_message(out["markdown"])

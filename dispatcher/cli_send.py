@@ -171,13 +171,14 @@ def _deliver_rich(app: App, prepared: Prepared, recipients: Recipients) -> tuple
     """The text or card, then the chart, then the file (dispatcher.parts); uploads print their media."""
     from dataclasses import replace
 
-    from dispatcher.parts import build_parts, deliver_parts
+    from dispatcher.parts import build_parts, deliver_parts, failed_parts
 
     assert prepared.rendered is not None and prepared.rich is not None
     parts = build_parts(prepared.rendered.msg, prepared.rich, app.client.media_id)
     print(f"parts      {', '.join(p.msg['msgtype'] for p in parts)}")
-    result, outcome = deliver_parts(app.client, parts, recipients, prepared.report.receipts)
-    for warning in prepared.rich.warnings:
+    failed = failed_parts(prepared.rich)
+    result, outcome = deliver_parts(app.client, parts, recipients, prepared.report.receipts, failed=failed)
+    for warning in [*prepared.rich.warnings, *(why for _, why in failed)]:
         print(f"warning    {warning}")
     return result, replace(outcome, notes=(*outcome.notes, *prepared.rich.warnings))
 
@@ -320,6 +321,8 @@ def _print_parts(prepared: Prepared) -> None:
         print(f"part       {part['msgtype']}: {files}")
     for warning in prepared.rich.warnings if prepared.rich else ():
         print(f"warning    {warning}")
+    if prepared.rich is not None and prepared.rich.attach_error is not None:
+        print(f"warning    {prepared.rich.attach_error}")
 
 
 def _print_markdown(markdown: str) -> None:

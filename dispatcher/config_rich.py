@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ATTACH_SUFFIX = {"xlsx": ".xlsx", "csv": ".zip"}  # csv travels zipped: DingTalk refuses a .csv upload
 _ARGB = re.compile(r"[0-9A-Fa-f]{8}\Z")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+NAME_CHARS, NAME_BYTES = 120, 255  # 255 bytes: the longest file name most file systems hold
 ParamValue = str | int | float | bool | None
 
 
@@ -70,20 +72,25 @@ class AttachSpec(_Model):
     """The rows as a file: xlsx, or csv sent as a zip. Default rows: the report's whole result."""
 
     format: Literal["xlsx", "csv"] = "xlsx"
-    name: str = Field(min_length=1, max_length=120)
+    name: str = Field(min_length=1, max_length=NAME_CHARS)
     sql: str | None = None
     query: str | None = None
     params: dict[str, ParamValue] = {}
 
 
 def name_problem(fmt: str, name: str) -> str | None:
-    """Why `name` (rendered) does not fit `fmt`, or None."""
+    """Why `name` (rendered) does not fit `fmt`, or None. validate checks the name at a sample fire
+    time and every run checks it again: a name may depend on the fire time."""
     suffix = ATTACH_SUFFIX.get(fmt, "")
     if not name.lower().endswith(suffix):
         why = " (a csv attachment is sent zipped: DingTalk refuses .csv uploads)" if fmt == "csv" else ""
         return f"attach.name {name!r} must end in {suffix} for format {fmt}{why}"
     if "/" in name or "\\" in name:
         return f"attach.name {name!r} must be a file name, not a path"
+    if _CONTROL.search(name):
+        return f"attach.name {name!r} must not hold control characters"
+    if len(name) > NAME_CHARS or len(name.encode("utf-8")) > NAME_BYTES:
+        return f"attach.name {name!r} is too long: at most {NAME_CHARS} characters and {NAME_BYTES} bytes"
     return None
 
 

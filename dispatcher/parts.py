@@ -53,6 +53,13 @@ def build_parts(main: dict[str, Any], rich: RichParts | None, media_id: MediaId)
     return parts
 
 
+def failed_parts(rich: RichParts | None) -> tuple[tuple[str, str], ...]:
+    """(unit, why) of each part that could not be built, so is not sent."""
+    if rich is None or rich.attach_error is None:
+        return ()
+    return ((FILE, rich.attach_error),)
+
+
 def with_image(msg: dict[str, Any], media_id: str) -> dict[str, Any]:
     oa = msg["oa"]
     return {**msg, "oa": {**oa, "body": {**oa["body"], "image": media_id}}}
@@ -66,9 +73,11 @@ def deliver_parts(
     receipt_wait: float | None = None,
     *,
     run: Run | None = None,
+    failed: tuple[tuple[str, str], ...] = (),
 ) -> tuple[DeliveryResult, Outcome]:
     """Send every part to every recipient its unit has not reached; the main message's result and the
-    outcome over all units. A refusal before anything went out propagates, as for a plain report."""
+    outcome over all units. A refusal before anything went out propagates, as for a plain report.
+    `failed` are (unit, why) of parts that could not be built: not sent, counted as refused."""
     prior = run.batches.get("accepted", []) if run else []
     sent: list[tuple[str, DeliveryResult]] = []
     refused: list[dict[str, Any]] = []
@@ -94,6 +103,10 @@ def deliver_parts(
             why = "not sent: the message before it was refused"
             refused += [_not_sent(p.unit, recipients, prior, None, why) for p in parts[i + 1 :]]
             break
+    for unit, why in failed:
+        missing = _not_sent(unit, recipients, prior, None, why)
+        if missing["recipients"] or missing["dept_ids"]:
+            refused.append(missing)
     return _outcome(run, sent, refused)
 
 

@@ -1,7 +1,8 @@
 """A run's chart and attachment: their queries, the PNG, the file, and the note when a file is too large.
 
 Part of preparing a run (prepare.prepare): a function of the report and its fire time only, so a
-retry rebuilds byte-identical files and reuses their cached media_ids.
+retry rebuilds byte-identical files and reuses their cached media_ids. An attachment that cannot be
+built is a part not sent, as a refused one would be: the text still goes, and the run is partial.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from dispatcher import logs
 from dispatcher.dingtalk.message import msg_bytes
-from dispatcher.errors import RenderError
+from dispatcher.errors import DispatcherError, RenderError
 from dispatcher.params import render_params, render_value
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ class RichParts:
     chart: bytes | None = None
     attachment: Attachment | None = None
     warnings: tuple[str, ...] = ()
+    attach_error: str | None = None  # why the attachment could not be built
 
     @property
     def file_to_send(self) -> Attachment | None:
@@ -58,20 +61,48 @@ def prepare_rich(
         spec = report.chart
         frame = _rows(config, sources, report, "chart", spec.sql, spec.query, spec.params, macros, result)
         chart = _located(report, "chart", lambda: render_chart(frame, spec, report.title))
+    error = None
     if report.attach is not None:
-        from dispatcher.render.attach import MAX_FILE_BYTES, build_attachment
+        try:
+            attachment = _attachment(config, sources, report, fire_time, macros, result)
+        except Exception as exc:  # the text and chart still go; the ledger keeps why the file did not
+            error = _why(report, exc)
+        if attachment is not None and attachment.too_large:
+            from dispatcher.render.attach import MAX_FILE_BYTES
 
-        att = report.attach
-        name = str(render_value(att.name, macros, f"reports.{report.id}.attach.name", config.path.name))
-        frame = _rows(config, sources, report, "attach", att.sql, att.query, att.params, macros, result)
-        attachment = build_attachment(frame, att.format, name, fire_time)
-        if attachment.too_large:
             mb = len(attachment.data) / 1024 / 1024
             warnings.append(
-                f"attachment {name} not sent: {mb:.1f} MB, a file message carries at most "
+                f"attachment {attachment.name} not sent: {mb:.1f} MB, a file message carries at most "
                 f"{MAX_FILE_BYTES // 1024 // 1024} MB"
             )
-    return RichParts(chart, attachment, tuple(warnings))
+    return RichParts(chart, attachment, tuple(warnings), error)
+
+
+def _attachment(
+    config: Config, sources: Sources, report: Report, fire_time: datetime, macros: dict[str, str],
+    result: QueryResult,
+) -> Attachment:  # fmt: skip
+    """The file, its name rendered for this fire time and checked as validate checks it."""
+    from dispatcher.config_rich import name_problem
+    from dispatcher.render.attach import build_attachment
+
+    att = report.attach
+    assert att is not None
+    name = str(render_value(att.name, macros, f"reports.{report.id}.attach.name", config.path.name))
+    problem = name_problem(att.format, name)
+    if problem:
+        raise RenderError(problem, hint="attach.name must render to a plain file name at every fire time")
+    frame = _rows(config, sources, report, "attach", att.sql, att.query, att.params, macros, result)
+    return build_attachment(frame, att.format, name, fire_time)
+
+
+def _why(report: Report, exc: Exception) -> str:
+    if isinstance(exc, DispatcherError):
+        why = exc.message.removeprefix(f"report {report.id!r}: ")
+    else:
+        logs.log.exception("attach.crashed", extra={"report": report.id})
+        why = f"internal error: {type(exc).__name__}: {exc}"
+    return f"report {report.id!r}: attachment not built: {why}"
 
 
 def _rows(

@@ -1,5 +1,10 @@
 """A result as a file to attach: xlsx with typed cells, or UTF-8 csv (with a BOM, for Excel) in a zip.
 
+The rows are untrusted data sent to people who open them in a spreadsheet: no cell may become a
+formula (text cells are typed as text in xlsx; a csv cell that starts like a formula gets a leading
+`'`, as OWASP's "CSV Injection" page advises), and control characters that xlsx cannot hold are
+replaced by U+FFFD rather than failing the file.
+
 Both are byte-identical for the same rows and fire time: every zip entry and the workbook's
 properties carry the fire time, never the clock. A retried run thus resends identical content.
 """
@@ -7,6 +12,7 @@ properties carry the fire time, never the clock. A retried run thus resends iden
 from __future__ import annotations
 
 import io
+import math
 import re
 import zipfile
 from dataclasses import dataclass
@@ -20,6 +26,12 @@ if TYPE_CHECKING:
 MAX_FILE_BYTES = 10 * 1024 * 1024  # a file *message* may reference at most 10 MB [upload-media-files]
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?\Z")
 MAX_WIDTH = 60  # characters; a long text column should not push the rest off screen
+# XML 1.0 cannot hold C0 controls (tab, LF and CR aside), surrogates, U+FFFE and U+FFFF; C1 controls
+# and DEL it can, but they are never data either.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# What spreadsheets read as the start of a formula; full-width signs too, which CJK Excel accepts.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")  # "-5" cannot be a formula
 
 
 @dataclass(frozen=True)
@@ -38,9 +50,45 @@ def build_attachment(df: pd.DataFrame, fmt: str, name: str, fire_time: datetime)
     return Attachment(name, xlsx(df, fire_time))
 
 
+def clean_text(text: str) -> str:
+    """`text` with the control characters no spreadsheet file should hold replaced by U+FFFD."""
+    return _CONTROL.sub("\ufffd", text)
+
+
+def formula_like(text: str) -> bool:
+    """Whether a spreadsheet could take `text`, typed into a cell, for a formula."""
+    return text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.match(text)
+
+
 def csv_zip(df: pd.DataFrame, inner: str, fire_time: datetime) -> bytes:
-    text = df.to_csv(index=False, lineterminator="\r\n")
+    text = csv_safe(df).to_csv(index=False, lineterminator="\r\n")
     return _zip([(inner, b"\xef\xbb\xbf" + text.encode("utf-8"))], fire_time)
+
+
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every text cell (and column name) cleaned, and quoted when formula-like."""
+    import pandas as pd
+
+    out = df.copy(deep=False)
+    out.columns = pd.Index([_csv_text(str(c)) for c in df.columns], dtype=object)
+    for j in range(df.shape[1]):
+        column = df.iloc[:, j]
+        if pd.api.types.is_object_dtype(column.dtype) or pd.api.types.is_string_dtype(column.dtype):
+            out.isetitem(j, column.astype(object).map(_csv_cell, na_action="ignore").to_numpy(dtype=object))
+    return out
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, bool | int | float | Decimal | date):
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        return value
+    return _csv_text(value if isinstance(value, str) else str(value))
+
+
+def _csv_text(text: str) -> str:
+    text = clean_text(text)
+    return "'" + text if formula_like(text) else text
 
 
 def xlsx(df: pd.DataFrame, fire_time: datetime) -> bytes:
@@ -52,11 +100,9 @@ def xlsx(df: pd.DataFrame, fire_time: datetime) -> bytes:
     ws = wb.active
     assert ws is not None
     ws.title = "data"
-    ws.append([str(c) for c in df.columns])
-    for cell in ws[1]:
-        cell.font = Font(bold=True)
+    ws.append(_cells(ws, [str(c) for c in df.columns], Font(bold=True)))
     for row in with_dates(df).itertuples(index=False, name=None):
-        ws.append([cell_value(v) for v in row])
+        ws.append(_cells(ws, [cell_value(v) for v in row]))
     ws.freeze_panes = "A2"
     _fit_widths(ws, df)
     wb.properties.created = wb.properties.modified = _utc_naive(fire_time)
@@ -85,6 +131,25 @@ def with_dates(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _cells(ws: Any, values: list[Any], font: Any = None) -> list[Any]:
+    """One row's cells; text is typed as text, which openpyxl would otherwise take for a formula
+    when it starts with "=", and formula-like text carries Excel's quote prefix so editing keeps it text."""
+    from openpyxl.cell.cell import Cell
+
+    cells = []
+    for value in values:
+        text = clean_text(value) if isinstance(value, str) else None
+        cell = Cell(ws, value=text if text is not None else value)
+        if text is not None:
+            cell.data_type = "s"
+            if formula_like(text):
+                cell.quotePrefix = True
+        if font is not None:
+            cell.font = font
+        cells.append(cell)
+    return cells
+
+
 def cell_value(value: Any) -> Any:
     """A cell as Excel should type it: numbers stay numbers, dates dates, missing values empty."""
     import pandas as pd
@@ -95,12 +160,14 @@ def cell_value(value: Any) -> Any:
         return value.to_pydatetime().replace(tzinfo=None)
     if isinstance(value, datetime):
         return value.replace(tzinfo=None)
+    if isinstance(value, Decimal):
+        value = float(value)
+    elif hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # an xlsx number cannot be infinite: Excel would call the file corrupt
     if isinstance(value, date | bool | int | float | str):
         return value
-    if isinstance(value, Decimal):
-        return float(value)
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
     return str(value)
 
 

@@ -4,6 +4,11 @@ matplotlib runs headless (Agg). Chinese labels need a CJK font on machines witho
 Sans CJK SC font shipped by the `mplfonts` package is loaded by path, never looked up among the
 system's fonts, so the image is the same on every machine. The PNG carries no software or time
 metadata, so the same data gives the same bytes.
+
+The rows are untrusted: a chart draws at most MAX_CATEGORIES bars (the top ones by the first y
+column) or MAX_POINTS line points (the latest), and says in the image how many it left out, so its
+time and memory are bounded whatever the query returns. Values no axis can span (infinities, or
+beyond ±MAX_VALUE) are a RenderError naming the column and row.
 """
 
 from __future__ import annotations
@@ -19,12 +24,19 @@ from dispatcher.errors import RenderError
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
     from dispatcher.config_rich import ChartSpec
 
 WIDTH, HEIGHT, DPI = 600, 400, 100
 FONT_FILE = "fonts/NotoSansCJKsc-Regular.otf"
 _LOCK = threading.Lock()  # matplotlib's font cache is shared; the daemon renders in threads
+MAX_CATEGORIES = 30  # bars a 600 px wide image can show apart
+MAX_POINTS = 1000  # line points: more than the image has pixels across
+MAX_LABEL = 20  # characters of a category label
+# Far above any real figure, and far enough below float's 1.8e308 that the axis arithmetic
+# (the span between extremes, margins, tick steps) cannot overflow.
+MAX_VALUE = 1e300
 
 
 @cache
@@ -73,12 +85,53 @@ def numeric(column: pd.Series) -> pd.Series:
 
 def render_chart(df: pd.DataFrame, spec: ChartSpec, title: str) -> bytes:
     """The PNG of `spec` over `df`."""
-    check_columns(df, spec)
     with _LOCK:
-        return _draw(df, spec, title)
+        fig = chart_figure(df, spec, title)
+        out = io.BytesIO()
+        fig.savefig(out, format="png", dpi=DPI, metadata={"Software": None})
+        return out.getvalue()
 
 
-def _draw(df: pd.DataFrame, spec: ChartSpec, title: str) -> bytes:
+def chart_figure(df: pd.DataFrame, spec: ChartSpec, title: str) -> Figure:
+    """The chart as a matplotlib Figure: checked, capped, drawn."""
+    check_columns(df, spec)
+    check_values(df, spec)
+    shown, note = capped(df, spec)
+    return _draw(shown, spec, title, note)
+
+
+def check_values(df: pd.DataFrame, spec: ChartSpec) -> None:
+    """RenderError naming the first value of a y column that no axis can span. Missing values are fine."""
+    import numpy as np
+
+    for name in spec.y:
+        values = numeric(df[name]).astype(float).to_numpy()
+        bad = np.flatnonzero(~np.isnan(values) & ~(np.abs(values) <= MAX_VALUE))
+        if bad.size:
+            value, row = float(values[bad[0]]), int(bad[0]) + 1
+            raise RenderError(
+                f"chart.y column {name!r} holds {value!r} at row {row}, which a chart cannot draw",
+                hint=f"values must be finite and within ±{MAX_VALUE:g}; filter or cap them in the query",
+            )
+
+
+def capped(df: pd.DataFrame, spec: ChartSpec) -> tuple[pd.DataFrame, str | None]:
+    """The rows the chart draws, and what it says about those it leaves out (None: it draws all)."""
+    import numpy as np
+
+    if spec.kind == "line":
+        if len(df) <= MAX_POINTS:
+            return df, None
+        return df.iloc[-MAX_POINTS:], f"前 {len(df) - MAX_POINTS:,} 个点未画出，只画出最近 {MAX_POINTS:,} 个"
+    if len(df) <= MAX_CATEGORIES:
+        return df, None
+    by = numeric(df[spec.y[0]]).astype(float).fillna(-np.inf).to_numpy()
+    top = np.sort(np.argsort(-by, kind="stable")[:MAX_CATEGORIES])  # the top ones, in the query's order
+    left = len(df) - MAX_CATEGORIES
+    return df.iloc[top], f"另有 {left:,} 项未画出（按 {spec.y[0]} 只画出前 {MAX_CATEGORIES} 项）"
+
+
+def _draw(df: pd.DataFrame, spec: ChartSpec, title: str, note: str | None) -> Figure:
     from matplotlib.figure import Figure  # no pyplot: no global figure registry, no GUI backend
     from matplotlib.font_manager import FontProperties
 
@@ -89,13 +142,14 @@ def _draw(df: pd.DataFrame, spec: ChartSpec, title: str) -> bytes:
     positions = list(range(len(labels)))
     _plot(ax, spec, df, positions)
     _axes(ax, spec, labels, positions, font)
-    ax.set_title(spec.title or title, fontproperties=font, fontsize=13)
+    ax.set_title(spec.title or title, fontproperties=font, fontsize=13, pad=18 if note else 6)
+    if note:
+        ax.text(0.5, 1.01, note, transform=ax.transAxes, ha="center", va="bottom", fontproperties=font,
+                fontsize=8, color="#666666")  # fmt: skip
     if len(spec.y) > 1:
         ax.legend(prop=font, fontsize=9)
     fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=DPI, metadata={"Software": None})
-    return out.getvalue()
+    return fig
 
 
 def _plot(ax: Any, spec: ChartSpec, df: pd.DataFrame, positions: list[int]) -> None:
@@ -121,12 +175,19 @@ def _axes(ax: Any, spec: ChartSpec, labels: list[str], positions: list[int], fon
     from matplotlib.ticker import FuncFormatter
 
     values = ax.xaxis if spec.kind == "barh" else ax.yaxis
-    values.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    values.set_major_formatter(FuncFormatter(_tick))
     ax.tick_params(labelsize=8)
     ax.grid(True, alpha=0.3)
+
+
+def _tick(value: float, _: Any) -> str:
+    """Whole numbers with separators; beyond 15 digits (float's precision) in scientific notation."""
+    return f"{value:,.0f}" if abs(value) < 1e15 else f"{value:.3g}"
 
 
 def _label(value: Any) -> str:
     """Dates print as MM-DD: a two-week axis has no room for the year."""
     text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return text[5:10] if len(text) >= 10 and text[4] == "-" and text[7] == "-" else text
+    if len(text) >= 10 and text[4] == "-" and text[7] == "-":
+        return text[5:10]
+    return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"

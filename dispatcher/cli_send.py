@@ -171,10 +171,11 @@ def _deliver_rich(app: App, prepared: Prepared, recipients: Recipients) -> tuple
     """The text or card, then the chart, then the file (dispatcher.parts); uploads print their media."""
     from dataclasses import replace
 
-    from dispatcher.parts import build_parts, deliver_parts
+    from dispatcher.parts import build_parts, deliver_parts, scope_of
 
     assert prepared.rendered is not None and prepared.rich is not None
-    parts = build_parts(prepared.rendered.msg, prepared.rich, app.client.media_id)
+    scope = scope_of(prepared.fire_time)  # the daemon's run of this fire time shares its uploads
+    parts = build_parts(prepared.rendered.msg, prepared.rich, app.client.media_id, scope)
     print(f"parts      {', '.join(p.msg['msgtype'] for p in parts)}")
     result, outcome = deliver_parts(app.client, parts, recipients, prepared.report.receipts)
     for warning in prepared.rich.warnings:

@@ -180,17 +180,18 @@ class DingTalkClient:
 
     # -- media -------------------------------------------------------------------------------
 
-    def media_id(self, kind: str, name: str, content: bytes) -> str:
-        """A media_id for an image or file: reused from the cache, or uploaded once."""
+    def media_id(self, kind: str, name: str, content: bytes, scope: str = "") -> str:
+        """A media_id for an image or file: reused from the cache within `scope` (a run's fire time),
+        or uploaded once."""
         from dispatcher.dingtalk.media import media_id
 
-        return media_id(self._http, kind, name, content, self._media_cache, self.media_max_age)
+        return media_id(self._http, kind, name, content, self._media_cache, self.media_max_age, scope)
 
-    def forget_media(self, kind: str, name: str, content: bytes) -> None:
+    def forget_media(self, kind: str, name: str, content: bytes, scope: str = "") -> None:
         """After DingTalk refused this content's media_id (40007): upload it again next time."""
         from dispatcher.dingtalk.media import forget
 
-        forget(self._http, kind, name, content, self._media_cache)
+        forget(self._http, kind, name, content, self._media_cache, scope)
 
     # -- sending -----------------------------------------------------------------------------
 

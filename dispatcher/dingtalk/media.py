@@ -3,7 +3,11 @@
 `POST /media/upload?access_token=…`, multipart/form-data with the field `type` and the file under
 `media` [upload-media-files]. Each upload counts against the monthly quota, so media_ids are
 reused through a cache keyed by the content's hash (and its file name, which the file message
-shows). Checks DingTalk's format and size limits before spending a call.
+shows) and by a scope, the run's fire time. DingTalk delivers the same content to the same person
+once a day and drops a repeat while answering success (143106); an image or file message's content
+is its media_id, so an unchanged chart needs a new media_id at each fire time to reach anyone. A
+retry of the same fire time reuses its own. Checks DingTalk's format and size limits before
+spending a call.
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ class MediaCache(Protocol):
     def drop_media(self, app_key: str, digest: str) -> None: ...
 
 
-def digest(base_url: str, kind: str, name: str, content: bytes) -> str:
-    """The cache key: a media_id belongs to one DingTalk (or sandbox), and the file message shows its name."""
-    return hashlib.sha256(f"{base_url}\0{kind}\0{name}\0".encode() + content).hexdigest()
+def digest(base_url: str, kind: str, name: str, content: bytes, scope: str = "") -> str:
+    """The cache key: a media_id belongs to one DingTalk (or sandbox), the file message shows its name,
+    and `scope` (a fire time) keeps one run's media_id from being another run's repeat."""
+    head = f"{base_url}\0{kind}\0{name}\0{scope}\0".encode()
+    return hashlib.sha256(head + content).hexdigest()
 
 
 def check_upload(kind: str, name: str, content: bytes) -> None:
@@ -70,10 +76,11 @@ def media_id(
     content: bytes,
     cache: MediaCache | None,
     max_age: timedelta,
+    scope: str = "",
 ) -> str:
-    """The media_id for this content: from the cache, else one upload (remembered)."""
+    """The media_id for this content in this scope: from the cache, else one upload (remembered)."""
     check_upload(kind, name, content)
-    key = digest(transport.base_url, kind, name, content)
+    key = digest(transport.base_url, kind, name, content, scope)
     app_key = transport.credentials.app_key
     if cache is not None:
         cached = cache.get_media(app_key, key, max_age)
@@ -88,7 +95,10 @@ def media_id(
     return found
 
 
-def forget(transport: Transport, kind: str, name: str, content: bytes, cache: MediaCache | None) -> None:
+def forget(
+    transport: Transport, kind: str, name: str, content: bytes, cache: MediaCache | None, scope: str = ""
+) -> None:
     """DingTalk no longer knows this content's media_id: the next send uploads it again."""
     if cache is not None:
-        cache.drop_media(transport.credentials.app_key, digest(transport.base_url, kind, name, content))
+        key = digest(transport.base_url, kind, name, content, scope)
+        cache.drop_media(transport.credentials.app_key, key)

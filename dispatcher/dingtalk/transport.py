@@ -53,11 +53,13 @@ class Credentials:
 
 @dataclass(frozen=True)
 class Upload:
-    """A media/upload body: the `type` field and the file under the field name `media`."""
+    """A media/upload body: the `type` field and the file under the field name `media`, whose part
+    carries the file's Content-Type as DingTalk's own client sends it."""
 
     kind: str
     name: str
     content: bytes
+    content_type: str = "application/octet-stream"
 
 
 @dataclass
@@ -247,7 +249,10 @@ class Transport:
             params = {"appkey": self.credentials.app_key, "appsecret": self.credentials.secret()}
         body: dict[str, Any] = {"data": data}
         if isinstance(data, Upload):  # requests writes the multipart body and its boundary header
-            body = {"data": {"type": data.kind}, "files": {"media": (data.name, data.content)}}
+            body = {
+                "data": {"type": data.kind},
+                "files": {"media": (data.name, data.content, data.content_type)},
+            }
         elif data is not None:
             body["headers"] = {"Content-Type": "application/json; charset=utf-8"}
         with self.pacer.endpoint(endpoint).reserve():

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.cli_common import instant, load, prepare_report, print_message
 from dispatcher.errors import CredentialsError, DeliveryError, DispatcherError
-from dispatcher.words import plural
+from dispatcher.words import plural, reach
 
 if TYPE_CHECKING:
     from dispatcher.app import App
@@ -234,7 +234,7 @@ def _print_result(result: DeliveryResult) -> None:
         for refusal in result.refused:
             print(f"refused    {plural(len(refusal.userids), 'recipient')}: {refusal.message}")
     else:
-        print(f"sent       {plural(result.recipients, 'recipient')} in {plural(result.batches, 'call')}; "
+        print(f"sent       {reach(result.recipients, result.dept_ids)} in {plural(result.batches, 'call')}; "
               f"{task_words}")  # fmt: skip
     forbidden = " ".join(f"{k.removeprefix('forbidden_')}:{v}" for k, v in counts.items() if k[10:] and v)
     print(
@@ -244,6 +244,8 @@ def _print_result(result: DeliveryResult) -> None:
     )
     for problem in [*result.unresolved_mobiles, *result.warnings]:
         print(f"warning    {problem}")
+    for note in result.notes:
+        print(f"note       {note}")
 
 
 def _print_dry_run(client: DingTalkClient, prepared: Prepared, recipients: Recipients) -> None:

@@ -188,7 +188,7 @@ def outcome_of(run: Run | None, result: DeliveryResult | None, *, error: str | N
         reach = f"{plural(reached, 'recipient')} reached, {missing} not"
         reason = f"partial delivery ({codes or 'refused'}): {reach}: {why}"
         return replace(sent, state="partial", reason=reason)
-    notes = (*result.unresolved_mobiles, *result.warnings)
+    notes = (*result.unresolved_mobiles, *result.warnings, *result.notes)
     if result.duplicate_only() and not prior:
         return replace(sent, state="suppressed", reason=DUPLICATE_REASON, notes=(DUPLICATE_REASON, *notes))
     nobody = nobody_received(result)

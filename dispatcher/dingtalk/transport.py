@@ -201,18 +201,19 @@ class Transport:
         method: str = "POST",
         auth: bool = True,
         upload: Upload | None = None,
+        retry: RetryPolicy | None = None,
     ) -> tuple[dict[str, Any], int]:
         """One API call with retries; returns the payload and the number of HTTP attempts.
 
         Every attempt sends the same bytes: if a response was lost, DingTalk's same-content
         rule turns the resend into a no-op instead of a second notification. `upload` sends a
-        multipart/form-data body (media/upload) instead of JSON.
+        multipart/form-data body (media/upload) instead of JSON; `retry` overrides the policy.
         """
         data: bytes | Upload | None = (
             upload if upload is not None else (None if body is None else dumps(body).encode("utf-8"))
         )
         fields = list(body) if body else (["type", "media"] if upload is not None else [])
-        backoff = Backoff(self.retry, self._monotonic)
+        backoff = Backoff(retry or self.retry, self._monotonic)
         renewed, attempts = False, 0
         while True:
             token = self.token() if auth else None

@@ -137,3 +137,13 @@ def test_a_daemon_run_to_a_department_records_the_note(project: Path, sandbox: S
         store.close()
     assert record.error == NOTE + "; set receipts: full to read them"
     assert [b["dept_ids"] for b in record.batches["accepted"]] == [[SALES]]
+
+
+@pytest.mark.parametrize(("receipts", "calls"), [("result", 1), ("full", 1 + 3), ("off", 1)])
+def test_the_quota_forecast_counts_a_department_task_s_receipt_calls_as_the_mode_reads_them(
+    project: Path, receipts: str, calls: int
+) -> None:
+    from dispatcher.quota import calls_per_run
+
+    config = load_config(to_sales(project, receipts=receipts))
+    assert calls_per_run(config, config.reports["daily"]) == calls

@@ -171,12 +171,16 @@ def _deliver_rich(app: App, prepared: Prepared, recipients: Recipients) -> tuple
     """The text or card, then the chart, then the file (dispatcher.parts); uploads print their media."""
     from dataclasses import replace
 
-    from dispatcher.parts import build_parts, deliver_parts, scope_of
+    from dispatcher.parts import build_parts, deliver_parts, media_id_of, scope_of
 
     assert prepared.rendered is not None and prepared.rich is not None
     scope = scope_of(prepared.fire_time)  # the daemon's run of this fire time shares its uploads
     parts = build_parts(prepared.rendered.msg, prepared.rich, app.client.media_id, scope)
     print(f"parts      {', '.join(p.msg['msgtype'] for p in parts)}")
+    for part in parts:
+        if part.media is not None:  # each fire time has media_ids of its own: DingTalk drops a repeat
+            _, name, content, _ = part.media
+            print(f"media      {name} ({plural(len(content), 'byte')}): {media_id_of(part.msg)}")
     result, outcome = deliver_parts(app.client, parts, recipients, prepared.report.receipts)
     for warning in prepared.rich.warnings:
         print(f"warning    {warning}")

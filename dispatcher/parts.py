@@ -65,6 +65,16 @@ def scope_of(fire_time: datetime) -> str:
     return fire_time.astimezone(UTC).isoformat()
 
 
+def media_id_of(msg: dict[str, Any]) -> str | None:
+    """The media_id an image, file or OA message carries."""
+    kind = msg.get("msgtype")
+    if kind == "oa":
+        found = msg["oa"]["body"].get("image")
+    else:
+        found = msg[kind].get("media_id") if kind in ("image", "file") else None
+    return None if found is None else str(found)
+
+
 def with_image(msg: dict[str, Any], media_id: str) -> dict[str, Any]:
     oa = msg["oa"]
     return {**msg, "oa": {**oa, "body": {**oa["body"], "image": media_id}}}

@@ -139,10 +139,15 @@ def test_dispatcher_send_at_two_fire_times_delivers_the_chart_twice(
            "TEST_DT_AGENT": str(opts.agent_id), "DINGTALK_API_BASE": sandbox.url}  # fmt: skip
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    media_ids = []
     for at in ("2026-11-28T09:30+08:00", "2026-11-28T10:30+08:00"):
         assert main(["send", "daily", "-c", str(path), "--at", at]) == 0
         out = capsys.readouterr().out
         assert "parts      markdown, image" in out
+        [line] = [x for x in out.splitlines() if x.startswith("media      chart.png (")]
+        media_ids.append(line.rsplit(": ", 1)[1])
+        assert "receipts   unread 2 · read 0 · invalid 0 · forbidden 0 ·" in out
+    assert media_ids[0].startswith("@lA") and media_ids[0] != media_ids[1]
     for userid in LEADS:
         assert inbox(sandbox, userid) == ["markdown", "image"] * 2
     assert forbidden(sandbox) == Counter()

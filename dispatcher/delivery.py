@@ -113,6 +113,7 @@ def make_client(
         calls_per_second=config.dingtalk.calls_per_second,
         recipients_per_minute=config.dingtalk.recipients_per_minute,
     )
+    media_age = timedelta(seconds=config.dingtalk.media_cache)
     return DingTalkClient(
         credentials,
         base_url=base_url or config.dingtalk.api_base,
@@ -122,8 +123,8 @@ def make_client(
         receipts=config.dingtalk.receipts,
         receipt_wait=config.dingtalk.receipt_wait,
         registry=registry,
-        media_cache=None if state is None else MediaCache(state),
-        media_max_age=timedelta(seconds=config.dingtalk.media_cache),
+        media_cache=None if state is None else MediaCache(state, keep=media_age),
+        media_max_age=media_age,
     )
 
 

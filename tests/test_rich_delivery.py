@@ -372,6 +372,25 @@ def test_the_media_cache_forgets_after_its_max_age(tmp_path: Path, monkeypatch: 
     assert cache.get_media("app", "d" * 64, timedelta(hours=24)) is None
 
 
+def test_the_media_cache_deletes_rows_older_than_it_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import select
+
+    from dispatcher.store.schema import media_cache
+
+    store = StateStore(store_url(tmp_path, None))
+    cache = MediaCache(store, keep=timedelta(hours=24))
+    cache.put_media("app", "a" * 64, "@lA1")
+    cache.put_media("other-app", "b" * 64, "@lA2")
+    later = clock.now() + timedelta(hours=25)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    cache.put_media("app", "c" * 64, "@lA3")  # one row per fire time: the old ones go as new ones come
+    with store.connect() as conn:
+        rows = conn.execute(select(media_cache.c.app_key, media_cache.c.digest)).all()
+    assert sorted(rows) == [("app", "c" * 64), ("other-app", "b" * 64)]
+
+
 def test_dispatcher_send_counts_uploads_against_the_quota_and_the_forecast_counts_every_part(
     project: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -129,7 +129,8 @@ def unwrap(payload: dict[str, Any], errcode: int) -> Answer:
     errmsg = str(payload.get("errmsg", ""))
     if errcode != GATEWAY:
         return Answer(errcode, errmsg)
-    sub = _int(payload.get("sub_code", payload.get("subCode")))
+    sub = _int(payload.get("sub_code"))
+    sub = _int(payload.get("subCode")) if sub is None else sub
     if sub is None:
         found = re.search(r"subcode=(-?\d+)", errmsg)
         sub = int(found.group(1)) if found else None

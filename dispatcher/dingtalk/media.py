@@ -107,8 +107,8 @@ def media_id(
     upload = Upload(kind, name, content, content_type(name))
     try:
         payload, _ = transport.call("media_upload", UPLOAD_PATH, upload=upload)
-    except TooLargeError as exc:
-        raise _too_large(kind, name, content, exc) from None
+    except TooLargeError:
+        raise _too_large(kind, name, content) from None
     found = str(payload.get("media_id") or "")
     if not found:
         raise DeliveryError("media/upload answered without a media_id", endpoint="media_upload")
@@ -126,13 +126,12 @@ def forget(
         cache.drop_media(transport.credentials.app_key, key)
 
 
-def _too_large(kind: str, name: str, content: bytes, exc: TooLargeError) -> DeliveryError:
+def _too_large(kind: str, name: str, content: bytes) -> DeliveryError:
     """HTTP 413 (an HTML page, not DingTalk's JSON): the file, its size and the limit, not the URL."""
-    limit = LIMITS[kind]
+    what = "an image" if kind == "image" else "a file message"
     return DeliveryError(
-        f"{name!r} ({_mb(content)}) was refused as too large (HTTP 413); DingTalk accepts "
-        f"{'an image' if kind == 'image' else 'a file'} of at most {limit // MB} MB, so a proxy between "
-        "here and DingTalk may allow less",
+        f"{name!r} ({_mb(content)}) was refused as too large (HTTP 413); DingTalk accepts {what} of "
+        f"at most {LIMITS[kind] // MB} MB, so a proxy between here and DingTalk may allow less",
         endpoint="media_upload",
         hint=f"{_SMALLER[kind]}; or raise the proxy's request-body limit (nginx: client_max_body_size)",
     )

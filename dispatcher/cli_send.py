@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.cli_common import instant, load, prepare_report, print_message
 from dispatcher.errors import CredentialsError, DeliveryError, DispatcherError
-from dispatcher.words import plural
+from dispatcher.words import plural, reach
 
 if TYPE_CHECKING:
     from dispatcher.app import App
@@ -171,11 +171,16 @@ def _deliver_rich(app: App, prepared: Prepared, recipients: Recipients) -> tuple
     """The text or card, then the chart, then the file (dispatcher.parts); uploads print their media."""
     from dataclasses import replace
 
-    from dispatcher.parts import build_parts, deliver_parts, failed_parts
+    from dispatcher.parts import build_parts, deliver_parts, failed_parts, media_id_of, scope_of
 
     assert prepared.rendered is not None and prepared.rich is not None
-    parts = build_parts(prepared.rendered.msg, prepared.rich, app.client.media_id)
+    scope = scope_of(prepared.fire_time)  # the daemon's run of this fire time shares its uploads
+    parts = build_parts(prepared.rendered.msg, prepared.rich, app.client.media_id, scope)
     print(f"parts      {', '.join(p.msg['msgtype'] for p in parts)}")
+    for part in parts:
+        if part.media is not None:  # each fire time has media_ids of its own: DingTalk drops a repeat
+            _, name, content, _ = part.media
+            print(f"media      {name} ({plural(len(content), 'byte')}): {media_id_of(part.msg)}")
     failed = failed_parts(prepared.rich)
     result, outcome = deliver_parts(app.client, parts, recipients, prepared.report.receipts, failed=failed)
     for warning in [*prepared.rich.warnings, *(why for _, why in failed)]:
@@ -234,7 +239,7 @@ def _print_result(result: DeliveryResult) -> None:
         for refusal in result.refused:
             print(f"refused    {plural(len(refusal.userids), 'recipient')}: {refusal.message}")
     else:
-        print(f"sent       {plural(result.recipients, 'recipient')} in {plural(result.batches, 'call')}; "
+        print(f"sent       {reach(result.recipients, result.dept_ids)} in {plural(result.batches, 'call')}; "
               f"{task_words}")  # fmt: skip
     forbidden = " ".join(f"{k.removeprefix('forbidden_')}:{v}" for k, v in counts.items() if k[10:] and v)
     print(
@@ -244,6 +249,8 @@ def _print_result(result: DeliveryResult) -> None:
     )
     for problem in [*result.unresolved_mobiles, *result.warnings]:
         print(f"warning    {problem}")
+    for note in result.notes:
+        print(f"note       {note}")
 
 
 def _print_dry_run(client: DingTalkClient, prepared: Prepared, recipients: Recipients) -> None:

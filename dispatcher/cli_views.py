@@ -198,9 +198,20 @@ def _history_row(config: Config, run: Run) -> dict[str, Any]:
         "attempts": run.attempts,
         "rows": "" if run.rows is None else run.rows,
         "bytes": "" if run.msg_bytes is None else run.msg_bytes,
-        "recipients": "" if run.recipients is None else run.recipients,
+        "recipients": _recipients(run),
         "error": error[:80] + ("…" if len(error) > 80 else ""),
     }
+
+
+def _recipients(run: Run) -> str | int:
+    """The userids reached, and the departments sent to, whose members DingTalk does not count."""
+    from dispatcher.words import reach
+
+    accepted = run.batches.get("accepted", [])
+    depts = list(dict.fromkeys(int(d) for b in accepted for d in b.get("dept_ids", [])))
+    if run.recipients is None:
+        return ""
+    return reach(run.recipients, depts, short=True) if depts else run.recipients
 
 
 def _state(config: Config) -> AbstractContextManager[StateStore | None]:

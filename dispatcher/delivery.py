@@ -113,6 +113,7 @@ def make_client(
         calls_per_second=config.dingtalk.calls_per_second,
         recipients_per_minute=config.dingtalk.recipients_per_minute,
     )
+    media_age = timedelta(seconds=config.dingtalk.media_cache)
     return DingTalkClient(
         credentials,
         base_url=base_url or config.dingtalk.api_base,
@@ -122,8 +123,8 @@ def make_client(
         receipts=config.dingtalk.receipts,
         receipt_wait=config.dingtalk.receipt_wait,
         registry=registry,
-        media_cache=None if state is None else MediaCache(state),
-        media_max_age=timedelta(seconds=config.dingtalk.media_cache),
+        media_cache=None if state is None else MediaCache(state, keep=media_age),
+        media_max_age=media_age,
     )
 
 
@@ -188,7 +189,7 @@ def outcome_of(run: Run | None, result: DeliveryResult | None, *, error: str | N
         reach = f"{plural(reached, 'recipient')} reached, {missing} not"
         reason = f"partial delivery ({codes or 'refused'}): {reach}: {why}"
         return replace(sent, state="partial", reason=reason)
-    notes = (*result.unresolved_mobiles, *result.warnings)
+    notes = (*result.unresolved_mobiles, *result.warnings, *result.notes)
     if result.duplicate_only() and not prior:
         return replace(sent, state="suppressed", reason=DUPLICATE_REASON, notes=(DUPLICATE_REASON, *notes))
     nobody = nobody_received(result)

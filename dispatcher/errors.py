@@ -103,6 +103,10 @@ class StateError(DispatcherError):
     """The state store (ledger, userid cache) is unreachable or inconsistent."""
 
 
+class TooLargeError(DeliveryError):
+    """The server, or a proxy in front of it, refused the request body as too large (HTTP 413)."""
+
+
 class QuotaExhaustedError(DeliveryError):
     """DingTalk answered 90020: the organisation's monthly API quota is used up. Never retried."""
 

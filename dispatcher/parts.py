@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.dingtalk.media import INVALID_MEDIA_ID
@@ -23,25 +24,31 @@ if TYPE_CHECKING:
     from dispatcher.store.ledger import Run
 
 MAIN, IMAGE, FILE = "", "part:image", "part:file"
-MediaId = Callable[[str, str, bytes], str]  # (kind, file name, content) -> media_id
+MediaId = Callable[[str, str, bytes, str], str]  # (kind, file name, content, scope) -> media_id
+Media = tuple[str, str, bytes, str]
 
 
 @dataclass(frozen=True)
 class Part:
     unit: str
     msg: dict[str, Any]
-    media: tuple[str, str, bytes] | None = None  # (kind, file name, content) its media_id stands for
+    media: Media | None = None  # (kind, file name, content, scope) its media_id stands for
 
 
-def build_parts(main: dict[str, Any], rich: RichParts | None, media_id: MediaId) -> list[Part]:
-    """The run's messages in sending order; `media_id` uploads (or, for a preview, names) each file."""
+def build_parts(
+    main: dict[str, Any], rich: RichParts | None, media_id: MediaId, scope: str = ""
+) -> list[Part]:
+    """The run's messages in sending order; `media_id` uploads (or, for a preview, names) each file.
+
+    `scope` is the run's fire time: DingTalk drops the same image or file message sent to a person
+    twice in a day, so each fire time gets media_ids of its own (dispatcher.dingtalk.media)."""
     from dispatcher.rich import CHART_NAME
 
     if rich is None:
         return [Part(MAIN, main)]
-    chart = ("image", CHART_NAME, rich.chart) if rich.chart is not None else None
+    chart = ("image", CHART_NAME, rich.chart, scope) if rich.chart is not None else None
     attached = rich.file_to_send
-    data = ("file", attached.name, attached.data) if attached is not None else None
+    data = ("file", attached.name, attached.data, scope) if attached is not None else None
     image = media_id(*chart) if chart else None
     file = media_id(*data) if data else None
     in_card = image is not None and main["msgtype"] == "oa"
@@ -58,6 +65,21 @@ def failed_parts(rich: RichParts | None) -> tuple[tuple[str, str], ...]:
     if rich is None or rich.attach_error is None:
         return ()
     return ((FILE, rich.attach_error),)
+
+
+def scope_of(fire_time: datetime) -> str:
+    """The media cache's scope for a run: its fire time, the same instant in any zone."""
+    return fire_time.astimezone(UTC).isoformat()
+
+
+def media_id_of(msg: dict[str, Any]) -> str | None:
+    """The media_id an image, file or OA message carries."""
+    kind = msg.get("msgtype")
+    if kind == "oa":
+        found = msg["oa"]["body"].get("image")
+    else:
+        found = msg[kind].get("media_id") if kind in ("image", "file") else None
+    return None if found is None else str(found)
 
 
 def with_image(msg: dict[str, Any], media_id: str) -> dict[str, Any]:

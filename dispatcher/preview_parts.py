@@ -23,7 +23,7 @@ def preview_parts(prepared: Prepared) -> list[Part]:
 
     if prepared.rendered is None:
         return []
-    return build_parts(prepared.rendered.msg, prepared.rich, lambda kind, name, _: f"<media_id of {name}>")
+    return build_parts(prepared.rendered.msg, prepared.rich, lambda kind, name, *_: f"<media_id of {name}>")
 
 
 def files_of(prepared: Prepared) -> dict[str, bytes]:

@@ -2,9 +2,9 @@
 
 A run costs ceil(userids / 100) asyncsend_v2 batches (departments: ceil(dept_ids / 20)) per
 message (a chart and an attachment are messages of their own, and one media/upload each), plus its
-receipt calls: none with `receipts: off`, one getsendresult per batch with `result`, at most 3
-per batch with `full` (dingtalk/client.py). Fire times come from the same pure schedule functions
-the daemon uses.
+receipt calls: none with `receipts: off`, one getsendresult per batch without departments with
+`result`, at most 3 per batch with `full` (dingtalk/receipts.py). Fire times come from the same
+pure schedule functions the daemon uses.
 """
 
 from __future__ import annotations
@@ -120,14 +120,16 @@ def calls_per_run(config: Config, report: Report, last: Run | None = None) -> in
     recipients = recipients_for(config, report.to)
     people = len(recipients.userids) + len(recipients.mobiles)
     user_batches = math.ceil(people / 100) + _slice_batches(report, last)
-    batches = max(user_batches, math.ceil(len(recipients.dept_ids) / 20))
+    dept_batches = math.ceil(len(recipients.dept_ids) / 20)
+    batches = max(user_batches, dept_batches)
     mode = report.receipts or config.dingtalk.receipts
     # A chart (outside an OA card) and an attachment are messages of their own, each uploaded once.
     extra = [report.chart is not None and report.msgtype != "oa", report.attach is not None]
     uploads = int(report.chart is not None) + int(report.attach is not None)
-    # getsendresult never asks about departments; receipts are read for the main message only;
-    # each group robot's message is one counted call.
-    return batches * (1 + sum(extra)) + uploads + RECEIPT_CALLS[mode] * user_batches + len(report.robots)
+    # `result` never asks about a task with departments, `full` about every task; receipts are read
+    # for the main message only; each group robot's message is one counted call.
+    read = batches if mode == "full" else max(0, user_batches - dept_batches)
+    return batches * (1 + sum(extra)) + uploads + RECEIPT_CALLS[mode] * read + len(report.robots)
 
 
 def _slice_batches(report: Report, last: Run | None) -> int:

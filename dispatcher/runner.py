@@ -207,10 +207,10 @@ def _deliver_rich(
     client: DingTalkClient, prepared: Prepared, recipients: Any, receipts: str | None, wait: float, run: Run
 ) -> tuple[Any, Outcome]:
     """Text or card, image, file: each a unit of the ledger, uploads reused from the media cache."""
-    from dispatcher.parts import build_parts, deliver_parts, failed_parts
+    from dispatcher.parts import build_parts, deliver_parts, failed_parts, scope_of
 
     assert prepared.rendered is not None
-    parts = build_parts(prepared.rendered.msg, prepared.rich, client.media_id)
+    parts = build_parts(prepared.rendered.msg, prepared.rich, client.media_id, scope_of(prepared.fire_time))
     failed = failed_parts(prepared.rich)
     result, outcome = deliver_parts(client, parts, recipients, receipts, wait, run=run, failed=failed)
     notes = prepared.rich.warnings if prepared.rich else ()

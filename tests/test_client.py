@@ -345,11 +345,17 @@ def test_receipt_timeout_bounds_the_wait(sandbox: Sandbox) -> None:
     assert not result.receipts[0].complete
 
 
-def test_tasks_with_departments_are_never_passed_to_getsendresult(sandbox: Sandbox) -> None:
-    with client_for(sandbox) as client:
+def test_tasks_with_departments_are_passed_to_getsendresult_only_in_full_mode(sandbox: Sandbox) -> None:
+    with client_for(sandbox, receipts="result", receipt_wait=0.0) as client:
         result = client.send(MSG, userids=["user001"], dept_ids=[123])
     assert sandbox.calls("getsendresult") == []
     assert result.receipts[0].dept_ids == [123] and not result.receipts[0].complete
+
+    sandbox.set_options(force_errcode={"getsendresult": 90018})
+    with client_for(sandbox) as client:  # full: asked once, after the task finished, never retried
+        result = client.send(MSG, userids=["user002"], dept_ids=[125])
+    assert [c["sub_code"] for c in sandbox.calls("getsendresult")] == [90018]
+    assert not result.receipts[0].complete and "no receipt for task" in result.warnings[0]
 
 
 def test_a_receipt_that_cannot_be_read_does_not_fail_the_delivery(sandbox: Sandbox) -> None:

@@ -242,17 +242,15 @@ def test_every_message_type_round_trips_through_the_sandbox_in_order(
         assert re.search(rf'<a class="file" href="/media/[^"]+" download="{re.escape(name)}">', page)
 
 
-def test_one_upload_per_distinct_content_across_batches_and_runs(
-    services: Services, sandbox: Sandbox
-) -> None:
+def test_one_upload_per_content_and_fire_time_across_batches(services: Services, sandbox: Sandbox) -> None:
     assert run(services, "wide") == "sent"
     assert [len(c["body"]["userid_list"].split(",")) for c in sandbox.calls("asyncsend_v2")] == [100, 50] * 3
     assert len(uploads(sandbox)) == 2, "chart and file uploaded once for both batches"
     first_image = sent_msgs(sandbox)[2]["image"]["media_id"]
 
     assert run(services, "wide", FIRE + timedelta(days=1)) == "sent"
-    assert len(uploads(sandbox)) == 3, "same chart: cached; the xlsx carries the new fire time: uploaded"
-    assert sent_msgs(sandbox)[8]["image"]["media_id"] == first_image
+    assert len(uploads(sandbox)) == 4, "a new fire time uploads again: DingTalk drops a repeated media_id"
+    assert sent_msgs(sandbox)[8]["image"]["media_id"] != first_image
 
 
 def test_a_refused_part_leaves_the_run_partial_and_the_retry_resends_only_that_part(
@@ -374,6 +372,25 @@ def test_the_media_cache_forgets_after_its_max_age(tmp_path: Path, monkeypatch: 
     assert cache.get_media("app", "d" * 64, timedelta(hours=24)) is None
 
 
+def test_the_media_cache_deletes_rows_older_than_it_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import select
+
+    from dispatcher.store.schema import media_cache
+
+    store = StateStore(store_url(tmp_path, None))
+    cache = MediaCache(store, keep=timedelta(hours=24))
+    cache.put_media("app", "a" * 64, "@lA1")
+    cache.put_media("other-app", "b" * 64, "@lA2")
+    later = clock.now() + timedelta(hours=25)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    cache.put_media("app", "c" * 64, "@lA3")  # one row per fire time: the old ones go as new ones come
+    with store.connect() as conn:
+        rows = conn.execute(select(media_cache.c.app_key, media_cache.c.digest)).all()
+    assert sorted(rows) == [("app", "c" * 64), ("other-app", "b" * 64)]
+
+
 def test_dispatcher_send_counts_uploads_against_the_quota_and_the_forecast_counts_every_part(
     project: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -440,14 +457,16 @@ def test_a_part_refused_after_its_first_batch_is_retried_only_for_the_rest(
 def test_a_media_id_dingtalk_no_longer_knows_is_uploaded_again_by_the_retry(
     services: Services, sandbox: Sandbox
 ) -> None:
-    assert run(services, "txt") == "sent"
+    sandbox.set_options(force_errcode={"asyncsend_v2": 60011}, force_errcode_after=1, force_errcode_times=1)
+    assert run(services, "txt") == "partial", "the text went out, the image did not"
+    sandbox.set_options(force_errcode={})
     sandbox.reset()  # the sandbox forgets its uploads, as DingTalk forgets an expired media_id
-    assert run(services, "txt", FIRE + timedelta(days=1)) == "partial", "the text went out, the image did not"
-    [history, _] = services.ledger.history("txt")
+    assert retry(services, "txt") == "partial", "the retry used the cached media_id"
+    [history] = services.ledger.history("txt")
     [refused] = history.batches["refused"]
     assert (refused["unit"], refused["errcode"]) == ("part:image", 40007)
-    assert sandbox.calls("media_upload") == [], "the cached media_id was used"
+    assert sandbox.calls("media_upload") == []
 
     assert retry(services, "txt") == "sent"
-    assert len(uploads(sandbox)) == 1, "the retry uploaded the chart again"
-    assert [m["msgtype"] for m in sent_msgs(sandbox)] == ["text", "image"]
+    assert len(uploads(sandbox)) == 1, "the second retry uploaded the chart again"
+    assert [m["msgtype"] for m in sent_msgs(sandbox)] == ["image"]

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
@@ -20,7 +19,8 @@ from typing import Any, Protocol, TypeVar
 from dispatcher.dingtalk.media import MediaCache
 from dispatcher.dingtalk.message import MAX_MSG_BYTES, msg_bytes
 from dispatcher.dingtalk.pacing import Pacing
-from dispatcher.dingtalk.results import Batch, DeliveryResult, Receipt, Refusal, mask_mobile, receipt_from
+from dispatcher.dingtalk.receipts import MAX_USERIDS, Reading, Receipts, Task, department_note, receipts_mode
+from dispatcher.dingtalk.results import Batch, DeliveryResult, Receipt, Refusal, mask_mobile
 from dispatcher.dingtalk.retry import RetryPolicy
 from dispatcher.dingtalk.transport import Credentials, OnCall, Registry, Transport
 from dispatcher.errors import DeliveryError
@@ -41,27 +41,15 @@ T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://oapi.dingtalk.com"
 USERID_MAX_AGE = timedelta(days=7)
-MAX_USERIDS = 100  # asyncsend_v2 userid_list; also the most getsendresult can report on
 MAX_DEPTS = 20  # asyncsend_v2 dept_id_list
 UNKNOWN_MOBILE = {60121: "no employee with this mobile", 40104: "not a valid mobile number"}
 _SEND = "/topapi/message/corpconversation/"
-# receipts: full polls progress at most twice, then reads the result: at most 3 calls per task.
-RECEIPT_MODES = ("full", "result", "off")
-PROGRESS_POLLS = 2
 
 
 class UseridCache(Protocol):
     def get_userids(self, app_key: str, mobiles: Sequence[str], max_age: timedelta) -> dict[str, str]: ...
 
     def put_userids(self, app_key: str, mapping: Mapping[str, str]) -> None: ...
-
-
-@dataclass(frozen=True)
-class _Task:
-    task_id: int
-    userids: list[str]
-    dept_ids: list[int]
-    attempts: int
 
 
 class DingTalkClient:
@@ -105,6 +93,7 @@ class DingTalkClient:
             monotonic=monotonic,
             registry=registry,
         )
+        self._receipts = Receipts(self._http, credentials.agent_id, sleep, monotonic)
 
     def __repr__(self) -> str:
         return f"DingTalkClient(base_url={self.base_url!r}, app_key={self.credentials.app_key!r})"
@@ -180,17 +169,18 @@ class DingTalkClient:
 
     # -- media -------------------------------------------------------------------------------
 
-    def media_id(self, kind: str, name: str, content: bytes) -> str:
-        """A media_id for an image or file: reused from the cache, or uploaded once."""
+    def media_id(self, kind: str, name: str, content: bytes, scope: str = "") -> str:
+        """A media_id for an image or file: reused from the cache within `scope` (a run's fire time),
+        or uploaded once."""
         from dispatcher.dingtalk.media import media_id
 
-        return media_id(self._http, kind, name, content, self._media_cache, self.media_max_age)
+        return media_id(self._http, kind, name, content, self._media_cache, self.media_max_age, scope)
 
-    def forget_media(self, kind: str, name: str, content: bytes) -> None:
+    def forget_media(self, kind: str, name: str, content: bytes, scope: str = "") -> None:
         """After DingTalk refused this content's media_id (40007): upload it again next time."""
         from dispatcher.dingtalk.media import forget
 
-        forget(self._http, kind, name, content, self._media_cache)
+        forget(self._http, kind, name, content, self._media_cache, scope)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -241,18 +231,20 @@ class DingTalkClient:
         mode = self.receipts if receipts is None else receipts_mode(receipts)
         wait = self.receipt_wait if receipt_wait is None else receipt_wait
         if mode != "off":
-            self._collect_receipts(msg, tasks, result, _Reading(mode, receipt_timeout, wait))
+            self._collect_receipts(msg, tasks, result, Reading(mode, receipt_timeout, wait))
+        note = department_note(result.dept_ids, mode)
+        result.notes += [note] if note else []
         return result
 
     def _collect_receipts(
-        self, msg: dict[str, Any], tasks: list[_Task], result: DeliveryResult, reading: _Reading
+        self, msg: dict[str, Any], tasks: list[Task], result: DeliveryResult, reading: Reading
     ) -> None:
-        result.receipts = self._receipts(tasks, reading, result)
+        result.receipts = self._receipts.read(tasks, reading, result)
         failed = _unique(u for r in result.receipts for u in r.failed)
         if not failed:
             return
         log.info("resending to %s DingTalk reported as failed", plural(len(failed), "user"))
-        resent: list[_Task] = []
+        resent: list[Task] = []
         try:
             for task in self._send_batches(msg, failed, []):
                 resent.append(task)
@@ -260,12 +252,12 @@ class DingTalkClient:
             result.warnings.append(f"resending to failed users stopped: {exc.message}")
         result.resent_userids = [u for t in resent for u in t.userids]
         result.resent_task_ids = [t.task_id for t in resent]
-        result.receipts += self._receipts(resent, reading, result)
+        result.receipts += self._receipts.read(resent, reading, result)
 
     def _send_all(
         self, msg: dict[str, Any], users: list[str], depts: list[int]
-    ) -> tuple[list[_Task], list[Refusal]]:
-        tasks: list[_Task] = []
+    ) -> tuple[list[Task], list[Refusal]]:
+        tasks: list[Task] = []
         try:
             for task in self._send_batches(msg, users, depts):
                 tasks.append(task)
@@ -281,7 +273,7 @@ class DingTalkClient:
             return tasks, [Refusal(exc.errcode, exc.message, rest_users, rest_depts)]
         return tasks, []
 
-    def _send_batches(self, msg: dict[str, Any], users: list[str], depts: list[int]) -> Iterator[_Task]:
+    def _send_batches(self, msg: dict[str, Any], users: list[str], depts: list[int]) -> Iterator[Task]:
         size = min(MAX_USERIDS, self._http.pacer.pacing.recipients_per_minute)
         user_chunks = _chunks(users, size)
         dept_chunks = _chunks(depts, MAX_DEPTS)
@@ -292,7 +284,7 @@ class DingTalkClient:
                 dept_chunks[i] if i < len(dept_chunks) else [],
             )
 
-    def _send_one(self, msg: dict[str, Any], users: list[str], depts: list[int]) -> _Task:
+    def _send_one(self, msg: dict[str, Any], users: list[str], depts: list[int]) -> Task:
         body: dict[str, Any] = {"agent_id": self.credentials.agent_id}
         if users:
             body["userid_list"] = ",".join(users)
@@ -305,7 +297,7 @@ class DingTalkClient:
         log.debug(
             "asyncsend_v2 task %d: %s, %s", task_id, plural(len(users), "userid"), plural(len(depts), "dept")
         )
-        return _Task(task_id, users, depts, attempts)
+        return Task(task_id, users, depts, attempts)
 
     def _recipient_slot(self, count: int) -> AbstractContextManager[Any]:
         return self._http.pacer.recipients.reserve(count) if count else nullcontext()
@@ -313,72 +305,11 @@ class DingTalkClient:
     # -- receipts ----------------------------------------------------------------------------
 
     def get_send_result(self, task_id: int) -> Receipt:
-        body = {"agent_id": self.credentials.agent_id, "task_id": task_id}
-        payload, _ = self._http.call("getsendresult", _SEND + "getsendresult", body)
-        return receipt_from(task_id, payload.get("send_result") or {})
+        return self._receipts.send_result(task_id)
 
     def recall(self, task_id: int) -> None:
         body = {"agent_id": self.credentials.agent_id, "msg_task_id": task_id}
         self._http.call("recall", _SEND + "recall", body)
-
-    def _receipts(self, tasks: list[_Task], reading: _Reading, result: DeliveryResult) -> list[Receipt]:
-        deadline = self._monotonic() + reading.timeout
-        if reading.mode == "result" and any(not t.dept_ids for t in tasks):
-            # One getsendresult per task: asked too early, its lists are still incomplete.
-            self._sleep(max(0.0, min(reading.wait, reading.timeout)))
-        return [self._receipt(task, reading, deadline, result) for task in tasks]
-
-    def _receipt(self, task: _Task, reading: _Reading, deadline: float, result: DeliveryResult) -> Receipt:
-        receipt = Receipt(task.task_id, task.userids, task.dept_ids, complete=False)
-        try:
-            done = self._wait_done(task.task_id, deadline, reading.wait) if reading.mode == "full" else None
-            if not task.dept_ids:
-                assert len(task.userids) <= MAX_USERIDS, "getsendresult can't report on >100 users"
-                receipt = self.get_send_result(task.task_id)
-                complete = _accounted_for(receipt, task.userids) if done is None else done
-                receipt.userids, receipt.dept_ids, receipt.complete = task.userids, [], complete
-            # else: departments can hold any number of people, and getsendresult cannot report
-            # on a task with more than 100 recipients (it times out).
-        except DeliveryError as exc:  # the message went out; a missing receipt must not fail it
-            result.warnings.append(f"no receipt for task {task.task_id}: {exc.message}")
-        receipt.attempts = task.attempts
-        return receipt
-
-    def _wait_done(self, task_id: int, deadline: float, wait: float) -> bool:
-        """At most PROGRESS_POLLS getsendprogress calls: each one spends the monthly quota."""
-        body = {"agent_id": self.credentials.agent_id, "task_id": task_id}
-        for poll in range(PROGRESS_POLLS):
-            payload, _ = self._http.call("getsendprogress", _SEND + "getsendprogress", body)
-            if (payload.get("progress") or {}).get("status") == 2:
-                return True
-            remaining = deadline - self._monotonic()
-            if remaining <= 0 or poll == PROGRESS_POLLS - 1:
-                break
-            self._sleep(min(wait, remaining))
-        log.warning("task %d still sending when its receipt was read", task_id)
-        return False
-
-
-@dataclass(frozen=True)
-class _Reading:
-    """How to read receipts: the mode, the overall timeout and the wait before asking."""
-
-    mode: str
-    timeout: float
-    wait: float
-
-
-def receipts_mode(value: bool | str) -> str:
-    mode = {True: "full", False: "off"}.get(value, value) if isinstance(value, bool) else value
-    if mode not in RECEIPT_MODES:
-        raise ValueError(f"receipts must be one of {', '.join(RECEIPT_MODES)}, not {value!r}")
-    return str(mode)
-
-
-def _accounted_for(receipt: Receipt, userids: list[str]) -> bool:
-    """True when the result lists every user: the task had finished when it was read."""
-    listed = {*receipt.invalid, *receipt.forbidden, *receipt.failed, *receipt.read, *receipt.unread}
-    return set(userids) <= listed
 
 
 def _check_size(msg: dict[str, Any]) -> None:

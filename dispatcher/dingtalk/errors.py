@@ -2,7 +2,8 @@
 
 Source: the server-API error pages, summarised in docs/dingtalk-api.md sections 1, 2, 6, 7.
 The /topapi/* gateway wraps token, throttling, quota and permission errors in errcode 88 with the
-real code in `sub_code` (a string or a number) or only in errmsg as `subcode=NNN`: `unwrap` first.
+real code in `sub_code` or `subCode` (a string or a number; DingTalk's error page spells it
+`subCode`) or only in errmsg as `subcode=NNN`: `unwrap` first.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ _MASKED = "reports the masked mobile and sends to the others"
 
 ERRCODES: dict[int, ErrcodeInfo] = {
     -1: ErrcodeInfo("DingTalk is busy", "retries with backoff", "a transient fault", retryable=True),
-    GATEWAY: ErrcodeInfo("gateway envelope", "unwraps `sub_code` (or `subcode=` in errmsg), follows its row"),
+    GATEWAY: ErrcodeInfo(
+        "gateway envelope", "unwraps `sub_code` or `subCode` (or `subcode=` in errmsg), follows its row"
+    ),
     40001: ErrcodeInfo("access token invalid", _RENEW + "; at gettoken: wrong credentials", _FRESH_REJECTED),
     40014: ErrcodeInfo("access token invalid", _RENEW, _FRESH_REJECTED),
     41001: ErrcodeInfo("access token missing", _RENEW, _FRESH_REJECTED),
@@ -87,7 +90,10 @@ ERRCODES: dict[int, ErrcodeInfo] = {
         "file format not accepted", _STOP, "send a csv as `attach: format: csv` (zipped); images as png"
     ),
     40006: ErrcodeInfo(
-        "file too large", _STOP, "a file message carries at most 10 MB: send fewer rows (`attach: sql:`)"
+        "file too large",
+        _STOP,
+        "an image at most 1 MB, a file message at most 10 MB: draw a smaller chart, or send fewer rows "
+        "(`attach: sql:`)",
     ),
     40007: ErrcodeInfo(
         "unknown media_id",
@@ -118,17 +124,19 @@ class Answer:
 
 
 def unwrap(payload: dict[str, Any], errcode: int) -> Answer:
-    """The real code behind a gateway envelope: `sub_code` (string or number), else `subcode=` in errmsg."""
+    """The real code behind a gateway envelope: `sub_code` or `subCode` (string or number), else
+    `subcode=` in errmsg."""
     errmsg = str(payload.get("errmsg", ""))
     if errcode != GATEWAY:
         return Answer(errcode, errmsg)
     sub = _int(payload.get("sub_code"))
+    sub = _int(payload.get("subCode")) if sub is None else sub
     if sub is None:
         found = re.search(r"subcode=(-?\d+)", errmsg)
         sub = int(found.group(1)) if found else None
     if sub is None:
         return Answer(GATEWAY, errmsg)
-    sub_msg = payload.get("sub_msg")
+    sub_msg = payload.get("sub_msg") or payload.get("subMsg")
     if not sub_msg:
         found_msg = re.search(r"submsg=([^\]]*)", errmsg)
         sub_msg = found_msg.group(1) if found_msg else errmsg

@@ -41,8 +41,8 @@ class Receipt:
     read: list[str] = field(default_factory=list)
     unread: list[str] = field(default_factory=list)
     invalid_dept_ids: list[int] = field(default_factory=list)
-    # False when the task had not finished by the receipt timeout, or holds departments
-    # (getsendresult cannot report on tasks that may exceed 100 recipients).
+    # False when the task had not finished by the receipt timeout, or holds departments and was not
+    # read (getsendresult cannot report on tasks that may exceed 100 recipients: `full` mode only).
     complete: bool = True
     attempts: int = 1  # asyncsend_v2 HTTP attempts it took; >1 means a retry happened
 
@@ -60,6 +60,7 @@ class DeliveryResult:
     resent_task_ids: list[int] = field(default_factory=list)
     resent_userids: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # receipts or resends that failed
+    notes: list[str] = field(default_factory=list)  # what the counts cannot show, e.g. departments
 
     @property
     def partial(self) -> bool:
@@ -67,9 +68,8 @@ class DeliveryResult:
 
     def reached(self) -> int | None:
         """How many users the receipts show holding the message; None when the receipts can't tell
-        (departments, receipts off or unfinished)."""
-        accepted_depts = any(b.dept_ids for b in self.accepted)
-        if accepted_depts or not self.receipts or not all(r.complete for r in self.receipts):
+        (departments outside `full` mode, receipts off or unfinished)."""
+        if not self.receipts or not all(r.complete for r in self.receipts):
             return None
         counts = self.counts()
         return counts["read"] + counts["unread"]

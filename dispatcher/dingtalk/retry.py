@@ -16,10 +16,11 @@ from typing import Any
 import requests
 
 from dispatcher.dingtalk import errors
-from dispatcher.errors import DeliveryError
+from dispatcher.errors import DeliveryError, TooLargeError
 from dispatcher.redact import redact
 
 IP_BLOCKED = 1111
+TOO_LARGE = 413  # a server or proxy refusing the body, usually with an HTML page
 _PERMANENT_TRANSPORT = (
     requests.exceptions.InvalidURL,
     requests.exceptions.MissingSchema,
@@ -78,6 +79,12 @@ class Backoff:
 def judge_response(
     endpoint: str, status: int, content: bytes, policy: RetryPolicy, fields: Iterable[str] = ()
 ) -> Outcome:
+    if status == TOO_LARGE:
+        hint = "a proxy between here and DingTalk may limit request bodies (nginx: client_max_body_size)"
+        too_large = TooLargeError(
+            f"DingTalk {endpoint}: the request is too large (HTTP 413)", endpoint=endpoint, hint=hint
+        )
+        return Outcome(error=too_large)
     payload = _json_object(content)
     if payload is None:
         return _not_json(endpoint, status, policy)

@@ -53,11 +53,13 @@ class Credentials:
 
 @dataclass(frozen=True)
 class Upload:
-    """A media/upload body: the `type` field and the file under the field name `media`."""
+    """A media/upload body: the `type` field and the file under the field name `media`, whose part
+    carries the file's Content-Type as DingTalk's own client sends it."""
 
     kind: str
     name: str
     content: bytes
+    content_type: str = "application/octet-stream"
 
 
 @dataclass
@@ -199,18 +201,19 @@ class Transport:
         method: str = "POST",
         auth: bool = True,
         upload: Upload | None = None,
+        retry: RetryPolicy | None = None,
     ) -> tuple[dict[str, Any], int]:
         """One API call with retries; returns the payload and the number of HTTP attempts.
 
         Every attempt sends the same bytes: if a response was lost, DingTalk's same-content
         rule turns the resend into a no-op instead of a second notification. `upload` sends a
-        multipart/form-data body (media/upload) instead of JSON.
+        multipart/form-data body (media/upload) instead of JSON; `retry` overrides the policy.
         """
         data: bytes | Upload | None = (
             upload if upload is not None else (None if body is None else dumps(body).encode("utf-8"))
         )
         fields = list(body) if body else (["type", "media"] if upload is not None else [])
-        backoff = Backoff(self.retry, self._monotonic)
+        backoff = Backoff(retry or self.retry, self._monotonic)
         renewed, attempts = False, 0
         while True:
             token = self.token() if auth else None
@@ -247,7 +250,10 @@ class Transport:
             params = {"appkey": self.credentials.app_key, "appsecret": self.credentials.secret()}
         body: dict[str, Any] = {"data": data}
         if isinstance(data, Upload):  # requests writes the multipart body and its boundary header
-            body = {"data": {"type": data.kind}, "files": {"media": (data.name, data.content)}}
+            body = {
+                "data": {"type": data.kind},
+                "files": {"media": (data.name, data.content, data.content_type)},
+            }
         elif data is not None:
             body["headers"] = {"Content-Type": "application/json; charset=utf-8"}
         with self.pacer.endpoint(endpoint).reserve():

@@ -2,8 +2,9 @@
 
 `POST /media/upload?access_token=…` takes multipart/form-data with the field `type` (image | voice |
 video | file) and the file under `media` [upload-media-files]. image: jpg, gif, png or bmp; file:
-doc, docx, xls, xlsx, ppt, pptx, zip, pdf or rar; both at most 20 MB, and a file message may
-reference at most 10 MB. Error codes (rules.ERRMSG) follow DingTalk's global list.
+doc, docx, xls, xlsx, ppt, pptx, zip, pdf or rar; at most 20 MB, an image at most 1 MB (the 40006
+row of DingTalk's error list; its upload page says 20 MB: the stricter one holds), and a file
+message may reference at most 10 MB. Error codes (rules.ERRMSG) follow DingTalk's global list.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from dispatcher.sandbox.rules import Refusal
 
 MAX_UPLOAD = 20 * 1024 * 1024
+MAX_IMAGE = 1 * 1024 * 1024
 MAX_FILE_MESSAGE = 10 * 1024 * 1024
 FORMATS = {
     "image": ("jpg", "jpeg", "gif", "png", "bmp"),
@@ -91,8 +93,9 @@ class MediaStore:
         ext = PurePath(name).suffix.lower().lstrip(".")
         if ext not in FORMATS[kind]:
             return Refusal(40005, f"{kind} accepts {', '.join(FORMATS[kind])}, not {ext or 'no extension'!r}")
-        if len(content) > MAX_UPLOAD:
-            return Refusal(40006, f"{len(content)} bytes, at most {MAX_UPLOAD}")
+        limit = MAX_IMAGE if kind == "image" else MAX_UPLOAD
+        if len(content) > limit:
+            return Refusal(40006, f"{len(content)} bytes, at most {limit}")
         media_id = "@lA" + secrets.token_urlsafe(18)
         self.media[media_id] = Medium(media_id, kind, name, content, int(now))
         return {

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import requests
 
 from dispatcher import clock, redact
+from dispatcher.dingtalk.http import NoRedirectSession, redirect_target
 from dispatcher.dingtalk.message import dumps
 from dispatcher.errors import DeliveryError
 from dispatcher.robot.errors import BUSY, TOO_FAST, robot_error
@@ -112,7 +113,7 @@ class RobotClient:
         self.attempts = attempts
         self.backoff = backoff
         self._on_call = on_call  # (endpoint, errcode or None without an answer, seconds): quota, metrics
-        self._session = requests.Session()
+        self._session = NoRedirectSession()
 
     def close(self) -> None:
         self._session.close()
@@ -155,11 +156,16 @@ class RobotClient:
         headers = {"Content-Type": "application/json; charset=utf-8"}
         started = time.monotonic()
         try:
-            response = self._session.post(url, data=data, headers=headers, timeout=self.timeout)
+            response = self._session.post(
+                url, data=data, headers=headers, timeout=self.timeout, allow_redirects=False
+            )
         except requests.RequestException as exc:
             self._report(None, started)
             detail = redact.redact(f"{type(exc).__name__}: {exc}")
             return {}, _transient(robot, f"could not reach DingTalk: {detail}")
+        if (where := redirect_target(response)) is not None:
+            self._report(-1, started)
+            return {}, _redirected(robot, response.status_code, where)
         answer, error = _judge(robot, response.status_code, response.content)
         self._report(0 if error is None else (error.errcode if error.errcode is not None else -1), started)
         return answer, error
@@ -206,4 +212,14 @@ def _judge(robot: Robot, status: int, content: bytes) -> tuple[dict[str, Any], D
 def _transient(robot: Robot, what: str, errcode: int | None = None) -> DeliveryError:
     return DeliveryError(
         f"robot {robot.name!r}: {what}", errcode=errcode, endpoint="robot_send", retryable=True
+    )
+
+
+def _redirected(robot: Robot, status: int, where: str) -> DeliveryError:
+    """Never followed: it would resend the message to an address nobody configured."""
+    return DeliveryError(
+        f"robot {robot.name!r}: HTTP {status}, a redirect to {where}; redirects are never followed",
+        endpoint="robot_send",
+        hint=f"robot {robot.name!r}: DingTalk never redirects; check the webhook and any proxy in between",
+        retryable=False,
     )

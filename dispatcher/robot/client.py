@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import requests
 from dispatcher import clock, redact
 from dispatcher.dingtalk.http import NoRedirectSession, redirect_target
 from dispatcher.dingtalk.message import dumps
+from dispatcher.dingtalk.pacing import StepWatch
 from dispatcher.errors import DeliveryError
 from dispatcher.robot.errors import BUSY, TOO_FAST, robot_error
 from dispatcher.robot.message import RobotMessage
@@ -49,6 +51,8 @@ class Reservations(Protocol):
 
     def reserve(self, key: str, now_ms: Callable[[], int], limit: int, window_ms: int) -> int | None: ...
 
+    def shift(self, key: str, ms: int) -> None: ...
+
 
 class RobotPacer:
     """At most `limit` messages per robot in any `window` seconds, across every replica.
@@ -66,6 +70,7 @@ class RobotPacer:
         margin: float = 1.0,
         now: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self._reservations = reservations
         self.limit = limit
@@ -73,6 +78,10 @@ class RobotPacer:
         self._window_ms = int((window + margin) * 1000)
         self._now = now or (lambda: clock.now().timestamp())
         self._sleep = sleep
+        # A fake `now` alone (tests) is its own monotonic clock: it never steps.
+        self._monotonic = monotonic or (time.monotonic if now is None else now)
+        self._steps: dict[str, StepWatch] = {}
+        self._steps_lock = threading.Lock()
 
     def acquire(self, key: str) -> int:
         """Wait for a free slot of the robot `key`; returns the reserved instant (ms)."""
@@ -82,9 +91,20 @@ class RobotPacer:
             stamps.append(self.now_ms())
             return stamps[-1]
 
-        while (wait_ms := self._reservations.reserve(key, now_ms, self.limit, self._window_ms)) is not None:
+        while True:
+            self._keep_age_through_steps(key)
+            wait_ms = self._reservations.reserve(key, now_ms, self.limit, self._window_ms)
+            if wait_ms is None:
+                return stamps[-1]
             self._sleep(wait_ms / 1000)
-        return stamps[-1]
+
+    def _keep_age_through_steps(self, key: str) -> None:
+        """After a forward step of the wall clock, move the robot's stamps by as much (StepWatch)."""
+        with self._steps_lock:
+            watch = self._steps.setdefault(key, StepWatch(self._now, self._monotonic))
+        if jump_ms := watch.forward_jump_ms():
+            log.warning("the wall clock jumped %d ms forward: robot pacing keeps its sends' age", jump_ms)
+            self._reservations.shift(key, jump_ms)
 
     def now_ms(self) -> int:
         return int(self._now() * 1000)

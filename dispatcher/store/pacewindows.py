@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 
 from dispatcher.errors import StateError
 from dispatcher.store.db import StateStore, ensure_row
@@ -135,6 +135,12 @@ def _clamp_to(conn: Connection, key: str, now: int) -> None:
     an hour's step stalled sending for an hour (issue 22, item 9). Counting them from now keeps
     them for one more window at most, which errs on the safe side.
     """
-    mine = _UNITS.pace_key == key
-    conn.execute(update(pace_units).where(mine, _UNITS.released_at_ms > now).values(released_at_ms=now))
-    conn.execute(update(pace_units).where(mine, _UNITS.reserved_at_ms > now).values(reserved_at_ms=now))
+    released, reserved = _UNITS.released_at_ms, _UNITS.reserved_at_ms
+    conn.execute(
+        update(pace_units)
+        .where(_UNITS.pace_key == key, or_(released > now, reserved > now))
+        .values(
+            released_at_ms=case((released > now, now), else_=released),
+            reserved_at_ms=case((reserved > now, now), else_=reserved),
+        )
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -61,7 +62,7 @@ def _check_config(
     for keypath, names in missing.items():
         if keypath[:1] not in (("dingtalk",), ("robots",)):  # needed only to deliver
             doc.problems.append(doc.problem(keypath, _unset_message(names)))
-    checker = _Checker(doc, path, data, missing)
+    checker = _Checker(doc, path, data, missing, os.environ if env is None else env)
     result = checker.run()
     if warnings is not None:
         warnings.extend(checker.warnings)
@@ -87,7 +88,9 @@ class _Checker:
         path: Path,
         data: dict[str, Any],
         missing: dict[tuple[str, ...], list[str]],
+        env: Mapping[str, str],
     ) -> None:
+        self.env = env  # the environment the file was read in: some checks depend on it
         self.doc = doc
         self.path = path
         self.data = data

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from prometheus_client import (
@@ -30,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from dispatcher import clock
+from dispatcher.bounded_http import BoundedHTTPServer
 from dispatcher.errors import DispatcherError
 
 log = logging.getLogger("dispatcher.health")
@@ -38,6 +39,8 @@ log = logging.getLogger("dispatcher.health")
 RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 # One DingTalk call: usually well under a second; the slow tail is timeouts and retries' waits.
 API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# A probe or a scraper sends its request at once; a connection silent for longer is dropped.
+CONNECTION_TIMEOUT = 10.0
 
 
 class Metrics:
@@ -215,9 +218,7 @@ def check_loopback(host: str) -> None:
     )
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(BoundedHTTPServer):
     def __init__(
         self, addr: tuple[str, int], state: HealthState, metrics: Metrics, stale_after: float
     ) -> None:
@@ -226,7 +227,7 @@ class _Server(ThreadingHTTPServer):
         self.state = state
         self.metrics = metrics
         self.stale_after = stale_after
-        super().__init__(addr, _Handler)
+        super().__init__(addr, _Handler, timeout=CONNECTION_TIMEOUT)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("health endpoint failed to answer %s", client_address)

@@ -6,6 +6,8 @@ reports.yaml so that the modeline on its first line works offline, in any editor
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,6 +23,9 @@ FILES = {
     ".env.example": "env.example",
 }
 GITIGNORE = ".gitignore"
+# Create only: never through a link, never over an existing file (a replacement is renamed over it).
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -35,6 +40,7 @@ def init_project(folder: Path, *, force: bool = False) -> InitResult:
 
     Everything is checked before the first write, so a refusal leaves the folder untouched.
     Other existing files are kept (overwritten with `force`); .gitignore only gains missing lines.
+    No write follows a link: a link planted in the folder could point anywhere (issue 22, item 15).
     """
     folder = folder.expanduser()
     _check_target(folder, force)
@@ -43,18 +49,17 @@ def init_project(folder: Path, *, force: bool = False) -> InitResult:
     result = InitResult(folder.resolve() if folder.exists() else folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for target, text in contents.items():
-            path = folder / target
-            if path.exists() and not force:
-                result.kept.append(target)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            result.written.append(target)
-        if _merge_gitignore(folder / GITIGNORE, _template("gitignore")):
-            result.written.append(GITIGNORE)
-        else:
-            result.kept.append(GITIGNORE)
+        root = os.open(folder, _DIR_FLAGS & ~os.O_NOFOLLOW)  # the folder itself is the user's choice
+        try:
+            for target, text in contents.items():
+                written = _write(root, target, text.encode("utf-8"), replace=force)
+                (result.written if written else result.kept).append(target)
+            merged = _merge_gitignore(_read(root, GITIGNORE), _template("gitignore"))
+            if merged is not None:
+                _write(root, GITIGNORE, merged.encode("utf-8"), replace=True)
+            (result.written if merged is not None else result.kept).append(GITIGNORE)
+        finally:
+            os.close(root)
     except OSError as exc:
         raise DispatcherError(f"cannot write the project into {folder}: {exc.strerror or exc}") from None
     result.folder = folder.resolve()
@@ -66,32 +71,103 @@ def _check_target(folder: Path, force: bool) -> None:
         raise DispatcherError(
             f"{folder} exists and is not a folder", hint="pass a folder, e.g. `init reports`"
         )
+    targets = (*FILES, SCHEMA_FILE, GITIGNORE)
+    for path in sorted({folder / d for t in targets for d in Path(t).parents if d != Path(".")}):
+        _refuse_link(folder, path)
+        if path.exists() and not path.is_dir():
+            raise DispatcherError(f"{path} exists and is not a folder; nothing was written")
+    for target in targets:
+        path = folder / target
+        _refuse_link(folder, path)
+        if path.exists() and not path.is_file():
+            raise DispatcherError(f"{path} exists and is not a file; nothing was written")
     config = folder / CONFIG
     if config.exists() and not force:
         raise DispatcherError(
             f"{config} already exists; nothing was written",
             hint="pass --force to overwrite it (and the other files init writes), or init another folder",
         )
-    for target in (*FILES, SCHEMA_FILE, GITIGNORE):
-        path = folder / target
-        if path.exists() and not path.is_file():
-            raise DispatcherError(f"{path} exists and is not a file; nothing was written")
+
+
+def _refuse_link(folder: Path, path: Path) -> None:
+    if path.is_symlink():
+        raise DispatcherError(
+            f"{path} is a symbolic link; nothing was written",
+            hint=f"init never writes through a link (it could point outside {folder}): "
+            "remove the link, or init another folder",
+        )
+
+
+def _open_dir(root: int, target: str) -> int:
+    """A descriptor of `target`'s folder under `root`, made if missing, never through a link."""
+    fd = os.dup(root)
+    for name in Path(target).parts[:-1]:
+        try:
+            os.mkdir(name, 0o777, dir_fd=fd)
+        except FileExistsError:
+            pass
+        try:
+            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
+def _write(root: int, target: str, content: bytes, *, replace: bool) -> bool:
+    """Create `target` (never following a link); an existing one is replaced only if `replace`.
+
+    Replacing writes a new file beside it and renames it over the old one: the rename replaces a
+    link itself, never the file it points to. Returns whether the file was written.
+    """
+    folder = _open_dir(root, target)
+    name = Path(target).name
+    try:
+        try:
+            _create(folder, name, content)
+            return True
+        except FileExistsError:
+            if not replace:
+                return False
+        spare = f".{name}.{secrets.token_hex(6)}.tmp"
+        _create(folder, spare, content)
+        try:
+            os.replace(spare, name, src_dir_fd=folder, dst_dir_fd=folder)
+        except OSError:
+            os.unlink(spare, dir_fd=folder)
+            raise
+        return True
+    finally:
+        os.close(folder)
+
+
+def _create(folder: int, name: str, content: bytes) -> None:
+    fd = os.open(name, _FILE_FLAGS, 0o666, dir_fd=folder)
+    with os.fdopen(fd, "wb") as out:
+        out.write(content)
+
+
+def _read(root: int, name: str) -> str:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root)
+    except FileNotFoundError:
+        return ""
+    with os.fdopen(fd, "rb") as source:
+        return source.read().decode("utf-8")
 
 
 def _template(name: str) -> str:
     return resources.files("dispatcher").joinpath("project", name).read_text(encoding="utf-8")
 
 
-def _merge_gitignore(path: Path, template: str) -> bool:
-    """Append the lines the project needs that the file lacks; True if it changed."""
-    existing = path.read_text(encoding="utf-8") if path.exists() else ""
+def _merge_gitignore(existing: str, template: str) -> str | None:
+    """The file with the lines the project needs that it lacks; None if it lacks none."""
     have = {line.strip() for line in existing.splitlines()}
     wanted = [line for line in template.splitlines() if line.strip() and line.strip() not in have]
     if not [line for line in wanted if not line.startswith("#")]:
-        return False
+        return None
     prefix = existing if not existing or existing.endswith("\n") else existing + "\n"
-    path.write_text(prefix + "\n".join(wanted) + "\n", encoding="utf-8")
-    return True
+    return prefix + "\n".join(wanted) + "\n"
 
 
 def next_steps(result: InitResult) -> str:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 import yaml
 
@@ -91,3 +92,51 @@ def test_a_fresh_project_runs_in_the_sandbox(daemons: Daemons, tmp_path: Path) -
 
     messages = wait_until(delivered, "a message in the sandbox inbox", timeout=120, every=0.5)
     assert {m["msg"]["markdown"]["title"] for m in messages} == {"每日销售日报"}
+
+
+# -- links planted in DIR (issue 22, item 15) ------------------------------------------------------
+
+
+def _plant(folder: Path, outside: Path, target: str, *, dangling: bool) -> Path:
+    """A symlink at DIR/target pointing at `outside` (a missing file, or one with content)."""
+    aim = outside / target.replace("/", "_")
+    if not dangling:
+        aim.write_text("outside, do not touch\n", encoding="utf-8")
+    link = folder / target
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(aim)
+    return aim
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("dangling", [True, False])
+@pytest.mark.parametrize(
+    "target", ["reports.yaml", "queries/daily_sales.sql", ".env.example", "reports.schema.json", ".gitignore"]
+)
+def test_init_never_follows_a_planted_file_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str, dangling: bool, force: bool
+) -> None:
+    folder, outside = tmp_path / "project", tmp_path / "outside"
+    outside.mkdir()
+    aim = _plant(folder, outside, target, dangling=dangling)
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert main(["init", str(folder), *(["--force"] if force else [])]) == 1
+    err = capsys.readouterr().err
+    assert f"{folder / target} is a symbolic link" in err and "nothing was written" in err
+    assert "Traceback" not in err
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    assert (not aim.exists()) if dangling else aim.read_text(encoding="utf-8") == "outside, do not touch\n"
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_init_refuses_a_planted_directory_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], force: bool
+) -> None:
+    folder, outside = tmp_path / "project", tmp_path / "outside"
+    outside.mkdir()
+    folder.mkdir()
+    (folder / "queries").symlink_to(outside, target_is_directory=True)
+    assert main(["init", str(folder), *(["--force"] if force else [])]) == 1
+    err = capsys.readouterr().err
+    assert f"{folder / 'queries'} is a symbolic link" in err and "nothing was written" in err
+    assert list(outside.iterdir()) == [] and sorted(p.name for p in folder.iterdir()) == ["queries"]

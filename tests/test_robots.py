@@ -279,7 +279,7 @@ def test_validate_accepts_the_keyword_in_a_templates_fixed_text(
 @pytest.mark.parametrize(
     ("webhook", "expected"),
     [
-        (f"http://example.com/robot/send?access_token={TOKEN}", "must use https"),
+        (f"http://example.com/robot/send?access_token={TOKEN}", "must be DingTalk's robot endpoint"),
         (f"https://oapi.dingtalk.com/robot/sendx?access_token={TOKEN}", "path must be /robot/send"),
         ("https://oapi.dingtalk.com/robot/send?token=abc", "has no access_token="),
         ("oapi.dingtalk.com/robot/send", "must be an https URL"),
@@ -557,8 +557,9 @@ def test_webhook_tokens_and_secrets_never_reach_errors_logs_history_or_output(
 
 
 def test_a_robots_only_config_sends_without_a_dingtalk_app(
-    tmp_path: Path, box: Sandbox, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, box: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("DINGTALK_API_BASE", box.url)  # the sandbox stands in for DingTalk's robot endpoint
     path = write_config(tmp_path, box.url)
     text = path.read_text(encoding="utf-8")
     start, end = text.index("dingtalk:"), text.index("robots:")

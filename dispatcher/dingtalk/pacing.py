@@ -90,6 +90,9 @@ class SlidingWindow:
 
     def _wait_for(self, units: int, now: float) -> float | None:
         """None if `units` fit now, else seconds until enough stamped entries expire."""
+        for entry in self._entries:
+            if entry.at is not None and entry.at > now:  # the clock went back: count from now
+                entry.at = now
         self._entries = [e for e in self._entries if e.at is None or e.at + self.window >= now]
         excess = sum(e.units for e in self._entries) + units - self.limit
         if excess <= 0:
@@ -122,6 +125,35 @@ class SharedUnits(Protocol):
 
     def release(self, reservation: int, at_ms: int) -> None: ...
 
+    def shift(self, key: str, ms: int) -> None: ...
+
+
+class StepWatch:
+    """How far the wall clock jumped forward since it was last read, measured on the monotonic clock.
+
+    The shared windows stamp wall-clock time, which replicas on several hosts can compare. A
+    forward step makes every stamp look older than it is, so a window would let a second allowance
+    through at once: the caller moves its stamps forward by the jump instead (issue 22, item 9). A
+    backward step needs no watch: the store counts a stamp from the future as stamped now.
+    """
+
+    TOLERANCE = 1.0  # seconds; the two clocks are slewed alike, so only a step drifts them apart
+
+    def __init__(self, wall: Clock, monotonic: Clock) -> None:
+        self._wall, self._monotonic = wall, monotonic
+        self._last: tuple[float, float] | None = None
+        self._lock = threading.Lock()
+
+    def forward_jump_ms(self) -> int:
+        """Milliseconds the wall clock stepped forward since the last call (0 if it did not)."""
+        with self._lock:
+            wall, mono = self._wall(), self._monotonic()
+            last, self._last = self._last, (wall, mono)
+        if last is None:
+            return 0
+        jump = (wall - last[0]) - (mono - last[1])
+        return int(jump * 1000) if jump > self.TOLERANCE else 0
+
 
 MAX_NAP = 1.0  # a waiting gate re-reads the store at least this often: a clock step is seen soon
 
@@ -134,10 +166,22 @@ class SharedWindow:
     this process wakes the waiter at once; another replica's release is seen by polling.
     """
 
-    def __init__(self, units: SharedUnits, key: str, limit: int, window: float, *, wall: Clock = time.time):
+    def __init__(
+        self,
+        units: SharedUnits,
+        key: str,
+        limit: int,
+        window: float,
+        *,
+        wall: Clock = time.time,
+        monotonic: Clock = time.monotonic,
+        sleep: Sleep | None = None,
+    ):
         self.key, self.limit, self.window = key, limit, window
         self._units = units
         self._wall = wall
+        self._sleep = sleep  # None: wait on this process's releases, which end a wait at once
+        self._steps = StepWatch(wall, monotonic)
         self._window_ms = round(window * 1000)
         self._gate = threading.Lock()
         self._released = threading.Condition()
@@ -173,6 +217,13 @@ class SharedWindow:
         with self._gate:
             while True:
                 try:
+                    if jump_ms := self._steps.forward_jump_ms():
+                        log.warning(
+                            "the wall clock jumped %d ms forward: pacing %s keeps its stamps' age",
+                            jump_ms,
+                            self.key,
+                        )
+                        self._units.shift(self.key, jump_ms)
                     admission = self._units.reserve(
                         self.key, units, self.limit, self._window_ms, self._now_ms
                     )
@@ -184,8 +235,14 @@ class SharedWindow:
                 if admission.reservation is not None:
                     self._alone = False
                     return admission.reservation
-                with self._released:
-                    self._released.wait(timeout=min(admission.wait_ms / 1000, MAX_NAP))
+                self._nap(min(admission.wait_ms / 1000, MAX_NAP))
+
+    def _nap(self, seconds: float) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+            return
+        with self._released:
+            self._released.wait(timeout=seconds)
 
     def _now_ms(self) -> int:
         return int(self._wall() * 1000)
@@ -234,5 +291,10 @@ class Pacer:
 
     def _window(self, name: str, limit: int, seconds: float) -> Window:
         if self._shared is not None:
-            return SharedWindow(self._shared, f"{self._scope}:{name}", limit, seconds, wall=self._wall)
+            # The real sleep becomes a wait on this process's releases, which a release ends at once.
+            sleep = None if self._sleep is time.sleep else self._sleep
+            key = f"{self._scope}:{name}"
+            return SharedWindow(
+                self._shared, key, limit, seconds, wall=self._wall, monotonic=self._monotonic, sleep=sleep
+            )
         return SlidingWindow(limit, seconds, monotonic=self._monotonic, sleep=self._sleep)

@@ -124,6 +124,16 @@ def judge_exception(endpoint: str, exc: requests.RequestException) -> Outcome:
     return _transient(endpoint, f"could not reach DingTalk: {detail}", 0.0)
 
 
+def redirected(endpoint: str, status: int, where: str) -> Outcome:
+    """A 3xx answer: never followed, never retried (see dispatcher.dingtalk.http)."""
+    error = DeliveryError(
+        f"DingTalk {endpoint}: HTTP {status}, a redirect to {where}; redirects are never followed",
+        endpoint=endpoint,
+        hint="DingTalk never redirects: check DINGTALK_API_BASE and any proxy in between",
+    )
+    return Outcome(error=error, errcode=-1)
+
+
 def give_up(outcome: Outcome, attempts: int) -> DeliveryError:
     error = outcome.error
     assert error is not None

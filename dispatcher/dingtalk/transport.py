@@ -20,6 +20,7 @@ from requests.adapters import HTTPAdapter
 
 from dispatcher import redact
 from dispatcher.dingtalk.errors import TOKEN_ERRCODES
+from dispatcher.dingtalk.http import NoRedirectSession, redirect_target
 from dispatcher.dingtalk.message import dumps
 from dispatcher.dingtalk.pacing import Pacer, Pacing, SharedUnits
 from dispatcher.dingtalk.retry import (
@@ -29,6 +30,7 @@ from dispatcher.dingtalk.retry import (
     give_up,
     judge_exception,
     judge_response,
+    redirected,
 )
 
 log = logging.getLogger(__name__)
@@ -152,7 +154,7 @@ class Transport:
         digest = hashlib.sha256(credentials.secret().encode()).hexdigest()[:16]
         self._key = (base_url, credentials.app_key, digest)
         self.pacer = self.registry.pacer((base_url, credentials.app_key, pacing, monotonic, sleep), pacing)
-        self._session = requests.Session()
+        self._session = NoRedirectSession()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
@@ -260,14 +262,20 @@ class Transport:
             started = self._monotonic()
             try:
                 response = self._session.request(
-                    method, self.base_url + path, params=params, timeout=self.timeout, **body
-                )
+                    method, self.base_url + path, params=params, timeout=self.timeout,
+                    allow_redirects=False, **body,
+                )  # fmt: skip
             except requests.RequestException as exc:
                 outcome = judge_exception(endpoint, exc)
             else:
-                outcome = judge_response(endpoint, response.status_code, response.content, self.retry, fields)
+                outcome = self._judge(endpoint, response, fields)
         self._report(endpoint, outcome.errcode if outcome.error else 0, self._monotonic() - started)
         return outcome
+
+    def _judge(self, endpoint: str, response: requests.Response, fields: list[str]) -> Outcome:
+        if (where := redirect_target(response)) is not None:
+            return redirected(endpoint, response.status_code, where)
+        return judge_response(endpoint, response.status_code, response.content, self.retry, fields)
 
     def _report(self, endpoint: str, errcode: int | None, seconds: float) -> None:
         if self._on_call is None:

@@ -10,7 +10,7 @@ import difflib
 import re
 from typing import Any
 
-from dispatcher.robot.webhook import webhook_problem
+from dispatcher.robot.webhook import ALLOWED_HOSTS_VAR, Origin, allowed_origins, webhook_problem
 
 # The config checker (`dispatcher.config_check._Checker`): not imported, as config_check imports this.
 _Checker = Any
@@ -23,15 +23,25 @@ _TITLE_EXPR = re.compile(r"\{\{-?\s*title\s*-?\}\}")
 def robot_entries(checker: _Checker, validated: dict[str, Any]) -> dict[str, Any]:
     """The validated robots, each told which of its variables were unset; webhooks checked for form."""
     raw = checker.data.get("robots")
+    allowed, setting_problem = _allowed(checker)
     for name, entry in (raw if isinstance(raw, dict) else {}).items():
         missing = sorted({n for kp, ns in checker.missing.items() if kp[:2] == ("robots", name) for n in ns})
         if name in validated:
             validated[name] = validated[name].model_copy(update={"missing_vars": tuple(missing)})
         webhook = entry.get("webhook") if isinstance(entry, dict) else None
         if isinstance(webhook, str) and webhook and ("robots", name, "webhook") not in checker.missing:
-            if problem := webhook_problem(webhook):
+            if problem := setting_problem or webhook_problem(webhook, allowed):
                 checker._problem(("robots", name, "webhook"), problem)
     return validated
+
+
+def _allowed(checker: _Checker) -> tuple[list[Origin], str | None]:
+    """Where webhooks may point besides DingTalk: the API base in use, and the operator's list."""
+    dingtalk = checker.data.get("dingtalk")
+    api_base = dingtalk.get("api_base") if isinstance(dingtalk, dict) else None
+    if not isinstance(api_base, str) or not api_base:
+        api_base = checker.env.get("DINGTALK_API_BASE")
+    return allowed_origins(api_base, checker.env.get(ALLOWED_HOSTS_VAR, ""))
 
 
 def check_report_robots(checker: _Checker, kp: tuple[str, ...], entry: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from typing import Any, Protocol
 import requests
 
 from dispatcher import clock, redact
+from dispatcher.dingtalk.http import NoRedirectSession, redirect_target
 from dispatcher.dingtalk.message import dumps
+from dispatcher.dingtalk.pacing import StepWatch
 from dispatcher.errors import DeliveryError
 from dispatcher.robot.errors import BUSY, TOO_FAST, robot_error
 from dispatcher.robot.message import RobotMessage
@@ -48,6 +51,8 @@ class Reservations(Protocol):
 
     def reserve(self, key: str, now_ms: Callable[[], int], limit: int, window_ms: int) -> int | None: ...
 
+    def shift(self, key: str, ms: int) -> None: ...
+
 
 class RobotPacer:
     """At most `limit` messages per robot in any `window` seconds, across every replica.
@@ -65,6 +70,7 @@ class RobotPacer:
         margin: float = 1.0,
         now: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self._reservations = reservations
         self.limit = limit
@@ -72,6 +78,10 @@ class RobotPacer:
         self._window_ms = int((window + margin) * 1000)
         self._now = now or (lambda: clock.now().timestamp())
         self._sleep = sleep
+        # A fake `now` alone (tests) is its own monotonic clock: it never steps.
+        self._monotonic = monotonic or (time.monotonic if now is None else now)
+        self._steps: dict[str, StepWatch] = {}
+        self._steps_lock = threading.Lock()
 
     def acquire(self, key: str) -> int:
         """Wait for a free slot of the robot `key`; returns the reserved instant (ms)."""
@@ -81,9 +91,20 @@ class RobotPacer:
             stamps.append(self.now_ms())
             return stamps[-1]
 
-        while (wait_ms := self._reservations.reserve(key, now_ms, self.limit, self._window_ms)) is not None:
+        while True:
+            self._keep_age_through_steps(key)
+            wait_ms = self._reservations.reserve(key, now_ms, self.limit, self._window_ms)
+            if wait_ms is None:
+                return stamps[-1]
             self._sleep(wait_ms / 1000)
-        return stamps[-1]
+
+    def _keep_age_through_steps(self, key: str) -> None:
+        """After a forward step of the wall clock, move the robot's stamps by as much (StepWatch)."""
+        with self._steps_lock:
+            watch = self._steps.setdefault(key, StepWatch(self._now, self._monotonic))
+        if jump_ms := watch.forward_jump_ms():
+            log.warning("the wall clock jumped %d ms forward: robot pacing keeps its sends' age", jump_ms)
+            self._reservations.shift(key, jump_ms)
 
     def now_ms(self) -> int:
         return int(self._now() * 1000)
@@ -112,7 +133,7 @@ class RobotClient:
         self.attempts = attempts
         self.backoff = backoff
         self._on_call = on_call  # (endpoint, errcode or None without an answer, seconds): quota, metrics
-        self._session = requests.Session()
+        self._session = NoRedirectSession()
 
     def close(self) -> None:
         self._session.close()
@@ -155,11 +176,16 @@ class RobotClient:
         headers = {"Content-Type": "application/json; charset=utf-8"}
         started = time.monotonic()
         try:
-            response = self._session.post(url, data=data, headers=headers, timeout=self.timeout)
+            response = self._session.post(
+                url, data=data, headers=headers, timeout=self.timeout, allow_redirects=False
+            )
         except requests.RequestException as exc:
             self._report(None, started)
             detail = redact.redact(f"{type(exc).__name__}: {exc}")
             return {}, _transient(robot, f"could not reach DingTalk: {detail}")
+        if (where := redirect_target(response)) is not None:
+            self._report(-1, started)
+            return {}, _redirected(robot, response.status_code, where)
         answer, error = _judge(robot, response.status_code, response.content)
         self._report(0 if error is None else (error.errcode if error.errcode is not None else -1), started)
         return answer, error
@@ -206,4 +232,14 @@ def _judge(robot: Robot, status: int, content: bytes) -> tuple[dict[str, Any], D
 def _transient(robot: Robot, what: str, errcode: int | None = None) -> DeliveryError:
     return DeliveryError(
         f"robot {robot.name!r}: {what}", errcode=errcode, endpoint="robot_send", retryable=True
+    )
+
+
+def _redirected(robot: Robot, status: int, where: str) -> DeliveryError:
+    """Never followed: it would resend the message to an address nobody configured."""
+    return DeliveryError(
+        f"robot {robot.name!r}: HTTP {status}, a redirect to {where}; redirects are never followed",
+        endpoint="robot_send",
+        hint=f"robot {robot.name!r}: DingTalk never redirects; check the webhook and any proxy in between",
+        retryable=False,
     )

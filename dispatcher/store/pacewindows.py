@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 
 from dispatcher.errors import StateError
 from dispatcher.store.db import StateStore, ensure_row
@@ -58,6 +58,7 @@ class PaceWindows:
             )
             now = now_ms()
             mine = _UNITS.pace_key == key
+            _clamp_to(conn, key, now)
             stale = and_(_UNITS.released_at_ms.is_(None), _UNITS.reserved_at_ms < now - self.stale_ms)
             conn.execute(delete(pace_units).where(mine, or_(_UNITS.released_at_ms < now - window_ms, stale)))
             used = conn.execute(select(func.coalesce(func.sum(_UNITS.units), 0)).where(mine)).scalar_one()
@@ -106,6 +107,15 @@ class PaceWindows:
         except StateError as exc:
             log.warning("could not stamp a pacing reservation, it counts until it goes stale: %s", exc)
 
+    def shift(self, key: str, ms: int) -> None:
+        """Move `key`'s stamps `ms` later: the wall clock jumped forward, their age is kept."""
+        with self._store.begin() as conn:
+            conn.execute(
+                update(pace_units)
+                .where(_UNITS.pace_key == key)
+                .values(reserved_at_ms=_UNITS.reserved_at_ms + ms, released_at_ms=_UNITS.released_at_ms + ms)
+            )
+
     def units(self, key: str) -> int:
         """Units of `key` in the table, whatever their age (tests and measurements)."""
         query = select(pace_units.c.units).where(pace_units.c.pace_key == key)
@@ -116,3 +126,21 @@ class PaceWindows:
         if key not in self._known:
             ensure_row(self._store, pace_locks, pace_locks.c.pace_key, key, reservations=0)
             self._known.add(key)
+
+
+def _clamp_to(conn: Connection, key: str, now: int) -> None:
+    """Stamps after `now` (the wall clock went back, or another host's runs ahead) count from now.
+
+    Left in the future they would hold the window for as long as the clock was stepped back:
+    an hour's step stalled sending for an hour (issue 22, item 9). Counting them from now keeps
+    them for one more window at most, which errs on the safe side.
+    """
+    released, reserved = _UNITS.released_at_ms, _UNITS.reserved_at_ms
+    conn.execute(
+        update(pace_units)
+        .where(_UNITS.pace_key == key, or_(released > now, reserved > now))
+        .values(
+            released_at_ms=case((released > now, now), else_=released),
+            reserved_at_ms=case((reserved > now, now), else_=reserved),
+        )
+    )

@@ -37,6 +37,11 @@ class RobotSends:
             )
             now = now_ms()
             mine = robot_sends.c.robot_key == key
+            # A send stamped after now (the clock went back) counts from now: left in the future,
+            # it would hold the window for as long as the step (issue 22, item 9).
+            conn.execute(
+                update(robot_sends).where(mine, robot_sends.c.sent_at_ms > now).values(sent_at_ms=now)
+            )
             conn.execute(delete(robot_sends).where(mine, robot_sends.c.sent_at_ms <= now - window_ms))
             recent = (
                 conn.execute(
@@ -51,6 +56,15 @@ class RobotSends:
                 return max(int(recent[len(recent) - limit]) + window_ms - now, 1)
             conn.execute(insert(robot_sends).values(robot_key=key, sent_at_ms=now))
             return None
+
+    def shift(self, key: str, ms: int) -> None:
+        """Move `key`'s sends `ms` later: the wall clock jumped forward, their age is kept."""
+        with self._store.begin() as conn:
+            conn.execute(
+                update(robot_sends)
+                .where(robot_sends.c.robot_key == key)
+                .values(sent_at_ms=robot_sends.c.sent_at_ms + ms)
+            )
 
     def recent(self, key: str, now_ms: int, window_ms: int) -> int:
         query = select(robot_sends.c.id).where(

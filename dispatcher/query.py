@@ -21,8 +21,10 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from dispatcher.errors import QueryError
 from dispatcher.query_guard import (
     Deadline,
-    abandon_mysql_stream,
     canceller,
+    close_cursor,
+    is_undecodable_text,
+    lenient_text,
     server_engine,
     sqlite_reset,
     sqlite_session,
@@ -46,6 +48,7 @@ class QueryResult:
     rows: int
     truncated: bool
     seconds: float
+    invalid_text: int = 0  # SQLite text values that were not UTF-8, shown with U+FFFD
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ def run_query(
     limits = _Limits(max_rows, max_bytes, timeout, report, source)
     try:
         with engine.connect() as conn:
-            keys, rows = _run_read_only(conn, sql, params, limits)
+            keys, rows, invalid = _run_read_only(conn, sql, params, limits)
     except QueryError:
         raise
     except Exception as exc:
@@ -156,7 +159,7 @@ def run_query(
         raise _query_error(exc, report, source, timeout, sql) from None
     truncated = len(rows) > max_rows
     frame = pd.DataFrame.from_records(rows[:max_rows], columns=keys, coerce_float=True)
-    return QueryResult(frame, len(frame), truncated, time.monotonic() - started)
+    return QueryResult(frame, len(frame), truncated, time.monotonic() - started, invalid)
 
 
 @dataclass(frozen=True)
@@ -170,43 +173,43 @@ class _Limits:
 
 def _run_read_only(
     conn: Connection, sql: str, params: Mapping[str, Any], limits: _Limits
-) -> tuple[list[str], list[tuple[Any, ...]]]:
+) -> tuple[list[str], list[tuple[Any, ...]], int]:
+    """The columns, the rows, and how many SQLite text values were not UTF-8."""
     _begin_read_only(conn, limits.timeout)
     cancel = canceller(conn)
-    cursor, complete = None, False
     try:
         with Deadline(limits.timeout, cancel) as deadline:
             try:
-                cursor = _open_cursor(conn, sql, params)
-                if cursor.description is None:
-                    raise QueryError(
-                        "the query returned no result set; reports must SELECT", report=limits.report
-                    )
-                keys = [d[0] for d in cursor.description]
-                rows, complete = _fetch(cursor, limits)
+                try:
+                    return (*_read(conn, sql, params, limits, cancel), 0)
+                except Exception as exc:
+                    if not is_undecodable_text(exc):
+                        raise
+                # Rare, so the common case keeps sqlite3's fast decoder: read again, leniently.
+                text = lenient_text(conn.connection.dbapi_connection)
+                return (*_read(conn, sql, params, limits, cancel), text.invalid)
             except Exception as exc:
                 if deadline.fired and _is_database_error(exc):
                     raise _timeout_error(limits) from None
                 raise
-            finally:
-                _close(conn, cursor, complete, cancel)
     finally:
         if not conn.invalidated:
             _end_read_only(conn)
-    return keys, rows
 
 
-def _close(conn: Connection, cursor: Any, complete: bool, cancel: Callable[[], None]) -> None:
-    """Close the cursor without reading what is left of the result."""
-    if cursor is None:
-        return
-    if not complete and conn.dialect.name in ("mysql", "mariadb"):
-        abandon_mysql_stream(conn, cancel)  # an SSCursor's close would read every remaining row
-        return
+def _read(
+    conn: Connection, sql: str, params: Mapping[str, Any], limits: _Limits, cancel: Callable[[], None]
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    cursor, complete = None, False
     try:
-        cursor.close()  # PostgreSQL: CLOSE, the server never computes the rest
-    except Exception:
-        conn.invalidate()  # the run's own error (or the timeout) is what gets reported
+        cursor = _open_cursor(conn, sql, params)
+        if cursor.description is None:
+            raise QueryError("the query returned no result set; reports must SELECT", report=limits.report)
+        keys = [d[0] for d in cursor.description]
+        rows, complete = _fetch(cursor, limits)
+        return keys, rows
+    finally:
+        close_cursor(conn, cursor, complete, cancel)
 
 
 def _open_cursor(conn: Connection, sql: str, params: Mapping[str, Any]) -> Any:

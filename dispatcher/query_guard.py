@@ -112,11 +112,53 @@ def _sqlite_authorizer(
     return sqlite3.SQLITE_OK
 
 
+def close_cursor(conn: Connection, cursor: Any, complete: bool, cancel: Callable[[], None]) -> None:
+    """Close the cursor without reading what is left of the result."""
+    if cursor is None:
+        return
+    if not complete and conn.dialect.name in ("mysql", "mariadb"):
+        abandon_mysql_stream(conn, cancel)  # an SSCursor's close would read every remaining row
+        return
+    try:
+        cursor.close()  # PostgreSQL: CLOSE, the server never computes the rest
+    except Exception:
+        conn.invalidate()  # the run's own error (or the timeout) is what gets reported
+
+
+class LenientText:
+    """sqlite3's text_factory for one query: a value that is not UTF-8 shows with U+FFFD, and is counted."""
+
+    def __init__(self) -> None:
+        self.invalid = 0
+
+    def __call__(self, raw: bytes) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.invalid += 1
+            return raw.decode("utf-8", "replace")
+
+
+def lenient_text(dbapi_conn: Any) -> LenientText:
+    """Decode this connection's text leniently until it returns to the pool (`sqlite_reset`)."""
+    text = LenientText()
+    dbapi_conn.text_factory = text
+    return text
+
+
+def is_undecodable_text(exc: BaseException) -> bool:
+    """sqlite3's refusal of a text value that is not UTF-8 (one bad row would fail the whole report)."""
+    import sqlite3
+
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("Could not decode to UTF-8")
+
+
 def sqlite_reset(dbapi_conn: Any, _record: Any) -> None:
-    """Undo what a query may have changed on the connection: ATTACHed files and query_only."""
+    """Undo what a query may have changed on the connection: ATTACHed files, query_only, the decoder."""
     if dbapi_conn is None:
         return
     try:
+        dbapi_conn.text_factory = str
         dbapi_conn.set_authorizer(None)
         for _seq, name, *_ in dbapi_conn.execute("PRAGMA database_list").fetchall():
             if name not in ("main", "temp"):

@@ -94,7 +94,8 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
     if prepared.rendered is None:
         svc.ledger.finish(run.id, "skipped", rows=prepared.result.rows, error=prepared.note)
         logs.event("run.skipped", report=report.id, fire_time=fire, rows=prepared.result.rows,
-                   reason=prepared.note or "no rows, on_empty skip")  # fmt: skip
+                   reason=prepared.note or "no rows, on_empty skip",
+                   invalid_text=prepared.result.invalid_text or None)  # fmt: skip
         return "skipped"
     rendered = prepared.rendered
     # Waiting for receipts holds this run: never longer than a quarter of the schedule's period.
@@ -108,6 +109,7 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         outcome, counts = _to_people(svc, report, run, prepared, wait)
     outcome = _to_robots(svc, report, run, prepared, outcome) if report.robots else outcome
     assert outcome is not None  # validate requires to, split_by or robots
+    outcome = _with_data_notes(outcome, prepared)
     if outcome.state == "partial":
         return partial(svc, report, run, outcome, rows=prepared.result.rows, msg_bytes=rendered.msg_bytes)
     svc.ledger.finish(
@@ -119,9 +121,20 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
     logs.event(
         f"run.{outcome.state}", level, report=report.id, fire_time=fire, rows=prepared.result.rows,
         bytes=rendered.msg_bytes, recipients=outcome.recipients, tasks=len(outcome.task_ids),
-        attempt=run.attempts, reason=outcome.reason, **{k: v for k, v in counts.items() if v},
+        attempt=run.attempts, reason=outcome.reason, invalid_text=prepared.result.invalid_text or None,
+        **{k: v for k, v in counts.items() if v},
     )  # fmt: skip
     return outcome.state
+
+
+def _with_data_notes(outcome: Outcome, prepared: Prepared) -> Outcome:
+    """What the data needed to be shown, in the run's record (history's error column) first."""
+    invalid = prepared.result.invalid_text
+    if not invalid:
+        return outcome
+    note = f"{invalid} value{'s' if invalid != 1 else ''} with invalid UTF-8 shown as \ufffd"
+    reason = f"{outcome.reason}; {note}" if outcome.reason else None
+    return replace(outcome, notes=(note, *outcome.notes), reason=reason)
 
 
 def _to_people(

@@ -50,16 +50,29 @@ _FULL_WIDTH = str.maketrans(
     }
 )
 _BREAKS = re.compile(r"[\s\x00-\x1f\x7f]+")
+# Unicode's format characters (category Cf, Unicode 14): bidi overrides and isolates that make a phone
+# show a row's own figures reversed, zero-width spaces and joiners, tags. Invisible by design, so data
+# never needs them; tests/test_data_injection.py checks the list against unicodedata.
+INVISIBLE = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]"
+)
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 # A value at the start of a line could still open a list, a rule or a setext heading.
 _LEADING_MARK = re.compile(r"^[-+=]+(?=\s|$)")
 _LEADING_NUMBER = re.compile(r"^(\d+)([.)])(?=\s|$)")
+_NEEDS_ESCAPE = re.compile(
+    rf"[{re.escape(''.join(map(chr, _FULL_WIDTH)))}\s\x00-\x1f\x7f\ud800-\udfff]|^[-+=\d]|{INVISIBLE.pattern}"
+)
 _LEADING_SWAP = str.maketrans({"-": "－", "+": "＋", "=": "＝", ".": "．", ")": "）"})
 
 
 def escape(text: str) -> str:
     """`text` made safe to drop anywhere in DingTalk markdown: one line, no structure it could open."""
-    text = _SURROGATE.sub("\ufffd", _BREAKS.sub(" ", text).strip()).translate(_FULL_WIDTH)
+    if not _NEEDS_ESCAPE.search(text):
+        return str(text)  # most cells (names, figures, dates): one scan, nothing to change
+    text = _SURROGATE.sub("\ufffd", _BREAKS.sub(" ", INVISIBLE.sub("", text)).strip()).translate(_FULL_WIDTH)
     text = _LEADING_MARK.sub(lambda m: m.group(0).translate(_LEADING_SWAP), text)
     return _LEADING_NUMBER.sub(lambda m: m.group(1) + m.group(2).translate(_LEADING_SWAP), text)
 

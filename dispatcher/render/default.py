@@ -24,7 +24,7 @@ _Column = tuple[str, Callable[[Any], str], list[Any]]
 def render_default(df: pd.DataFrame, opts: RenderOptions, page: Page) -> Fit:
     head = [page.block([f"### {one_line(opts.title)}"])]
     if opts.period:
-        head.append(page.block([f"**统计周期** {one_line(opts.period)}"]))
+        head.append(page.block([f"**统计周期** {md(opts.period)}"]))  # may carry data: split_value
     n = len(df)
     if n == 0 or df.shape[1] == 0:
         return fit_items(page, [*head, page.block(["暂无数据"])], iter(()), 0, "行")

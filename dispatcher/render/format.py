@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
@@ -22,6 +22,7 @@ from dispatcher.dingtalk.markdown import escape
 MISSING = "—"
 CELL_MAX_CHARS = 64
 LARGE = 100_000  # at or above this, cents are noise on a phone: numbers show no decimals
+MAX_DEPTH = 8  # nesting shown of a list or mapping cell (a JSON document); deeper shows as `…`
 
 
 def is_missing(x: Any) -> bool:
@@ -40,8 +41,10 @@ def is_missing(x: Any) -> bool:
         return False
 
 
-def plain_value(x: Any) -> str:
-    """A value as readable text: `—` for missing, 是/否 for bools, ISO for dates."""
+def plain_value(x: Any, depth: int = 0) -> str:
+    """A value as readable text: `—` for missing, 是/否 for bools, ISO for dates, bytes decoded as
+    UTF-8 (U+FFFD for invalid bytes), lists as `a, b` and mappings as `k: v`, nested ones in brackets.
+    """
     if is_missing(x):
         return MISSING
     if isinstance(x, bool) or type(x).__name__ == "bool_":
@@ -50,7 +53,61 @@ def plain_value(x: Any) -> str:
         return x.strftime(_datetime_pattern(x))
     if isinstance(x, date):
         return x.isoformat()
+    if isinstance(x, bytes | bytearray | memoryview):
+        return bytes(x).decode("utf-8", "replace")
+    if isinstance(x, Mapping | list | tuple | set | frozenset | np.ndarray):
+        return _plain_collection(x, depth)
     return str(x)
+
+
+def _plain_collection(x: Any, depth: int) -> str:
+    if depth >= MAX_DEPTH:
+        return "…"
+    if isinstance(x, Mapping):
+        items = [f"{plain_value(k, depth + 1)}: {plain_value(v, depth + 1)}" for k, v in x.items()]
+    else:
+        items = [plain_value(v, depth + 1) for v in (x.tolist() if isinstance(x, np.ndarray) else x)]
+        if isinstance(x, set | frozenset):
+            items.sort()  # a set's order changes from run to run; a retry must render the same bytes
+    text = ", ".join(items)
+    return f"({text})" if depth else text
+
+
+def inert(x: Any, depth: int = 0) -> Any:
+    """A cell as a template sees it: text escaped (`md`), bytes decoded and escaped, containers
+    likewise to the last item, numbers as plain numbers, anything else as escaped text.
+
+    Whatever a template then does with the value (`~`, `format`, `join`, a loop), it works on text
+    that cannot open markdown structure; an object's own `__str__` never reaches the message.
+    """
+    if x is None or type(x) in _INERT_TYPES or is_missing(x):
+        return x
+    if isinstance(x, str | bytes | bytearray | memoryview) or depth >= MAX_DEPTH:
+        return md(x)
+    if isinstance(x, Mapping):
+        # keys stay as they are, so `r.meta.user_name` still finds its value; printing one escapes it
+        return {k: inert(v, depth + 1) for k, v in x.items()}
+    if isinstance(x, list | tuple | set | frozenset | np.ndarray):
+        return [inert(v, depth + 1) for v in (x.tolist() if isinstance(x, np.ndarray) else x)]
+    return _inert_scalar(x)
+
+
+def _inert_scalar(x: Any) -> Any:
+    if isinstance(x, bool) or type(x).__name__ == "bool_":
+        return bool(x)
+    if isinstance(x, numbers.Integral):
+        return int(x)
+    if isinstance(x, Decimal):
+        return Decimal(x)  # a plain Decimal of the same value, without a subclass's __str__
+    if isinstance(x, numbers.Real):
+        return float(x)
+    return md(x)
+
+
+# Types whose text is their value: a template gets them as they are.
+_INERT_TYPES = frozenset(
+    {int, float, Decimal, bool, datetime, date, time, timedelta, pd.Timestamp, pd.Timedelta}
+)
 
 
 def md(x: Any) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.dingtalk.message import msg_bytes, oa_msg
 from dispatcher.errors import RenderError
-from dispatcher.render.format import one_line
+from dispatcher.render.format import md, one_line
 from dispatcher.render.options import Rendered, RenderOptions
 
 if TYPE_CHECKING:
@@ -66,6 +66,6 @@ def _content(opts: RenderOptions, extra: str | None) -> str:
     stamp = opts.fire_time.strftime("%Y-%m-%d %H:%M:%S" if opts.footer_seconds else "%Y-%m-%d %H:%M")
     lines = [extra] if extra else []
     if opts.period:
-        lines.append(f"统计日期 {opts.period}")
+        lines.append(f"统计日期 {md(opts.period)}")  # may carry data: split_value
     lines.append(f"数据截至 {stamp}")
     return "\n".join(lines)

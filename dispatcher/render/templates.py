@@ -1,34 +1,48 @@
 """Author-written report templates: the sandbox they run in, the helpers they see, their errors.
 
 A template is untrusted Jinja2 markdown. It runs in the bounded sandbox (`dispatcher.render.bounded`),
-made immutable and narrowed to reading pandas and numpy objects; text cells reach it escaped, so
-`{{ r.name }}` cannot inject markdown structure.
+made immutable and narrowed to reading pandas and numpy objects. Data cannot inject markdown, twice
+over: cells reach the template inert (`format.inert`: text escaped, bytes decoded, containers to the
+last item), and whatever `{{ … }}` prints is escaped, whatever its type. Jinja's autoescape tells the
+template's own markdown from printed values: the template's text, a macro's or a `{% set %}` block's
+output are `Markup` and pass; nothing a template computes from a value can become `Markup`.
 """
 
 from __future__ import annotations
 
+import functools
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateSyntaxError,
+    Undefined,
+    UndefinedError,
+    pass_eval_context,
+)
 from jinja2.exceptions import SecurityError
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup
 
+from dispatcher.dingtalk.markdown import escape
 from dispatcher.errors import RenderError
 from dispatcher.render.bounded import BoundedSandbox
 from dispatcher.render.fit import Fit, Page, fit_rows
 from dispatcher.render.format import (
     change,
     currency,
+    inert,
     integer,
     is_missing,
     md,
     number,
     percent,
-    plain_value,
     signed,
 )
 
@@ -59,6 +73,14 @@ class TemplateSandbox(BoundedSandbox, ImmutableSandboxedEnvironment):
             return attr in _DATA_ATTRS or in_frame
         return True
 
+    # The template's own markup (a macro's output) used as text gives text: Markup's methods and
+    # operators would HTML-escape their arguments, not markdown-escape them.
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        return super().getattr(_demoted(obj), attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        return super().getitem(_demoted(obj), argument)
+
     def call(self, context: JinjaContext, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         if "inplace" in kwargs:
             raise SecurityError("inplace= is not allowed in templates")
@@ -72,24 +94,57 @@ class TemplateSandbox(BoundedSandbox, ImmutableSandboxedEnvironment):
             big = isinstance(seq, str | list | tuple) and isinstance(times, int)
             if big and len(seq) * times > _MAX_REPEAT:
                 raise SecurityError("repeating a sequence that many times is not allowed")
-        return super().call_binop(context, operator, left, right)
+        return super().call_binop(context, operator, _demoted(left), _demoted(right))
 
 
-def finalize(value: Any) -> Any:
-    """What `{{ x }}` prints: `—` for missing, 是/否, ISO dates; everything else unchanged."""
-    if isinstance(value, Undefined | str):
+def _demoted(value: Any) -> Any:
+    return str(value) if isinstance(value, Markup) else value
+
+
+@pass_eval_context  # evaluated at render time: Jinja would otherwise HTML-escape constants when compiling
+def finalize(_ctx: EvalContext, value: Any) -> Any:
+    """What `{{ x }}` prints: text, never markup (`md`: `—` for missing, 是/否, ISO dates, bytes
+    decoded, lists and mappings to the last item). Only the template's own markup passes as is."""
+    if isinstance(value, Markup | Undefined):
         return value
-    return plain_value(value)
+    return Markup(escape(value) if type(value) is str else md(value))  # noqa: S704 (markdown-escaped)
+
+
+def _text_only(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
+    """Filter `f`, except that it cannot turn text into markup: `|safe`, `|e`, `|tojson`… give text,
+    which `finalize` escapes; a filter of the template's own markup with no other text stays markup."""
+    passes = getattr(f, "jinja_pass_arg", None) is not None
+
+    @functools.wraps(f)
+    def text_only(*args: Any, **kwargs: Any) -> Any:
+        out = f(*args, **kwargs)
+        value, *rest = args[1:] if passes else args
+        others = [*rest, *kwargs.values()]
+        if isinstance(out, Markup) and (
+            name in _TEXT_FILTERS or not isinstance(value, Markup) or any(_is_text(o) for o in others)
+        ):
+            return str(out)
+        return out
+
+    return text_only
+
+
+_TEXT_FILTERS = frozenset({"safe", "e", "escape", "forceescape", "tojson", "urlize", "xmlattr"})
+
+
+def _is_text(value: Any) -> bool:
+    """Text, or a container that may hold some: what a filter could slip into the markup it returns."""
+    return not isinstance(value, Markup) and isinstance(value, str | Iterable)
 
 
 def escape_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy whose text cells are safe markdown, so `{{ r.name }}` cannot inject structure."""
+    """A copy whose object cells are inert (`format.inert`), so `{{ r.name }}` cannot inject structure."""
     out = df.copy(deep=False)
     for j in range(df.shape[1]):
         col = df.iloc[:, j]
         if pd.api.types.is_object_dtype(col.dtype) or pd.api.types.is_string_dtype(col.dtype):
-            escaped = col.map(lambda v: md(v) if isinstance(v, str) else v)
-            out.isetitem(j, escaped.to_numpy(dtype=object))
+            cells = pd.Series([inert(v) for v in col.tolist()], index=col.index, dtype=object)
+            out.isetitem(j, cells.to_numpy(dtype=object))  # one object per row, lists kept whole
     return out
 
 
@@ -127,14 +182,15 @@ def template_helpers(currency_symbol: str) -> dict[str, Callable[..., Any]]:
 def compile_template(source: str, currency_symbol: str) -> Template:
     env = TemplateSandbox(
         undefined=StrictUndefined,
-        autoescape=False,  # markdown, not HTML
+        autoescape=True,  # to tell the template's own markup from printed values; `finalize` escapes
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
         finalize=finalize,
     )
+    env.filters.update({name: _text_only(name, f) for name, f in env.filters.items()})  # Jinja's own
     helpers = template_helpers(currency_symbol)
-    env.filters.update(helpers)
+    env.filters.update({**helpers, "e": md, "escape": md, "forceescape": md})  # markdown's escape, not HTML's
     env.globals.update(helpers)
     try:
         return env.from_string(source)

@@ -228,7 +228,9 @@ def test_validate_catches_a_text_template_that_leaves_the_title_out(
     template = "    template: '今日 {{ n_rows }} 行'\n    retries: 2"
     path.write_text(base.replace("    retries: 2", "    msgtype: text\n" + template), encoding="utf-8")
     assert main(["validate", "-c", str(path)]) == 1
-    assert "robot 'sales-group' accepts only messages containing its keyword" in "".join(capsys.readouterr())
+    out = "".join(capsys.readouterr())
+    assert "robot 'sales-group' accepts only messages containing its keyword" in out
+    assert "a text message has no title field" in out
     # The same template in markdown: the title field carries the keyword, as DingTalk reads it.
     path.write_text(base.replace("    retries: 2", template), encoding="utf-8")
     assert main(["validate", "-c", str(path)]) == 0, "".join(capsys.readouterr())

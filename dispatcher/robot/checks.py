@@ -46,7 +46,7 @@ def check_report_robots(checker: _Checker, kp: tuple[str, ...], entry: dict[str,
         robot = robots[name]
         keyword = robot.get("keyword") if isinstance(robot, dict) else None
         if isinstance(keyword, str) and keyword and not carries_keyword(keyword, entry):
-            checker._problem((*kp, "robots", str(i)), keyword_message(name, keyword))
+            checker._problem((*kp, "robots", str(i)), keyword_message(name, keyword, entry.get("msgtype")))
     if names and entry.get("msgtype") == "action_card":
         _card_mentions(checker, kp, entry.get("mention"))
 
@@ -87,10 +87,15 @@ CARD_MENTION_WARNING = (
 )
 
 
-def keyword_message(robot: str, keyword: str) -> str:
+def keyword_message(robot: str, keyword: str, msgtype: Any = None) -> str:
+    where = (
+        "a text message has no title field: put it in the template's fixed text, or write {{ title }} in it"
+        if msgtype == "text"
+        else "put it in the title (or in the template's fixed text)"
+    )
     return (
         f"robot {robot!r} accepts only messages containing its keyword {keyword!r}, and this report's "
-        "messages do not always contain it: put it in the title (or in the template's fixed text)"
+        f"messages do not always contain it: {where}"
     )
 
 

@@ -8,10 +8,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from dispatcher import clock
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from tests.test_sandbox import SEND, Api, code, markdown
 
@@ -80,7 +82,11 @@ def test_an_oa_card_needs_its_message_url_and_body(api: Api) -> None:
         assert code(reply) == 400002 and f"msg.oa.{field}" in reply["errmsg"], reply
 
 
-def test_a_message_to_the_whole_company_is_allowed_three_times_a_day(sandbox: Sandbox, api: Api) -> None:
+def test_a_message_to_the_whole_company_is_allowed_three_times_a_day(
+    sandbox: Sandbox, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One fixed instant, mid-day in Shanghai (DingTalk's day): the count never straddles a midnight.
+    monkeypatch.setattr(clock, "now", lambda: datetime(2026, 11, 28, 4, 0, tzinfo=UTC))
     for n in range(3):
         assert api.send(markdown(text=f"全员通知 {n}"), to_all_user="true")["errcode"] == 0
     refused = api.send(markdown(text="全员通知 3"), to_all_user="true")

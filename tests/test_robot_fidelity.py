@@ -181,6 +181,17 @@ def test_an_action_card_mentions_userids_in_its_text_only_without_an_at_block() 
     assert card(Mentions(all=True))["actionCard"]["text"] == "### 销售日报\n\n- 华东 100"  # type: ignore[index]
 
 
+def test_an_action_cards_userid_mention_reaches_the_group_and_shows_highlighted(
+    box: Sandbox, store: StateStore
+) -> None:
+    body = card(Mentions(mobiles=("13800000000",), userids=("manager4974",)))
+    robot_client(store).send(robot(box), RobotMessage("sales-group", body, body["actionCard"]["text"]))  # type: ignore[index]
+    [posted] = box.robot_messages()
+    assert posted["body"] == body and posted["at"] == {}
+    page = requests.get(f"{box.url}/", timeout=10).text
+    assert '<span class="mention">@manager4974</span>' in page and "13800000000" not in page
+
+
 def test_validate_says_why_a_mobile_mention_in_an_action_card_is_not_highlighted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -59,7 +59,9 @@ def plan(
     else:
         reach = lookback(schedule, grace)
         times = _newest(schedule, tz, max(last_recorded, now - timedelta(seconds=reach)), now)
-    pending = [t for t in times if _utc(t) not in recorded]
+    # Keyed by the UTC instant: in a repeated hour two fire times share a wall time, and datetimes of
+    # one zone compare (and hash) by wall time (PEP 495).
+    pending = [u for u in map(_utc, times) if u not in recorded]
     return _split(pending, now, slack, grace, policy, force_last=last_recorded is None and run_on_start)
 
 

@@ -18,7 +18,7 @@ ledger is decided except the `check` that notices its recovery.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -63,7 +63,7 @@ class LoopState:
     """Everything `decide` needs; the loop keeps it and replaces it with each decision's `state`."""
 
     timings: dict[str, Timing] = field(default_factory=dict)  # enabled reports
-    next_fire: dict[str, datetime] = field(default_factory=dict)  # report id -> next fire time
+    next_fire: dict[str, datetime] = field(default_factory=dict)  # report id -> next fire time, UTC
     chores_due: dict[Chore, datetime] = field(default_factory=dict)
     periods: dict[Chore, float] = field(default_factory=dict)
     store_ok: bool = True
@@ -97,8 +97,9 @@ def decide(state: LoopState, now: datetime) -> Decision:
     """The actions due at `now`, the state after them, and how long to sleep."""
     actions: list[Action] = []
     # Most passes have nothing due. Sorting all 5,000 reports' fire times every second was most of
-    # an idle daemon's CPU (bench scenario 7), and so is comparing each with `now`: fire times in a
-    # report's zone against UTC cost a utcoffset() each. Their minimum (one zone, cheap) is enough.
+    # an idle daemon's CPU (bench scenario 7), and so is comparing each with `now`: their minimum is
+    # enough. Fire times are kept as UTC instants: cheap to compare, and two of one zone would
+    # compare by wall time (PEP 495), so in a repeated hour 01:50 EDT would wait behind 01:00 EST.
     soonest = min(state.next_fire.values(), default=None)
     fired = (
         []
@@ -110,7 +111,7 @@ def decide(state: LoopState, now: datetime) -> Decision:
         if rid not in state.busy:  # a busy report's wake-up catches this fire time up later
             actions.append(Wake(rid))
         timing = state.timings[rid]
-        next_fire[rid] = timing.schedule.next_fire_time(now, timing.zone)
+        next_fire[rid] = timing.schedule.next_fire_time(now, timing.zone).astimezone(UTC)
     chores_due = dict(state.chores_due)
     for chore, due in sorted(state.chores_due.items(), key=lambda item: item[1]):
         if due > now or (chore in LEDGER_CHORES and not state.store_ok):

@@ -20,7 +20,9 @@ def next_fires(config: Config, now: datetime) -> list[tuple[Report, datetime]]:
         if report.enabled:
             tz = config.report_zone(report)
             fires.append((report, report.parsed_schedule().next_fire_time(now, tz).astimezone(tz)))
-    return sorted(fires, key=lambda pair: pair[1])
+    return sorted(
+        fires, key=lambda pair: pair[1].timestamp()
+    )  # by instant: a repeated hour shares wall times
 
 
 def workers_problem(waited: float, limit: float, workers: int) -> str | None:

@@ -180,8 +180,9 @@ class Runs:
 
     def _record_missed(self, report: Report, missed: list[datetime]) -> None:
         if missed and self.svc.ledger.record_missed(report.id, missed):
-            logs.event("run.missed", logging.WARNING, report=report.id, fire_time=missed[-1],
-                       count=len(missed), first=missed[0], policy=report.catchup)  # fmt: skip
+            last, first = (t.astimezone(self.svc.config.report_zone(report)) for t in (missed[-1], missed[0]))
+            logs.event("run.missed", logging.WARNING, report=report.id, fire_time=last, count=len(missed),
+                       first=first, policy=report.catchup)  # fmt: skip
             for _ in missed:
                 self.svc.metrics.run_finished(report.id, "missed", None)
 

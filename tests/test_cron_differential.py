@@ -7,10 +7,8 @@ compared as UTC instants, in UTC and in zones that keep one offset all year: Etc
 of the project's default zone, Asia/Shanghai) and Asia/Kolkata (a half-hour offset).
 
 Not compared, on purpose:
-- Zones with daylight saving. For a job at a fixed time both fire a skipped time at the end of
-  the gap, but cronsim imitates Debian cron's quirks: an expression with `*` in its minute or hour
-  field steps through real time, so it runs a repeated wall time twice on the fall-back day, where
-  ours runs each wall time once, at its first occurrence (tests/test_schedule.py pins ours down).
+- Zones with daylight saving: tests/test_cron_dst.py compares those around every transition,
+  where cronie's rule for a `*` in the minute or hour field applies.
 - What cronsim accepts and we refuse (see `test_we_refuse_what_cronsim_accepts_on_purpose`): a step
   on a single value (`5/15`, which cronsim reads as `5-59/15`), a step wider than its field, and
   cronsim's extensions (`L`, `W`, `#`, a seconds field).

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.dingtalk.markdown import hard_breaks, to_plain
 from dispatcher.dingtalk.message import action_card_msg, dumps, markdown_msg, msg_bytes, text_msg
 from dispatcher.errors import RenderError
-from dispatcher.render.format import one_line
+from dispatcher.render.format import fire_stamp, one_line
 
 if TYPE_CHECKING:
     from dispatcher.render.options import RenderOptions
@@ -62,8 +62,7 @@ def page_for(opts: RenderOptions) -> Page:
     """The page `opts` asks for; RenderError when the options cannot make a message."""
     _check(opts)
     conv, breaks = (to_plain, _identity) if opts.msgtype == "text" else (_identity, hard_breaks)
-    stamp = opts.fire_time.strftime("%Y-%m-%d %H:%M:%S" if opts.footer_seconds else "%Y-%m-%d %H:%M")
-    footer = conv(f"数据截至 {stamp}")
+    footer = conv(f"数据截至 {fire_stamp(opts.fire_time, opts.footer_seconds)}")
     return Page(_wrapper(opts), conv, breaks, footer, opts.max_msg_bytes, opts.query_truncated)
 
 

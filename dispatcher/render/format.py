@@ -305,3 +305,14 @@ def _column_date_pattern(series: pd.Series) -> str:
     if seconds:
         return "%Y-%m-%d %H:%M:%S"
     return "%Y-%m-%d %H:%M" if minutes else "%Y-%m-%d"
+
+
+def fire_stamp(fire_time: datetime, seconds: bool = False) -> str:
+    """The footer's `数据截至` time: the local wall time, and its UTC offset when the clocks show
+    that time twice (a repeated autumn hour), so the two runs never carry identical content."""
+    stamp = fire_time.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    offset = fire_time.utcoffset()
+    if offset is None or fire_time.replace(fold=1 - fire_time.fold).utcoffset() == offset:
+        return stamp
+    sign, minutes = "-" if offset.total_seconds() < 0 else "+", abs(int(offset.total_seconds())) // 60
+    return f"{stamp} (UTC{sign}{minutes // 60:02}:{minutes % 60:02})"

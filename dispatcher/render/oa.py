@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.dingtalk.message import msg_bytes, oa_msg
 from dispatcher.errors import RenderError
-from dispatcher.render.format import md, one_line
+from dispatcher.render.format import fire_stamp, md, one_line
 from dispatcher.render.options import Rendered, RenderOptions
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def _as_text(body: dict[str, Any]) -> str:
 
 
 def _content(opts: RenderOptions, extra: str | None) -> str:
-    stamp = opts.fire_time.strftime("%Y-%m-%d %H:%M:%S" if opts.footer_seconds else "%Y-%m-%d %H:%M")
+    stamp = fire_stamp(opts.fire_time, opts.footer_seconds)
     lines = [extra] if extra else []
     if opts.period:
         lines.append(f"统计日期 {md(opts.period)}")  # may carry data: split_value

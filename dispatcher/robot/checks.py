@@ -1,4 +1,4 @@
-"""What `validate` checks about robots: the webhook's form, the robot names and the keyword.
+"""What `validate` checks about robots: the webhook's form, the robot names, the keyword and mentions.
 
 Called by the config checker (`dispatcher.config_check._Checker`) on the raw entries, so a problem shows
 with file:line even when the entry has other faults. Never quotes a webhook: it holds a token.
@@ -56,17 +56,32 @@ def check_report_robots(checker: _Checker, kp: tuple[str, ...], entry: dict[str,
         robot = robots[name]
         keyword = robot.get("keyword") if isinstance(robot, dict) else None
         if isinstance(keyword, str) and keyword and not carries_keyword(keyword, entry):
-            checker._problem((*kp, "robots", str(i)), keyword_message(name, keyword))
+            checker._problem((*kp, "robots", str(i)), keyword_message(name, keyword, entry.get("msgtype")))
+    if names and entry.get("msgtype") == "action_card":
+        _card_mentions(checker, kp, entry.get("mention"))
+
+
+def _card_mentions(checker: _Checker, kp: tuple[str, ...], mention: Any) -> None:
+    """An actionCard mentions userids in its text only: mobiles and `all` cannot be highlighted."""
+    if not isinstance(mention, dict):
+        return
+    for key in ("mobiles", "all"):
+        if mention.get(key):
+            checker.warnings.append(checker.doc.problem((*kp, "mention", key), CARD_MENTION_WARNING))
 
 
 def carries_keyword(keyword: str, entry: dict[str, Any]) -> bool:
-    """Whether every message of this report contains `keyword`, whatever the data.
+    """Whether every message of this report contains `keyword` where DingTalk looks, whatever the data.
 
-    The default rendering starts with the title as a heading; a template carries its fixed text,
-    and the title where it writes `{{ title }}`. Rows and parameters vary, so they never count.
+    DingTalk looks in the title and the text (`robot.message.keyword_text`). A markdown message and
+    an action card carry the report's title in their own title field; a text message has none. In
+    the text, the default rendering starts with the title as a heading; a template carries its fixed
+    text, and the title where it writes `{{ title }}`. Rows and parameters vary, so they never count.
     """
     raw_title = entry.get("title")
     title = raw_title if isinstance(raw_title, str) else ""
+    if keyword in title and entry.get("msgtype", "markdown") in ("markdown", "action_card"):
+        return True
     template = entry.get("template")
     if not isinstance(template, str):
         return keyword in title
@@ -75,10 +90,22 @@ def carries_keyword(keyword: str, entry: dict[str, Any]) -> bool:
     return keyword in title and bool(_TITLE_EXPR.search(template))
 
 
-def keyword_message(robot: str, keyword: str) -> str:
+CARD_MENTION_WARNING = (
+    "a robot's action card mentions only userids, written as @userid in its text (DingTalk documents "
+    "no `at` block for it): these mentions are left out of the group's card; use msgtype markdown "
+    "to highlight mobiles or everyone"
+)
+
+
+def keyword_message(robot: str, keyword: str, msgtype: Any = None) -> str:
+    where = (
+        "a text message has no title field: put it in the template's fixed text, or write {{ title }} in it"
+        if msgtype == "text"
+        else "put it in the title (or in the template's fixed text)"
+    )
     return (
         f"robot {robot!r} accepts only messages containing its keyword {keyword!r}, and this report's "
-        "messages do not always contain it: put it in the title (or in the template's fixed text)"
+        f"messages do not always contain it: {where}"
     )
 
 

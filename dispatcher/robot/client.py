@@ -1,8 +1,9 @@
 """Sending one message to one group robot: signed, paced under 20 a minute, retried when that helps.
 
-Retried: errcode -1, HTTP 5xx, timeouts and connection errors (short backoff), and 410100 (too fast)
-after the pacing window. Every other refusal is permanent and names the robot. Each retry sends the
-same body, `msgUuid` included, so a resend after a lost answer cannot post twice.
+Retried: errcode -1, HTTP 5xx, timeouts and connection errors (short backoff), and 410100 and the
+older 130101 (too fast) after the pacing window. Every other refusal is permanent and names the
+robot. Each retry sends the same body, `msgUuid` included, so a resend after a lost answer cannot
+post twice.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dispatcher.dingtalk.http import NoRedirectSession, redirect_target
 from dispatcher.dingtalk.message import dumps
 from dispatcher.dingtalk.pacing import StepWatch
 from dispatcher.errors import DeliveryError
-from dispatcher.robot.errors import BUSY, TOO_FAST, robot_error
+from dispatcher.robot.errors import BUSY, describe, retry_of, robot_error
 from dispatcher.robot.message import RobotMessage
 from dispatcher.robot.webhook import rebase, signed_url, token_key
 
@@ -141,7 +142,7 @@ class RobotClient:
     def send(self, robot: Robot, message: RobotMessage) -> dict[str, Any]:
         """Post `message` to `robot`; DeliveryError (`retryable` when a later run may succeed) if not."""
         self.remember(robot)
-        if robot.keyword and robot.keyword not in message.text:
+        if robot.keyword and robot.keyword not in message.checked:
             raise DeliveryError(
                 f"robot {robot.name!r}: the message lacks the robot's keyword, so DingTalk would refuse it",
                 endpoint="robot_send",
@@ -151,7 +152,8 @@ class RobotClient:
         error: DeliveryError | None = None
         for attempt in range(1, self.attempts + 1):
             if error is not None:  # a transient failure: wait, then resend the same bytes
-                delay = self.pacer.window if error.errcode == TOO_FAST else self.backoff * 2 ** (attempt - 2)
+                waits_window = error.errcode is not None and retry_of(error.errcode) == "window"
+                delay = self.pacer.window if waits_window else self.backoff * 2 ** (attempt - 2)
                 log.warning("%s; retrying in %.1f s", error.message, delay)
                 self.pacer.wait(delay)
             self.pacer.acquire(token_key(robot.webhook))
@@ -186,7 +188,7 @@ class RobotClient:
         if (where := redirect_target(response)) is not None:
             self._report(-1, started)
             return {}, _redirected(robot, response.status_code, where)
-        answer, error = _judge(robot, response.status_code, response.content)
+        answer, error = _judge(robot, response.status_code, response.content, len(data))
         self._report(0 if error is None else (error.errcode if error.errcode is not None else -1), started)
         return answer, error
 
@@ -207,7 +209,9 @@ class RobotClient:
                 redact.remember(value, self.secrets)
 
 
-def _judge(robot: Robot, status: int, content: bytes) -> tuple[dict[str, Any], DeliveryError | None]:
+def _judge(
+    robot: Robot, status: int, content: bytes, size: int
+) -> tuple[dict[str, Any], DeliveryError | None]:
     try:
         payload = json.loads(content)
     except ValueError:
@@ -221,10 +225,11 @@ def _judge(robot: Robot, status: int, content: bytes) -> tuple[dict[str, Any], D
     errmsg = redact.redact(str(payload.get("errmsg", "")))
     if errcode == 0:
         return payload, None
-    if errcode in (BUSY, TOO_FAST):
-        what = "DingTalk is busy" if errcode == BUSY else "too many messages: throttled (410100)"
-        return payload, _transient(robot, f"{what}: {errmsg}", errcode)
-    error = robot_error(robot.name, errcode, errmsg)
+    if retry_of(errcode) != "no":
+        known = describe(errcode)
+        what = known.meaning if known is not None else "DingTalk failed"
+        return payload, _transient(robot, f"{what} ({errcode}): {errmsg}", errcode)
+    error = robot_error(robot.name, errcode, errmsg, size)
     error.retryable = False  # within this attempt: resending cannot change DingTalk's answer
     return payload, error
 

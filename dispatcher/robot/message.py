@@ -3,7 +3,9 @@
 [custom-robots-send-group-messages] Body: `msgtype` text | markdown | actionCard …; `at:
 {atMobiles, atUserIds, isAtAll}`, and a mention shows only when the text also says `@<mobile or
 userid>`; `msgUuid` makes a resend after a timeout post once. A work notification's `action_card`
-is the robot's `actionCard` (camelCase keys).
+is the robot's `actionCard` (camelCase keys). An actionCard documents mentions as `@userId` in its
+text only: it gets no `at` block, so its mobiles and `isAtAll` cannot be highlighted (validate says
+so). The keyword is looked for in the message's title and text, never in its buttons or links.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class Mentions:
         """`@13800000000 @manager4974`: how DingTalk knows where to highlight the mentions."""
         return " ".join(f"@{who}" for who in (*self.mobiles, *self.userids))
 
+    def in_card(self) -> Mentions:
+        """What an actionCard can mention: its userids, written in the text, without an `at` block."""
+        return Mentions(userids=self.userids)
+
 
 @dataclass(frozen=True)
 class RobotMessage:
@@ -41,13 +47,35 @@ class RobotMessage:
 
     robot: str
     body: dict[str, Any]
-    text: str  # what DingTalk checks for the keyword
+    text: str  # the message's text (markdown, or a text message's content)
     part: str = "text"
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
         return msg_bytes(self.body)
+
+    @property
+    def checked(self) -> str:
+        return keyword_text(self.body)
+
+
+# Where DingTalk looks for a robot's keyword in each msgtype: the title and the text.
+KEYWORD_FIELDS = {"text": ("content",), "markdown": ("title", "text"), "actionCard": ("title", "text"),
+                  "link": ("title", "text")}  # fmt: skip
+
+
+def keyword_text(body: dict[str, Any]) -> str:
+    """The parts of a robot body that DingTalk checks for the keyword, joined by newlines."""
+    kind = body.get("msgtype")
+    part = body.get(kind) if isinstance(kind, str) else None
+    if not isinstance(part, dict):
+        return ""
+    if kind == "feedCard":  # a list of links: their titles
+        links = part.get("links")
+        parts = [link for link in links if isinstance(link, dict)] if isinstance(links, list) else []
+        return "\n".join(str(link.get("title", "")) for link in parts)
+    return "\n".join(str(part.get(name, "")) for name in KEYWORD_FIELDS.get(str(kind), ()))
 
 
 def msg_uuid(report_id: str, fire_time: datetime, robot: str, part: str, salt: str = "") -> str:
@@ -57,21 +85,22 @@ def msg_uuid(report_id: str, fire_time: datetime, robot: str, part: str, salt: s
 
 
 def robot_body(msg: dict[str, Any], mentions: Mentions, uuid: str) -> tuple[dict[str, Any], str]:
-    """The robot's body for a work notification's `msg`; returns it with its checked text."""
+    """The robot's body for a work notification's `msg`; returns it with its text."""
     line = mentions.line()
     kind = msg["msgtype"]
     if kind == "text":
         text = _joined(msg["text"]["content"], line, "\n")
         body: dict[str, Any] = {"msgtype": "text", "text": {"content": text}}
     elif kind == "action_card":
+        mentions = mentions.in_card()
         card = msg["action_card"]
-        text = _joined(card["markdown"], line, "\n\n")
+        text = _joined(card["markdown"], mentions.line(), "\n\n")
         body = {"msgtype": "actionCard", "actionCard": {"title": card["title"], "text": text,
                 "singleTitle": card["single_title"], "singleURL": card["single_url"]}}  # fmt: skip
     else:
         text = _joined(msg["markdown"]["text"], line, "\n\n")
         body = {"msgtype": "markdown", "markdown": {"title": msg["markdown"]["title"], "text": text}}
-    at = mentions.at()
+    at = mentions.at() if kind != "action_card" else None
     if at is not None:
         body["at"] = at
     body["msgUuid"] = uuid

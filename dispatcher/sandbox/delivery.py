@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from dispatcher.sandbox.directory import Directory
 from dispatcher.sandbox.options import SandboxOptions
-from dispatcher.sandbox.rules import SendRequest, canonical
+from dispatcher.sandbox.rules import TO_ALL_PER_DAY, SendRequest, canonical
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")  # DingTalk's "per day" is China's calendar day
 TASK_RETENTION = 24 * 3600.0  # getsendresult answers only for tasks of the last 24 h
@@ -47,6 +47,7 @@ class Mailroom:
         self._seen: set[tuple[str, date, str]] = set()
         self._minute: deque[float] = deque()
         self._failed_once: set[str] = set()
+        self._to_all: Counter[date] = Counter()
 
     def send(
         self,
@@ -66,6 +67,14 @@ class Mailroom:
             self._deliver_one(task, userid, options, mono, (day, content, wall))
         self.tasks[task_id] = task
         return task
+
+    def allow_to_all(self, wall: datetime) -> bool:
+        """Count a message to the whole company; False past the day's limit (41045)."""
+        day = wall.astimezone(SHANGHAI).date()
+        if self._to_all[day] >= TO_ALL_PER_DAY:
+            return False
+        self._to_all[day] += 1
+        return True
 
     def _recipients(self, req: SendRequest, task: Task) -> list[str]:
         wanted: dict[str, None] = {}

@@ -20,7 +20,14 @@ from dispatcher.sandbox.delivery import Mailroom, Task
 from dispatcher.sandbox.directory import Directory
 from dispatcher.sandbox.media import MediaStore
 from dispatcher.sandbox.options import SandboxOptions, changed
-from dispatcher.sandbox.rules import Refusal, envelope, parse_agent_id, parse_send, valid_mobile
+from dispatcher.sandbox.rules import (
+    TO_ALL_PER_DAY,
+    Refusal,
+    envelope,
+    parse_agent_id,
+    parse_send,
+    valid_mobile,
+)
 
 SECRET_KEYS = ("access_token", "appsecret")
 GET_ENDPOINTS = {"gettoken"}
@@ -222,6 +229,8 @@ class Engine:
             self._quota_used += 1
         if body is None:
             return Refusal(40035, "the request body is neither a JSON object nor form-encoded")
+        if endpoint == "media_upload" and "type" not in body and "type" in query:
+            body = {**body, "type": query["type"]}  # [upload-media-files] allows `type` in the URL
         return self._handlers[endpoint](body, mono)
 
     def _forced_errcode(self, endpoint: str) -> int | None:
@@ -303,6 +312,8 @@ class Engine:
         bad_media = self.media.check_msg(req.msg)
         if bad_media:
             return bad_media
+        if req.to_all_user and not self.mail.allow_to_all(clock.now()):
+            return Refusal(41045, f"to_all_user: at most {TO_ALL_PER_DAY} times a day")
         task_id = self._next_task_id
         self._next_task_id += self._rng.randrange(1, 1000)
         self.mail.send(task_id, req, redacted(body), self.options, mono, clock.now())

@@ -2,6 +2,7 @@
 
 DingTalk highlights a mention where the text says `@<mobile or userid>` and `at` lists that person
 [custom-robots-send-group-messages]; the page does the same, so a missing half shows unhighlighted.
+An actionCard has no `at`: its mentions are the `@userId`s written in its text.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def bubble(message: dict[str, Any]) -> str:
     at = message.get("at") or {}
     who = [str(w) for w in (*(at.get("atMobiles") or []), *(at.get("atUserIds") or []))]
     text = str(message.get("text", ""))
+    if message["msgtype"] == "actionCard":
+        who = re.findall(r"(?<![\w@])@([A-Za-z0-9_-]+)", text)
     body = to_html(text) if message["msgtype"] != "text" else f"<pre>{e(text)}</pre>"
     for person in who:
         # to_html escaped the text; the mention is plain digits or a userid, escaped the same way.

@@ -23,7 +23,7 @@ MAX_UPLOAD = 20 * 1024 * 1024
 MAX_IMAGE = 1 * 1024 * 1024
 MAX_FILE_MESSAGE = 10 * 1024 * 1024
 FORMATS = {
-    "image": ("jpg", "jpeg", "gif", "png", "bmp"),
+    "image": ("jpg", "gif", "png", "bmp"),  # DingTalk lists these four: a `.jpeg` is refused
     "file": ("doc", "docx", "xls", "xlsx", "ppt", "pptx", "zip", "pdf", "rar"),
     "voice": ("amr", "mp3", "wav"),
     "video": ("mp4",),

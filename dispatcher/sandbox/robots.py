@@ -2,12 +2,14 @@
 
 [custom-robots-send-group-messages, customize-robot-security-settings] A known access_token, then
 the signature (`timestamp` within an hour, `sign` = HMAC-SHA256 of `timestamp\\nsecret`), then the
-keyword, then the limit: at most 20 messages a minute, after which the robot is throttled for 10
-minutes (410100). `msgUuid` makes a resend a no-op. Answers are `{"errcode": …, "errmsg": …}`.
+size (a body over 20,000 bytes answers 460101), then the keyword (in the title or the text), then
+the limit: at most 20 messages a minute, after which the robot is throttled for 10 minutes
+(410100). `msgUuid` makes a resend a no-op. Answers are `{"errcode": …, "errmsg": …}`.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
@@ -17,6 +19,8 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from dispatcher.errors import DispatcherError
+from dispatcher.robot.errors import MAX_BODY_BYTES
+from dispatcher.robot.message import keyword_text
 from dispatcher.robot.webhook import sign
 
 MSGTYPES = {"text": "content", "markdown": "text", "actionCard": "text", "link": "text", "feedCard": None}
@@ -78,21 +82,26 @@ class RobotRoom:
         with self._lock:
             return [dict(c) for c in self._calls]
 
-    def send(self, query: dict[str, str], body: dict[str, Any] | None) -> dict[str, Any]:
-        answer = self._answer(query, body)
+    def send(
+        self, query: dict[str, str], body: dict[str, Any] | None, size: int | None = None
+    ) -> dict[str, Any]:
+        """DingTalk's answer to one request; `size` is the body's bytes on the wire (else measured)."""
+        if size is None:
+            size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        answer = self._answer(query, body, size)
         robot = self._robots.get(query.get("access_token", ""))
         with self._lock:
             self._calls.append({"robot": robot.name if robot else None, "body": body,
                                 "signed": "sign" in query, "errcode": answer["errcode"]})  # fmt: skip
         return answer
 
-    def _answer(self, query: dict[str, str], body: dict[str, Any] | None) -> dict[str, Any]:
+    def _answer(self, query: dict[str, str], body: dict[str, Any] | None, size: int) -> dict[str, Any]:
         with self._lock:
             robot = self._robots.get(query.get("access_token", ""))
             if robot is None:
                 return _answer(400101, "access_token不存在")
             now = self._now()
-            refusal = self._refusal(robot, query, body, now)
+            refusal = self._refusal(robot, query, body, now, size)
             if refusal is not None:
                 return refusal
             assert body is not None
@@ -108,7 +117,7 @@ class RobotRoom:
             return _answer(0, "ok")
 
     def _refusal(
-        self, robot: _Robot, query: dict[str, str], body: dict[str, Any] | None, now: float
+        self, robot: _Robot, query: dict[str, str], body: dict[str, Any] | None, now: float, size: int
     ) -> dict[str, Any] | None:
         while robot.sent and robot.sent[0] <= now - self.window:
             robot.sent.popleft()
@@ -123,7 +132,9 @@ class RobotRoom:
         kind = body["msgtype"]
         if kind not in MSGTYPES:
             return _answer(400105, "不支持的消息类型")
-        if robot.keyword and robot.keyword not in _content(body):
+        if size > MAX_BODY_BYTES:
+            return _answer(460101, f"message too big: {size} bytes, at most {MAX_BODY_BYTES}")
+        if robot.keyword and robot.keyword not in keyword_text(body):
             return _answer(310000, "关键词不匹配 (keywords not in content)")
         return None
 
@@ -139,13 +150,6 @@ def _signature_problem(secret: str, query: dict[str, str], now: float) -> str | 
     if query.get("sign", "") != unquote_plus(sign(secret, timestamp)):
         return "签名不匹配 (sign not match)"
     return None
-
-
-def _content(body: dict[str, Any]) -> str:
-    part = body.get(body["msgtype"]) or {}
-    if not isinstance(part, dict):
-        return ""
-    return " ".join(str(v) for v in part.values() if isinstance(v, str))
 
 
 def _message(name: str, body: dict[str, Any], now: float, number: int) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from dispatcher.dingtalk.message import MAX_MSG_BYTES, msg_bytes
 MAX_USERIDS = 100
 MAX_DEPT_IDS = 20
 MOBILE = re.compile(r"1[3-9]\d{9}")
+ARGB = re.compile(r"[0-9A-Fa-f]{8}")  # an OA head's bgcolor: alpha then RGB, no 0x
+TO_ALL_PER_DAY = 3  # messages to the whole company (to_all_user) per app per day: 41045 beyond
 
 ERRMSG: dict[int, str] = {
     -1: "系统繁忙",
@@ -44,6 +46,7 @@ ERRMSG: dict[int, str] = {
     40006: "不合法的文件大小",
     40007: "不合法的媒体文件id",
     41005: "缺少多媒体文件数据",
+    41045: "单应用全员消息/每天总量超限",
 }
 
 # The /topapi/* gateway answers these wrapped in errcode 88 (dingtalk-api.md, "Wrapped errors").
@@ -181,6 +184,18 @@ def msg_problem(msg: dict[str, Any]) -> str | None:
             return f"msg.{msgtype}.{name} is required"
     if msgtype == "action_card" and not _has_buttons(content):
         return "msg.action_card needs single_title and single_url, or btn_json_list"
+    return _oa_head_problem(content.get("head")) if msgtype == "oa" else None
+
+
+def _oa_head_problem(head: Any) -> str | None:
+    """[message-types-and-data-format] head.bgcolor (8 hex digits, ARGB) and head.text are required."""
+    if not isinstance(head, dict):
+        return "msg.oa.head must be an object with bgcolor and text"
+    color = head.get("bgcolor")
+    if not isinstance(color, str) or not ARGB.fullmatch(color):
+        return f"msg.oa.head.bgcolor {str(color)[:20]!r} must be 8 hex digits (alpha then RGB, no 0x)"
+    if not isinstance(head.get("text"), str) or not head["text"]:
+        return "msg.oa.head.text is required"
     return None
 
 

@@ -105,8 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
             log.warning("sandbox: refused %s %s: %s", method, url.path, reason)
             self._json({"ok": False, "errcode": status, "errmsg": reason, "error": reason}, status=status)
         elif url.path == "/robot/send" and method == "POST":
-            answer = self.server.robots.send(query, parse_body(raw, self.headers.get("Content-Type", "")))
-            self._json(answer)
+            body = parse_body(raw, self.headers.get("Content-Type", ""))
+            self._json(self.server.robots.send(query, body, size=len(raw)))
         elif url.path in ROUTES:
             self._api(ROUTES[url.path], method, url.path, query, raw)
         elif url.path.startswith("/_sandbox/"):

@@ -19,12 +19,22 @@ range, reversed ranges (`5-1`), a step of 0 or wider than its field (`*/90` in t
 field: cron cannot say "every 90 minutes"; use `{every: 90m}`), a step on a single value
 (`5/15`; write `5-59/15`), unknown names, and lines that can never fire (`0 0 30 2 *`).
 
-**Time zones and daylight saving.** Cron times are wall-clock times in the report's time zone.
-A time the clocks skip (02:30 on 2026-03-08 in America/New_York) fires at the first instant
-after the gap (03:00 EDT), once, even if several skipped times fall there. A time the clocks
-show twice (01:30 on 2026-11-01 in New York) fires once, at its first occurrence (EDT). So
-`30 2 * * *` fires exactly once every day, and `0 9 * * 1` fires at 09:00 local every Monday
-whatever the UTC offset.
+**Time zones and daylight saving.** Cron times are wall-clock times in the report's time zone,
+and daylight saving follows cronie's rule for its two kinds of job:
+
+- A schedule whose minute or hour field starts with `*` (`*/15 * * * *`, `30 * * * *`,
+  `*/5 9 * * *`, `@hourly`) follows the clock as it is: it fires at every instant the clock
+  shows one of its wall times. A time the clocks show twice (01:30 on 2026-11-01 in
+  America/New_York) fires twice, at 01:30 EDT and at 01:30 EST; a time the clocks skip (02:30
+  on 2026-03-08) does not fire. So `*/15 * * * *` fires every 15 minutes of real time through
+  the autumn change, and `30 * * * *` fires 25 times that day and 23 times on the spring one.
+- Any other schedule (`30 1 * * *`, `0 9 * * 1`, `0-59/10 0-23 * * *`, `@daily`) fires at each
+  of its wall times once: a repeated time at its first occurrence (EDT), a skipped time at the
+  first instant after the gap (03:00 EDT), once even if several skipped times fall there. So
+  `30 2 * * *` fires exactly once every day, and `0 9 * * 1` fires at 09:00 local every Monday
+  whatever the UTC offset.
+
+Two fire times can therefore share a wall time: a fire time's identity is its UTC instant.
 
 **Intervals** (`{every: 30s}`, `15m`, `2h`, `1d`, `1h30m`, or a number of seconds; at least
 1 s, whole seconds only, at most 366 days):

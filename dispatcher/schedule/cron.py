@@ -1,4 +1,12 @@
-"""Unix crontab expressions (vixie/cronie rules) and their fire times in a time zone."""
+"""Unix crontab expressions (vixie/cronie rules) and their fire times in a time zone.
+
+Daylight saving follows cronie (its man page's "special considerations", cron.c's wildcard and
+fixed-time jobs): a schedule whose minute or hour field starts with `*` (`*`, `*/15`, `@hourly`)
+follows the clock as it is, so it fires again in the hour the clocks repeat and not at all in the
+hour they skip; any other schedule fires at each of its wall times once, a repeated time at its
+first occurrence and a skipped time at the first instant after the gap. cronsim models the same
+rule and is the differential test's reference (tests/test_cron_dst.py).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from dispatcher.errors import ScheduleError
-from dispatcher.schedule.zones import require_aware, wall_to_instant
+from dispatcher.schedule.zones import offset_changes, require_aware, wall_instants, wall_to_instant
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -61,6 +69,7 @@ class CronSchedule:
     months: frozenset[int] = field(repr=False)
     weekdays: frozenset[int] = field(repr=False)  # 0 = Sunday ... 6 = Saturday
     days_or_weekdays: bool = field(repr=False)  # both days restricted: either may match (Unix)
+    follows_clock: bool = field(default=False, repr=False)  # cronie's "wildcard" job: see the docstring
     min_period_seconds: float = field(init=False, compare=False)
     _times: tuple[int, ...] = field(init=False, repr=False, compare=False)  # minutes of the day
 
@@ -119,12 +128,25 @@ class CronSchedule:
                 day, first = _next_month(day), 0
                 continue
             if self.matches_day(day):
-                for minute in self._times[bisect.bisect_left(self._times, first) :]:
-                    fire = wall_to_instant(datetime.combine(day, time(*divmod(minute, 60))), tz)
+                for fire in self._day_fires(day, first, tz):
                     if fire > latest:
                         latest = fire
                         yield fire
             day, first = day + _DAY, 0
+
+    def _day_fires(self, day: date, first: int, tz: ZoneInfo) -> Iterator[datetime]:
+        """The instants of one matching day's wall times from minute `first` on, ascending.
+
+        A schedule that follows the clock, on a day the offset changes, fires at every instant its
+        wall times happen (none in a gap, two in a repeated hour): in the repeated hour instants
+        are not in wall-time order, so the whole day is taken and sorted.
+        """
+        if self.follows_clock and offset_changes(day, tz):
+            walls = (datetime.combine(day, time(*divmod(minute, 60))) for minute in self._times)
+            yield from sorted(instant for wall in walls for instant in wall_instants(wall, tz))
+            return
+        for minute in self._times[bisect.bisect_left(self._times, first) :]:
+            yield wall_to_instant(datetime.combine(day, time(*divmod(minute, 60))), tz)
 
     def _min_period(self) -> float:
         """A lower bound on the real gap between fire times, DST included."""
@@ -164,6 +186,7 @@ def parse_cron(expression: str) -> CronSchedule:
         months=months,
         weekdays=frozenset(d % 7 for d in weekdays),
         days_or_weekdays=not days_star and not weekdays_star,
+        follows_clock=fields[0].startswith("*") or fields[1].startswith("*"),
     )
     if weekdays_star and not any(d <= _LONGEST_MONTH[m - 1] for m in months for d in days):
         raise ScheduleError(f"'{text}' never fires: none of its months has day {fields[2]}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dispatcher.errors import ScheduleError
@@ -42,6 +42,23 @@ def wall_to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
     if before >= after:  # unique, or ambiguous where fold=0 is the first occurrence (PEP 495)
         return local.astimezone(UTC)
     return _gap_end(wall, before, after, tz)
+
+
+def wall_instants(wall: datetime, tz: ZoneInfo) -> list[datetime]:
+    """Every UTC instant at which the clocks in `tz` show the naive local time `wall`, ascending:
+    none in a gap (spring forward), two in a repeated hour (fall back), else one."""
+    found: list[datetime] = []
+    for fold in (0, 1):
+        instant = wall.replace(tzinfo=tz, fold=fold).astimezone(UTC)
+        if instant.astimezone(tz).replace(tzinfo=None) == wall and instant not in found:
+            found.append(instant)
+    return found
+
+
+def offset_changes(day: date, tz: ZoneInfo) -> bool:
+    """Whether the UTC offset of `tz` changes during the local day `day` (a DST day)."""
+    start = datetime.combine(day, time()).replace(tzinfo=tz).utcoffset()
+    return start != datetime.combine(day + timedelta(days=1), time()).replace(tzinfo=tz).utcoffset()
 
 
 def _gap_end(wall: datetime, before: timedelta, after: timedelta, tz: ZoneInfo) -> datetime:

@@ -76,7 +76,7 @@ def cmd_resend(args: argparse.Namespace) -> int:
         args.fire_time if args.fire_time.tzinfo else args.fire_time.replace(tzinfo=config.report_zone(report))
     )
     with open_app(config) as app:
-        result = resend(app.client, app.ledger, report, fire, args.only)
+        result = resend(app.client, app.ledger, report, fire, args.only, config.dingtalk.max_msg_bytes)
     for line in result.lines():
         print(line)
     if result.refused:

@@ -37,8 +37,12 @@ class RunMessages:
                 conn.execute(run_messages.insert(), rows)
 
     def get(self, run_id: int, *, manual: bool = False) -> dict[str, dict[str, Any]]:
+        return {unit: json.loads(msg) for unit, msg in self.texts(run_id, manual=manual).items()}
+
+    def texts(self, run_id: int, *, manual: bool = False) -> dict[str, str]:
+        """unit -> the stored JSON text, unparsed: a reader that must not trust it parses it itself."""
         query = select(run_messages.c.unit, run_messages.c.msg).where(
             run_messages.c.run_id == run_id, run_messages.c.manual == int(manual)
         )
         with self._store.connect() as conn:
-            return {str(unit): json.loads(msg) for unit, msg in conn.execute(query)}
+            return {str(unit): str(msg) for unit, msg in conn.execute(query)}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from dispatcher import clock
 from dispatcher.dingtalk.message import MAX_MSG_BYTES
 from dispatcher.errors import DeliveryError, DispatcherError
+from dispatcher.leaks import refuse, unlabelled
 from dispatcher.resend_message import checked, marked, parsed
 from dispatcher.words import plural
 
@@ -67,6 +68,11 @@ def resend(
         )
     # Every unit is checked before anything is sent: a tampered store sends nothing at all.
     messages = {unit: checked(unit, parsed(unit, text)) for unit, text in stored.items()}
+    refuse(
+        messages,
+        unlabelled(client.secrets.values()),
+        f"the recorded message of the run at {fire.isoformat()}",
+    )
     result = Resent(fire, only)
     marker = f"（重发于 {clock.now().astimezone(fire.tzinfo).strftime('%Y-%m-%d %H:%M:%S')}）"
     missed = _missed(client, run.batches.get("accepted", []), only, result)

@@ -30,6 +30,7 @@ from dispatcher.dingtalk.retry import (
     judge_exception,
     judge_response,
 )
+from dispatcher.leaks import refuse, unlabelled
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,11 @@ class Transport:
         rule turns the resend into a no-op instead of a second notification. `upload` sends a
         multipart/form-data body (media/upload) instead of JSON.
         """
+        # The last line of defence: no request body (a message, a file) carries a secret this app knows.
+        what = f"the file {upload.name!r}" if upload is not None else f"the {endpoint} request"
+        refuse(
+            upload.content if upload is not None else body, unlabelled(self.registry.secrets.values()), what
+        )
         data: bytes | Upload | None = (
             upload if upload is not None else (None if body is None else dumps(body).encode("utf-8"))
         )

@@ -19,6 +19,7 @@ import requests
 from dispatcher import clock, redact
 from dispatcher.dingtalk.message import dumps
 from dispatcher.errors import DeliveryError
+from dispatcher.leaks import refuse, unlabelled
 from dispatcher.robot.errors import BUSY, TOO_FAST, robot_error
 from dispatcher.robot.message import RobotMessage
 from dispatcher.robot.webhook import rebase, signed_url, token_key
@@ -120,6 +121,7 @@ class RobotClient:
     def send(self, robot: Robot, message: RobotMessage) -> dict[str, Any]:
         """Post `message` to `robot`; DeliveryError (`retryable` when a later run may succeed) if not."""
         self.remember(robot)
+        refuse(message.body, unlabelled(self.secrets.values()), f"robot {robot.name!r}'s message")
         if robot.keyword and robot.keyword not in message.text:
             raise DeliveryError(
                 f"robot {robot.name!r}: the message lacks the robot's keyword, so DingTalk would refuse it",

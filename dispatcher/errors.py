@@ -100,8 +100,8 @@ class CredentialsError(DeliveryError):
 
 
 class SecretLeakError(DeliveryError):
-    """A message, file or state-store row held a known secret: refused before it left. Never retried
-    within a run, and its text names the kind of secret, never the value."""
+    """A message, file or state-store row held a known secret: refused before it left. Its text names
+    the kind of secret, never the value."""
 
 
 class StateError(DispatcherError):

@@ -209,9 +209,8 @@ class Transport:
         """
         # The last line of defence: no request body (a message, a file) carries a secret this app knows.
         what = f"the file {upload.name!r}" if upload is not None else f"the {endpoint} request"
-        refuse(
-            upload.content if upload is not None else body, unlabelled(self.registry.secrets.values()), what
-        )
+        sent = [upload.name, upload.content] if upload is not None else body
+        refuse(sent, unlabelled(self.registry.secrets.values()), what)
         data: bytes | Upload | None = (
             upload if upload is not None else (None if body is None else dumps(body).encode("utf-8"))
         )

@@ -5,6 +5,9 @@ its own period. The ledger decides what runs: a fire time nobody has claimed is 
 daemon would claim it, so a daemon running meanwhile can never send it too; a failed, partial,
 missed or skipped one is taken over by a compare-and-set; a sent one is left alone unless
 `--force`. Runs go one after another through the app's client, paced like the daemon's.
+
+Only fire times that have come are run: a later one run now would claim it, so the daemon's own run
+at that time would find the claim taken and never send it. Those are counted and left to the daemon.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ if TYPE_CHECKING:
 
 MAX_FIRE_TIMES = 10_000
 DONE = ("sent", "suppressed")
+# The days --from and --to accept: wide enough for any real backfill, and far from datetime's own
+# limits, which a day at the edge of the time zone's offset would cross.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
 
 
 @dataclass(frozen=True)
@@ -36,22 +42,54 @@ class Step:
         return not self.outcome.startswith("kept")
 
 
-def fire_times(config: Config, report: Report, first: date, last: date) -> list[datetime]:
-    """Every fire time of the report from `first` 00:00 to `last` 24:00 in its zone, in order."""
+@dataclass(frozen=True)
+class Range:
+    """A range's fire times that have come (`due`, run by backfill) and how many are still to come."""
+
+    due: list[datetime]
+    later: int  # left to the daemon; MAX_FIRE_TIMES + 1 stands for "more than MAX_FIRE_TIMES"
+
+    def left(self) -> str:
+        """'; 4 later fire times left to the daemon', or '' when the range has none."""
+        if not self.later:
+            return ""
+        count = (
+            f"more than {MAX_FIRE_TIMES:,} later fire times"
+            if self.later > MAX_FIRE_TIMES
+            else plural(self.later, "later fire time")
+        )
+        return f"; {count} left to the daemon"
+
+
+def fire_times(config: Config, report: Report, first: date, last: date, now: datetime) -> Range:
+    """The report's fire times from `first` 00:00 to `last` 24:00 in its zone, in order, split at `now`."""
     if last < first:
         raise DispatcherError(f"--to {last} is before --from {first}")
+    for flag, day in (("--from", first), ("--to", last)):
+        if not FIRST_DAY <= day <= LAST_DAY:
+            raise DispatcherError(f"{flag} {day} is out of range: {day_range()}")
     tz = config.report_zone(report)
     start = datetime.combine(first, time(), tz) - timedelta(microseconds=1)
     end = datetime.combine(last + timedelta(days=1), time(), tz) - timedelta(microseconds=1)
-    found: list[datetime] = []
+    due: list[datetime] = []
+    later = 0
     for fire in report.parsed_schedule().fire_times(start, end, tz):
-        found.append(fire)
-        if len(found) > MAX_FIRE_TIMES:
+        if fire > now:
+            later += 1
+            if later > MAX_FIRE_TIMES:  # only counted: no need to walk to the year 2999
+                break
+            continue
+        due.append(fire)
+        if len(due) > MAX_FIRE_TIMES:
             raise DispatcherError(
                 f"{first} to {last} holds more than {MAX_FIRE_TIMES:,} fire times of {report.id!r}",
                 hint="backfill a shorter range at a time",
             )
-    return found
+    return Range(due, later)
+
+
+def day_range() -> str:
+    return f"backfill takes days from {FIRST_DAY} to {LAST_DAY}"
 
 
 def run_all(
@@ -125,10 +163,10 @@ class Progress:
             self.write("\n")
 
 
-def summary(steps: list[Step]) -> str:
+def summary(steps: list[Step], fires: Range) -> str:
     counts: dict[str, int] = {}
     for step in steps:
         key = step.outcome if step.ran else "kept"
         counts[key] = counts.get(key, 0) + 1
     parts = ", ".join(f"{n} {k}" for k, n in counts.items())
-    return f"backfill: {plural(len(steps), 'fire time')}: {parts or 'nothing to do'}"
+    return f"backfill: {plural(len(steps), 'fire time')}: {parts or 'nothing to do'}{fires.left()}"

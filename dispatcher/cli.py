@@ -47,6 +47,18 @@ def _iso_instant(value: str) -> datetime:
         ) from None
 
 
+def _backfill_day(value: str) -> date:
+    from dispatcher.backfill import FIRST_DAY, LAST_DAY, day_range
+
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a day, e.g. 2026-11-01") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: {day_range()}")
+    return day
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dispatcher",
@@ -228,9 +240,9 @@ def _add_backfill(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         "backfill", parents=[common], help="run every fire time of a report in a date range, in order"
     )
     p.add_argument("report_id", metavar="REPORT_ID")
-    p.add_argument("--from", dest="start", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD",
+    p.add_argument("--from", dest="start", type=_backfill_day, required=True, metavar="YYYY-MM-DD",
                    help="the first day (in the report's time zone)")  # fmt: skip
-    p.add_argument("--to", dest="end", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD",
+    p.add_argument("--to", dest="end", type=_backfill_day, required=True, metavar="YYYY-MM-DD",
                    help="the last day, included")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print what each fire time would do; send nothing")
     p.add_argument("--force", action="store_true", help="send fire times already sent again")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from dispatcher.cli_common import load
@@ -15,30 +14,31 @@ from dispatcher.errors import DeliveryError
 from dispatcher.words import plural
 
 if TYPE_CHECKING:
+    from dispatcher.backfill import Range
     from dispatcher.config import Config, Report
 
 OK_STATES = ("sent", "skipped", "suppressed")
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from dispatcher import backfill
+    from dispatcher import backfill, clock
 
     config = load(args)
     report = config.report(args.report_id)
-    fires = backfill.fire_times(config, report, args.start, args.end)
+    fires = backfill.fire_times(config, report, args.start, args.end, clock.now())
     if args.dry_run:
         _dry_run(config, report, fires, args.force)
         return 0
     from dispatcher.app import default_owner, open_app
 
     with open_app(config, owner=f"backfill@{default_owner()}") as app:
-        progress = backfill.Progress(len(fires), sys.stdout.isatty(), sys.stdout.write)
-        steps = backfill.run_all(app.services(), report, fires, force=args.force, on_step=progress)
-    print(backfill.summary(steps))
+        progress = backfill.Progress(len(fires.due), sys.stdout.isatty(), sys.stdout.write)
+        steps = backfill.run_all(app.services(), report, fires.due, force=args.force, on_step=progress)
+    print(backfill.summary(steps, fires))
     return 0 if all(s.outcome in OK_STATES for s in steps if s.ran) else 1
 
 
-def _dry_run(config: Config, report: Report, fires: list[datetime], force: bool) -> None:
+def _dry_run(config: Config, report: Report, fires: Range, force: bool) -> None:
     from dispatcher import backfill
     from dispatcher.app import open_sources, open_store
     from dispatcher.prepare import prepare
@@ -46,13 +46,13 @@ def _dry_run(config: Config, report: Report, fires: list[datetime], force: bool)
 
     with open_store(config, create=False) as store, open_sources(config) as sources:
         ledger = Ledger(store) if store is not None else None
-        for fire, verdict in backfill.plan(ledger, report.id, fires, force):
+        for fire, verdict in backfill.plan(ledger, report.id, fires.due, force):
             if verdict.startswith("kept"):
                 print(f"{fire.isoformat()}  {verdict}")
                 continue
             prepared = prepare(config, sources, report, fire)
             print(f"{fire.isoformat()}  {verdict}: {_would(prepared)}")
-    print(f"dry run: {plural(len(fires), 'fire time')}; nothing was sent or recorded")
+    print(f"dry run: {plural(len(fires.due), 'fire time')}{fires.left()}; nothing was sent or recorded")
 
 
 def _would(prepared: object) -> str:
@@ -76,7 +76,7 @@ def cmd_resend(args: argparse.Namespace) -> int:
         args.fire_time if args.fire_time.tzinfo else args.fire_time.replace(tzinfo=config.report_zone(report))
     )
     with open_app(config) as app:
-        result = resend(app.client, app.ledger, report, fire, args.only)
+        result = resend(app.client, app.ledger, report, fire, args.only, config.dingtalk.max_msg_bytes)
     for line in result.lines():
         print(line)
     if result.refused:

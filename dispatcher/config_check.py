@@ -62,11 +62,14 @@ def _check_config(
     for keypath, names in missing.items():
         if keypath[:1] not in (("dingtalk",), ("robots",)):  # needed only to deliver
             doc.problems.append(doc.problem(keypath, _unset_message(names)))
+    from dispatcher.config_secrets import masked, misplaced
+
+    doc.problems += [doc.problem(keypath, message) for keypath, message in misplaced(data, interp.used)]
     checker = _Checker(doc, path, data, missing, os.environ if env is None else env)
-    result = checker.run()
+    config, problems = checker.run()
     if warnings is not None:
-        warnings.extend(checker.warnings)
-    return result
+        warnings.extend(masked(data, checker.warnings))
+    return config, masked(data, problems)  # a message that quotes a value never quotes a credential
 
 
 def _unset_message(names: list[str]) -> str:

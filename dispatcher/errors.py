@@ -99,6 +99,11 @@ class CredentialsError(DeliveryError):
     """Missing or rejected DINGTALK_APP_KEY / DINGTALK_APP_SECRET / DINGTALK_AGENT_ID."""
 
 
+class SecretLeakError(DeliveryError):
+    """A message, file or state-store row held a known secret: refused before it left. Its text names
+    the kind of secret, never the value."""
+
+
 class StateError(DispatcherError):
     """The state store (ledger, userid cache) is unreachable or inconsistent."""
 

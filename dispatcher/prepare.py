@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from dispatcher import clock
 from dispatcher.config import Config, Report
+from dispatcher.config_secrets import credentials
 from dispatcher.errors import QueryError, RenderError, ScheduleError
+from dispatcher.leaks import refuse
 from dispatcher.params import default_period, render_params, render_value
 from dispatcher.query import QueryResult, Sources, SourceSpec, run_query
 from dispatcher.schedule import date_macros, to_zone
@@ -173,9 +175,13 @@ def _render(
         macros={**macros, **{k: v for k, v in params.items() if isinstance(v, str)}},
     )
     try:
-        return render(result.frame, options)
+        rendered = render(result.frame, options)
     except RenderError as exc:
         raise RenderError(f"report {report.id!r}: {exc.message}", hint=exc.hint) from None
+    # Every message of a run passes here (slices and robots' larger budget too): none may carry a
+    # credential, whatever the data held. Preview shows nothing that a run would refuse to send.
+    refuse(rendered.msg, credentials(config), f"report {report.id!r}'s message")
+    return rendered
 
 
 def rerender(config: Config, prepared: Prepared, max_msg_bytes: int) -> Rendered:

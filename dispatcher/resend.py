@@ -3,18 +3,22 @@
 No new query: the message is the one the run recorded (dispatcher_run_messages). The receipts are
 read again now (getsendresult per accepted task), so a reader who opened it since is left alone.
 The resent copy carries a line saying so: DingTalk drops identical content sent to the same
-person the same day (143106), and an unread recipient already holds the original.
+person the same day (143106), and an unread recipient already holds the original. What the store
+holds is checked before anything is sent, and the copy is fitted with that line included
+(`resend_message`).
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from dispatcher import clock
+from dispatcher.dingtalk.message import MAX_MSG_BYTES
 from dispatcher.errors import DeliveryError, DispatcherError
+from dispatcher.leaks import refuse, unlabelled
+from dispatcher.resend_message import checked, marked, parsed
 from dispatcher.words import plural
 
 if TYPE_CHECKING:
@@ -41,25 +45,43 @@ class Resent:
         return out
 
 
-def resend(client: DingTalkClient, ledger: Ledger, report: Report, fire: datetime, only: Only) -> Resent:
+def resend(
+    client: DingTalkClient,
+    ledger: Ledger,
+    report: Report,
+    fire: datetime,
+    only: Only,
+    limit: int = MAX_MSG_BYTES,
+) -> Resent:
+    """Resend the run's recorded messages, each fitted to `limit` bytes with its resend line."""
     from dispatcher.store.run_messages import RunMessages
 
     run = ledger.get(report.id, fire)
     if run is None:
         raise DispatcherError(f"report {report.id!r} has no run at {fire.isoformat()}",
                               hint=f"dispatcher history {report.id} lists its fire times")  # fmt: skip
-    messages = RunMessages(ledger.store).get(run.id)
-    if not messages:
+    stored = RunMessages(ledger.store).texts(run.id)
+    if not stored:
         raise DispatcherError(
             f"the run at {fire.isoformat()} has no recorded message",
             hint="only runs that sent something since this release can be resent",
         )
+    # Every unit is checked before anything is sent: a tampered store sends nothing at all.
+    messages = {unit: checked(unit, parsed(unit, text)) for unit, text in stored.items()}
+    refuse(
+        messages,
+        unlabelled(client.secrets.values()),
+        f"the recorded message of the run at {fire.isoformat()}",
+    )
     result = Resent(fire, only)
-    for unit, users in _missed(client, run.batches.get("accepted", []), only, result).items():
-        if unit not in messages:
+    marker = f"（重发于 {clock.now().astimezone(fire.tzinfo).strftime('%Y-%m-%d %H:%M:%S')}）"
+    missed = _missed(client, run.batches.get("accepted", []), only, result)
+    ready = {unit: marked(unit, messages[unit], marker, limit) for unit in missed if unit in messages}
+    for unit, users in missed.items():
+        if unit not in ready:
             result.notes.append(f"no recorded message for unit {unit!r}")
             continue
-        _send(client, _marked(messages[unit], fire), unit, users, result)
+        _send(client, ready[unit], unit, users, result)
     return result
 
 
@@ -93,14 +115,3 @@ def _send(client: DingTalkClient, msg: dict[str, Any], unit: str, users: list[st
         return
     result.sent[unit] = [u for b in sent.accepted for u in b.userids]
     result.refused += sum(len(r.userids) for r in sent.refused)
-
-
-def _marked(msg: dict[str, Any], fire: datetime) -> dict[str, Any]:
-    """The message with a line saying it is a resend, so that it is not identical content."""
-    marked = copy.deepcopy(msg)
-    note = f"\n\n（重发于 {clock.now().astimezone(fire.tzinfo).strftime('%Y-%m-%d %H:%M:%S')}）"
-    kind = str(marked.get("msgtype"))
-    key = {"markdown": "text", "text": "content", "action_card": "markdown"}.get(kind)
-    if key is not None and isinstance(marked.get(kind), dict):
-        marked[kind][key] = str(marked[kind].get(key, "")) + note
-    return marked

@@ -60,6 +60,7 @@ def prepare_rich(
 
         spec = report.chart
         frame = _rows(config, sources, report, "chart", spec.sql, spec.query, spec.params, macros, result)
+        _refuse_secrets(config, [frame], f"report {report.id!r}'s chart data")
         chart = _located(report, "chart", lambda: render_chart(frame, spec, report.title))
     error = None
     if report.attach is not None:
@@ -93,6 +94,7 @@ def _attachment(
     if problem:
         raise RenderError(problem, hint="attach.name must render to a plain file name at every fire time")
     frame = _rows(config, sources, report, "attach", att.sql, att.query, att.params, macros, result)
+    _refuse_secrets(config, [name, frame], f"report {report.id!r}'s attachment")
     return build_attachment(frame, att.format, name, fire_time)
 
 
@@ -130,6 +132,20 @@ def _rows(
         sources, report.source, text, bound, max_rows=report.max_rows, max_bytes=report.max_bytes,
         timeout=report.query_timeout, report=report.id,
     ).frame  # fmt: skip
+
+
+def _refuse_secrets(config: Config, values: list[Any], what: str) -> None:
+    """A chart or a file is checked as the data it is drawn from: a PNG's pixels cannot be searched."""
+    from dispatcher.config_secrets import credentials
+    from dispatcher.leaks import refuse
+
+    texts = [_columns(v) if hasattr(v, "columns") else v for v in values]
+    refuse(texts, credentials(config), what)
+
+
+def _columns(frame: pd.DataFrame) -> list[str]:
+    """Each column's name and cells as one text: one search per column, not one per cell."""
+    return [f"{name}\n" + "\n".join(frame[name].astype(str)) for name in frame.columns]
 
 
 def _located(report: Report, key: str, make: Callable[[], bytes]) -> bytes:

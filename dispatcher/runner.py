@@ -178,9 +178,11 @@ def _refused_outright(run: Run, exc: DeliveryError, recipients: int) -> Outcome:
 
 def _record_messages(svc: Services, run: Run, messages: dict[str, dict[str, Any]]) -> None:
     """What this run sends, kept for `resend` (which makes no new query)."""
+    from dispatcher.config_secrets import credentials
     from dispatcher.store.run_messages import RunMessages
 
-    RunMessages(svc.ledger.store).record(run.id, messages)
+    secrets = [*svc.client.secrets.values(), *(value for _, value in credentials(svc.config))]
+    RunMessages(svc.ledger.store).record(run.id, messages, secrets=secrets)
 
 
 def _deliver_split(svc: Services, report: Report, run: Run, prepared: Prepared, wait: float) -> Outcome:

@@ -237,6 +237,9 @@ def paused_gc() -> Iterator[None]:
 class Interpolated:
     value: Any
     missing: dict[KeyPath, list[str]] = field(default_factory=dict)
+    # Every variable each key path names, set or not: where a credential's variable may go is
+    # checked by name (`config_secrets`), so a default or an unset variable does not hide it.
+    used: dict[KeyPath, list[str]] = field(default_factory=dict)
 
 
 def interpolate(data: Any, env: Mapping[str, str] | None = None) -> Interpolated:
@@ -247,20 +250,21 @@ def interpolate(data: Any, env: Mapping[str, str] | None = None) -> Interpolated
     """
     env = os.environ if env is None else env
     result = Interpolated(value=None)
-    result.value = _interp(data, (), env, result.missing)
+    result.value = _interp(data, (), env, result)
     return result
 
 
-def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], missing: dict[KeyPath, list[str]]) -> Any:
+def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], result: Interpolated) -> Any:
     if isinstance(data, dict):
-        return {k: _interp(v, (*keypath, k), env, missing) for k, v in data.items()}
+        return {k: _interp(v, (*keypath, k), env, result) for k, v in data.items()}
     if isinstance(data, list):
         if all(type(v) is str and "$" not in v for v in data):
             return list(data)  # the userid lists of a big file: nothing to replace, no key paths
-        return [_interp(v, (*keypath, str(i)), env, missing) for i, v in enumerate(data)]
+        return [_interp(v, (*keypath, str(i)), env, result) for i, v in enumerate(data)]
     if not isinstance(data, str) or "$" not in data:
         return data
     unset: list[str] = []
+    used: list[str] = []
 
     def sub(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
@@ -269,6 +273,7 @@ def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], missing: dict[K
         if not _NAME.match(name):
             unset.append(f"${{{match.group(1)}}} (not a valid variable name)")
             return ""
+        used.append(name)
         value = env.get(name)
         if value:
             return value
@@ -280,5 +285,7 @@ def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], missing: dict[K
 
     text = _VAR.sub(sub, data)
     if unset:
-        missing[keypath] = unset
+        result.missing[keypath] = unset
+    if used:
+        result.used[keypath] = used
     return text

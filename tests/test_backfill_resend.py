@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher import clock
 from dispatcher.backfill import Progress, Step
 from dispatcher.cli import main
 from dispatcher.sandbox import Sandbox, SandboxOptions
@@ -48,6 +49,12 @@ def sandbox() -> Iterator[Sandbox]:
         yield box
 
 
+@pytest.fixture
+def after_the_week(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backfill runs only fire times that have come: "now" is after the week, whatever today is."""
+    monkeypatch.setattr(clock, "now", lambda: datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
+
+
 def _project(folder: Path, sandbox: Sandbox) -> Path:
     path = write_project(folder, sandbox, DAILY)
     data(folder, SALES)
@@ -60,7 +67,7 @@ def _footers(sandbox: Sandbox, userid: str) -> Counter[str]:
 
 
 def test_dry_run_prints_one_line_per_fire_time_and_sends_nothing(
-    tmp_path: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str], after_the_week: None
 ) -> None:
     path = _project(tmp_path / "p", sandbox)
     with services(path, sandbox) as svc:
@@ -112,7 +119,7 @@ def _all_sent(state: str) -> bool:
 
 
 def test_backfill_force_sends_a_sent_day_again_and_skips_nothing(
-    tmp_path: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str], after_the_week: None
 ) -> None:
     path = _project(tmp_path / "p", sandbox)
     with services(path, sandbox) as svc:

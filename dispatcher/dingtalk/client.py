@@ -24,17 +24,11 @@ from dispatcher.dingtalk.results import Batch, DeliveryResult, Receipt, Refusal,
 from dispatcher.dingtalk.retry import RetryPolicy
 from dispatcher.dingtalk.transport import Credentials, OnCall, Registry, Transport
 from dispatcher.errors import DeliveryError
+from dispatcher.redact import Secrets
 from dispatcher.words import plural
 
-__all__ = [
-    "Credentials",
-    "DeliveryResult",
-    "DingTalkClient",
-    "Pacing",
-    "Receipt",
-    "RetryPolicy",
-    "UseridCache",
-]
+__all__ = ["Credentials", "DeliveryResult", "DingTalkClient", "Pacing", "Receipt", "RetryPolicy",
+           "UseridCache"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,6 +95,11 @@ class DingTalkClient:
     def token(self) -> str:
         """A valid access token, shared by every client of this app in the process."""
         return self._http.token()
+
+    @property
+    def secrets(self) -> Secrets:
+        """The values this app masks and never sends: its app secret, access tokens, robots' secrets."""
+        return self._http.registry.secrets
 
     def close(self) -> None:
         self._http.close()

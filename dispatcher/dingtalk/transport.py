@@ -32,6 +32,7 @@ from dispatcher.dingtalk.retry import (
     judge_response,
     redirected,
 )
+from dispatcher.leaks import refuse, unlabelled
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,10 @@ class Transport:
         rule turns the resend into a no-op instead of a second notification. `upload` sends a
         multipart/form-data body (media/upload) instead of JSON; `retry` overrides the policy.
         """
+        # The last line of defence: no request body (a message, a file) carries a secret this app knows.
+        what = f"the file {upload.name!r}" if upload is not None else f"the {endpoint} request"
+        sent = [upload.name, upload.content] if upload is not None else body
+        refuse(sent, unlabelled(self.registry.secrets.values()), what)
         data: bytes | Upload | None = (
             upload if upload is not None else (None if body is None else dumps(body).encode("utf-8"))
         )

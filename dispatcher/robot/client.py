@@ -23,6 +23,7 @@ from dispatcher.dingtalk.http import NoRedirectSession, redirect_target
 from dispatcher.dingtalk.message import dumps
 from dispatcher.dingtalk.pacing import StepWatch
 from dispatcher.errors import DeliveryError
+from dispatcher.leaks import refuse, unlabelled
 from dispatcher.robot.errors import BUSY, describe, retry_of, robot_error
 from dispatcher.robot.message import RobotMessage
 from dispatcher.robot.webhook import rebase, signed_url, token_key
@@ -142,6 +143,7 @@ class RobotClient:
     def send(self, robot: Robot, message: RobotMessage) -> dict[str, Any]:
         """Post `message` to `robot`; DeliveryError (`retryable` when a later run may succeed) if not."""
         self.remember(robot)
+        refuse(message.body, unlabelled(self.secrets.values()), f"robot {robot.name!r}'s message")
         if robot.keyword and robot.keyword not in message.checked:
             raise DeliveryError(
                 f"robot {robot.name!r}: the message lacks the robot's keyword, so DingTalk would refuse it",

@@ -302,9 +302,9 @@ def _add_doctor(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 
 def _version() -> str:
-    from dispatcher import __version__
+    from dispatcher import version
 
-    return f"dispatcher {__version__}"
+    return f"dispatcher {version()}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -87,6 +87,7 @@ def cmd_demo_load(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     from dispatcher.demo import load_demo
+    from dispatcher.source_url import INSTALL_HINT
     from dispatcher.store.db import resolve_sqlite_url
 
     url, end = args.source, args.end
@@ -104,7 +105,7 @@ def cmd_demo_load(args: argparse.Namespace) -> int:
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise DispatcherError(
             f"cannot use that URL: {exc}",
-            hint="PostgreSQL needs dispatcher[postgres], MySQL dispatcher[mysql]",
+            hint=INSTALL_HINT,
         ) from None
     try:
         counts = load_demo(engine, end, replace=args.replace)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -78,9 +79,12 @@ def _offline_build_possible() -> bool:
 @pytest.mark.skipif(not _offline_build_possible(), reason="no build or setuptools>=77 here to build offline")
 def test_the_wheel_installs_into_a_fresh_venv_and_its_dash_v_is_the_metadata_version(tmp_path):
     """CI does the same with every dependency installed (.ci/package); this one needs no network."""
-    out = tmp_path / "dist"
+    out, src = tmp_path / "dist", tmp_path / "src"
+    # A copy: the build writes build/ and egg-info beside the sources it builds.
+    skip = shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__", "bench", "tests")
+    shutil.copytree(ROOT, src, ignore=skip)
     built = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(src)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]

@@ -311,6 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if isinstance(getattr(args, "config", None), Path):
+            from dispatcher.environment import load_dotenv
+
+            load_dotenv(args.config.expanduser().parent)
         return int(args.handler(args))
     except DispatcherError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -61,6 +61,8 @@ def _check_config(
     for keypath, names in missing.items():
         if keypath[:1] not in (("dingtalk",), ("robots",)):  # needed only to deliver
             doc.problems.append(doc.problem(keypath, _unset_message(names)))
+    for keypath, messages in interp.errors.items():
+        doc.problems.extend(doc.problem(keypath, message) for message in messages)
     checker = _Checker(doc, path, data, missing)
     result = checker.run()
     if warnings is not None:

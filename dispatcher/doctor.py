@@ -132,8 +132,9 @@ def _state_check(config: Config) -> Check:
     from dispatcher.store.db import SCHEMA_VERSION, state_url
     from dispatcher.store.schema import meta_table
 
-    where = make_url(state_url(config.base_dir, config.state)).render_as_string(hide_password=True)
+    where = "the state store"
     try:
+        where = make_url(state_url(config.base_dir, config.state)).render_as_string(hide_password=True)
         with open_store(config) as store:
             assert store is not None
             version = store.schema_version()
@@ -159,7 +160,8 @@ def _credentials_check(config: Config) -> Check:
             "credentials",
             "FAIL",
             exc.message,
-            "set them, e.g. from .env.example; see README 'DingTalk set-up'",
+            "set them in the service's environment, in .env beside reports.yaml (see .env.example), or "
+            "as NAME_FILE naming a file that holds the value; see README 'Environment variables'",
         )
     return Check(
         "credentials", "OK", f"app key {creds.app_key}, agent id {creds.agent_id}; the secret is set"

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from dispatcher.environment import SecretFileError, lookup
 from dispatcher.errors import Problem
 
 KeyPath = tuple[str, ...]
@@ -237,6 +238,8 @@ def paused_gc() -> Iterator[None]:
 class Interpolated:
     value: Any
     missing: dict[KeyPath, list[str]] = field(default_factory=dict)
+    # `NAME_FILE` that cannot be used (both set, or unreadable): a problem wherever it is
+    errors: dict[KeyPath, list[str]] = field(default_factory=dict)
 
 
 def interpolate(data: Any, env: Mapping[str, str] | None = None) -> Interpolated:
@@ -244,23 +247,25 @@ def interpolate(data: Any, env: Mapping[str, str] | None = None) -> Interpolated
 
     Unset variables become "" and are collected by key path rather than raised, because whether
     that is an error depends on where they are (delivery credentials are only needed to deliver).
+    `VAR_FILE` stands in for an unset `VAR` (dispatcher.environment.lookup).
     """
     env = os.environ if env is None else env
     result = Interpolated(value=None)
-    result.value = _interp(data, (), env, result.missing)
+    result.value = _interp(data, (), env, result)
     return result
 
 
-def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], missing: dict[KeyPath, list[str]]) -> Any:
+def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], result: Interpolated) -> Any:
     if isinstance(data, dict):
-        return {k: _interp(v, (*keypath, k), env, missing) for k, v in data.items()}
+        return {k: _interp(v, (*keypath, k), env, result) for k, v in data.items()}
     if isinstance(data, list):
         if all(type(v) is str and "$" not in v for v in data):
             return list(data)  # the userid lists of a big file: nothing to replace, no key paths
-        return [_interp(v, (*keypath, str(i)), env, missing) for i, v in enumerate(data)]
+        return [_interp(v, (*keypath, str(i)), env, result) for i, v in enumerate(data)]
     if not isinstance(data, str) or "$" not in data:
         return data
     unset: list[str] = []
+    errors: list[str] = []
 
     def sub(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
@@ -269,7 +274,11 @@ def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], missing: dict[K
         if not _NAME.match(name):
             unset.append(f"${{{match.group(1)}}} (not a valid variable name)")
             return ""
-        value = env.get(name)
+        try:
+            value = lookup(name, env)
+        except SecretFileError as exc:
+            errors.append(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+            return ""
         if value:
             return value
         if sep:
@@ -280,5 +289,7 @@ def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], missing: dict[K
 
     text = _VAR.sub(sub, data)
     if unset:
-        missing[keypath] = unset
+        result.missing[keypath] = unset
+    if errors:
+        result.errors[keypath] = errors
     return text

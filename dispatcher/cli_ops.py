@@ -133,3 +133,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from dispatcher.doctor import doctor
 
     return doctor(args.config, as_json=args.json, send_test=args.send_test)
+
+
+def cmd_state_backup(args: argparse.Namespace) -> int:
+    from dispatcher.store.backup import backup
+    from dispatcher.store.db import state_url
+
+    config = load(args)
+    done = backup(state_url(config.base_dir, config.state), args.file)
+    print(
+        f"backed up {done.source} to {done.target}: schema version {done.schema_version}, "
+        f"{plural(done.runs, 'run')}, {done.size:,} bytes"
+    )
+    return 0

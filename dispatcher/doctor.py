@@ -75,9 +75,17 @@ def run_checks(path: Path, *, send_test: bool = False) -> list[Check]:
         checks += [Check(n, "SKIP", f"needs {why} to pass") for n in names]
     else:
         checks += list(_dingtalk_checks(config, send_test))
+    checks += _robot_checks(config, send_test, state.status != "FAIL")
     if state.status != "FAIL":
         checks.append(_quota_check(config))
     return checks
+
+
+def _robot_checks(config: Config, send_test: bool, state_ok: bool) -> list[Check]:
+    from dispatcher.doctor_robots import robot_checks
+
+    found = robot_checks(config, send_test=send_test, state_ok=state_ok)
+    return [Check(f.name, f.status, f.detail, f.hint) for f in found]
 
 
 def report_text(checks: list[Check]) -> str:

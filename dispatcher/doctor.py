@@ -22,6 +22,7 @@ from dispatcher.words import plural
 
 if TYPE_CHECKING:
     from dispatcher.app import App
+    from dispatcher.quota import ReportCost
 
 WARN_SHARE = 0.8  # of monthly_quota
 CONSOLE = "DingTalk developer console (open-dev.dingtalk.com) → 应用开发 → your app"
@@ -273,6 +274,7 @@ def _quota_check(config: Config) -> Check:
         assert store is not None
         f = store_forecast(config, store)
     detail = f"{f.month}: {plural(f.used_total, 'call')} used, {f.forecast:,} forecast by the month's end"
+    detail += _alerts_basis(f.reports)
     if not quota:
         return Check("monthly quota", "OK", detail + " (monthly_quota: 0, unlimited)")
     share = f.forecast / quota
@@ -284,6 +286,18 @@ def _quota_check(config: Config) -> Check:
         )
         return Check("monthly quota", "WARN", detail, hint)
     return Check("monthly quota", "OK", detail)
+
+
+def _alerts_basis(costs: list[ReportCost]) -> str:
+    from dispatcher.quota import ALERTS_COUNTED
+
+    alerts = [c for c in costs if c.basis != "schedule"]
+    if not alerts:
+        return ""
+    estimated = [c.id for c in alerts if c.basis == "estimate"]
+    found = f"{len(alerts) - len(estimated)} from their history"
+    found += f", {len(estimated)} estimated (no history yet: {', '.join(estimated)})" if estimated else ""
+    return f" ({ALERTS_COUNTED}: {found})"
 
 
 def _send_test(app: App) -> Check:

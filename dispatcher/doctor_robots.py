@@ -30,7 +30,6 @@ class RobotFinding:
     hint: str | None = None
 
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost")  # a local sandbox
 VARIABLES_HINT = (
     "set them in the service's environment, in .env beside reports.yaml, or as NAME_FILE naming a "
     "file that holds the value; the webhook is in the group's settings → 智能群助手 → the robot"
@@ -82,12 +81,13 @@ def _setup_check(config: Config, name: str, robot: Robot | None) -> RobotFinding
 
 
 def _allowed_hosts(config: Config) -> set[str]:
+    """DingTalk's, and the server that stands in for it (a proxy, the sandbox), as the app's calls use."""
+    import os
+
     from dispatcher.robot.webhook import DINGTALK_HOST
 
-    hosts = {DINGTALK_HOST, *LOCAL_HOSTS}
-    if config.dingtalk.api_base:  # the same server the app's calls go to (a proxy, the sandbox)
-        hosts.add(urlsplit(config.dingtalk.api_base).hostname or DINGTALK_HOST)
-    return hosts
+    base = config.dingtalk.api_base or os.environ.get("DINGTALK_API_BASE") or ""
+    return {DINGTALK_HOST} | ({urlsplit(base).hostname or DINGTALK_HOST} if base else set())
 
 
 def _send_test(config: Config, robot: Robot) -> RobotFinding:

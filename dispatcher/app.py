@@ -113,7 +113,9 @@ def open_app(
 
 
 def _state_url(config: Config, stack: ExitStack, throwaway: bool) -> str:
-    if throwaway and not os.environ.get("DISPATCHER_STATE_URL"):
+    from dispatcher.environment import lookup
+
+    if throwaway and not lookup("DISPATCHER_STATE_URL"):
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dispatcher-sandbox-")))
         return f"sqlite:///{folder / 'state.db'}"
     return state_url(config.base_dir, config.state)

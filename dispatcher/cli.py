@@ -23,6 +23,7 @@ from dispatcher.cli_ops import (
     cmd_run,
     cmd_sandbox,
     cmd_schema,
+    cmd_state_backup,
     cmd_validate,
 )
 from dispatcher.cli_preview import cmd_preview
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_resend(sub, common)
     _add_quota(sub, common)
     _add_demo(sub, common)
+    _add_state(sub, common)
     _add_init(sub)
     _add_schema(sub)
     _add_doctor(sub, common)
@@ -291,6 +293,16 @@ def _add_demo(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     loader.set_defaults(handler=cmd_demo_load)
 
 
+def _add_state(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("state", help="the state store: back it up")
+    state_sub = p.add_subparsers(dest="state_command", metavar="ACTION", required=True)
+    backup = state_sub.add_parser(
+        "backup", parents=[common], help="copy a SQLite state store to FILE, safely while the daemon runs"
+    )
+    backup.add_argument("file", type=Path, metavar="FILE", help="the new backup file (never overwritten)")
+    backup.set_defaults(handler=cmd_state_backup)
+
+
 def _add_init(sub: Subcommands) -> None:
     p = sub.add_parser("init", help="create a minimal working project: reports.yaml, queries/, .env.example")
     p.add_argument("folder", nargs="?", type=Path, default=Path("."), metavar="DIR",
@@ -314,15 +326,19 @@ def _add_doctor(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 
 def _version() -> str:
-    from dispatcher import __version__
+    from dispatcher import version
 
-    return f"dispatcher {__version__}"
+    return f"dispatcher {version()}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if isinstance(getattr(args, "config", None), Path):
+            from dispatcher.environment import load_dotenv
+
+            load_dotenv(args.config.expanduser().parent)
         return int(args.handler(args))
     except DispatcherError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -87,6 +87,7 @@ def cmd_demo_load(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     from dispatcher.demo import load_demo
+    from dispatcher.source_url import INSTALL_HINT
     from dispatcher.store.db import resolve_sqlite_url
 
     url, end = args.source, args.end
@@ -104,7 +105,7 @@ def cmd_demo_load(args: argparse.Namespace) -> int:
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise DispatcherError(
             f"cannot use that URL: {exc}",
-            hint="PostgreSQL needs dispatcher[postgres], MySQL dispatcher[mysql]",
+            hint=INSTALL_HINT,
         ) from None
     try:
         counts = load_demo(engine, end, replace=args.replace)
@@ -132,3 +133,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from dispatcher.doctor import doctor
 
     return doctor(args.config, as_json=args.json, send_test=args.send_test)
+
+
+def cmd_state_backup(args: argparse.Namespace) -> int:
+    from dispatcher.store.backup import backup
+    from dispatcher.store.db import state_url
+
+    config = load(args)
+    done = backup(state_url(config.base_dir, config.state), args.file)
+    print(
+        f"backed up {done.source} to {done.target}: schema version {done.schema_version}, "
+        f"{plural(done.runs, 'run')}, {done.size:,} bytes"
+    )
+    return 0

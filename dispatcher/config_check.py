@@ -51,6 +51,8 @@ def check_config(
 def _check_config(
     path: Path, env: dict[str, str] | None, warnings: list[Problem] | None
 ) -> tuple[Config | None, list[Problem]]:
+    from dispatcher.config_secrets import masked, misplaced
+
     doc = yamlfile.load(path)
     if doc.problems and doc.data is None:
         return None, doc.problems
@@ -62,8 +64,8 @@ def _check_config(
     for keypath, names in missing.items():
         if keypath[:1] not in (("dingtalk",), ("robots",)):  # needed only to deliver
             doc.problems.append(doc.problem(keypath, _unset_message(names)))
-    from dispatcher.config_secrets import masked, misplaced
-
+    for keypath, messages in interp.errors.items():
+        doc.problems.extend(doc.problem(keypath, message) for message in messages)
     doc.problems += [doc.problem(keypath, message) for keypath, message in misplaced(data, interp.used)]
     checker = _Checker(doc, path, data, missing, os.environ if env is None else env)
     config, problems = checker.run()

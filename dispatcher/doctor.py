@@ -22,6 +22,7 @@ from dispatcher.words import plural
 
 if TYPE_CHECKING:
     from dispatcher.app import App
+    from dispatcher.quota import ReportCost
 
 WARN_SHARE = 0.8  # of monthly_quota
 CONSOLE = "DingTalk developer console (open-dev.dingtalk.com) → 应用开发 → your app"
@@ -75,9 +76,17 @@ def run_checks(path: Path, *, send_test: bool = False) -> list[Check]:
         checks += [Check(n, "SKIP", f"needs {why} to pass") for n in names]
     else:
         checks += list(_dingtalk_checks(config, send_test))
+    checks += _robot_checks(config, send_test, state.status != "FAIL")
     if state.status != "FAIL":
         checks.append(_quota_check(config))
     return checks
+
+
+def _robot_checks(config: Config, send_test: bool, state_ok: bool) -> list[Check]:
+    from dispatcher.doctor_robots import robot_checks
+
+    found = robot_checks(config, send_test=send_test, state_ok=state_ok)
+    return [Check(f.name, f.status, f.detail, f.hint) for f in found]
 
 
 def report_text(checks: list[Check]) -> str:
@@ -132,8 +141,9 @@ def _state_check(config: Config) -> Check:
     from dispatcher.store.db import SCHEMA_VERSION, state_url
     from dispatcher.store.schema import meta_table
 
-    where = make_url(state_url(config.base_dir, config.state)).render_as_string(hide_password=True)
+    where = "the state store"
     try:
+        where = make_url(state_url(config.base_dir, config.state)).render_as_string(hide_password=True)
         with open_store(config) as store:
             assert store is not None
             version = store.schema_version()
@@ -159,7 +169,8 @@ def _credentials_check(config: Config) -> Check:
             "credentials",
             "FAIL",
             exc.message,
-            "set them, e.g. from .env.example; see README 'DingTalk set-up'",
+            "set them in the service's environment, in .env beside reports.yaml (see .env.example), or "
+            "as NAME_FILE naming a file that holds the value; see README 'Environment variables'",
         )
     return Check(
         "credentials", "OK", f"app key {creds.app_key}, agent id {creds.agent_id}; the secret is set"
@@ -263,6 +274,7 @@ def _quota_check(config: Config) -> Check:
         assert store is not None
         f = store_forecast(config, store)
     detail = f"{f.month}: {plural(f.used_total, 'call')} used, {f.forecast:,} forecast by the month's end"
+    detail += _alerts_basis(f.reports)
     if not quota:
         return Check("monthly quota", "OK", detail + " (monthly_quota: 0, unlimited)")
     share = f.forecast / quota
@@ -274,6 +286,18 @@ def _quota_check(config: Config) -> Check:
         )
         return Check("monthly quota", "WARN", detail, hint)
     return Check("monthly quota", "OK", detail)
+
+
+def _alerts_basis(costs: list[ReportCost]) -> str:
+    from dispatcher.quota import ALERTS_COUNTED
+
+    alerts = [c for c in costs if c.basis != "schedule"]
+    if not alerts:
+        return ""
+    estimated = [c.id for c in alerts if c.basis == "estimate"]
+    found = f"{len(alerts) - len(estimated)} from their history"
+    found += f", {len(estimated)} estimated (no history yet: {', '.join(estimated)})" if estimated else ""
+    return f" ({ALERTS_COUNTED}: {found})"
 
 
 def _send_test(app: App) -> Check:

@@ -181,6 +181,7 @@ def next_steps(result: InitResult) -> str:
         "  dispatcher validate",
         "  dispatcher preview daily-sales",
         "  dispatcher run --sandbox        # then open the inbox address it prints",
-        "before going live: fill in .env.example's variables, then `dispatcher doctor`",
+        "before going live: copy .env.example to .env and fill it in (.env beside reports.yaml is read",
+        "  at start; the environment wins), then `dispatcher doctor`",
     ]
     return "\n".join(lines)

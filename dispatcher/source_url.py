@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from dispatcher import install_hint
+
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 86400.0  # query_timeout's range, in seconds
 
@@ -20,9 +22,7 @@ BACKENDS: dict[str, tuple[tuple[str, ...], str | None, str | None]] = {
     "mariadb": (("pymysql",), "pymysql", "mysql"),
 }
 SUPERUSERS = {"postgresql": "postgres", "mysql": "root", "mariadb": "root"}
-INSTALL_HINT = (
-    "PostgreSQL needs pip install 'dispatcher[postgres]', MySQL/MariaDB pip install 'dispatcher[mysql]'"
-)
+INSTALL_HINT = f"PostgreSQL needs {install_hint('postgres')}; MySQL/MariaDB {install_hint('mysql')}"
 EXAMPLES = (
     "e.g. sqlite:///shop.db, postgresql+psycopg://user:password@host:5432/db or mysql+pymysql://user@host/db"
 )
@@ -103,7 +103,7 @@ def with_known_driver(url: Any) -> Any:
 
 def missing_driver_hint(backend: str) -> str:
     extra = BACKENDS.get(backend, ((), None, None))[2]
-    return f"pip install 'dispatcher[{extra}]'" if extra else INSTALL_HINT
+    return install_hint(extra) if extra else INSTALL_HINT
 
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from dispatcher.environment import SecretFileError, lookup
 from dispatcher.errors import Problem
 
 KeyPath = tuple[str, ...]
@@ -240,6 +241,8 @@ class Interpolated:
     # Every variable each key path names, set or not: where a credential's variable may go is
     # checked by name (`config_secrets`), so a default or an unset variable does not hide it.
     used: dict[KeyPath, list[str]] = field(default_factory=dict)
+    # `NAME_FILE` that cannot be used (both set, or unreadable): a problem wherever it is
+    errors: dict[KeyPath, list[str]] = field(default_factory=dict)
 
 
 def interpolate(data: Any, env: Mapping[str, str] | None = None) -> Interpolated:
@@ -247,6 +250,7 @@ def interpolate(data: Any, env: Mapping[str, str] | None = None) -> Interpolated
 
     Unset variables become "" and are collected by key path rather than raised, because whether
     that is an error depends on where they are (delivery credentials are only needed to deliver).
+    `VAR_FILE` stands in for an unset `VAR` (dispatcher.environment.lookup).
     """
     env = os.environ if env is None else env
     result = Interpolated(value=None)
@@ -265,6 +269,7 @@ def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], result: Interpo
         return data
     unset: list[str] = []
     used: list[str] = []
+    errors: list[str] = []
 
     def sub(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
@@ -274,7 +279,11 @@ def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], result: Interpo
             unset.append(f"${{{match.group(1)}}} (not a valid variable name)")
             return ""
         used.append(name)
-        value = env.get(name)
+        try:
+            value = lookup(name, env)
+        except SecretFileError as exc:
+            errors.append(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+            return ""
         if value:
             return value
         if sep:
@@ -288,4 +297,6 @@ def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], result: Interpo
         result.missing[keypath] = unset
     if used:
         result.used[keypath] = used
+    if errors:
+        result.errors[keypath] = errors
     return text

@@ -79,8 +79,8 @@ except QueryError as exc:
 @pytest.mark.parametrize(
     "module,url,extra",
     [
-        ("psycopg", "postgresql+psycopg://u@127.0.0.1:1/x", "dispatcher[postgres]"),
-        ("pymysql", "mysql+pymysql://u@127.0.0.1:1/x", "dispatcher[mysql]"),
+        ("psycopg", "postgresql+psycopg://u@127.0.0.1:1/x", "dingtalk-report-dispatcher[postgres]"),
+        ("pymysql", "mysql+pymysql://u@127.0.0.1:1/x", "dingtalk-report-dispatcher[mysql]"),
     ],
 )
 def test_a_missing_driver_names_the_extra_to_install(module, url, extra):

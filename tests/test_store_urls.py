@@ -26,10 +26,10 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.parametrize(
     "module,url,extra",
     [
-        ("psycopg", "postgresql+psycopg://u:secretpw@127.0.0.1:1/x", "dispatcher[postgres]"),
-        ("psycopg", "postgresql://u:secretpw@127.0.0.1:1/x", "dispatcher[postgres]"),
-        ("pymysql", "mysql+pymysql://u:secretpw@127.0.0.1:1/x", "dispatcher[mysql]"),
-        ("pymysql", "mariadb://u:secretpw@127.0.0.1:1/x", "dispatcher[mysql]"),
+        ("psycopg", "postgresql+psycopg://u:secretpw@127.0.0.1:1/x", "dingtalk-report-dispatcher[postgres]"),
+        ("psycopg", "postgresql://u:secretpw@127.0.0.1:1/x", "dingtalk-report-dispatcher[postgres]"),
+        ("pymysql", "mysql+pymysql://u:secretpw@127.0.0.1:1/x", "dingtalk-report-dispatcher[mysql]"),
+        ("pymysql", "mariadb://u:secretpw@127.0.0.1:1/x", "dingtalk-report-dispatcher[mysql]"),
     ],
 )
 def test_a_state_url_without_its_driver_names_the_extra_to_install(

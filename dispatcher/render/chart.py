@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dispatcher import DISTRIBUTION
 from dispatcher.errors import RenderError
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ def font_path() -> Path:
             return path
     raise RenderError(
         "the CJK chart font is missing (package mplfonts)",
-        hint="reinstall dispatcher: pip install -e . installs it",
+        hint=f"reinstall dispatcher, which installs it: pip install --force-reinstall {DISTRIBUTION} "
+        "(in a checkout: pip install -e .)",
     )
 
 

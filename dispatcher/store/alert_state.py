@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dispatcher import clock
@@ -35,6 +35,14 @@ class AlertState:
     runs: int
     last_notified: datetime | None
     last_fire_time: datetime | None
+
+
+@dataclass
+class EventCounts:
+    """An alert's recent decisions: event -> how many, and the earliest fire time among them."""
+
+    counts: dict[str, int]
+    first: datetime
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,22 @@ class AlertStates:
                     since = old.since if event == "recovered" else new.since
                     return Decision(event, since, old.runs if event == "recovered" else new.runs, True)
         raise StateError(f"alert {report_id!r}: the state kept changing under this decision; try again")
+
+    def recent(self, since: datetime) -> dict[str, EventCounts]:
+        """Per report, how many of each decision since `since`, and the first one's fire time."""
+        c = alert_events.c
+        query = (
+            select(c.report_id, c.event, func.count(), func.min(c.fire_time))
+            .where(c.fire_time >= utc(since))
+            .group_by(c.report_id, c.event)
+        )
+        found: dict[str, EventCounts] = {}
+        with self._store.connect() as conn:
+            for report_id, event, count, first in conn.execute(query):
+                entry = found.setdefault(report_id, EventCounts({}, first))
+                entry.counts[event] = int(count)
+                entry.first = min(entry.first, first)
+        return found
 
     def events(self, report_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Decisions, newest fire time first."""

@@ -19,6 +19,7 @@ from sqlalchemy import Column, Connection, Engine, Table, create_engine, insert,
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
+from dispatcher.environment import lookup
 from dispatcher.errors import StateError
 from dispatcher.source_url import missing_driver_hint, state_url_problem, with_known_driver
 from dispatcher.store.schema import ADDED_COLUMNS, SCHEMA_VERSION, meta_table, metadata
@@ -31,8 +32,8 @@ _SCHEMA_LOCK_KEY = 0x64697370  # "disp": the advisory lock racing PostgreSQL mig
 
 
 def state_url(config_dir: Path, configured: str | None = None) -> str:
-    """DISPATCHER_STATE_URL wins, then the config's `state:`, then SQLite beside the config."""
-    env = os.environ.get("DISPATCHER_STATE_URL")
+    """DISPATCHER_STATE_URL (or its _FILE) wins, then the config's `state:`, then SQLite beside the config."""
+    env = lookup("DISPATCHER_STATE_URL")
     url = env or configured
     if url:
         _check_url(url, "DISPATCHER_STATE_URL" if env else "the config's state: key")

@@ -39,6 +39,7 @@ class DaemonOptions:
     sandbox: bool = False
     sandbox_port: int = 8765
     health_port: int | None = None
+    health_host: str = "127.0.0.1"
     log_format: str = "text"
 
 
@@ -152,7 +153,8 @@ def serve(options: DaemonOptions) -> int:
         daemon = Daemon(app, options.config_path, health)
         stack.callback(daemon.shutdown)
         if options.health_port is not None:
-            server = HealthServer(health, app.metrics, port=options.health_port).start()
+            host, port = options.health_host, options.health_port
+            server = HealthServer(health, app.metrics, host=host, port=port).start()
             stack.callback(server.stop)
             logs.event("health.listening", url=server.url)
         daemon.install_signals()

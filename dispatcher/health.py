@@ -1,4 +1,7 @@
-"""The daemon's health endpoint and Prometheus metrics, served on loopback for systemd and a scraper.
+"""The daemon's health endpoint and Prometheus metrics, for systemd, probes and a scraper.
+
+They listen on 127.0.0.1 unless `--health-host` says otherwise: the endpoint has no authentication,
+so only a container or a pod, whose network is the boundary, should bind 0.0.0.0.
 
 `GET /healthz` answers 200 only while the scheduler runs, has ticked recently and reports no problem
 (state store unusable, due runs waiting too long for a worker); `GET /metrics`
@@ -7,7 +10,6 @@ exposes a registry of this daemon's own, so several daemons (or tests) in one pr
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import socket
@@ -200,21 +202,6 @@ def _iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-def check_loopback(host: str) -> None:
-    """Refuse anything but loopback: the endpoint has no auth, so operators put a proxy in front."""
-    if host == "localhost":
-        return
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return
-    except ValueError:
-        pass
-    raise DispatcherError(
-        f"the health endpoint binds to loopback only, not {host!r}",
-        hint="use 127.0.0.1, localhost or ::1 and put a reverse proxy in front for remote scrapers",
-    )
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -267,7 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class HealthServer:
-    """`/healthz` and `/metrics` on loopback, served from a daemon thread.
+    """`/healthz` and `/metrics` on `host` (loopback unless told otherwise), served from a daemon thread.
 
     The socket is bound on construction, so `url` is known at once (port 0 picks a free port) and a
     port already in use fails when the daemon starts, not later.
@@ -282,13 +269,13 @@ class HealthServer:
         port: int = 0,
         stale_after: float = 120.0,
     ) -> None:
-        check_loopback(host)
         try:
             self._server = _Server((host, port), state, metrics, stale_after)
         except OSError as exc:
             raise DispatcherError(
                 f"cannot serve the health endpoint on {host}:{port}: {exc.strerror or exc}",
-                hint="pick another --health-port, or stop whatever already listens there",
+                hint="pick another --health-port, or stop whatever already listens there; "
+                "--health-host must be an address of this machine (127.0.0.1, or 0.0.0.0 for all)",
             ) from None
         bound_host = str(self._server.server_address[0])
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host

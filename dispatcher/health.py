@@ -10,6 +10,7 @@ exposes a registry of this daemon's own, so several daemons (or tests) in one pr
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import socket
@@ -26,6 +27,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
@@ -40,6 +42,9 @@ log = logging.getLogger("dispatcher.health")
 RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 # One DingTalk call: usually well under a second; the slow tail is timeouts and retries' waits.
 API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Fire time to ledger claim: ~0.1 s on time (bench/RESULTS.md), up to hours for a caught-up fire time.
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+RECEIPT_STATUSES = ("read", "unread", "failed", "invalid", "forbidden")
 
 
 class Metrics:
@@ -77,6 +82,19 @@ class Metrics:
         # Both results exist from the start so `increase()` sees the first rejection, not a new series.
         for result in ("ok", "rejected"):
             self._reloads.labels(result=result)
+        build = Info("dispatcher_build", "The running dispatcher.", registry=reg)
+        build.info({"version": distribution_version()})
+        self._store_up = Gauge(
+            "dispatcher_state_store_up", "1 while the state store passes its health check.", registry=reg
+        )
+        self._store_up.set(1)  # the app opened it (or it would not have started); checks update it
+        self._claim_lag = Histogram(
+            "dispatcher_claim_lag_seconds",
+            "From a run's fire time to its claim in the ledger.",
+            buckets=LAG_BUCKETS,
+            registry=reg,
+        )
+        self._receipts = counter("dispatcher_receipts", "Recipients by receipt status.", "report", "status")
 
     def _counter(self, name: str, doc: str, *labels: str) -> Counter:
         # prometheus_client appends `_total` when exposing: `dispatcher_runs` is `dispatcher_runs_total`.
@@ -105,6 +123,18 @@ class Metrics:
         read from the state store at scrape time (an `apicalls.ApiCounter`)."""
         self.registry.register(_ApiMonthCollector(counter))
 
+    def receipts(self, report_id: str, counts: dict[str, int]) -> None:
+        """A run's receipt tallies (DeliveryResult.counts()); every status, so zeros are series too."""
+        if counts:
+            for status in RECEIPT_STATUSES:
+                self._receipts.labels(report=report_id, status=status).inc(counts.get(status, 0))
+
+    def claimed(self, lag_seconds: float) -> None:
+        self._claim_lag.observe(max(0.0, lag_seconds))
+
+    def state_store(self, up: bool) -> None:
+        self._store_up.set(1 if up else 0)
+
     def alert_sent(self, report_id: str) -> None:
         self._alerts.labels(report=report_id).inc()
 
@@ -123,6 +153,8 @@ class _ApiMonthCollector(Collector):
         self._counter = counter
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        quota = "dingtalk.monthly_quota: calls allowed a month (0: no limit)."
+        yield GaugeMetricFamily("dispatcher_api_quota_month", quota, self._counter.quota)
         family = GaugeMetricFamily(
             "dispatcher_api_calls_month",
             "DingTalk calls counted against the monthly quota this calendar month, all replicas.",
@@ -136,6 +168,22 @@ class _ApiMonthCollector(Collector):
         for endpoint, calls in sorted(used.items()):
             family.add_metric([endpoint], calls)
         yield family
+
+
+@functools.cache
+def distribution_version(package: str = "dispatcher") -> str:
+    """The version pip recorded for the distribution that installed `package`, whatever its name;
+    the package's own `__version__` when nothing installed it (a bare checkout on sys.path)."""
+    from importlib import metadata
+
+    from dispatcher import __version__
+
+    for dist in metadata.packages_distributions().get(package, []):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return __version__
 
 
 @dataclass

@@ -108,6 +108,7 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         outcome, counts = _to_people(svc, report, run, prepared, wait)
     outcome = _to_robots(svc, report, run, prepared, outcome) if report.robots else outcome
     assert outcome is not None  # validate requires to, split_by or robots
+    svc.metrics.receipts(report.id, counts)
     if outcome.state == "partial":
         return partial(svc, report, run, outcome, rows=prepared.result.rows, msg_bytes=rendered.msg_bytes)
     svc.ledger.finish(

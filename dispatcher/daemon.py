@@ -92,9 +92,10 @@ class Daemon:
         logs.event("config.reloaded", added=added, removed=removed, changed=changed)
 
     def _set_report_count(self) -> None:
-        count = len(enabled(self.app.config))
-        self.health.reports = count
-        self.app.metrics.set_reports(count)
+        scheduled = enabled(self.app.config)
+        self.health.reports = len(scheduled)
+        self.app.metrics.set_reports(len(scheduled))
+        self.app.metrics.known_reports(scheduled)
 
     def shutdown(self) -> None:
         self.health.running = False

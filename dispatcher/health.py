@@ -15,7 +15,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,6 +143,13 @@ class Metrics:
 
     def set_reports(self, n: int) -> None:
         self._reports.set(n)
+
+    def known_reports(self, report_ids: Iterable[str]) -> None:
+        """Start each report's outcome series at 0: `increase()` misses a series' first sample, so
+        without this the first failure of a report would never show in a rate or an alert."""
+        for report_id in report_ids:
+            for state in ("sent", "failed", "partial"):
+                self._runs.labels(report=report_id, state=state)
 
     def tick(self, when: float) -> None:
         self._last_tick.set(when)

@@ -44,6 +44,14 @@ def test_build_info_carries_the_installed_distributions_version() -> None:
     assert value(found, "dispatcher_build_info", version=installed_version()) == 1
 
 
+def test_scheduled_reports_start_with_zero_failed_and_partial_runs() -> None:
+    metrics = Metrics()
+    metrics.known_reports(["daily"])
+    found = samples(generate_latest(metrics.registry).decode())
+    for state in ("sent", "failed", "partial"):
+        assert value(found, "dispatcher_runs_total", report="daily", state=state) == 0
+
+
 def test_a_package_no_distribution_installed_falls_back_to_its_own_version() -> None:
     assert distribution_version("dispatcher_is_not_installed_under_this_name") == __version__
 
@@ -68,6 +76,8 @@ def test_the_daemon_exports_what_the_alerts_and_the_dashboard_read(
     found = wait_until(scraped, "sent, partial and failed runs, a refused robot and receipts", timeout=90)
     assert value(found, "dispatcher_build_info", version=installed_version()) == 1
     assert value(found, "dispatcher_state_store_up") == 1
+    # a scheduled report's failure series exist before its first failure: increase() sees that one
+    assert value(found, "dispatcher_runs_total", report="tick", state="failed") == 0
     assert (value(found, "dispatcher_claim_lag_seconds_count") or 0) >= 3
     assert value(found, "dispatcher_api_quota_month") == QUOTA
     assert (value(found, "dispatcher_api_calls_month", endpoint="asyncsend_v2") or 0) >= 1

@@ -208,7 +208,8 @@ def test_the_image_keeps_its_ledger_in_postgresql_as_compose_runs_it(
     image: str, tmp_path: Path, containers: list[str]
 ) -> None:
     """compose.yaml's shape: DISPATCHER_STATE_URL names PostgreSQL (here the host's, reached through
-    slirp4netns's gateway to the host's loopback, 10.0.2.2)."""
+    slirp4netns's gateway to the host's loopback, 10.0.2.2), on a read-only root filesystem with a
+    writable /tmp, as deploy/kubernetes/ runs it."""
     config = readable_project(tmp_path / "reports")
     declared = json.loads(podman("image", "inspect", image).stdout)[0]["Config"]
     with private_postgres() as url:
@@ -216,7 +217,7 @@ def test_the_image_keeps_its_ledger_in_postgresql_as_compose_runs_it(
         name = f"dispatcher-test-{uuid.uuid4().hex[:8]}"
         containers.append(name)
         network = "slirp4netns:allow_host_loopback=true"
-        podman("run", "--detach", "--name", name, *ULIMITS, "--network", network,
+        podman("run", "--detach", "--name", name, *ULIMITS, "--network", network, "--read-only",
                "-e", f"DISPATCHER_STATE_URL={inside}", "-v", f"{config.parent}:/srv/reports:ro",
                image, *declared["Cmd"], "--sandbox")  # fmt: skip
         engine = sa.create_engine(url)

@@ -12,15 +12,26 @@
 # builds on a debootstrap'ed Debian bookworm, since no image registry is reachable there).
 ARG BASE=python:3.11-slim
 
+# .dockerignore lets in only the package, pyproject.toml, README.md, LICENSE and wheels/; wheels/
+# exists from here on whether or not the build context had one.
+FROM ${BASE} AS context
+COPY . /src
+RUN mkdir -p /src/wheels
+
 FROM ${BASE} AS build
 # Set (to 1) for an offline build from ./wheels; pip reads it from the environment.
 ARG PIP_NO_INDEX
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-# .dockerignore lets in only the package, pyproject.toml, README.md, LICENSE and wheels/.
-COPY . /src
+# The dependencies first, in a layer of their own, so that a change to the code alone reuses it.
+COPY --from=context /src/wheels /src/wheels
+COPY --from=context /src/pyproject.toml /src/pyproject.toml
 RUN python3 -m venv /opt/dispatcher \
-    && mkdir -p /src/wheels \
-    && /opt/dispatcher/bin/pip install --find-links /src/wheels "/src[postgres,mysql]" \
+    && python3 -c 'import tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; \
+print("\n".join(p["dependencies"] + p["optional-dependencies"]["postgres"] + p["optional-dependencies"]["mysql"]))' \
+        > /src/requirements.txt \
+    && /opt/dispatcher/bin/pip install --find-links /src/wheels -r /src/requirements.txt
+COPY --from=context /src /src
+RUN /opt/dispatcher/bin/pip install --no-deps --find-links /src/wheels /src \
     && /opt/dispatcher/bin/dispatcher --version
 
 FROM ${BASE}

@@ -111,11 +111,13 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> str:
     base = subprocess.run([str(REPO / ".ci" / "container-base")], capture_output=True, text=True, timeout=900)
     assert base.returncode == 0, base.stderr
     context = build_context(tmp_path_factory.mktemp("image") / "context")
+    before = podman("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False).stdout.strip()
     podman("build", *ULIMITS, "--network", "none", "--format", "docker", "--label", LABEL,
            "--build-arg", f"BASE={base.stdout.strip()}", "--build-arg", "PIP_NO_INDEX=1",
            "-t", IMAGE, str(context), timeout=1800)  # fmt: skip
-    # The images this replaced, build stages included; the cache of the current one stays.
-    podman("image", "prune", "--force", "--filter", f"label={LABEL}", check=False)
+    # The image this one replaced; the build stages stay, as the cache of the next build.
+    if before and before != podman("image", "inspect", "--format", "{{.Id}}", IMAGE).stdout.strip():
+        podman("rmi", before, check=False)
     return IMAGE
 
 

@@ -27,10 +27,9 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    Info,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from dispatcher import clock
@@ -82,8 +81,7 @@ class Metrics:
         # Both results exist from the start so `increase()` sees the first rejection, not a new series.
         for result in ("ok", "rejected"):
             self._reloads.labels(result=result)
-        build = Info("dispatcher_build", "The running dispatcher.", registry=reg)
-        build.info({"version": distribution_version()})
+        reg.register(_BuildInfoCollector())
         self._store_up = Gauge(
             "dispatcher_state_store_up", "1 while the state store passes its health check.", registry=reg
         )
@@ -153,6 +151,15 @@ class Metrics:
 
     def tick(self, when: float) -> None:
         self._last_tick.set(when)
+
+
+class _BuildInfoCollector(Collector):
+    """`dispatcher_build_info{version}`, looked up at the first scrape: reading every installed
+    distribution's metadata takes a few hundred ms, which no command that never serves /metrics pays."""
+
+    def collect(self) -> Iterator[InfoMetricFamily]:
+        version = {"version": distribution_version()}
+        yield InfoMetricFamily("dispatcher_build", "The running dispatcher.", value=version)
 
 
 class _ApiMonthCollector(Collector):

@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tomllib
 import uuid
 from collections.abc import Iterator
@@ -78,7 +79,7 @@ def wheels() -> Path:
     part = CACHE / f"wheels-{uuid.uuid4().hex}.part"
     build = tomllib.loads(pyproject.decode())["build-system"]["requires"]
     subprocess.run(
-        [str(REPO / ".venv" / "bin" / "pip"), "wheel", "--quiet", "--wheel-dir", str(part),
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(part),
          f"{REPO}[postgres,mysql]", *build],
         check=True, capture_output=True, timeout=1200,
     )  # fmt: skip

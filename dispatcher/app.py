@@ -105,7 +105,7 @@ def open_app(
         registry.share_pacing(PaceWindows(store))  # DingTalk's limits count per app, not per replica
         client, counter = _client(config, stack, store, box, creds, metrics, registry)
         sources = build_sources(config)
-        robots = _robots(config, stack, store, box, registry, counter)
+        robots = _robots(config, stack, store, box, registry, counter, metrics)
         app = App(config, store, Ledger(store), client, sources, metrics, registry,
                   owner or default_owner(), box, counter, robots)  # fmt: skip
         stack.callback(lambda: app.sources.dispose())
@@ -160,6 +160,7 @@ def _robots(
     box: Sandbox | None,
     registry: Registry,
     counter: ApiCounter | None,
+    metrics: Metrics,
 ) -> RobotSender | None:
     """The group robots; a sandbox app registers each with the sandbox and sends them there."""
     if not config.robots:
@@ -173,9 +174,9 @@ def _robots(
     if box is not None:
         for robot in robots.values():
             box.add_robot(robot.name, access_token(robot.webhook), robot.secret, robot.keyword)
+    on_call = counter.hook(metrics.api_call) if counter is not None else metrics.api_call
     client = RobotClient(RobotPacer(RobotSends(store)), secrets=registry.secrets,
-                         base_url=box.url if box is not None else None,
-                         on_call=counter.hook(None) if counter is not None else None)  # fmt: skip
+                         base_url=box.url if box is not None else None, on_call=on_call)  # fmt: skip
     stack.callback(client.close)
     for robot in robots.values():
         client.remember(robot)

@@ -218,7 +218,13 @@ def _add_run(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         "--health-port",
         type=int,
         metavar="PORT",
-        help="serve GET /healthz and GET /metrics on 127.0.0.1:PORT",
+        help="serve GET /healthz and GET /metrics on PORT",
+    )
+    p.add_argument(
+        "--health-host",
+        metavar="HOST",
+        help="the address --health-port listens on (default: $DISPATCHER_HEALTH_HOST, else 127.0.0.1; "
+        "0.0.0.0 in a container or pod)",
     )
     p.add_argument(
         "--log-format",

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from dispatcher.cli_common import instant, load
@@ -65,9 +66,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         sandbox=args.sandbox,
         sandbox_port=args.sandbox_port,
         health_port=args.health_port,
+        health_host=health_host(args, os.environ),
         log_format=args.log_format,
     )
     return run_daemon(options)
+
+
+def health_host(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """`--health-host`, else DISPATCHER_HEALTH_HOST, else loopback: the endpoint has no authentication."""
+    return args.health_host or environ.get("DISPATCHER_HEALTH_HOST", "").strip() or "127.0.0.1"
 
 
 def cmd_quota(args: argparse.Namespace) -> int:

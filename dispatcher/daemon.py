@@ -39,6 +39,7 @@ class DaemonOptions:
     sandbox: bool = False
     sandbox_port: int = 8765
     health_port: int | None = None
+    health_host: str = "127.0.0.1"
     log_format: str = "text"
 
 
@@ -91,9 +92,10 @@ class Daemon:
         logs.event("config.reloaded", added=added, removed=removed, changed=changed)
 
     def _set_report_count(self) -> None:
-        count = len(enabled(self.app.config))
-        self.health.reports = count
-        self.app.metrics.set_reports(count)
+        scheduled = enabled(self.app.config)
+        self.health.reports = len(scheduled)
+        self.app.metrics.set_reports(len(scheduled))
+        self.app.metrics.known_reports(scheduled)
 
     def shutdown(self) -> None:
         self.health.running = False
@@ -152,7 +154,8 @@ def serve(options: DaemonOptions) -> int:
         daemon = Daemon(app, options.config_path, health)
         stack.callback(daemon.shutdown)
         if options.health_port is not None:
-            server = HealthServer(health, app.metrics, port=options.health_port).start()
+            host, port = options.health_host, options.health_port
+            server = HealthServer(health, app.metrics, host=host, port=port).start()
             stack.callback(server.stop)
             logs.event("health.listening", url=server.url)
         daemon.install_signals()

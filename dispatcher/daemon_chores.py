@@ -74,6 +74,7 @@ class Chores:
         except Exception as exc:  # a check that cannot even run says the same
             problem = f"cannot check the state store: {type(exc).__name__}: {exc}"
         previous = self.runs.store_problem
+        self.app.metrics.state_store(problem is None)
         if problem != previous:
             if problem is None:
                 logs.event("state.recovered", previous=previous, action="claiming again")

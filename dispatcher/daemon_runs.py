@@ -164,6 +164,8 @@ class Runs:
             self._record_missed(report, plan.missed)
             wanted += [(rid, fire) for fire in plan.run]
         won = svc.ledger.claim_many(wanted, svc.owner)
+        for run in won:
+            svc.metrics.claimed((now - run.fire_time).total_seconds())
         with self._guard:
             self._queued.update(run.id for run in won)
         claimed: dict[str, tuple[Report, list[Run]]] = {}

@@ -47,6 +47,8 @@ VARIABLES: tuple[Variable, ...] = (
              "(default `https://oapi.dingtalk.com`; the sandbox's address in tests)."),
     Variable("DISPATCHER_ROBOT_ALLOWED_HOSTS", "Hosts besides DingTalk's a robot webhook may use (a "
              "company proxy): `host`, `host:port` or `http(s)://host[:port]`, separated by commas."),
+    Variable("DISPATCHER_HEALTH_HOST", "The address `/healthz` and `/metrics` listen on when `run` has no "
+             "`--health-host` (default 127.0.0.1; 0.0.0.0 in a container or a pod)."),
     Variable("DISPATCHER_DEBUG", "Set to anything: an unexpected internal error shows its traceback."),
     Variable("DISPATCHER_SANDBOX_<OPTION>", "A sandbox option without a flag (`DISPATCHER_SANDBOX_LATENCY"
              "=0.05`; lists and mappings as JSON), for `sandbox`, `send --sandbox` and `run --sandbox`."),

@@ -1,4 +1,7 @@
-"""The daemon's health endpoint and Prometheus metrics, served on loopback for systemd and a scraper.
+"""The daemon's health endpoint and Prometheus metrics, for systemd, probes and a scraper.
+
+They listen on 127.0.0.1 unless `--health-host` says otherwise: the endpoint has no authentication,
+so only a container or a pod, whose network is the boundary, should bind 0.0.0.0.
 
 `GET /healthz` answers 200 only while the scheduler runs, has ticked recently and reports no problem
 (state store unusable, due runs waiting too long for a worker); `GET /metrics`
@@ -7,12 +10,12 @@ exposes a registry of this daemon's own, so several daemons (or tests) in one pr
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -26,7 +29,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from dispatcher import clock
@@ -41,6 +44,9 @@ RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300
 API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # A probe or a scraper sends its request at once; a connection silent for longer is dropped.
 CONNECTION_TIMEOUT = 10.0
+# Fire time to ledger claim: ~0.1 s on time (bench/RESULTS.md), up to hours for a caught-up fire time.
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+RECEIPT_STATUSES = ("read", "unread", "failed", "invalid", "forbidden")
 
 
 class Metrics:
@@ -78,6 +84,18 @@ class Metrics:
         # Both results exist from the start so `increase()` sees the first rejection, not a new series.
         for result in ("ok", "rejected"):
             self._reloads.labels(result=result)
+        reg.register(_BuildInfoCollector())
+        self._store_up = Gauge(
+            "dispatcher_state_store_up", "1 while the state store passes its health check.", registry=reg
+        )
+        self._store_up.set(1)  # the app opened it (or it would not have started); checks update it
+        self._claim_lag = Histogram(
+            "dispatcher_claim_lag_seconds",
+            "From a run's fire time to its claim in the ledger.",
+            buckets=LAG_BUCKETS,
+            registry=reg,
+        )
+        self._receipts = counter("dispatcher_receipts", "Recipients by receipt status.", "report", "status")
 
     def _counter(self, name: str, doc: str, *labels: str) -> Counter:
         # prometheus_client appends `_total` when exposing: `dispatcher_runs` is `dispatcher_runs_total`.
@@ -106,6 +124,18 @@ class Metrics:
         read from the state store at scrape time (an `apicalls.ApiCounter`)."""
         self.registry.register(_ApiMonthCollector(counter))
 
+    def receipts(self, report_id: str, counts: dict[str, int]) -> None:
+        """A run's receipt tallies (DeliveryResult.counts()); every status, so zeros are series too."""
+        if counts:
+            for status in RECEIPT_STATUSES:
+                self._receipts.labels(report=report_id, status=status).inc(counts.get(status, 0))
+
+    def claimed(self, lag_seconds: float) -> None:
+        self._claim_lag.observe(max(0.0, lag_seconds))
+
+    def state_store(self, up: bool) -> None:
+        self._store_up.set(1 if up else 0)
+
     def alert_sent(self, report_id: str) -> None:
         self._alerts.labels(report=report_id).inc()
 
@@ -115,8 +145,26 @@ class Metrics:
     def set_reports(self, n: int) -> None:
         self._reports.set(n)
 
+    def known_reports(self, report_ids: Iterable[str]) -> None:
+        """Start each report's outcome series at 0: `increase()` misses a series' first sample, so
+        without this the first failure of a report would never show in a rate or an alert."""
+        for report_id in report_ids:
+            for state in ("sent", "failed", "partial"):
+                self._runs.labels(report=report_id, state=state)
+
     def tick(self, when: float) -> None:
         self._last_tick.set(when)
+
+
+class _BuildInfoCollector(Collector):
+    """`dispatcher_build_info{version}`, looked up at the first scrape, so that no command that never
+    serves /metrics reads package metadata; the same version `-V` and the wheel show."""
+
+    def collect(self) -> Iterator[InfoMetricFamily]:
+        from dispatcher import version as installed
+
+        version = {"version": installed()}
+        yield InfoMetricFamily("dispatcher_build", "The running dispatcher.", value=version)
 
 
 class _ApiMonthCollector(Collector):
@@ -124,6 +172,8 @@ class _ApiMonthCollector(Collector):
         self._counter = counter
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        quota = "dingtalk.monthly_quota: calls allowed a month (0: no limit)."
+        yield GaugeMetricFamily("dispatcher_api_quota_month", quota, self._counter.quota)
         family = GaugeMetricFamily(
             "dispatcher_api_calls_month",
             "DingTalk calls counted against the monthly quota this calendar month, all replicas.",
@@ -139,6 +189,7 @@ class _ApiMonthCollector(Collector):
         yield family
 
 
+@functools.cache
 @dataclass
 class HealthState:
     """What the daemon knows about its own liveness. Times are Unix seconds; the daemon updates it."""
@@ -203,21 +254,6 @@ def _iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-def check_loopback(host: str) -> None:
-    """Refuse anything but loopback: the endpoint has no auth, so operators put a proxy in front."""
-    if host == "localhost":
-        return
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return
-    except ValueError:
-        pass
-    raise DispatcherError(
-        f"the health endpoint binds to loopback only, not {host!r}",
-        hint="use 127.0.0.1, localhost or ::1 and put a reverse proxy in front for remote scrapers",
-    )
-
-
 class _Server(BoundedHTTPServer):
     def __init__(
         self, addr: tuple[str, int], state: HealthState, metrics: Metrics, stale_after: float
@@ -268,7 +304,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class HealthServer:
-    """`/healthz` and `/metrics` on loopback, served from a daemon thread.
+    """`/healthz` and `/metrics` on `host` (loopback unless told otherwise), served from a daemon thread.
 
     The socket is bound on construction, so `url` is known at once (port 0 picks a free port) and a
     port already in use fails when the daemon starts, not later.
@@ -283,13 +319,13 @@ class HealthServer:
         port: int = 0,
         stale_after: float = 120.0,
     ) -> None:
-        check_loopback(host)
         try:
             self._server = _Server((host, port), state, metrics, stale_after)
         except OSError as exc:
             raise DispatcherError(
                 f"cannot serve the health endpoint on {host}:{port}: {exc.strerror or exc}",
-                hint="pick another --health-port, or stop whatever already listens there",
+                hint="pick another --health-port, or stop whatever already listens there; "
+                "--health-host must be an address of this machine (127.0.0.1, or 0.0.0.0 for all)",
             ) from None
         bound_host = str(self._server.server_address[0])
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host

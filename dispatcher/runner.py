@@ -110,6 +110,7 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
     outcome = _to_robots(svc, report, run, prepared, outcome) if report.robots else outcome
     assert outcome is not None  # validate requires to, split_by or robots
     outcome = _with_data_notes(outcome, prepared)
+    svc.metrics.receipts(report.id, counts)
     if outcome.state == "partial":
         return partial(svc, report, run, outcome, rows=prepared.result.rows, msg_bytes=rendered.msg_bytes)
     svc.ledger.finish(

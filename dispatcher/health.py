@@ -10,7 +10,6 @@ exposes a registry of this daemon's own, so several daemons (or tests) in one pr
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import socket
@@ -189,7 +188,6 @@ class _ApiMonthCollector(Collector):
         yield family
 
 
-@functools.cache
 @dataclass
 class HealthState:
     """What the daemon knows about its own liveness. Times are Unix seconds; the daemon updates it."""

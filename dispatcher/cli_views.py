@@ -55,13 +55,17 @@ def as_recipient(prepared: Prepared, value: str) -> Prepared:
     return replace(prepared, rendered=found.rendered, slicing=None)
 
 
+# The store's "cleared" (ok before, ok now) reads to a user as if something had been firing.
+_EVENT_WORDS = {"cleared": "ok"}
+
+
 def alert_events(store: Any, runs: list[Run]) -> dict[tuple[str, datetime], str]:
     """(report, fire time) -> the alert's transition at that fire time (fired, recovered, ...)."""
     from dispatcher.store.alert_state import AlertStates
 
     ids = {r.report_id for r in runs}
     found = [e for rid in ids for e in AlertStates(store).events(rid, limit=len(runs) + 50)]
-    return {(e["report_id"], e["fire_time"]): e["event"] for e in found}
+    return {(e["report_id"], e["fire_time"]): _EVENT_WORDS.get(e["event"], e["event"]) for e in found}
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from dispatcher.errors import DispatcherError
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
-    from dispatcher.config import Config
+    from dispatcher.config import Config, Report
     from dispatcher.prepare import Prepared
     from dispatcher.schedule import Schedule
     from dispatcher.store.db import StateStore
@@ -77,11 +78,24 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    if args.next is not None and args.report_id is None:
+        print("usage error: --next N needs a REPORT_ID: dispatcher list REPORT_ID --next N", file=sys.stderr)
+        return 2
     config = load(args)
     at = instant(config, args.at)
+    if args.report_id is not None:
+        config = config.model_copy(update={"reports": {args.report_id: config.report(args.report_id)}})
+        if args.next is not None and not args.json:
+            return _print_next(config, config.report(args.report_id), at, args.next)
     last = _last_runs(config)
     alerts = alert_states(config, at)
     rows = _list_rows(config, at, last, alerts, as_json=args.json)
+    if args.json and args.next is not None:
+        from dispatcher.schedule.describe import next_fire_times
+
+        report = config.report(args.report_id)
+        fires = next_fire_times(report.parsed_schedule(), at, config.report_zone(report), args.next)
+        rows[0]["next_fire_times"] = [f.isoformat() for f in fires]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
     else:
@@ -93,6 +107,14 @@ def _list(args: argparse.Namespace) -> int:
         _print_table(
             rows, ["id", "schedule", "timezone", "next_fire_time", "last_state", *alert_column, "title"]
         )
+    return 0
+
+
+def _print_next(config: Config, report: Report, at: datetime, count: int) -> int:
+    from dispatcher.cli_schedule import print_schedule
+
+    print(f"{report.id}  {report.title}")
+    print_schedule(report.parsed_schedule(), config.report_zone(report), at, count)
     return 0
 
 

@@ -71,7 +71,7 @@ def test_cron_words_name_the_days_hours_and_minutes(expression, words, capsys):
     [
         (["cron", "0 9 * *"], "is not a 5-field cron expression"),
         (["cron", "0 25 * * *"], "hour field '25' is out of range 0-23"),
-        (["cron", "0 9 * * 1", "--tz", "Asia/Shanghia"], "Asia/Shanghai"),
+        (["cron", "0 9 * * 1", "--tz", "Asia/Shanghia"], "did you mean 'Asia/Shanghai'?"),
     ],
 )
 def test_a_bad_expression_or_zone_is_a_clear_error_with_exit_1(argv, message):

@@ -60,6 +60,47 @@ def as_recipient(prepared: Prepared, value: str) -> Prepared:
 _EVENT_WORDS = {"cleared": "ok"}
 
 
+_LISTED_SLICES = 10  # a split over 2,000 managers names the first few and counts the rest
+
+
+def split_lines(prepared: Prepared, as_value: str | None = None, *, whole: bool = True) -> list[str]:
+    """A split run as `preview` and `send --dry-run` tell it: how many slices and whose they are, who
+    gets the whole report, and which one message is printed below (the whole, the largest slice, or
+    the `--as` recipient's)."""
+    from dispatcher.words import plural
+
+    spec, slicing, report = prepared.report.split_by, prepared.slicing, prepared.report
+    if spec is None or slicing is None:
+        return []
+    listed = [f"{s.key} ({plural(s.rows, 'row')})" for s in slicing.slices[:_LISTED_SLICES]]
+    more = len(slicing.slices) - len(listed)
+    rest = f", and {more} more" if more > 0 else ""
+    lines = [f"slices     {plural(len(slicing.slices), 'slice')} by {spec.column}, each recipient only "
+             f"their rows: {', '.join(listed) or 'none'}{rest}"]  # fmt: skip
+    if slicing.empty_rows:
+        lines.append(f"           {plural(slicing.empty_rows, 'row')} without a recipient: sent to nobody")
+    if whole:
+        lines.append(f"whole      to: {', '.join(report.to)} gets the whole report" if report.to
+                     else "whole      no to: nobody gets the whole report")  # fmt: skip
+    return [*lines, f"shown      below: {_shown(prepared, as_value)}"]
+
+
+def _shown(prepared: Prepared, as_value: str | None) -> str:
+    from dispatcher.words import plural
+
+    assert prepared.slicing is not None and prepared.report.split_by is not None
+    if as_value is not None:
+        found = prepared.slicing.find(as_value, prepared.report.split_by.kind)
+        return f"{found.key}'s message ({plural(found.rows, 'row')})" if found else "nothing"
+    if prepared.report.to:
+        return "the whole report, as to: gets it; preview --as VALUE shows one recipient's message"
+    found = next((s for s in prepared.slicing.slices if s.rendered is prepared.rendered), None)
+    if found is None:
+        return "nothing: no row has a recipient"
+    return (f"{found.key}'s message ({plural(found.rows, 'row')}, the largest); "
+            "preview --as VALUE shows another recipient's")  # fmt: skip
+
+
 def alert_events(store: Any, runs: list[Run]) -> dict[tuple[str, datetime], str]:
     """(report, fire time) -> the alert's transition at that fire time (fired, recovered, ...)."""
     from dispatcher.store.alert_state import AlertStates

@@ -134,3 +134,16 @@ def test_list_next_needs_a_report_and_a_known_one(project):
     result = run_cli("list", "nope", "--next", "3", "-c", config)
     assert result.returncode == 1 and "no report named 'nope'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_readme_example_is_what_the_command_prints():
+    from tests.test_docs import README
+
+    section = README.split("### Schedules", 1)[1].split("\n### ", 1)[0]
+    block = section.split("  $ dispatcher cron", 1)[1].split("  ```", 1)[0]
+    command, *expected = [line.removeprefix("  ") for line in block.splitlines()]
+    import shlex
+
+    result = run_cli("cron", *shlex.split(command))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == expected

@@ -7,6 +7,7 @@ Europe/Berlin starts summer time on 2026-03-29 (02:00 -> 03:00) and ends it on 2
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -142,8 +143,6 @@ def test_the_readme_example_is_what_the_command_prints():
     section = README.split("### Schedules", 1)[1].split("\n### ", 1)[0]
     block = section.split("  $ dispatcher cron", 1)[1].split("  ```", 1)[0]
     command, *expected = [line.removeprefix("  ") for line in block.splitlines()]
-    import shlex
-
     result = run_cli("cron", *shlex.split(command))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == expected

@@ -27,6 +27,7 @@ from dispatcher.cli_ops import (
     cmd_validate,
 )
 from dispatcher.cli_preview import cmd_preview
+from dispatcher.cli_schedule import NEXT_MAX, cmd_cron, next_count
 from dispatcher.cli_send import cmd_send
 from dispatcher.cli_views import cmd_history, cmd_list
 from dispatcher.errors import DispatcherError
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_validate(sub, common)
     _add_list(sub, common)
+    _add_cron(sub, common)
     _add_preview(sub, common)
     _add_send(sub, common)
     _add_sandbox(sub, common)
@@ -108,14 +110,33 @@ def _add_validate(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 def _add_list(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("list", parents=[common], help="show every report and its next fire time")
+    p.add_argument("report_id", nargs="?", metavar="REPORT_ID", help="only this report")
     p.add_argument(
         "--at",
         type=_iso_instant,
         metavar="ISO-8601",
         help="show fire times after this instant (default: now; no offset = the config's timezone)",
     )
+    p.add_argument("--next", type=next_count, metavar="N",
+                   help=f"with REPORT_ID: its next N fire times (1-{NEXT_MAX})")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(handler=cmd_list)
+
+
+def _add_cron(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    # -c is accepted (and unused) so one shell alias with -c serves every command.
+    p = sub.add_parser(
+        "cron", parents=[common], help="explain a cron line in words and print its next fire times"
+    )
+    p.add_argument("expression", metavar="EXPR", help="a 5-field cron line or @daily, @hourly, ...")
+    p.add_argument(
+        "--tz", metavar="ZONE", help="an IANA time zone (default: Asia/Shanghai, as in reports.yaml)"
+    )
+    p.add_argument("--next", type=next_count, default=5, metavar="N",
+                   help=f"how many fire times to print (default: 5, at most {NEXT_MAX})")  # fmt: skip
+    p.add_argument("--at", type=_iso_instant, metavar="ISO-8601",
+                   help="fire times after this instant (default: now; no offset = --tz)")  # fmt: skip
+    p.set_defaults(handler=cmd_cron)
 
 
 def _add_preview(sub: Subcommands, common: argparse.ArgumentParser) -> None:

@@ -18,12 +18,13 @@ if TYPE_CHECKING:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from dispatcher.cli_views import as_recipient
+    from dispatcher.cli_views import as_recipient, split_lines
     from dispatcher.prepare import fire_time_at
 
     config = load(args)
     report = config.report(args.report_id)
     prepared = prepare_report(config, report, fire_time_at(config, report, instant(config, args.at)))
+    split = split_lines(prepared, args.as_value)
     if args.as_value is not None:
         prepared = as_recipient(prepared, args.as_value)
     from dispatcher.cli_robots import group_previews, print_groups
@@ -33,7 +34,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out | ({"robots": groups} if groups else {}), ensure_ascii=False, indent=2))
     else:
-        _print_preview(out, config.dingtalk.max_msg_bytes)
+        _print_preview(out, config.dingtalk.max_msg_bytes, split)
         print_groups(groups)
     if args.out is not None:
         from dispatcher.preview_parts import write_preview
@@ -69,7 +70,7 @@ def preview_dict(prepared: Prepared) -> dict[str, Any]:
     }
 
 
-def _print_preview(out: dict[str, Any], limit: int) -> None:
+def _print_preview(out: dict[str, Any], limit: int, split: list[str]) -> None:
     print(f"report     {out['id']}")
     print(f"fire time  {out['fire_time']}")
     print(f"params     {json.dumps(out['params'], ensure_ascii=False)}")
@@ -80,10 +81,8 @@ def _print_preview(out: dict[str, Any], limit: int) -> None:
     print(f"message    {out['msgtype']}, {out['msg_bytes']} of {plural(limit, 'byte')}, "
           f"{plural(out['rows_shown'], 'row')} shown")  # fmt: skip
     print(f"title      {out['title']}")
-    if "slices" in out:
-        print(f"slices     {plural(len(out['slices']), 'recipient')}, {out['empty_rows']} rows without one; "
-              "--as VALUE shows one recipient's message")  # fmt: skip
-        print("           below: the whole report (without to:, the largest slice)")
+    for line in split:  # a split_by report: its slices, and which message is shown below
+        print(line)
     for part in [p for p in out["parts"] if p["unit"] or p["files"]]:
         files = ", ".join(f"{f['name']} ({plural(f['bytes'], 'byte')})" for f in part["files"])
         print(f"part       {part['msgtype']}, {plural(part['msg_bytes'], 'byte')}: {files}")

@@ -46,8 +46,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     channels = _Channels(work=not chosen and bool(args.to or report.to),
                          robots=chosen or ([] if args.to else list(report.robots)))  # fmt: skip
     fire = fire_time_at(config, report, instant(config, args.at))
+    split = report.split_by is not None and not args.to and not chosen  # --to: a test send
     if args.dry_run and not args.sandbox and _missing_credentials(credentials_from, config):
-        return _offline_dry_run(config, report, fire, recipients)
+        return _offline_dry_run(config, report, fire, recipients, split=split)
     # Credentials are checked before the query runs: a missing variable fails fast.
     with open_app(config, sandbox=args.sandbox) as app:
         print(f"report     {report.id} (fire time {fire.isoformat()})")
@@ -56,11 +57,10 @@ def cmd_send(args: argparse.Namespace) -> int:
         if args.dry_run:
             prepared = _prepare_or_skip(config, report, fire)
             if prepared is not None:
-                _print_dry_run(app.client, prepared, recipients)
+                _print_dry_run(app.client, prepared, recipients, split=split)
             return 0
         # Sandbox sends are throw-away: they stay out of the real history.
         ledger = None if app.sandbox is not None else app.ledger
-        split = report.split_by is not None and not args.to and not chosen  # --to: a test send
         _send_recorded(config, report, fire, app, recipients, ledger, channels, split=split)
     return 0
 
@@ -253,10 +253,13 @@ def _print_result(result: DeliveryResult) -> None:
         print(f"note       {note}")
 
 
-def _print_dry_run(client: DingTalkClient, prepared: Prepared, recipients: Recipients) -> None:
+def _print_dry_run(
+    client: DingTalkClient, prepared: Prepared, recipients: Recipients, *, split: bool
+) -> None:
     assert prepared.rendered is not None
     resolved, problems = client.resolve_mobiles(list(recipients.mobiles))
-    _print_recipients(recipients, list(resolved.values()), problems)
+    _print_recipients(recipients, list(resolved.values()), problems, split=split)
+    _print_split(prepared, split)
     _print_parts(prepared)
     print("dry run    nothing was sent; the message would be:")
     _print_markdown(prepared.rendered.markdown)
@@ -283,7 +286,9 @@ def _cached_userids(config: Config, mobiles: list[str]) -> dict[str, str]:
         return cache.get_any_app(mobiles, USERID_MAX_AGE)
 
 
-def _offline_dry_run(config: Config, report: Report, fire: datetime, recipients: Recipients) -> int:
+def _offline_dry_run(
+    config: Config, report: Report, fire: datetime, recipients: Recipients, *, split: bool
+) -> int:
     """No credentials: resolve mobiles from the userid cache only, and say which are left."""
     from dispatcher.dingtalk.results import mask_mobile
 
@@ -298,7 +303,8 @@ def _offline_dry_run(config: Config, report: Report, fire: datetime, recipients:
         if m not in known
     ]
     assert prepared.rendered is not None
-    _print_recipients(recipients, list(known.values()), [], unresolved)
+    _print_recipients(recipients, list(known.values()), [], unresolved, split=split)
+    _print_split(prepared, split)
     _print_parts(prepared)
     print("dry run    nothing was sent (no DingTalk credentials: mobiles come from the userid cache only);")
     print("           the message would be:")
@@ -306,17 +312,30 @@ def _offline_dry_run(config: Config, report: Report, fire: datetime, recipients:
     return 0
 
 
-def _print_recipients(
-    recipients: Recipients, resolved: list[str], problems: list[str], unresolved: list[str] | None = None
+def _print_recipients(  # noqa: PLR0913
+    recipients: Recipients,
+    resolved: list[str],
+    problems: list[str],
+    unresolved: list[str] | None = None,
+    *,
+    split: bool = False,
 ) -> None:
     userids = list(dict.fromkeys([*recipients.userids, *resolved]))
-    print(f"userids    {', '.join(userids) or '(none)'}")
+    if userids or not split:  # a split report without to: is for its slices' recipients only
+        print(f"userids    {', '.join(userids) or '(none)'}{' (to: the whole report)' if split else ''}")
     if recipients.dept_ids:
         print(f"dept_ids   {', '.join(map(str, recipients.dept_ids))}")
     for line in unresolved or []:
         print(f"unresolved {line}")
     for problem in problems:
         print(f"warning    {problem}")
+
+
+def _print_split(prepared: Prepared, split: bool) -> None:
+    from dispatcher.cli_views import split_lines
+
+    for line in split_lines(prepared, whole=False) if split else []:
+        print(line)
 
 
 def _print_parts(prepared: Prepared) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from dispatcher.errors import DispatcherError
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
-    from dispatcher.config import Config
+    from dispatcher.config import Config, Report
     from dispatcher.prepare import Prepared
     from dispatcher.schedule import Schedule
     from dispatcher.store.db import StateStore
@@ -55,13 +56,58 @@ def as_recipient(prepared: Prepared, value: str) -> Prepared:
     return replace(prepared, rendered=found.rendered, slicing=None)
 
 
+# The store's "cleared" (ok before, ok now) reads to a user as if something had been firing.
+_EVENT_WORDS = {"cleared": "ok"}
+
+
+_LISTED_SLICES = 10  # a split over 2,000 managers names the first few and counts the rest
+
+
+def split_lines(prepared: Prepared, as_value: str | None = None, *, whole: bool = True) -> list[str]:
+    """A split run as `preview` and `send --dry-run` tell it: how many slices and whose they are, who
+    gets the whole report, and which one message is printed below (the whole, the largest slice, or
+    the `--as` recipient's)."""
+    from dispatcher.words import plural
+
+    spec, slicing, report = prepared.report.split_by, prepared.slicing, prepared.report
+    if spec is None or slicing is None:
+        return []
+    listed = [f"{s.key} ({plural(s.rows, 'row')})" for s in slicing.slices[:_LISTED_SLICES]]
+    more = len(slicing.slices) - len(listed)
+    rest = f", and {more} more" if more > 0 else ""
+    lines = [f"slices     {plural(len(slicing.slices), 'slice')} by {spec.column}, each recipient only "
+             f"their rows: {', '.join(listed) or 'none'}{rest}"]  # fmt: skip
+    if slicing.empty_rows:
+        lines.append(f"           {plural(slicing.empty_rows, 'row')} without a recipient: sent to nobody")
+    if whole:
+        lines.append(f"whole      to: {', '.join(report.to)} gets the whole report" if report.to
+                     else "whole      no to: nobody gets the whole report")  # fmt: skip
+    return [*lines, f"shown      below: {_shown(prepared, as_value)}"]
+
+
+def _shown(prepared: Prepared, as_value: str | None) -> str:
+    from dispatcher.words import plural
+
+    assert prepared.slicing is not None and prepared.report.split_by is not None
+    if as_value is not None:
+        found = prepared.slicing.find(as_value, prepared.report.split_by.kind)
+        return f"{found.key}'s message ({plural(found.rows, 'row')})" if found else "nothing"
+    if prepared.report.to:
+        return "the whole report, as to: gets it; preview --as VALUE shows one recipient's message"
+    found = next((s for s in prepared.slicing.slices if s.rendered is prepared.rendered), None)
+    if found is None:
+        return "nothing: no row has a recipient"
+    return (f"{found.key}'s message ({plural(found.rows, 'row')}, the largest); "
+            "preview --as VALUE shows another recipient's")  # fmt: skip
+
+
 def alert_events(store: Any, runs: list[Run]) -> dict[tuple[str, datetime], str]:
     """(report, fire time) -> the alert's transition at that fire time (fired, recovered, ...)."""
     from dispatcher.store.alert_state import AlertStates
 
     ids = {r.report_id for r in runs}
     found = [e for rid in ids for e in AlertStates(store).events(rid, limit=len(runs) + 50)]
-    return {(e["report_id"], e["fire_time"]): e["event"] for e in found}
+    return {(e["report_id"], e["fire_time"]): _EVENT_WORDS.get(e["event"], e["event"]) for e in found}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -73,11 +119,24 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    if args.next is not None and args.report_id is None:
+        print("usage error: --next N needs a REPORT_ID: dispatcher list REPORT_ID --next N", file=sys.stderr)
+        return 2
     config = load(args)
     at = instant(config, args.at)
+    if args.report_id is not None:
+        config = config.model_copy(update={"reports": {args.report_id: config.report(args.report_id)}})
+        if args.next is not None and not args.json:
+            return _print_next(config, config.report(args.report_id), at, args.next)
     last = _last_runs(config)
     alerts = alert_states(config, at)
     rows = _list_rows(config, at, last, alerts, as_json=args.json)
+    if args.json and args.next is not None:
+        from dispatcher.schedule.describe import next_fire_times
+
+        report = config.report(args.report_id)
+        fires = next_fire_times(report.parsed_schedule(), at, config.report_zone(report), args.next)
+        rows[0]["next_fire_times"] = [f.isoformat() for f in fires]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
     else:
@@ -89,6 +148,14 @@ def _list(args: argparse.Namespace) -> int:
         _print_table(
             rows, ["id", "schedule", "timezone", "next_fire_time", "last_state", *alert_column, "title"]
         )
+    return 0
+
+
+def _print_next(config: Config, report: Report, at: datetime, count: int) -> int:
+    from dispatcher.cli_schedule import print_schedule
+
+    print(f"{report.id}  {report.title}")
+    print_schedule(report.parsed_schedule(), config.report_zone(report), at, count)
     return 0
 
 

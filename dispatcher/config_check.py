@@ -27,6 +27,7 @@ from dispatcher.config import (
     sample_macros,
 )
 from dispatcher.config_rich import rich_problems
+from dispatcher.config_words import merge_unions, plain_message
 from dispatcher.errors import ConfigError, Problem, ScheduleError
 from dispatcher.schedule import to_zone
 from dispatcher.source_url import state_url_problem, superuser_warning, url_problem
@@ -45,7 +46,9 @@ def check_config(
 ) -> tuple[Config | None, list[Problem]]:
     """Every problem of the file; findings that do not stop it (a superuser login) go to `warnings`."""
     with yamlfile.paused_gc():
-        return _check_config(path, env, warnings)
+        config, problems = _check_config(path, env, warnings)
+    # Found section by section; read top to bottom, as the file is.
+    return config, sorted(problems, key=lambda p: (p.file, p.line or 0))
 
 
 def _check_config(
@@ -142,7 +145,7 @@ class _Checker:
         try:
             return model.model_validate(raw)
         except ValidationError as exc:
-            for err in exc.errors():
+            for err in merge_unions(exc.errors()):
                 self._add_pydantic(model, keypath, err)
             return None
 
@@ -162,14 +165,11 @@ class _Checker:
             self.doc.problems.append(self.doc.problem(full, message))
             return
         else:
-            message = err["msg"].removeprefix("Value error, ")
-            if not isinstance(err.get("input"), dict | list) and "is not" not in message:
-                message = f"{err.get('input')!r}: {message}"
+            message = plain_message(err)
         self.doc.problems.append(self.doc.problem(full, message))
 
     def _cross_check(self, config: Config | None) -> None:
-        if config is not None:
-            self._check_zone(config)
+        self._check_zone()
         for name, url in self._section("sources").items():
             self._check_source(name, url)
         state = self.data.get("state")
@@ -190,9 +190,12 @@ class _Checker:
         raw = self.data.get(name)
         return raw if isinstance(raw, dict) else {}
 
-    def _check_zone(self, config: Config) -> None:
+    def _check_zone(self) -> None:
+        zone = self.data.get("timezone")
+        if not isinstance(zone, str) or ("timezone",) in self.missing:
+            return  # absent: the default; not text: the model says so
         try:
-            to_zone(config.timezone)
+            to_zone(zone)
         except ScheduleError as exc:
             self._problem(("timezone",), exc.message)
 

@@ -3,6 +3,7 @@ and two replicas sharing one PostgreSQL state store. Real sandbox, real SQLite d
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -143,6 +144,22 @@ def test_list_shows_the_alert_state_and_history_the_transitions(
     assert main(["-c", str(path), "history", "refunds-alert"]) == 0
     history = capsys.readouterr().out
     assert "ALERT" in history and "suppressed" in history and "fired" in history, history
+
+
+def test_history_says_ok_for_an_alert_that_never_fired(
+    tmp_path: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "p"
+    path = _project(folder, sandbox)
+    _ok(folder)
+    with services(path, sandbox) as svc:
+        assert run_at(svc, "refunds-alert", T0) == "skipped"
+    assert main(["-c", str(path), "history", "refunds-alert"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert row.split()[header.split().index("ALERT")] == "ok", row
+    assert "cleared" not in row
+    assert main(["-c", str(path), "history", "refunds-alert", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["alert"] == "ok"
 
 
 def test_validate_rejects_a_broken_recovery_template_and_on_empty_error(

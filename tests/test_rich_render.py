@@ -170,7 +170,10 @@ def test_validate_reports_every_rich_problem_with_file_and_line(tmp_path, capsys
         "reports.yaml:13: reports.daily.oa.head_colour: unknown key 'head_colour'; did you mean 'head_color'?"
         in err
     )
-    assert "reports.yaml:15: reports.daily.chart.kind: 'pie'" in err
+    assert (
+        "reports.yaml:15: reports.daily.chart.kind: kind should be one of 'line', 'bar' or 'barh', got 'pie'"
+        in err
+    )
     assert "reports.yaml:12: reports.daily.oa: msgtype oa needs oa.url" in err
     assert "reports.yaml:18: reports.daily.attach.name:" in err and "must end in .zip for format csv" in err
     assert "Traceback" not in err

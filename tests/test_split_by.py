@@ -280,3 +280,63 @@ def test_a_value_that_is_not_one_userid_is_sent_to_nobody(tmp_path: Path, sandbo
     assert "静安店" in mine and "逗号店" not in mine and "长号店" not in mine
     assert texts(sandbox, "user002") == [], "user002 never gets a row that is not theirs"
     assert "2 rows with an empty split_by value" in (run.error or "")
+
+
+# -- what preview and send --dry-run say of a split report (issue 26 item 10) ---------------------
+
+SLICES = "slices     2 slices by manager, each recipient only their rows: user001 (2 rows), user002 (1 row)"
+
+
+def test_preview_says_how_many_slices_who_gets_which_and_which_is_shown(
+    tmp_path: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _project(tmp_path / "p", sandbox)
+    assert main(["-c", str(path), "preview", "store-daily", "--at", "2026-11-28T09:00"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "slices     2 slices by manager, each recipient only their rows: user001 (2 rows), user002 (1 row)"
+        in out
+    )
+    assert "2 rows without a recipient: sent to nobody" in out
+    assert "whole      to: ops gets the whole report" in out
+    assert "shown      below: the whole report, as to: gets it" in out
+    assert "静安店" in out and "朝阳店" in out and "空号店" in out, "the whole report is what is shown"
+
+
+def test_preview_without_to_says_it_shows_the_largest_slice_and_shows_it(
+    tmp_path: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _project(tmp_path / "p", sandbox, to="")
+    assert main(["-c", str(path), "preview", "store-daily", "--at", "2026-11-28T09:00"]) == 0
+    out = capsys.readouterr().out
+    assert "whole      no to: nobody gets the whole report" in out
+    assert "shown      below: user001's message (2 rows, the largest)" in out
+    [shown] = [line for line in out.splitlines() if line.startswith("shown ")]
+    assert "whole report" not in shown, "no claim that the whole report is shown"
+    message = out.split("-" * 60)[1]
+    assert "静安店" in message and "朝阳店" not in message
+    assert (
+        main(["-c", str(path), "preview", "store-daily", "--at", "2026-11-28T09:00", "--as", "user002"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "shown      below: user002's message (1 row)" in out
+
+
+def test_send_dry_run_of_a_split_report_names_the_recipients_of_each_slice(
+    tmp_path: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _project(tmp_path / "p", sandbox, to="")
+    assert main(["-c", str(path), "send", "store-daily", "--at", "2026-11-28T09:00", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "(none)" not in out, out
+    assert (
+        "slices     2 slices by manager, each recipient only their rows: user001 (2 rows), user002 (1 row)"
+        in out
+    )
+    assert "shown      below: user001's message (2 rows, the largest)" in out
+    path = _project(tmp_path / "q", sandbox)
+    assert main(["-c", str(path), "send", "store-daily", "--at", "2026-11-28T09:00", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "userids    user004, user005 (to: the whole report)" in out
+    assert "shown      below: the whole report, as to: gets it" in out
+    assert texts(sandbox, "user001") == [] and texts(sandbox, "user004") == [], "a dry run sends nothing"

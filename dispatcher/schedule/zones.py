@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from dispatcher.errors import ScheduleError
 
@@ -19,7 +21,16 @@ def to_zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     # ValueError: path-like junk ("../etc"); OSError: a directory such as "Asia".
     except (ZoneInfoNotFoundError, ValueError, OSError):
+        guess = difflib.get_close_matches(name, _zone_names(), n=1)
+        if guess:
+            raise ScheduleError(f"unknown timezone {name!r}; did you mean {guess[0]!r}?") from None
         raise ScheduleError(f"unknown timezone {name!r}", hint=_ZONE_HINT) from None
+
+
+@functools.cache
+def _zone_names() -> list[str]:
+    """Every IANA name this machine knows; read only to suggest one for a misspelt name."""
+    return sorted(available_timezones())
 
 
 def require_aware(value: datetime, name: str) -> datetime:

@@ -38,6 +38,7 @@ class Prepared:
     note: str | None = None  # why an alert sends or skips (see alerting)
     slicing: Slicing | None = None  # split_by: one message per recipient (see split)
     rich: RichParts | None = None  # the chart and attachment, for reports that have them
+    alert: str | None = None  # the alert's event for this run (fired, recovered, …; see alerting)
 
 
 def build_sources(config: Config) -> Sources:

@@ -66,8 +66,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         sandbox_port=args.sandbox_port,
         health_port=args.health_port,
         log_format=args.log_format,
+        log_tz=args.log_tz,
     )
     return run_daemon(options)
+
+
+def log_tz(text: str) -> str:
+    """`--log-tz`'s value: `report`, or an IANA zone name, checked here so a typo is refused."""
+    if text == "report":
+        return text
+    from dispatcher.errors import ScheduleError
+    from dispatcher.schedule.zones import to_zone
+
+    try:
+        to_zone(text)
+    except ScheduleError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{exc.message}: {exc.hint}, or 'report' for each report's own"
+        ) from None
+    return text
 
 
 def cmd_quota(args: argparse.Namespace) -> int:

@@ -88,3 +88,16 @@ def test_xlsx_dates_stay_dates_in_the_reports_zone(tmp_path):
     assert stamped.is_date and stamped.value == datetime(2026, 11, 27, 9, 30)
     later = rows[2][2]
     assert later.is_date and later.value == datetime(2026, 11, 26, 10, 0, 0, 250000)
+
+
+def test_csv_headers_are_the_reports_labels_too(tmp_path):
+    import csv
+    import zipfile
+
+    att = build_attachment(
+        _rows(tmp_path), "csv", "r.zip", FIRE, labels={"sales": "销售额", "region": "=区域"}
+    )
+    with zipfile.ZipFile(io.BytesIO(att.data)) as archive:
+        text = archive.read("r.csv").decode("utf-8-sig")
+    head = next(csv.reader(io.StringIO(text)))
+    assert head == ["day", "at", "stamped", "'=区域", "销售额", "conv", "n"]  # a label is text, made inert

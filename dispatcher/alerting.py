@@ -26,6 +26,7 @@ class Verdict:
     keep: bool
     rendered: Rendered | None
     note: str
+    event: str  # the alert's event: fired, reminded, suppressed, recovered, cleared, late
 
 
 def gate(states: AlertStates, report: Report, fire: datetime, rows: int) -> Verdict:
@@ -33,10 +34,10 @@ def gate(states: AlertStates, report: Report, fire: datetime, rows: int) -> Verd
     assert report.alert is not None
     decision = states.decide(report.id, fire, rows > 0, report.alert.repeat)
     if decision.sends:
-        return Verdict(True, None, f"alert {decision.event}")
+        return Verdict(True, None, f"alert {decision.event}", decision.event)
     if decision.event == "recovered" and report.alert.recovery:
-        return Verdict(False, recovery_message(report, fire, decision), "alert recovered")
-    return Verdict(False, None, _why_not(report, decision))
+        return Verdict(False, recovery_message(report, fire, decision), "alert recovered", decision.event)
+    return Verdict(False, None, _why_not(report, decision), decision.event)
 
 
 def _why_not(report: Report, decision: Decision) -> str:

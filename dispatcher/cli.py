@@ -25,6 +25,7 @@ from dispatcher.cli_ops import (
     cmd_schema,
     cmd_state_backup,
     cmd_validate,
+    log_tz,
 )
 from dispatcher.cli_preview import cmd_preview
 from dispatcher.cli_schedule import NEXT_MAX, cmd_cron, next_count
@@ -252,6 +253,13 @@ def _add_run(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         choices=["text", "json"],
         default="text",
         help="one line per event: text (default) or json",
+    )
+    p.add_argument(
+        "--log-tz",
+        type=log_tz,
+        default="UTC",
+        metavar="ZONE",
+        help="timestamps in this IANA zone, or 'report' for each event's report zone (default: UTC)",
     )
     p.set_defaults(handler=cmd_run)
 

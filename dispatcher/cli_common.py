@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from dispatcher.config import Config, Report
     from dispatcher.prepare import Prepared
+    from dispatcher.progress import Progress
 
 
 def load(args: argparse.Namespace) -> Config:
@@ -31,13 +32,26 @@ def instant(config: Config, at: datetime | None) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=to_zone(config.timezone))
 
 
-def prepare_report(config: Config, report: Report, fire: datetime) -> Prepared:
-    """Query and render `report` as its run at `fire` would, on sources opened for this command."""
+def prepare_report(
+    config: Config, report: Report, fire: datetime, progress: Progress | None = None
+) -> Prepared:
+    """Query and render `report` as its run at `fire` would, on sources opened for this command;
+    `progress` shows the query and the rendering as they start."""
     from dispatcher.app import open_sources
     from dispatcher.prepare import prepare
+    from dispatcher.words import plural
 
+    def on_rows(rows: int) -> None:
+        if progress is not None:
+            progress.stage("render", f"{plural(rows, 'row')}, rendering the message…")
+
+    if progress is not None:
+        progress.stage("query", f"running the query on source {report.source!r}…")
     with open_sources(config) as sources:
-        return prepare(config, sources, report, fire)
+        prepared = prepare(config, sources, report, fire, on_rows)
+    if progress is not None:
+        progress.clear()
+    return prepared
 
 
 def print_message(markdown: str) -> None:

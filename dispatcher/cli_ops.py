@@ -68,6 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         health_port=args.health_port,
         health_host=health_host(args, os.environ),
         log_format=args.log_format,
+        log_tz=args.log_tz,
     )
     return run_daemon(options)
 
@@ -75,6 +76,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 def health_host(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
     """`--health-host`, else DISPATCHER_HEALTH_HOST, else loopback: the endpoint has no authentication."""
     return args.health_host or environ.get("DISPATCHER_HEALTH_HOST", "").strip() or "127.0.0.1"
+
+
+def log_tz(text: str) -> str:
+    """`--log-tz`'s value: `report`, or an IANA zone name, checked here so a typo is refused."""
+    if text == "report":
+        return text
+    from dispatcher.errors import ScheduleError
+    from dispatcher.schedule.zones import to_zone
+
+    try:
+        to_zone(text)
+    except ScheduleError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{exc.message}: {exc.hint}, or 'report' for each report's own"
+        ) from None
+    return text
 
 
 def cmd_quota(args: argparse.Namespace) -> int:

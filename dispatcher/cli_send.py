@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.cli_common import instant, load, prepare_report, print_message
 from dispatcher.errors import CredentialsError, DeliveryError, DispatcherError
+from dispatcher.progress import Progress
 from dispatcher.words import plural, reach
 
 if TYPE_CHECKING:
@@ -61,7 +62,12 @@ def cmd_send(args: argparse.Namespace) -> int:
             return 0
         # Sandbox sends are throw-away: they stay out of the real history.
         ledger = None if app.sandbox is not None else app.ledger
-        _send_recorded(config, report, fire, app, recipients, ledger, channels, split=split)
+        progress = Progress()
+        app.client.on_receipt_wait = progress.waiting
+        try:
+            _send_recorded(config, report, fire, app, recipients, ledger, channels, progress, split=split)
+        finally:
+            progress.clear()  # an error's message starts on a line of its own
     return 0
 
 
@@ -79,9 +85,10 @@ def _missing_credentials(credentials_from: Callable[[Config], object], config: C
     return False
 
 
-def _prepare_or_skip(config: Config, report: Report, fire: datetime) -> Prepared | None:
-
-    prepared = prepare_report(config, report, fire)
+def _prepare_or_skip(
+    config: Config, report: Report, fire: datetime, progress: Progress | None = None
+) -> Prepared | None:
+    prepared = prepare_report(config, report, fire, progress)
     if prepared.rendered is None:
         print("result     no rows and on_empty is 'skip': nothing to send")
         return None
@@ -101,6 +108,7 @@ def _send_recorded(
     recipients: Recipients,
     ledger: Ledger | None,
     channels: _Channels,
+    progress: Progress,
     *,
     split: bool = False,
 ) -> None:
@@ -112,21 +120,24 @@ def _send_recorded(
             ledger.finish(run.id, state, trigger="manual", **fields)
 
     try:
-        prepared = _prepare_or_skip(config, report, fire)
+        prepared = _prepare_or_skip(config, report, fire, progress)
         if prepared is None:
             finish("skipped", rows=0)
             return
+        progress.stage("send", "sending to DingTalk…")
         if split:
-            _send_split(app, prepared, finish)
+            _send_split(app, prepared, finish, progress)
             return
-        outcome = _deliver(app, prepared, recipients) if channels.work else None
+        outcome = _deliver(app, prepared, recipients, progress) if channels.work else None
         entries = None
         if channels.robots:
             from dispatcher.cli_robots import send_to_robots
 
             # A manual send is its own message: its msgUuid must not collide with the daemon's run.
             salt = f"manual:{run.id}" if run is not None else f"manual:{secrets.token_hex(8)}"
+            progress.stage("send", f"posting to {plural(len(channels.robots), 'group robot')}…")
             entries = send_to_robots(app, prepared, channels.robots, salt)
+            progress.clear()
     except DispatcherError as exc:
         finish("failed", error=str(exc))
         raise
@@ -136,13 +147,14 @@ def _send_recorded(
     _record_and_judge(finish, prepared, outcome, entries)
 
 
-def _send_split(app: App, prepared: Prepared, finish: Finish) -> None:
+def _send_split(app: App, prepared: Prepared, finish: Finish, progress: Progress) -> None:
     """split_by: each recipient their slice (and `to` the whole report), as the daemon sends it."""
     from dispatcher.split_delivery import Parts, deliver_split
 
     assert prepared.rendered is not None and prepared.slicing is not None
     parts = Parts(prepared.report, prepared.rendered.msg, prepared.slicing)
     outcome = deliver_split(app.client, app.config, [], parts, app.config.dingtalk.receipt_wait)
+    progress.clear()
     slices = plural(len(prepared.slicing.slices), "slice")
     ids = ", ".join(map(str, outcome.task_ids))
     print(f"sent       {plural(outcome.recipients, 'recipient')}, {slices}; task ids {ids}")
@@ -151,15 +163,16 @@ def _send_split(app: App, prepared: Prepared, finish: Finish) -> None:
     _record_and_judge(finish, prepared, outcome)
 
 
-def _deliver(app: App, prepared: Prepared, recipients: Recipients) -> Outcome:
+def _deliver(app: App, prepared: Prepared, recipients: Recipients, progress: Progress) -> Outcome:
     from dispatcher.delivery import deliver, outcome_of
 
     assert prepared.rendered is not None
     if prepared.rich is not None:
-        result, outcome = _deliver_rich(app, prepared, recipients)
+        result, outcome = _deliver_rich(app, prepared, recipients, progress)
     else:
         result = deliver(app.client, prepared.rendered.msg, recipients, prepared.report.receipts)
         outcome = outcome_of(None, result)
+    progress.clear()
     _print_result(result)
     if app.sandbox is not None:
         names = sorted({f"{m['name']} ({m['userid']})" for m in app.sandbox.messages()})
@@ -167,7 +180,9 @@ def _deliver(app: App, prepared: Prepared, recipients: Recipients) -> Outcome:
     return outcome
 
 
-def _deliver_rich(app: App, prepared: Prepared, recipients: Recipients) -> tuple[DeliveryResult, Outcome]:
+def _deliver_rich(
+    app: App, prepared: Prepared, recipients: Recipients, progress: Progress
+) -> tuple[DeliveryResult, Outcome]:
     """The text or card, then the chart, then the file (dispatcher.parts); uploads print their media."""
     from dataclasses import replace
 
@@ -176,12 +191,14 @@ def _deliver_rich(app: App, prepared: Prepared, recipients: Recipients) -> tuple
     assert prepared.rendered is not None and prepared.rich is not None
     scope = scope_of(prepared.fire_time)  # the daemon's run of this fire time shares its uploads
     parts = build_parts(prepared.rendered.msg, prepared.rich, app.client.media_id, scope)
+    progress.clear()
     print(f"parts      {', '.join(p.msg['msgtype'] for p in parts)}")
     for part in parts:
         if part.media is not None:  # each fire time has media_ids of its own: DingTalk drops a repeat
             _, name, content, _ = part.media
             print(f"media      {name} ({plural(len(content), 'byte')}): {media_id_of(part.msg)}")
     failed = failed_parts(prepared.rich)
+    progress.stage("send", "sending to DingTalk…")
     result, outcome = deliver_parts(app.client, parts, recipients, prepared.report.receipts, failed=failed)
     for warning in [*prepared.rich.warnings, *(why for _, why in failed)]:
         print(f"warning    {warning}")

@@ -19,8 +19,10 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
+from datetime import UTC, tzinfo
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from dispatcher import clock, logs
 from dispatcher.app import App, default_owner, open_app
@@ -31,6 +33,10 @@ from dispatcher.daemon_health import next_fires
 from dispatcher.daemon_runs import Runs
 from dispatcher.errors import DispatcherError
 from dispatcher.health import HealthServer, HealthState, Metrics
+from dispatcher.schedule.zones import to_zone
+
+if TYPE_CHECKING:
+    from dispatcher.config import Config
 
 
 @dataclass
@@ -41,6 +47,7 @@ class DaemonOptions:
     health_port: int | None = None
     health_host: str = "127.0.0.1"
     log_format: str = "text"
+    log_tz: str = "UTC"  # an IANA zone, or "report": each event's report's zone
 
 
 class Daemon:
@@ -145,9 +152,13 @@ def serve(options: DaemonOptions) -> int:
         HealthState(started_at=time.time()),
         default_owner(),
     )
+    if options.log_tz == "report":
+        logs.use_zone(lambda report_id: _report_zone(config, report_id))
     with ExitStack() as stack:
         app = stack.enter_context(open_app(config, sandbox=options.sandbox, sandbox_port=options.sandbox_port,
                                            metrics=Metrics(), owner=owner, throwaway_state=True))  # fmt: skip
+        if options.log_tz == "report":  # a reload replaces app.config: its zones from then on
+            logs.use_zone(lambda report_id: _report_zone(app.config, report_id))
         if app.sandbox is not None:
             print(f"sandbox inbox: {app.sandbox.url}/", flush=True)
             logs.event("sandbox.listening", url=f"{app.sandbox.url}/")
@@ -164,8 +175,14 @@ def serve(options: DaemonOptions) -> int:
     return 0
 
 
+def _report_zone(config: Config, report_id: str | None) -> tzinfo:
+    """An event's report's zone; the config's own for events about no report (or a removed one)."""
+    report = config.reports.get(report_id) if report_id else None
+    return config.report_zone(report) if report is not None else to_zone(config.timezone)
+
+
 def run_daemon(options: DaemonOptions) -> int:
-    logs.setup(options.log_format)
+    logs.setup(options.log_format, zone=UTC if options.log_tz == "report" else to_zone(options.log_tz))
     try:
         return serve(options)
     except DispatcherError as exc:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from dispatcher.redact import RedactingFilter
 
 log = logging.getLogger("dispatcher.daemon")
+# The zone of a line's timestamp, given the report it is about (None: none); `--log-tz`.
+ZoneOf = Callable[[str | None], tzinfo]
+_zone_of: ZoneOf = lambda _report: UTC  # noqa: E731
+# Libraries whose info and warnings are about themselves, not about reports: matplotlib's
+# "building the font cache" and fontTools' parsing notes would read as the daemon's problems.
+QUIET_LOGGERS = ("matplotlib", "fontTools", "PIL")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -26,7 +33,15 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _time(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+    report = (getattr(record, "event_fields", None) or {}).get("report", getattr(record, "report", None))
+    zone = _zone_of(report if isinstance(report, str) else None)
+    return datetime.fromtimestamp(record.created, zone).isoformat(timespec="milliseconds")
+
+
+def use_zone(zone: tzinfo | ZoneOf) -> None:
+    """Timestamps from now on in `zone`, or in the zone `zone(report_id)` gives for each event."""
+    global _zone_of
+    _zone_of = zone if callable(zone) and not isinstance(zone, tzinfo) else (lambda _report: zone)
 
 
 class TextFormatter(logging.Formatter):
@@ -54,8 +69,9 @@ def _text(value: Any) -> str:
     return json.dumps(text, ensure_ascii=False) if (" " in text or not text) else text
 
 
-def setup(fmt: str = "text", level: int = logging.INFO) -> None:
+def setup(fmt: str = "text", level: int = logging.INFO, zone: tzinfo | ZoneOf = UTC) -> None:
     """Log to stderr; secrets are redacted on the handler, so every logger's records pass the filter."""
+    use_zone(zone)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactingFilter())
@@ -63,3 +79,5 @@ def setup(fmt: str = "text", level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

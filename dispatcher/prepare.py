@@ -6,6 +6,7 @@ clock, so a run caught up late or re-run next week queries the same dates as the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +41,7 @@ class Prepared:
     note: str | None = None  # why an alert sends or skips (see alerting)
     slicing: Slicing | None = None  # split_by: one message per recipient (see split)
     rich: RichParts | None = None  # the chart and attachment, for reports that have them
+    alert: str | None = None  # the alert's event for this run (fired, recovered, …; see alerting)
 
 
 def build_sources(config: Config) -> Sources:
@@ -74,8 +76,12 @@ def next_fire_time(config: Config, report: Report, after: datetime) -> datetime:
     return report.parsed_schedule().next_fire_time(after, tz)
 
 
-def prepare(config: Config, sources: Sources, report: Report, fire_time: datetime) -> Prepared:
-    """Query and render the report as the run scheduled at `fire_time` would."""
+def prepare(
+    config: Config, sources: Sources, report: Report, fire_time: datetime,
+    on_rows: Callable[[int], None] | None = None,
+) -> Prepared:  # fmt: skip
+    """Query and render the report as the run scheduled at `fire_time` would; `on_rows` hears
+    the row count when the query is done and rendering starts (`send` shows it)."""
     tz = config.report_zone(report)
     macros = date_macros(fire_time, tz)
     params = render_params(report.params, macros, report.id, config.path.name)
@@ -89,6 +95,8 @@ def prepare(config: Config, sources: Sources, report: Report, fire_time: datetim
         timeout=report.query_timeout,
         report=report.id,
     )
+    if on_rows is not None:
+        on_rows(result.rows)
     if result.rows == 0 and report.on_empty != "send":
         if report.on_empty == "error":
             raise QueryError("the query returned no rows and on_empty is 'error'", report=report.id)

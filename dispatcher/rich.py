@@ -95,7 +95,8 @@ def _attachment(
         raise RenderError(problem, hint="attach.name must render to a plain file name at every fire time")
     frame = _rows(config, sources, report, "attach", att.sql, att.query, att.params, macros, result)
     _refuse_secrets(config, [name, frame], f"report {report.id!r}'s attachment")
-    return build_attachment(frame, att.format, name, fire_time)
+    zone = config.report_zone(report)
+    return build_attachment(frame, att.format, name, fire_time, report.labels, report.formats, zone)
 
 
 def _why(report: Report, exc: Exception) -> str:

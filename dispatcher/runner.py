@@ -60,9 +60,9 @@ def _alert_gate(svc: Services, prepared: Prepared) -> Prepared:
 
     verdict = gate(AlertStates(svc.ledger.store), prepared.report, prepared.fire_time, prepared.result.rows)
     if verdict.keep:
-        return replace(prepared, note=verdict.note)
+        return replace(prepared, note=verdict.note, alert=verdict.event)
     action: Literal["send", "skip"] = "send" if verdict.rendered is not None else "skip"
-    return replace(prepared, rendered=verdict.rendered, action=action, note=verdict.note)
+    return replace(prepared, rendered=verdict.rendered, action=action, note=verdict.note, alert=verdict.event)
 
 
 def _failed_run(
@@ -94,7 +94,7 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
     if prepared.rendered is None:
         svc.ledger.finish(run.id, "skipped", rows=prepared.result.rows, error=prepared.note)
         logs.event("run.skipped", report=report.id, fire_time=fire, rows=prepared.result.rows,
-                   reason=prepared.note or "no rows, on_empty skip",
+                   alert=prepared.alert, reason=prepared.note or "no rows, on_empty skip",
                    invalid_text=prepared.result.invalid_text or None)  # fmt: skip
         return "skipped"
     rendered = prepared.rendered
@@ -119,8 +119,11 @@ def _deliver(svc: Services, report: Report, run: Run, prepared: Prepared) -> str
         error="; ".join(outcome.notes) or None, batches=outcome.batches,
     )  # fmt: skip
     level = logging.WARNING if outcome.state == "suppressed" else logging.INFO
+    # A delivered recovery says so: an operator reading `run.sent` would take it for the alert itself.
+    recovered = outcome.state == "sent" and prepared.alert == "recovered"
     logs.event(
-        f"run.{outcome.state}", level, report=report.id, fire_time=fire, rows=prepared.result.rows,
+        "run.recovered" if recovered else f"run.{outcome.state}", level, report=report.id, fire_time=fire,
+        alert=prepared.alert, rows=prepared.result.rows,
         bytes=rendered.msg_bytes, recipients=outcome.recipients, tasks=len(outcome.task_ids),
         attempt=run.attempts, reason=outcome.reason, invalid_text=prepared.result.invalid_text or None,
         **{k: v for k, v in counts.items() if v},

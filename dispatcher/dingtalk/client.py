@@ -70,6 +70,8 @@ class DingTalkClient:
         self.media_max_age = media_max_age
         self.receipts = receipts_mode(receipts)  # send()'s default; see send()
         self.receipt_wait = receipt_wait
+        # Told the seconds left while receipts are awaited; `send` shows it, the daemon leaves it None.
+        self.on_receipt_wait: Callable[[float], None] | None = None
         self.base_url = (base_url or os.environ.get("DINGTALK_API_BASE") or DEFAULT_BASE_URL).rstrip("/")
         self._cache = userid_cache
         self._mobile_locks: dict[str, threading.Lock] = {}
@@ -230,7 +232,9 @@ class DingTalkClient:
         mode = self.receipts if receipts is None else receipts_mode(receipts)
         wait = self.receipt_wait if receipt_wait is None else receipt_wait
         if mode != "off":
-            self._collect_receipts(msg, tasks, result, Reading(mode, receipt_timeout, wait))
+            self._collect_receipts(
+                msg, tasks, result, Reading(mode, receipt_timeout, wait, self.on_receipt_wait)
+            )
         note = department_note(result.dept_ids, mode)
         result.notes += [note] if note else []
         return result

@@ -42,6 +42,7 @@ class Reading:
     mode: str
     timeout: float
     wait: float
+    on_wait: Callable[[float], None] | None = None  # told the seconds left, about once a second
 
 
 class Receipts:
@@ -70,14 +71,24 @@ class Receipts:
         deadline = self._monotonic() + reading.timeout
         if reading.mode == "result" and any(not t.dept_ids for t in tasks):
             # One getsendresult per task: asked too early, its lists are still incomplete.
-            self._sleep(max(0.0, min(reading.wait, reading.timeout)))
+            self._pause(max(0.0, min(reading.wait, reading.timeout)), reading.on_wait)
         return [self._receipt(task, reading, deadline, result) for task in tasks]
+
+    def _pause(self, seconds: float, on_wait: Callable[[float], None] | None) -> None:
+        """Sleep; with `on_wait` (a person watching `send`), in steps of a second, each told the time left."""
+        if on_wait is None:
+            self._sleep(seconds)
+            return
+        end = self._monotonic() + seconds
+        while (left := end - self._monotonic()) > 0:
+            on_wait(left)
+            self._sleep(min(1.0, left))
 
     def _receipt(self, task: Task, reading: Reading, deadline: float, result: DeliveryResult) -> Receipt:
         receipt = Receipt(task.task_id, task.userids, task.dept_ids, complete=False)
         full = reading.mode == "full"
         try:
-            done = self._wait_done(task.task_id, deadline, reading.wait) if full else None
+            done = self._wait_done(task.task_id, deadline, reading) if full else None
             if not task.dept_ids or full:
                 assert len(task.userids) <= MAX_USERIDS, "getsendresult can't report on >100 users"
                 receipt = self.send_result(task.task_id, once=bool(task.dept_ids))
@@ -88,7 +99,7 @@ class Receipts:
         receipt.attempts = task.attempts
         return receipt
 
-    def _wait_done(self, task_id: int, deadline: float, wait: float) -> bool:
+    def _wait_done(self, task_id: int, deadline: float, reading: Reading) -> bool:
         """At most PROGRESS_POLLS getsendprogress calls: each one spends the monthly quota."""
         body = {"agent_id": self._agent_id, "task_id": task_id}
         for poll in range(PROGRESS_POLLS):
@@ -98,7 +109,7 @@ class Receipts:
             remaining = deadline - self._monotonic()
             if remaining <= 0 or poll == PROGRESS_POLLS - 1:
                 break
-            self._sleep(min(wait, remaining))
+            self._pause(min(reading.wait, remaining), reading.on_wait)
         log.warning("task %d still sending when its receipt was read", task_id)
         return False
 

@@ -15,8 +15,9 @@ import io
 import math
 import re
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MAX_FILE_BYTES = 10 * 1024 * 1024  # a file *message* may reference at most 10 MB [upload-media-files]
-_ISO = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?\Z")
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?\Z")
+_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})\Z")
+# Excel's number formats for a column's kind (reports.yaml `formats`, else inferred as the message does)
+NUMBER_FORMATS = {"currency": "#,##0.00", "percent": "0.00%", "integer": "#,##0"}
 MAX_WIDTH = 60  # characters; a long text column should not push the rest off screen
 # XML 1.0 cannot hold C0 controls (tab, LF and CR aside), surrogates, U+FFFE and U+FFFF; C1 controls
 # and DEL it can, but they are never data either.
@@ -44,10 +48,16 @@ class Attachment:
         return len(self.data) > MAX_FILE_BYTES
 
 
-def build_attachment(df: pd.DataFrame, fmt: str, name: str, fire_time: datetime) -> Attachment:
+def build_attachment(
+    df: pd.DataFrame, fmt: str, name: str, fire_time: datetime,
+    labels: Mapping[str, str] | None = None, formats: Mapping[str, str] | None = None,
+    zone: tzinfo | None = None,
+) -> Attachment:  # fmt: skip
+    """The file; `labels`, `formats` and `zone` are the report's, so the file reads as the message does."""
     if fmt == "csv":
-        return Attachment(name, csv_zip(df, name.removesuffix(".zip") + ".csv", fire_time))
-    return Attachment(name, xlsx(df, fire_time))
+        labelled = df.set_axis([(labels or {}).get(str(c), str(c)) for c in df.columns], axis=1)
+        return Attachment(name, csv_zip(labelled, name.removesuffix(".zip") + ".csv", fire_time))
+    return Attachment(name, xlsx(df, fire_time, labels or {}, formats or {}, zone))
 
 
 def clean_text(text: str) -> str:
@@ -91,7 +101,10 @@ def _csv_text(text: str) -> str:
     return "'" + text if formula_like(text) else text
 
 
-def xlsx(df: pd.DataFrame, fire_time: datetime) -> bytes:
+def xlsx(
+    df: pd.DataFrame, fire_time: datetime, labels: Mapping[str, str] | None = None,
+    formats: Mapping[str, str] | None = None, zone: tzinfo | None = None,
+) -> bytes:  # fmt: skip
     from openpyxl import Workbook
     from openpyxl.styles import Font
     from openpyxl.writer.excel import ExcelWriter
@@ -100,9 +113,15 @@ def xlsx(df: pd.DataFrame, fire_time: datetime) -> bytes:
     ws = wb.active
     assert ws is not None
     ws.title = "data"
-    ws.append(_cells(ws, [str(c) for c in df.columns], Font(bold=True)))
-    for row in with_dates(df).itertuples(index=False, name=None):
-        ws.append(_cells(ws, [cell_value(v) for v in row]))
+    zone = zone or fire_time.tzinfo
+    ws.append(_cells(ws, [(labels or {}).get(str(c), str(c)) for c in df.columns], Font(bold=True)))
+    number_formats = column_number_formats(df, formats or {})
+    for row in with_dates(df, zone).itertuples(index=False, name=None):
+        cells = _cells(ws, [cell_value(v, zone) for v in row])
+        for cell, number_format in zip(cells, number_formats, strict=True):
+            if number_format and cell.data_type == "n" and cell.value is not None:
+                cell.number_format = number_format
+        ws.append(cells)
     ws.freeze_panes = "A2"
     _fit_widths(ws, df)
     wb.properties.created = wb.properties.modified = _utc_naive(fire_time)
@@ -113,8 +132,24 @@ def xlsx(df: pd.DataFrame, fire_time: datetime) -> bytes:
     return _rezip(raw.getvalue(), fire_time)
 
 
-def with_dates(df: pd.DataFrame) -> pd.DataFrame:
-    """Text columns holding only ISO dates or times (SQLite has no date type) become dates."""
+def column_number_formats(df: pd.DataFrame, formats: Mapping[str, str]) -> list[str | None]:
+    """Each column's Excel number format: its kind as the message shows it, decimals included."""
+    from dispatcher.render.format import infer_kind, money_digits
+
+    out: list[str | None] = []
+    for j, name in enumerate(map(str, df.columns)):
+        series = df.iloc[:, j]
+        kind = formats.get(name) or infer_kind(series)
+        if kind == "number":
+            out.append("#,##0.00" if money_digits(series.tolist()) else "#,##0")
+        else:
+            out.append(NUMBER_FORMATS.get(kind))
+    return out
+
+
+def with_dates(df: pd.DataFrame, zone: tzinfo | None = None) -> pd.DataFrame:
+    """Text columns holding only ISO dates or times (SQLite has no date type) become dates; times
+    with an offset (`Z`, `+08:00`) are shown in `zone`, the report's."""
     import pandas as pd
 
     out = df.copy(deep=False)
@@ -125,7 +160,11 @@ def with_dates(df: pd.DataFrame) -> pd.DataFrame:
         if not textual or values.empty:
             continue
         if all(isinstance(v, str) and _ISO.match(v) for v in values):
-            parsed = pd.to_datetime(column, errors="coerce", format="ISO8601")
+            if any(_OFFSET.search(v) for v in values):
+                parsed = pd.to_datetime(column, errors="coerce", format="ISO8601", utc=True)
+                parsed = parsed.dt.tz_convert(zone).dt.tz_localize(None)
+            else:
+                parsed = pd.to_datetime(column, errors="coerce", format="ISO8601")
             dated = parsed.dt.date if all(len(v) == 10 for v in values) else parsed
             out.isetitem(j, dated.astype(object).where(column.notna(), None).to_numpy(dtype=object))
     return out
@@ -150,15 +189,18 @@ def _cells(ws: Any, values: list[Any], font: Any = None) -> list[Any]:
     return cells
 
 
-def cell_value(value: Any) -> Any:
-    """A cell as Excel should type it: numbers stay numbers, dates dates, missing values empty."""
+def cell_value(value: Any, zone: tzinfo | None = None) -> Any:
+    """A cell as Excel should type it: numbers stay numbers, dates dates (an aware time in `zone`,
+    as Excel has no time zones), missing values empty."""
     import pandas as pd
 
     if value is None or (not isinstance(value, str | bytes) and bool(pd.isna(value))):
         return None
     if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime().replace(tzinfo=None)
+        value = value.to_pydatetime()
     if isinstance(value, datetime):
+        if value.tzinfo is not None and zone is not None:
+            value = value.astimezone(zone)
         return value.replace(tzinfo=None)
     if isinstance(value, Decimal):
         value = float(value)

@@ -181,13 +181,18 @@ def percent(x: Any, digits: Any = 1) -> str:
     return _format(value * 100, _digits(digits)) + "%"
 
 
-def currency(x: Any, digits: Any = 0, symbol: str = "¥") -> str:
-    """`-1234.5` → `-¥1,235`; the sign goes before the symbol."""
+def currency(x: Any, digits: Any = None, symbol: str = "¥") -> str:
+    """`-1234.5` → `-¥1,234.50`; the sign goes before the symbol.
+
+    Without `digits`, the default rendering's rule for one value (`money_digits`): a template and a
+    report without one show the same amount the same way.
+    """
     value = as_number(x)
     if value is None:
         return md(x)
     magnitude = -value if value < 0 else value
-    text = _format(magnitude, _digits(digits))
+    places = money_digits([value]) if digits is None else _digits(digits)
+    text = _format(magnitude, places)
     sign = "-" if value < 0 and text.strip("0,.") else ""
     return f"{sign}{symbol}{text}"
 
@@ -287,7 +292,12 @@ def _column_digits(series: pd.Series) -> int:
         if not finite.size or bool(np.all(finite == np.trunc(finite))) or np.abs(finite).max() >= LARGE:
             return 0
         return 2
-    present = [v for v in (as_number(x) for x in series.tolist()) if v is not None]
+    return money_digits(series.tolist())
+
+
+def money_digits(values: Iterable[Any]) -> int:
+    """Decimals for these amounts: none when all are whole or the largest reaches LARGE, else two."""
+    present = [v for v in (as_number(x) for x in values) if v is not None]
     finite = [v for v in present if math.isfinite(v)]
     if not finite or all(v == int(v) for v in finite) or max(abs(float(v)) for v in finite) >= LARGE:
         return 0

@@ -164,7 +164,7 @@ def top(data: Any, n: Any, by: str, ascending: bool = False) -> list[dict[str, A
 def template_helpers(currency_symbol: str) -> dict[str, Callable[..., Any]]:
     """The helpers templates get as both filters and globals."""
 
-    def currency_default(x: Any, digits: Any = 0, symbol: str = currency_symbol) -> str:
+    def currency_default(x: Any, digits: Any = None, symbol: str = currency_symbol) -> str:
         return currency(x, digits, symbol)
 
     return {

@@ -78,11 +78,13 @@ def wheels() -> Path:
         return folder
     part = CACHE / f"wheels-{uuid.uuid4().hex}.part"
     build = tomllib.loads(pyproject.decode())["build-system"]["requires"]
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(part),
-         f"{REPO}[postgres,mysql]", *build],
-        check=True, capture_output=True, timeout=1200,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(part),
+               f"{REPO}[postgres,mysql]", *build]  # fmt: skip
+    for _ in range(2):  # the package index may drop one connection on a loaded machine
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+        if done.returncode == 0:
+            break
+    assert done.returncode == 0, f"pip wheel failed: {done.stderr[-3000:]}"
     # The project's own wheel goes: the image builds the package from the source it copies.
     own = tomllib.loads(pyproject.decode())["project"]["name"].replace("-", "_").lower()
     for wheel in part.glob(f"{own}-*.whl"):

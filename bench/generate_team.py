@@ -10,8 +10,9 @@ What generate.py's config lacks and real ones have:
 - varied cron lines: lists, ranges, month and day names, `*/10` within one hour, weekday ranges,
   a few reports in their own time zone; and some intervals.
 
-Cron minutes stay within `minute`..`minute`+20 (and the `*/10` lines in `busy_hour`), so a
-scenario can pick a window in which nothing is due, as with generate.py.
+Cron minutes stay within `minute`..`minute`+20 (and the `*/10` lines, always in the top-level
+zone, in its hour `busy_hour`), so a scenario can pick a window in which nothing is due, as with
+generate.py.
 """
 
 from __future__ import annotations

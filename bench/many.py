@@ -1,6 +1,7 @@
-"""Scenario 7, many reports: a generated reports.yaml of 500 and 5,000 reports, side by side.
+"""Scenario 7, many reports: a generated reports.yaml of 500 and 5,000 reports, side by side, of
+two shapes: as teams write them (bench/generate_team.py) and uniform (bench/generate.py).
 
-20 sources (2 PostgreSQL schemas and 1 MariaDB database among them, made as tests/services.py
+The uniform one: 20 sources (2 PostgreSQL schemas and 1 MariaDB database among them, made as tests/services.py
 makes them), 500 recipient groups, cron and interval schedules (bench/generate.py). For each size:
 `validate` and `list` as whole processes; then the real `dispatcher run`, timed from spawn until it
 has logged every report's next fire time ("scheduled"), then at rest (CPU once settled, peak RSS),
@@ -22,7 +23,9 @@ from contextlib import ExitStack, closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from bench import generate_team
 from bench.common import (
     Outcome,
     Row,
@@ -54,18 +57,36 @@ CHANGED = "r00001"
 CREDENTIALS = {"DINGTALK_APP_KEY": "k", "DINGTALK_APP_SECRET": "s", "DINGTALK_AGENT_ID": "1"}
 
 
+# The two generated shapes, each labelled in the table: the config teams write (issue 28: shared
+# templates, params with date macros, query files, varied cron lines) and the uniform one of issue 14.
+GENERATORS = {"team config": generate_team.build, "uniform config": build}
+
+
 def run(sizes: tuple[int, ...], reps: int, window: float) -> Outcome:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-many-") as tmp:
         servers = [stack.enter_context(postgres_schema()) for _ in range(2)]
         servers.append(stack.enter_context(mysql_database()))
         for url in servers:
             seed_server(url)
-        minute = (datetime.now(UTC).minute + 30) % 60  # crons fire then; intervals on the hour
-        samples = {}
-        for size in sizes:
-            made = build(Path(tmp) / str(size), size, servers=servers, minute=minute)
-            samples[size] = _measure(made, reps, window)
-    return _outcome(samples)
+        samples: dict[str, dict[int, dict[str, Any]]] = {}
+        for label, make in GENERATORS.items():
+            samples[label] = {}
+            for size in sizes:
+                now = datetime.now(UTC)
+                minute = (now.minute + 30) % 60  # crons fire then; intervals on the hour
+                folder = Path(tmp) / label.split()[0] / str(size)
+                extra = {"busy_hour": _far_hour(now)} if make is generate_team.build else {}
+                made = make(folder, size, servers=servers, minute=minute, **extra)
+                samples[label][size] = _measure(made, reps, window)
+    out = Outcome(NAME, data={"samples": samples})
+    for label, by_size in samples.items():
+        out.rows += _outcome(by_size, label).rows
+    return out
+
+
+def _far_hour(now: datetime) -> int:
+    """An hour of the config's zone 12 hours away: the team config's `*/10` lines fire in it."""
+    return (now.astimezone(ZoneInfo("Asia/Shanghai")).hour + 12) % 24
 
 
 def _measure(made: Generated, reps: int, window: float) -> dict[str, Any]:
@@ -202,7 +223,9 @@ def _reload_keeps_next_fires(config: Path, state_url: str) -> dict[str, Any]:
     return {"reload_step_seconds": took, "next_fires_moved": len(moved), "moved_examples": moved[:5]}
 
 
-def _outcome(samples: dict[int, dict[str, Any]]) -> Outcome:
+def _outcome(samples: dict[int, dict[str, Any]], label: str = "") -> Outcome:
+    """The rows of one generator's sizes; `label` names the generator in the scenario column."""
+    name = f"{NAME} ({label})" if label else NAME
     out = Outcome(NAME, data={"samples": samples})
     small, big = min(samples), max(samples)
     s, b = samples[small], samples[big]
@@ -221,7 +244,7 @@ def _outcome(samples: dict[int, dict[str, Any]]) -> Outcome:
     for key, (value, at_small, extra) in figures.items():
         out.rows.append(
             Row(
-                NAME,
+                name,
                 f"{labels[key]} ({big:,} reports; reported, never fails --check)",
                 seconds(value),
                 f"{small:,} reports {seconds(at_small)}; {extra}",
@@ -235,7 +258,7 @@ def _outcome(samples: dict[int, dict[str, Any]]) -> Outcome:
         growth = max(ratio(figures[k][0], figures[k][1]) for k in figures)
         out.rows.append(
             Row(
-                NAME,
+                name,
                 f"growth {small:,} -> {big:,} reports, worst of the four wall times above",
                 f"{growth:.1f}×",
                 f"{big // small}× reports",
@@ -246,7 +269,7 @@ def _outcome(samples: dict[int, dict[str, Any]]) -> Outcome:
         )
     out.rows += [
         Row(
-            NAME,
+            name,
             f"peak RSS of dispatcher run ({big:,} reports, at rest)",
             mb(b["peak_rss_mb"]),
             f"{small:,} reports {mb(s['peak_rss_mb'])}",
@@ -255,7 +278,7 @@ def _outcome(samples: dict[int, dict[str, Any]]) -> Outcome:
             b["peak_rss_mb"] < RSS_LIMIT_MB,
         ),
         Row(
-            NAME,
+            name,
             f"CPU seconds per minute at rest ({big:,} reports, {seconds(b['window_seconds'])} window)",
             f"{b['cpu_per_minute']:.3f}",
             f"{small:,} reports {s['cpu_per_minute']:.3f}",
@@ -264,7 +287,7 @@ def _outcome(samples: dict[int, dict[str, Any]]) -> Outcome:
             b["cpu_per_minute"] < CPU_LIMIT_PER_MINUTE,
         ),
         Row(
-            NAME,
+            name,
             "other reports' next fire times moved by the reload; runs, API calls at rest",
             f"{b['next_fires_moved']}; {b['runs_started']}, {b['api_calls']}",
             "",

@@ -104,6 +104,10 @@ class _Checker:
         self.data = data
         self.missing = missing
         self.warnings: list[Problem] = []
+        # Per load, keyed by the text: thousands of reports share a few query files and `params:`
+        # values, whose checks depend only on the text (the sample macros are fixed) (issue 28).
+        self._seen_queries: dict[str, str | None] = {}
+        self._seen_values: dict[str, str | None] = {}
 
     def run(self) -> tuple[Config | None, list[Problem]]:
         top = {k: v for k, v in self.data.items() if k not in _SECTIONS}
@@ -228,7 +232,7 @@ class _Checker:
         if (query is None) == (sql is None):
             self._problem(kp, "give exactly one of 'query' (a file under queries/) or 'sql' (inline)")
         elif isinstance(query, str):
-            problem = query_path_problem(self.path.resolve().parent / "queries", query)
+            problem = self._query_problem(query)
             if problem:
                 self._problem((*kp, "query"), problem)
         self._check_split_and_alert(kp, entry)
@@ -278,13 +282,13 @@ class _Checker:
             for name, value in params.items() if isinstance(params, dict) else []:
                 self._try_render((*kp, key, "params", name), value, macros)
             if isinstance(block, dict) and isinstance(block.get("query"), str):
-                problem = query_path_problem(self.path.resolve().parent / "queries", block["query"])
+                problem = self._query_problem(block["query"])
                 if problem:
                     self._problem((*kp, key, "query"), problem)
 
     def _check_templates(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
         """Catch `{{ yesterdy }}` and template syntax errors now, not at 09:00 tomorrow."""
-        from jinja2 import Environment, TemplateSyntaxError
+        from dispatcher.render.bounded import syntax_problem
 
         macros = sample_macros()
         params = entry.get("params")
@@ -292,19 +296,29 @@ class _Checker:
             self._try_render((*kp, "params", name), value, macros)
         self._try_render((*kp, "period"), entry.get("period"), macros)
         template = entry.get("template")
-        if isinstance(template, str):
-            try:
-                Environment().parse(template)
-            except TemplateSyntaxError as exc:
-                self._problem((*kp, "template"), f"template line {exc.lineno}: {exc.message}")
+        if isinstance(template, str) and (problem := syntax_problem(template)):
+            self._problem((*kp, "template"), problem)
 
     def _try_render(self, keypath: tuple[str, ...], value: Any, macros: dict[str, str]) -> None:
         from dispatcher.params import render_value
 
-        try:
-            render_value(value, macros, ".".join(keypath), self.path.name)
-        except ConfigError as exc:
-            self._problem(keypath, exc.problems[0].message)
+        if isinstance(value, str) and value in self._seen_values:
+            problem = self._seen_values[value]
+        else:
+            try:
+                render_value(value, macros, ".".join(keypath), self.path.name)
+                problem = None
+            except ConfigError as exc:
+                problem = exc.problems[0].message
+            if isinstance(value, str):  # `macros` are always the sample macros here
+                self._seen_values[value] = problem
+        if problem:
+            self._problem(keypath, problem)
+
+    def _query_problem(self, name: str) -> str | None:
+        if name not in self._seen_queries:
+            self._seen_queries[name] = query_path_problem(self.path.resolve().parent / "queries", name)
+        return self._seen_queries[name]
 
     def _problem(self, keypath: tuple[str, ...], message: str) -> None:
         self.doc.problems.append(self.doc.problem(keypath, message))

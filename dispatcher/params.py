@@ -13,10 +13,9 @@ from typing import Any
 from jinja2 import TemplateError
 
 from dispatcher.errors import ConfigError, Problem
-from dispatcher.render.bounded import params_environment
+from dispatcher.render.bounded import params_template
 
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
-_ENV = params_environment()
 
 
 def render_value(value: Any, macros: Mapping[str, str], where: str, file: str = "reports.yaml") -> Any:
@@ -24,7 +23,7 @@ def render_value(value: Any, macros: Mapping[str, str], where: str, file: str = 
     if not isinstance(value, str) or ("{{" not in value and "{%" not in value):
         return value
     try:
-        return _ENV.from_string(value).render(**macros)
+        return params_template(value).render(**macros)
     except (TemplateError, ValueError, TypeError) as exc:
         raise ConfigError([Problem(file, None, where, f"cannot render {value!r}: {exc}")]) from None
 

@@ -12,13 +12,11 @@ DURATION_UNITS = ((86400, "天"), (3600, "小时"), (60, "分钟"))
 
 
 def render_recovery(template: str, title: str, lasted: float, since: datetime) -> str:
-    from dispatcher.render.bounded import params_environment
+    from dispatcher.render.bounded import params_template
 
     try:
-        return (
-            params_environment()
-            .from_string(template)
-            .render(title=title, duration=human_duration(lasted), since=since.strftime("%Y-%m-%d %H:%M"))
+        return params_template(template).render(
+            title=title, duration=human_duration(lasted), since=since.strftime("%Y-%m-%d %H:%M")
         )
     except (TemplateError, ValueError, TypeError) as exc:
         raise RenderError(f"alert recovery_template: {exc}") from None

@@ -179,7 +179,11 @@ def template_helpers(currency_symbol: str) -> dict[str, Callable[..., Any]]:
     }
 
 
+# Keyed by the text: many reports share a few templates, and every run rendered its own compile
+# (issue 28). A template keeps no state between renders (each has its own context and budget).
+@functools.lru_cache(maxsize=256)
 def compile_template(source: str, currency_symbol: str) -> Template:
+    """`source` in the report sandbox, once per distinct (text, currency symbol); a failure is not kept."""
     env = TemplateSandbox(
         undefined=StrictUndefined,
         autoescape=True,  # to tell the template's own markup from printed values; `finalize` escapes

@@ -57,7 +57,7 @@ by wall time and ignores `fold`, which is wrong across a fall-back hour.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -99,8 +99,38 @@ class Schedule(Protocol):
     def fire_times(self, start: datetime, end: datetime, tz: ZoneInfo) -> Iterator[datetime]: ...
 
 
+# Parsed schedules, keyed by their text: a config of 5,000 reports has hundreds of distinct lines,
+# and `list`, the daemon and a reload ask for each report's schedule again and again; past
+# parse_cron's own LRU size, a pass over every report missed it every time (issue 28). Schedules
+# are immutable, so reports share them. Capped, as reloads may bring new texts.
+_PARSED: dict[Hashable, Schedule] = {}
+_PARSED_MAX = 65_536
+
+
 def parse_schedule(spec: str | dict[str, Any]) -> Schedule:
-    """A cron string (or @-macro), or a mapping `{"every": "30s"}`."""
+    """A cron string (or @-macro), or a mapping `{"every": "30s"}`; each distinct text parsed once
+    per process (a failure is not kept)."""
+    key = _key(spec)
+    if key is None:
+        return _parse_schedule(spec)
+    found = _PARSED.get(key)
+    if found is None:
+        found = _parse_schedule(spec)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = found
+    return found
+
+
+def _key(spec: Any) -> Hashable | None:
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict) and list(spec) == ["every"] and isinstance(spec["every"], str | int | float):
+        return ("every", type(spec["every"]).__name__, spec["every"])
+    return None
+
+
+def _parse_schedule(spec: str | dict[str, Any]) -> Schedule:
     if isinstance(spec, str):
         if spec.strip().lower().startswith("every "):
             raise ScheduleError(

@@ -326,9 +326,16 @@ def test_recall_marks_the_task_messages_recalled_and_the_inbox_strikes_them(
 
 def test_more_than_20_calls_in_a_second_to_one_api_answer_90018(api: Api) -> None:
     api.token()
-    start = time.monotonic()
-    codes = [code(api.post(MOBILE, {"mobile": "13800000000"})) for _ in range(22)]
-    assert time.monotonic() - start < 1.0, "the calls must fall in one 1-s window"
+    # The 22 calls must fall in one 1-s window; on a loaded machine a burst may straddle two, so
+    # the burst is tried again (after its window has passed) until one fits, instead of failing.
+    for _ in range(10):
+        start = time.monotonic()
+        codes = [code(api.post(MOBILE, {"mobile": "13800000000"})) for _ in range(22)]
+        if time.monotonic() - start < 1.0:
+            break
+        time.sleep(1.1)  # let the burst's own window pass before the next try
+    else:
+        pytest.fail("no burst of 22 calls fitted in one second in 10 tries")
     assert codes == [0] * 20 + [90018] * 2
     assert api.post(USER_GET, {"userid": "user001"})["errcode"] == 0  # per API, not global
     assert wait_for(lambda: api.post(MOBILE, {"mobile": "13800000000"})["errcode"] == 0, 3.0)

@@ -220,3 +220,13 @@ def test_requests_are_not_logged_to_stderr(server: HealthServer, capfd: pytest.C
     requests.get(server.url + "/healthz", timeout=TIMEOUT)
     requests.get(server.url + "/nope", timeout=TIMEOUT)
     assert capfd.readouterr().err == ""
+
+
+def test_two_health_states_started_at_the_same_second_are_two_objects() -> None:
+    # A merge once left a functools.cache on the class: equal arguments then gave one shared state,
+    # so one daemon's tick or stop showed in another's /healthz.
+    from dispatcher.health import HealthState
+
+    first, second = HealthState(started_at=1.0), HealthState(started_at=1.0)
+    first.running = False
+    assert first is not second and second.running is True

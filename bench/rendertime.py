@@ -1,11 +1,11 @@
 """Scenario 11, render time: 10,000 rows fitted to one 2048-byte message, in its three forms.
 
 The target used to be a wall-clock assertion in the unit tests ("well under a second"), which a
-loaded machine broke. Here each form is compared with a reference measured in the same process,
-side by side, taking turns: the default KPI and text forms against pandas formatting the whole frame
-(`DataFrame.to_string`), the template form against one plain Jinja2 render of the same template
-over every row (what fitting the budget costs on top of rendering). The absolute second is still
-printed, as a reported target only.
+loaded machine broke. Here each form is compared with pandas formatting the whole frame as text
+(`DataFrame.to_string`), measured in the same process, side by side, taking turns. The template
+form renders rows through the author's Jinja template with every printed value escaped, then fits
+the budget, so its bound is wider. One plain Jinja2 render of the template over every row is
+printed beside it for scale. The absolute second is still printed, as a reported target only.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ ROWS = 10_000
 LIST_TEMPLATE = (
     "### {{ title }}\n{% for r in rows %}\n- {{ r.name }} {{ r.sales | currency }}\n{% endfor %}\n"
 )
-# At rest: KPI 0.09x and text 0.01x of to_string; the template 3.9x of one plain Jinja render.
+# At rest (CI rehearsal, 2026-12-06): KPI 0.03x and text 0.04x of to_string, the template 5.2x;
+# 10x of to_string is about half a second at rest, the old unit test's "well under a second".
 DEFAULT_RATIO = 1.0
-TEMPLATE_RATIO = 6.0
+TEMPLATE_RATIO = 10.0
 ABSOLUTE = 1.0
 
 
@@ -83,7 +84,8 @@ def run(reps: int) -> Outcome:
     rows = [
         _ratio_row("KPI form vs DataFrame.to_string", med["kpi"], med["to_string"], DEFAULT_RATIO),
         _ratio_row("text form vs DataFrame.to_string", med["text"], med["to_string"], DEFAULT_RATIO),
-        _ratio_row("template form vs plain Jinja2 render", med["template"], med["jinja"], TEMPLATE_RATIO),
+        _ratio_row("template form vs DataFrame.to_string", med["template"], med["to_string"], TEMPLATE_RATIO),
+        Row(NAME, "one plain Jinja2 render of the template, every row (for scale)", seconds(med["jinja"])),
     ]
     worst = max(med["kpi"], med["text"], med["template"])
     rows.append(

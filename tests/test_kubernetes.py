@@ -170,3 +170,11 @@ def test_compose_runs_the_image_on_postgresql_with_secrets_from_the_environment(
     assert daemon["ports"] == ["127.0.0.1:9108:9108"]
     assert int(daemon["stop_grace_period"].removesuffix("s")) > DEFAULT_SHUTDOWN_TIMEOUT
     assert "/srv/reports" in daemon["volumes"][0]
+
+
+def test_the_configmaps_query_files_are_the_shipped_ones() -> None:
+    # kustomize loads files only from inside its base, so the queries are copies: keep them equal.
+    copies = sorted((REPO / "deploy" / "kubernetes" / "reports" / "queries").glob("*.sql"))
+    assert copies
+    for copy in copies:
+        assert copy.read_text(encoding="utf-8") == (REPO / "queries" / copy.name).read_text(encoding="utf-8")

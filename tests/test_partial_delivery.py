@@ -30,6 +30,7 @@ from dispatcher.store.db import state_url as store_url
 from dispatcher.store.ledger import Ledger
 from tests import daemon_harness
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 USERS = [f"u{i:05d}" for i in range(1, 252)]
 FIRE = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 AT = "2026-11-28T10:00+08:00"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from tests.test_doctor import box, doctor, write_config  # noqa: F401  (box is a fixture)
 
 TOKEN = "robot-token-4f1c9e"

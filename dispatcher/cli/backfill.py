@@ -9,19 +9,20 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from dispatcher.cli_common import load
+from dispatcher.cli.common import load
 from dispatcher.errors import DeliveryError
 from dispatcher.words import plural
 
 if TYPE_CHECKING:
-    from dispatcher.backfill import Range
-    from dispatcher.config import Config, Report
+    from dispatcher.config.model import Config, Report
+    from dispatcher.run.backfill import Range
 
 OK_STATES = ("sent", "skipped", "suppressed")
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from dispatcher import backfill, clock
+    from dispatcher import clock
+    from dispatcher.run import backfill
 
     config = load(args)
     report = config.report(args.report_id)
@@ -39,9 +40,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def _dry_run(config: Config, report: Report, fires: Range, force: bool) -> None:
-    from dispatcher import backfill
     from dispatcher.app import open_sources, open_store
-    from dispatcher.prepare import prepare
+    from dispatcher.run import backfill
+    from dispatcher.run.prepare import prepare
     from dispatcher.store.ledger import Ledger
 
     with open_store(config, create=False) as store, open_sources(config) as sources:
@@ -56,7 +57,7 @@ def _dry_run(config: Config, report: Report, fires: Range, force: bool) -> None:
 
 
 def _would(prepared: object) -> str:
-    from dispatcher.prepare import Prepared
+    from dispatcher.run.prepare import Prepared
 
     assert isinstance(prepared, Prepared)
     rows = plural(prepared.result.rows, "row")
@@ -68,7 +69,7 @@ def _would(prepared: object) -> str:
 
 def cmd_resend(args: argparse.Namespace) -> int:
     from dispatcher.app import open_app
-    from dispatcher.resend import resend
+    from dispatcher.run.resend import resend
 
     config = load(args)
     report = config.report(args.report_id)

@@ -11,13 +11,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dispatcher.config import Config, Report
-    from dispatcher.prepare import Prepared
-    from dispatcher.progress import Progress
+    from dispatcher.cli.progress import Progress
+    from dispatcher.config.model import Config, Report
+    from dispatcher.run.prepare import Prepared
 
 
 def load(args: argparse.Namespace) -> Config:
-    from dispatcher.config_check import load_config
+    from dispatcher.config.check import load_config
 
     return load_config(args.config)
 
@@ -38,7 +38,7 @@ def prepare_report(
     """Query and render `report` as its run at `fire` would, on sources opened for this command;
     `progress` shows the query and the rendering as they start."""
     from dispatcher.app import open_sources
-    from dispatcher.prepare import prepare
+    from dispatcher.run.prepare import prepare
     from dispatcher.words import plural
 
     def on_rows(rows: int) -> None:

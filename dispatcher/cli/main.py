@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 # The commands' handlers; each imports what it needs when it runs, so `validate` stays quick.
-from dispatcher.cli_backfill import cmd_backfill, cmd_resend
-from dispatcher.cli_ops import (
+from dispatcher.cli.backfill import cmd_backfill, cmd_resend
+from dispatcher.cli.ops import (
     cmd_demo_load,
     cmd_doctor,
     cmd_init,
@@ -27,10 +27,10 @@ from dispatcher.cli_ops import (
     cmd_validate,
     log_tz,
 )
-from dispatcher.cli_preview import cmd_preview
-from dispatcher.cli_schedule import NEXT_MAX, cmd_cron, next_count
-from dispatcher.cli_send import cmd_send
-from dispatcher.cli_views import cmd_history, cmd_list
+from dispatcher.cli.preview import cmd_preview
+from dispatcher.cli.schedule import NEXT_MAX, cmd_cron, next_count
+from dispatcher.cli.send import cmd_send
+from dispatcher.cli.views import cmd_history, cmd_list
 from dispatcher.errors import DispatcherError
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def _iso_instant(value: str) -> datetime:
 
 
 def _backfill_day(value: str) -> date:
-    from dispatcher.backfill import FIRST_DAY, LAST_DAY, day_range
+    from dispatcher.run.backfill import FIRST_DAY, LAST_DAY, day_range
 
     try:
         day = date.fromisoformat(value)
@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if isinstance(getattr(args, "config", None), Path):
-            from dispatcher.environment import load_dotenv
+            from dispatcher.config.environment import load_dotenv
 
             load_dotenv(args.config.expanduser().parent)
         return int(args.handler(args))

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from dispatcher.cli_common import instant, load
+from dispatcher.cli.common import instant, load
 from dispatcher.errors import DispatcherError
 from dispatcher.words import plural
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from dispatcher.config_check import check_config
+    from dispatcher.config.check import check_config
 
     warnings: list[Problem] = []
     config, problems = check_config(args.config, warnings=warnings)
@@ -59,7 +59,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dispatcher.daemon import DaemonOptions, run_daemon
+    from dispatcher.daemon.loop import DaemonOptions, run_daemon
 
     options = DaemonOptions(
         config_path=args.config,
@@ -96,7 +96,7 @@ def log_tz(text: str) -> str:
 
 def cmd_quota(args: argparse.Namespace) -> int:
     from dispatcher.app import open_store
-    from dispatcher.quota import forecast_text, store_forecast
+    from dispatcher.ops.quota import forecast_text, store_forecast
 
     config = load(args)
     with open_store(config) as store:
@@ -110,8 +110,8 @@ def cmd_demo_load(args: argparse.Namespace) -> int:
     from sqlalchemy import create_engine
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-    from dispatcher.demo import load_demo
-    from dispatcher.source_url import INSTALL_HINT
+    from dispatcher.demo.shop import load_demo
+    from dispatcher.sources.url import INSTALL_HINT
     from dispatcher.store.db import resolve_sqlite_url
 
     url, end = args.source, args.end
@@ -140,21 +140,21 @@ def cmd_demo_load(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from dispatcher.init import init_project, next_steps
+    from dispatcher.ops.init import init_project, next_steps
 
     print(next_steps(init_project(args.folder, force=args.force)))
     return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from dispatcher.config_schema import dumps, generate
+    from dispatcher.config.schema import dumps, generate
 
     sys.stdout.write(dumps(generate()))
     return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from dispatcher.doctor import doctor
+    from dispatcher.ops.doctor import doctor
 
     return doctor(args.config, as_json=args.json, send_test=args.send_test)
 

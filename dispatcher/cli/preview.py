@@ -10,16 +10,16 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.cli_common import instant, load, prepare_report, print_message
+from dispatcher.cli.common import instant, load, prepare_report, print_message
 from dispatcher.words import plural
 
 if TYPE_CHECKING:
-    from dispatcher.prepare import Prepared
+    from dispatcher.run.prepare import Prepared
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from dispatcher.cli_views import as_recipient, split_lines
-    from dispatcher.prepare import fire_time_at
+    from dispatcher.cli.views import as_recipient, split_lines
+    from dispatcher.run.prepare import fire_time_at
 
     config = load(args)
     report = config.report(args.report_id)
@@ -27,7 +27,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     split = split_lines(prepared, args.as_value)
     if args.as_value is not None:
         prepared = as_recipient(prepared, args.as_value)
-    from dispatcher.cli_robots import group_previews, print_groups
+    from dispatcher.cli.robots import group_previews, print_groups
 
     out = preview_dict(prepared)
     groups = group_previews(config, prepared)
@@ -37,7 +37,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         _print_preview(out, config.dingtalk.max_msg_bytes, split)
         print_groups(groups)
     if args.out is not None:
-        from dispatcher.preview_parts import write_preview
+        from dispatcher.cli.preview_parts import write_preview
 
         for path in write_preview(prepared, args.out):
             print(f"wrote      {path}", file=sys.stderr if args.json else sys.stdout)
@@ -45,8 +45,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def preview_dict(prepared: Prepared) -> dict[str, Any]:
-    from dispatcher.preview_parts import parts_listing
-    from dispatcher.split import summary
+    from dispatcher.cli.preview_parts import parts_listing
+    from dispatcher.run.split import summary
 
     rendered = prepared.rendered
     slicing = prepared.slicing

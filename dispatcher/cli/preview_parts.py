@@ -14,12 +14,12 @@ from dispatcher.dingtalk.message import msg_bytes
 from dispatcher.errors import DispatcherError
 
 if TYPE_CHECKING:
-    from dispatcher.parts import Part
-    from dispatcher.prepare import Prepared
+    from dispatcher.run.parts import Part
+    from dispatcher.run.prepare import Prepared
 
 
 def preview_parts(prepared: Prepared) -> list[Part]:
-    from dispatcher.parts import build_parts
+    from dispatcher.run.parts import build_parts
 
     if prepared.rendered is None:
         return []
@@ -28,7 +28,7 @@ def preview_parts(prepared: Prepared) -> list[Part]:
 
 def files_of(prepared: Prepared) -> dict[str, bytes]:
     """File name -> content of what the run uploads (the chart) or attaches (even when too large)."""
-    from dispatcher.rich import CHART_NAME
+    from dispatcher.run.rich import CHART_NAME
 
     rich = prepared.rich
     out: dict[str, bytes] = {}

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.cli_common import print_message
+from dispatcher.cli.common import print_message
 from dispatcher.errors import DispatcherError
 from dispatcher.words import plural
 
 if TYPE_CHECKING:
     from dispatcher.app import App
-    from dispatcher.config import Config, Report
-    from dispatcher.prepare import Prepared
+    from dispatcher.config.model import Config, Report
     from dispatcher.render import Rendered
+    from dispatcher.run.prepare import Prepared
 
 
 def check_robot_names(config: Config, names: list[str]) -> None:
@@ -28,7 +28,7 @@ def check_robot_names(config: Config, names: list[str]) -> None:
 
 def group_previews(config: Config, prepared: Prepared) -> dict[str, dict[str, Any]]:
     """Each of the report's robots -> its message as it would be sent (msgUuid included)."""
-    from dispatcher.robot.deliver import build_message
+    from dispatcher.run.robots import build_message
 
     if prepared.rendered is None:
         return {}
@@ -51,7 +51,7 @@ def send_to_robots(
     app: App, prepared: Prepared, names: list[str], salt: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Deliver to `names` now and print a line per robot; returns the ledger entries."""
-    from dispatcher.robot.deliver import send_robots
+    from dispatcher.run.robots import send_robots
 
     if app.robots is None:
         raise DispatcherError("the config has no robots: section")
@@ -71,7 +71,7 @@ def report_robots(report: Report, chosen: list[str] | None) -> list[str]:
 
 
 def _rerender(config: Config, prepared: Prepared) -> Any:
-    from dispatcher.prepare import rerender
+    from dispatcher.run.prepare import rerender
 
     def again(budget: int) -> Rendered:
         return rerender(config, prepared, budget)

@@ -27,7 +27,7 @@ def next_count(text: str) -> int:
 
 def cmd_cron(args: argparse.Namespace) -> int:
     from dispatcher import clock
-    from dispatcher.config import DEFAULT_TIMEZONE
+    from dispatcher.config.model import DEFAULT_TIMEZONE
     from dispatcher.schedule import to_zone
     from dispatcher.schedule.cron import parse_cron
 

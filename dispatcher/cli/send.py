@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.cli_common import instant, load, prepare_report, print_message
+from dispatcher.cli.common import instant, load, prepare_report, print_message
+from dispatcher.cli.progress import Progress
 from dispatcher.errors import CredentialsError, DeliveryError, DispatcherError
-from dispatcher.progress import Progress
 from dispatcher.words import plural, reach
 
 if TYPE_CHECKING:
     from dispatcher.app import App
-    from dispatcher.config import Config, Report
-    from dispatcher.delivery import Outcome, Recipients
+    from dispatcher.config.model import Config, Report
     from dispatcher.dingtalk.client import DeliveryResult, DingTalkClient
-    from dispatcher.prepare import Prepared
+    from dispatcher.run.delivery import Outcome, Recipients
+    from dispatcher.run.prepare import Prepared
     from dispatcher.store.ledger import Ledger, RunState
 
 Finish = Callable[..., None]
@@ -34,9 +34,9 @@ RobotEntries = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 def cmd_send(args: argparse.Namespace) -> int:
     from dispatcher.app import open_app
-    from dispatcher.cli_robots import check_robot_names
-    from dispatcher.delivery import credentials_from, recipients_for, recipients_from_cli
-    from dispatcher.prepare import fire_time_at
+    from dispatcher.cli.robots import check_robot_names
+    from dispatcher.run.delivery import credentials_from, recipients_for, recipients_from_cli
+    from dispatcher.run.prepare import fire_time_at
 
     config = load(args)
     report = config.report(args.report_id)
@@ -131,7 +131,7 @@ def _send_recorded(
         outcome = _deliver(app, prepared, recipients, progress) if channels.work else None
         entries = None
         if channels.robots:
-            from dispatcher.cli_robots import send_to_robots
+            from dispatcher.cli.robots import send_to_robots
 
             # A manual send is its own message: its msgUuid must not collide with the daemon's run.
             salt = f"manual:{run.id}" if run is not None else f"manual:{secrets.token_hex(8)}"
@@ -149,7 +149,7 @@ def _send_recorded(
 
 def _send_split(app: App, prepared: Prepared, finish: Finish, progress: Progress) -> None:
     """split_by: each recipient their slice (and `to` the whole report), as the daemon sends it."""
-    from dispatcher.split_delivery import Parts, deliver_split
+    from dispatcher.run.split_delivery import Parts, deliver_split
 
     assert prepared.rendered is not None and prepared.slicing is not None
     parts = Parts(prepared.report, prepared.rendered.msg, prepared.slicing)
@@ -164,7 +164,7 @@ def _send_split(app: App, prepared: Prepared, finish: Finish, progress: Progress
 
 
 def _deliver(app: App, prepared: Prepared, recipients: Recipients, progress: Progress) -> Outcome:
-    from dispatcher.delivery import deliver, outcome_of
+    from dispatcher.run.delivery import deliver, outcome_of
 
     assert prepared.rendered is not None
     if prepared.rich is not None:
@@ -183,10 +183,10 @@ def _deliver(app: App, prepared: Prepared, recipients: Recipients, progress: Pro
 def _deliver_rich(
     app: App, prepared: Prepared, recipients: Recipients, progress: Progress
 ) -> tuple[DeliveryResult, Outcome]:
-    """The text or card, then the chart, then the file (dispatcher.parts); uploads print their media."""
+    """The text or card, then the chart, then the file (dispatcher.run.parts); uploads print their media."""
     from dataclasses import replace
 
-    from dispatcher.parts import build_parts, deliver_parts, failed_parts, media_id_of, scope_of
+    from dispatcher.run.parts import build_parts, deliver_parts, failed_parts, media_id_of, scope_of
 
     assert prepared.rendered is not None and prepared.rich is not None
     scope = scope_of(prepared.fire_time)  # the daemon's run of this fire time shares its uploads
@@ -208,7 +208,7 @@ def _deliver_rich(
 def _record_and_judge(
     finish: Finish, prepared: Prepared, outcome: Outcome | None, entries: RobotEntries | None = None
 ) -> None:
-    from dispatcher.robot.deliver import merge
+    from dispatcher.run.robots import merge
 
     assert prepared.rendered is not None
     if entries is not None:
@@ -349,7 +349,7 @@ def _print_recipients(  # noqa: PLR0913
 
 
 def _print_split(prepared: Prepared, split: bool) -> None:
-    from dispatcher.cli_views import split_lines
+    from dispatcher.cli.views import split_lines
 
     for line in split_lines(prepared, whole=False) if split else []:
         print(line)
@@ -357,7 +357,7 @@ def _print_split(prepared: Prepared, split: bool) -> None:
 
 def _print_parts(prepared: Prepared) -> None:
     """A rich report's image and file messages, which a dry run neither uploads nor sends."""
-    from dispatcher.preview_parts import parts_listing
+    from dispatcher.cli.preview_parts import parts_listing
 
     for part in [p for p in parts_listing(prepared) if p["unit"] or p["files"]]:
         files = ", ".join(f"{f['name']} ({plural(f['bytes'], 'byte')})" for f in part["files"])

@@ -13,14 +13,14 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.cli_common import instant, load
+from dispatcher.cli.common import instant, load
 from dispatcher.errors import DispatcherError
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
-    from dispatcher.config import Config, Report
-    from dispatcher.prepare import Prepared
+    from dispatcher.config.model import Config, Report
+    from dispatcher.run.prepare import Prepared
     from dispatcher.schedule import Schedule
     from dispatcher.store.db import StateStore
     from dispatcher.store.ledger import Run
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def alert_states(config: Config, at: datetime) -> dict[str, str]:
     """Each alert's state as `list` shows it: `firing since 09:30 (2 runs)`."""
-    from dispatcher.alerting import state_text
+    from dispatcher.run.alerting import state_text
     from dispatcher.store.alert_state import AlertStates
 
     if not any(r.alert for r in config.reports.values()):
@@ -111,7 +111,7 @@ def alert_events(store: Any, runs: list[Run]) -> dict[tuple[str, datetime], str]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from dispatcher.yamlfile import paused_gc
+    from dispatcher.config.yamlfile import paused_gc
 
     # A short-lived command holding 5,000 reports and their last runs: collections only cost.
     with paused_gc():
@@ -152,7 +152,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _print_next(config: Config, report: Report, at: datetime, count: int) -> int:
-    from dispatcher.cli_schedule import print_schedule
+    from dispatcher.cli.schedule import print_schedule
 
     print(f"{report.id}  {report.title}")
     print_schedule(report.parsed_schedule(), config.report_zone(report), at, count)

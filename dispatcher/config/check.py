@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from dispatcher import yamlfile
-from dispatcher.config import (
+from dispatcher.config import yamlfile
+from dispatcher.config.model import (
     Config,
     DingTalkConfig,
     RecipientGroup,
@@ -26,11 +26,11 @@ from dispatcher.config import (
     link_url,
     sample_macros,
 )
-from dispatcher.config_rich import rich_problems
-from dispatcher.config_words import merge_unions, plain_message
+from dispatcher.config.rich import rich_problems
+from dispatcher.config.words import merge_unions, plain_message
 from dispatcher.errors import ConfigError, Problem, ScheduleError
 from dispatcher.schedule import to_zone
-from dispatcher.source_url import state_url_problem, superuser_warning, url_problem
+from dispatcher.sources.url import state_url_problem, superuser_warning, url_problem
 
 
 def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
@@ -54,7 +54,7 @@ def check_config(
 def _check_config(
     path: Path, env: dict[str, str] | None, warnings: list[Problem] | None
 ) -> tuple[Config | None, list[Problem]]:
-    from dispatcher.config_secrets import masked, misplaced
+    from dispatcher.config.secrets import masked, misplaced
 
     doc = yamlfile.load(path)
     if doc.problems and doc.data is None:
@@ -266,7 +266,7 @@ class _Checker:
             )
         template = alert.get("recovery_template") if isinstance(alert, dict) else None
         if isinstance(template, str):
-            from dispatcher.render.recovery import recovery_problem
+            from dispatcher.templating.recovery import recovery_problem
 
             problem = recovery_problem(template)
             if problem:
@@ -288,7 +288,7 @@ class _Checker:
 
     def _check_templates(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
         """Catch `{{ yesterdy }}` and template syntax errors now, not at 09:00 tomorrow."""
-        from dispatcher.render.bounded import syntax_problem
+        from dispatcher.templating.bounded import syntax_problem
 
         macros = sample_macros()
         params = entry.get("params")
@@ -300,7 +300,7 @@ class _Checker:
             self._problem((*kp, "template"), problem)
 
     def _try_render(self, keypath: tuple[str, ...], value: Any, macros: dict[str, str]) -> None:
-        from dispatcher.params import render_value
+        from dispatcher.config.params import render_value
 
         if isinstance(value, str) and value in self._seen_values:
             problem = self._seen_values[value]

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from dispatcher.config_rich import AttachSpec, ChartSpec, OaCard
+from dispatcher.config.rich import AttachSpec, ChartSpec, OaCard
 from dispatcher.errors import ReportNotFound, ScheduleError
 from dispatcher.schedule import Schedule, parse_duration, parse_schedule, to_zone
-from dispatcher.source_url import (
+from dispatcher.sources.url import (
     DEFAULT_MAX_BYTES,
     parse_size,
     query_timeout_in_range,
@@ -133,7 +133,7 @@ def link_url(value: str) -> str:
 
 
 class AlertSpec(_Model):
-    """`alert:`: rows > 0 means firing; the state lives in the state store (see dispatcher.alerting)."""
+    """`alert:`: rows > 0 means firing; the state lives in the state store (see dispatcher.run.alerting)."""
 
     repeat: float | None = None  # remind at most this often while firing; None: never
     recovery: bool = False
@@ -225,7 +225,7 @@ class Report(_Model):
     receipts: ReceiptsMode | None = None  # None: the dingtalk section's mode
     alert: AlertSpec | None = None
     split_by: SplitBy | None = None
-    # Rich reports (config_rich.py):
+    # Rich reports (config/rich.py):
     oa: OaCard | None = None
     chart: ChartSpec | None = None
     attach: AttachSpec | None = None

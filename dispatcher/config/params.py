@@ -13,7 +13,7 @@ from typing import Any
 from jinja2 import TemplateError
 
 from dispatcher.errors import ConfigError, Problem
-from dispatcher.render.bounded import params_template
+from dispatcher.templating.bounded import params_template
 
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 

@@ -99,8 +99,8 @@ def rich_problems(
 ) -> list[tuple[tuple[str, ...], str]]:
     """Cross-key problems of one raw report entry: (key path under the report, message).
     `link_url` is config's check of a link a message may carry (it raises ValueError)."""
+    from dispatcher.config.params import render_value
     from dispatcher.errors import ConfigError
-    from dispatcher.params import render_value
 
     out: list[tuple[tuple[str, ...], str]] = []
     if entry.get("oa") is not None and entry.get("msgtype") != "oa":

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dispatcher.config import Config
-from dispatcher.config_docs import DESCRIPTIONS, INPUTS, INTERNAL
+from dispatcher.config.docs import DESCRIPTIONS, INPUTS, INTERNAL
+from dispatcher.config.model import Config
 
 SCHEMA_FILE = "reports.schema.json"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -171,4 +171,4 @@ def dumps(schema: dict[str, Any]) -> str:
 
 def shipped() -> str:
     """The schema file in the package, as text."""
-    return resources.files("dispatcher").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    return resources.files("dispatcher.config").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")

@@ -21,7 +21,7 @@ from dispatcher.leaks import MIN_CHARS
 from dispatcher.robot.webhook import access_token
 
 if TYPE_CHECKING:
-    from dispatcher.config import Config
+    from dispatcher.config.model import Config
 
 KeyPath = tuple[str, ...]
 APP_SECRET_VARIABLE = "DINGTALK_APP_SECRET"  # noqa: S105 (a variable's name, not a secret)

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from dispatcher.environment import SecretFileError, lookup
+from dispatcher.config.environment import SecretFileError, lookup
 from dispatcher.errors import Problem
 
 KeyPath = tuple[str, ...]
@@ -250,7 +250,7 @@ def interpolate(data: Any, env: Mapping[str, str] | None = None) -> Interpolated
 
     Unset variables become "" and are collected by key path rather than raised, because whether
     that is an error depends on where they are (delivery credentials are only needed to deliver).
-    `VAR_FILE` stands in for an unset `VAR` (dispatcher.environment.lookup).
+    `VAR_FILE` stands in for an unset `VAR` (dispatcher.config.environment.lookup).
     """
     env = os.environ if env is None else env
     result = Interpolated(value=None)

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from dispatcher import clock, logs
 from dispatcher.app import App
-from dispatcher.config import Config, Report
-from dispatcher.config_check import check_config
-from dispatcher.daemon_decide import Chore, Timing
-from dispatcher.daemon_health import alert_store_problem, next_fires, workers_problem
-from dispatcher.daemon_runs import Runs
+from dispatcher.config.check import check_config
+from dispatcher.config.model import Config, Report
+from dispatcher.daemon.decide import Chore, Timing
+from dispatcher.daemon.health import HealthState
+from dispatcher.daemon.runs import Runs
+from dispatcher.daemon.status import alert_store_problem, next_fires, workers_problem
 from dispatcher.errors import StateError
-from dispatcher.health import HealthState
 
 NEVER = 1e9  # seconds: a run_timeout the reaper never reaches
 DEFAULT_RUN_TIMEOUT = 600.0
@@ -120,7 +120,7 @@ class Chores:
             logs.event("ledger.pruned", rows=pruned, before=older)
 
     def retry_due(self) -> None:
-        from dispatcher.outcomes import give_up
+        from dispatcher.run.outcomes import give_up
 
         svc = self.app.services()
         for run in svc.ledger.due_retries():

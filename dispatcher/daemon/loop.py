@@ -26,17 +26,18 @@ from typing import TYPE_CHECKING
 
 from dispatcher import clock, logs
 from dispatcher.app import App, default_owner, open_app
-from dispatcher.config_check import load_config
-from dispatcher.daemon_chores import Chores, changed_reports, enabled, timings
-from dispatcher.daemon_decide import Housekeep, LoopState, Wake, decide, start_state, with_reports
-from dispatcher.daemon_health import next_fires
-from dispatcher.daemon_runs import Runs
+from dispatcher.config.check import load_config
+from dispatcher.daemon.chores import Chores, changed_reports, enabled, timings
+from dispatcher.daemon.decide import Housekeep, LoopState, Wake, decide, start_state, with_reports
+from dispatcher.daemon.health import HealthServer, HealthState
+from dispatcher.daemon.runs import Runs
+from dispatcher.daemon.status import next_fires
 from dispatcher.errors import DispatcherError
-from dispatcher.health import HealthServer, HealthState, Metrics
+from dispatcher.run.metrics import Metrics
 from dispatcher.schedule.zones import to_zone
 
 if TYPE_CHECKING:
-    from dispatcher.config import Config
+    from dispatcher.config.model import Config
 
 
 @dataclass

@@ -26,14 +26,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from dispatcher import catchup, clock, logs
-from dispatcher.config import Report
+from dispatcher import clock, logs
+from dispatcher.config.model import Report
+from dispatcher.daemon import catchup
+from dispatcher.daemon.watchdog import Attempt, WaitClock, run_bounded
 from dispatcher.errors import StateError
-from dispatcher.outcomes import give_up
-from dispatcher.runner import execute
-from dispatcher.services import Services
+from dispatcher.run.outcomes import give_up
+from dispatcher.run.runner import execute
+from dispatcher.run.services import Services
 from dispatcher.store.ledger import Run
-from dispatcher.watchdog import Attempt, WaitClock, run_bounded
 
 
 class Runs:

@@ -6,9 +6,9 @@ import logging
 from datetime import datetime
 
 from dispatcher import logs
-from dispatcher.config import ALERT_GROUP, Config, Report
+from dispatcher.config.model import ALERT_GROUP, Config, Report
 from dispatcher.errors import DispatcherError
-from dispatcher.services import Services
+from dispatcher.run.services import Services
 
 STORE_ALERT_TITLE = "调度器状态库不可用"
 
@@ -37,9 +37,9 @@ def workers_problem(waited: float, limit: float, workers: int) -> str | None:
 
 def alert_store_problem(svc: Services, owner: str, problem: str) -> None:
     """Tell `admins` the state store is unusable; sent once per outage, so no ledger throttle (it is down)."""
-    from dispatcher.delivery import deliver, recipients_for
     from dispatcher.dingtalk.message import markdown_msg
     from dispatcher.render.format import md
+    from dispatcher.run.delivery import deliver, recipients_for
 
     if ALERT_GROUP not in svc.config.recipients:
         logs.event("alert.skipped", logging.WARNING, reason="no 'admins' recipient group")

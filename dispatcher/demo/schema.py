@@ -1,4 +1,4 @@
-"""The demo shop's tables (see dispatcher.demo for what they hold and why these types).
+"""The demo shop's tables (see dispatcher.demo.shop for what they hold and why these types).
 
 Dates are ISO strings and money is Numeric(12, 2), so the shipped queries give the same figures on
 SQLite, PostgreSQL and MariaDB.

@@ -53,7 +53,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dispatcher.demo_schema import METADATA
+from dispatcher.demo.schema import METADATA
 from dispatcher.errors import DispatcherError
 
 DEMO_FILENAME = "demo.db"

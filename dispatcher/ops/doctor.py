@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dispatcher import clock
-from dispatcher.config import ALERT_GROUP, Config
-from dispatcher.config_check import check_config
+from dispatcher.config.check import check_config
+from dispatcher.config.model import ALERT_GROUP, Config
 from dispatcher.dingtalk.errors import CREDENTIAL_ERRCODES
 from dispatcher.errors import DeliveryError, DispatcherError, Problem
 from dispatcher.words import plural
 
 if TYPE_CHECKING:
     from dispatcher.app import App
-    from dispatcher.quota import ReportCost
+    from dispatcher.ops.quota import ReportCost
 
 WARN_SHARE = 0.8  # of monthly_quota
 CONSOLE = "DingTalk developer console (open-dev.dingtalk.com) → 应用开发 → your app"
@@ -83,7 +83,7 @@ def run_checks(path: Path, *, send_test: bool = False) -> list[Check]:
 
 
 def _robot_checks(config: Config, send_test: bool, state_ok: bool) -> list[Check]:
-    from dispatcher.doctor_robots import robot_checks
+    from dispatcher.ops.doctor_robots import robot_checks
 
     found = robot_checks(config, send_test=send_test, state_ok=state_ok)
     return [Check(f.name, f.status, f.detail, f.hint) for f in found]
@@ -123,7 +123,7 @@ def _config_check(path: Path) -> tuple[Config | None, list[Check]]:
 
 def _source_checks(config: Config) -> list[Check]:
     from dispatcher.app import open_sources
-    from dispatcher.doctor_sources import check_source, source_timeout
+    from dispatcher.ops.doctor_sources import check_source, source_timeout
 
     checks = []
     with open_sources(config) as sources:
@@ -160,7 +160,7 @@ def _state_check(config: Config) -> Check:
 
 
 def _credentials_check(config: Config) -> Check:
-    from dispatcher.delivery import credentials_from
+    from dispatcher.run.delivery import credentials_from
 
     try:
         creds = credentials_from(config)
@@ -267,7 +267,7 @@ def _recipients_check(app: App) -> Check:
 
 def _quota_check(config: Config) -> Check:
     from dispatcher.app import open_store
-    from dispatcher.quota import store_forecast
+    from dispatcher.ops.quota import store_forecast
 
     quota = config.dingtalk.monthly_quota
     with open_store(config) as store:
@@ -289,7 +289,7 @@ def _quota_check(config: Config) -> Check:
 
 
 def _alerts_basis(costs: list[ReportCost]) -> str:
-    from dispatcher.quota import ALERTS_COUNTED
+    from dispatcher.ops.quota import ALERTS_COUNTED
 
     alerts = [c for c in costs if c.basis != "schedule"]
     if not alerts:
@@ -301,8 +301,8 @@ def _alerts_basis(costs: list[ReportCost]) -> str:
 
 
 def _send_test(app: App) -> Check:
-    from dispatcher.delivery import deliver, recipients_for
     from dispatcher.dingtalk.message import markdown_msg
+    from dispatcher.run.delivery import deliver, recipients_for
 
     if ALERT_GROUP not in app.config.recipients:
         hint = f"add a recipients: {ALERT_GROUP}: group (it also receives the failure alerts)"

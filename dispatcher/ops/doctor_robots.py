@@ -16,7 +16,7 @@ from dispatcher import clock
 from dispatcher.errors import DispatcherError
 
 if TYPE_CHECKING:
-    from dispatcher.config import Config
+    from dispatcher.config.model import Config
     from dispatcher.robot.client import Robot
 
 
@@ -42,7 +42,7 @@ def used_robots(config: Config) -> list[str]:
 
 
 def robot_checks(config: Config, *, send_test: bool, state_ok: bool) -> list[RobotFinding]:
-    from dispatcher.robot.deliver import robots_from
+    from dispatcher.run.robots import robots_from
 
     robots = robots_from(config)
     checks: list[RobotFinding] = []

@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from dispatcher.config import Config
+from dispatcher.config.model import Config
 from dispatcher.errors import DispatcherError
-from dispatcher.query import Sources
+from dispatcher.sources.query import Sources
 
 DEFAULT_TIMEOUT = 60.0
 # The README's "A read-only role for the sources", in short.

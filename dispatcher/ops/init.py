@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from dispatcher.config_schema import SCHEMA_FILE, shipped
+from dispatcher.config.schema import SCHEMA_FILE, shipped
 from dispatcher.errors import DispatcherError
 
 CONFIG = "reports.yaml"
@@ -157,7 +157,7 @@ def _read(root: int, name: str) -> str:
 
 
 def _template(name: str) -> str:
-    return resources.files("dispatcher").joinpath("project", name).read_text(encoding="utf-8")
+    return resources.files("dispatcher.ops").joinpath("project", name).read_text(encoding="utf-8")
 
 
 def _merge_gitignore(existing: str, template: str) -> str | None:

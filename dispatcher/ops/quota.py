@@ -1,4 +1,4 @@
-"""The monthly API budget as reports see it: this month's forecast, and the admins' quota alerts.
+"""The monthly API budget as reports see it: this month's forecast (the alerts are run/quota_alerts.py).
 
 A run costs ceil(userids / 100) asyncsend_v2 batches (departments: ceil(dept_ids / 20)) per
 message (a chart and an attachment are messages of their own, and one media/upload each), plus its
@@ -9,20 +9,17 @@ pure schedule functions the daemon uses.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dispatcher import clock, logs
-from dispatcher.config import ALERT_GROUP, Config, Report
-from dispatcher.errors import DispatcherError
+from dispatcher import clock
+from dispatcher.config.model import Config, Report
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.store.apicalls import ApiCounter
     from dispatcher.store.db import StateStore
     from dispatcher.store.ledger import Run
@@ -155,7 +152,7 @@ def _share(calls: int, quota: int) -> str:
 
 
 def calls_per_run(config: Config, report: Report, last: Run | None = None) -> int:
-    from dispatcher.delivery import recipients_for
+    from dispatcher.run.delivery import recipients_for
 
     recipients = recipients_for(config, report.to)
     people = len(recipients.userids) + len(recipients.mobiles)
@@ -233,41 +230,3 @@ def _hours(seconds: float) -> str:
 def _next_month(now: datetime) -> datetime:
     first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return (first + timedelta(days=32)).replace(day=1) - timedelta(microseconds=1)
-
-
-# -- alerts --------------------------------------------------------------------------------
-
-
-def quota_alert(client: DingTalkClient, config: Config, month: str, used: int, quota: int) -> None:
-    """The once-a-month 80% warning to `admins` (ApiCounter decides "once")."""
-    text = (
-        f"### DingTalk 月度接口调用量已用 {used / quota:.0%}\n\n- **月份** {month}\n"
-        f"- **已用** {used} / {quota}\n\n超出后钉钉返回 90020，报表将无法发送。"
-        "可减少回执调用（`receipts: result` 或 `off`），或升级钉钉付费版。"
-    )
-    notify_admins(client, config, f"DingTalk 接口调用量已用 {used / quota:.0%}", text)
-
-
-def exhausted_alert(client: DingTalkClient, config: Config, allowed: bool, error: str) -> None:
-    """The one 90020 alert of the month; `allowed` comes from the ledger's once-only claim."""
-    if not allowed:
-        logs.event("alert.suppressed", reason="the monthly quota alert went out already")
-        return
-    text = f"### DingTalk 月度接口配额已用完 (90020)\n\n{error[:400]}"
-    notify_admins(client, config, "DingTalk 月度接口配额已用完", text)
-
-
-def notify_admins(client: DingTalkClient, config: Config, title: str, text: str) -> None:
-    """One markdown notification to `admins`, reading no receipts: it must not spend more quota."""
-    from dispatcher.delivery import deliver, recipients_for
-    from dispatcher.dingtalk.message import markdown_msg
-
-    if ALERT_GROUP not in config.recipients:
-        logs.event("alert.skipped", logging.WARNING, reason="no 'admins' recipient group", title=title)
-        return
-    try:
-        deliver(client, markdown_msg(title, text), recipients_for(config, [ALERT_GROUP]), receipts="off")
-    except DispatcherError as exc:
-        logs.event("alert.failed", logging.ERROR, title=title, error=str(exc))
-        return
-    logs.event("alert.sent", title=title)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from dispatcher.render.recovery import render_recovery
+from dispatcher.templating.recovery import render_recovery
 
 if TYPE_CHECKING:
-    from dispatcher.config import Report
+    from dispatcher.config.model import Report
     from dispatcher.render import Rendered
     from dispatcher.store.alert_state import AlertState, AlertStates, Decision
 

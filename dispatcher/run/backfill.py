@@ -21,8 +21,8 @@ from dispatcher.errors import DispatcherError
 from dispatcher.words import plural
 
 if TYPE_CHECKING:
-    from dispatcher.config import Config, Report
-    from dispatcher.services import Services
+    from dispatcher.config.model import Config, Report
+    from dispatcher.run.services import Services
     from dispatcher.store.ledger import Ledger, Run
 
 MAX_FIRE_TIMES = 10_000
@@ -104,7 +104,7 @@ def run_all(
 
 
 def _one(svc: Services, report: Report, fire: datetime, force: bool) -> str:
-    from dispatcher.runner import execute
+    from dispatcher.run.runner import execute
 
     run = _take(svc.ledger, report.id, fire, svc.owner, force)
     if isinstance(run, str):

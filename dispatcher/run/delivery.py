@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.config import MOBILE, Config, normalize_mobile
+from dispatcher.config.model import MOBILE, Config, normalize_mobile
 from dispatcher.errors import ConfigError, CredentialsError, Problem
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def app_credentials(config: Config) -> Credentials:
     """`credentials_from`, except for a config that never sends a work notification: every report
     goes to group robots only and there is no `admins` group to alert. A robot needs no DingTalk
     app, so such a config runs without one; its client holds empty credentials it never uses."""
-    from dispatcher.config import ALERT_GROUP
+    from dispatcher.config.model import ALERT_GROUP
     from dispatcher.dingtalk.client import Credentials
 
     try:

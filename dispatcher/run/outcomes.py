@@ -8,13 +8,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from dispatcher import clock, logs
-from dispatcher.config import Report
+from dispatcher.config.model import Report
 from dispatcher.errors import DispatcherError
-from dispatcher.prepare import now_in
+from dispatcher.run.prepare import now_in
 
 if TYPE_CHECKING:
-    from dispatcher.delivery import Outcome
-    from dispatcher.services import Services
+    from dispatcher.run.delivery import Outcome
+    from dispatcher.run.services import Services
     from dispatcher.store.ledger import Run
 
 
@@ -68,7 +68,7 @@ def _retry_at(report: Report, run: Run) -> datetime | None:
 
 
 def fail(svc: Services, report: Report, run: Run, error: str) -> str:
-    from dispatcher.delivery import outcome_of
+    from dispatcher.run.delivery import outcome_of
 
     fire = run.fire_time.astimezone(svc.config.report_zone(report))
     if _reached_some(run):
@@ -93,7 +93,7 @@ def quota_exhausted(svc: Services, report: Report, run: Run, error: str) -> str:
     """90020: retrying cannot help before next month, and every retry would spend a call."""
     if _reached_some(run):
         # A retry of a partial run: who was reached stays on record, and no retry follows.
-        from dispatcher.delivery import outcome_of
+        from dispatcher.run.delivery import outcome_of
 
         outcome = outcome_of(run, None, error=error)
         return partial(svc, report, run, outcome, rows=run.rows, msg_bytes=run.msg_bytes, quota=True)
@@ -108,7 +108,7 @@ def _reached_some(run: Run) -> bool:
 
 
 def _quota_alert(svc: Services, report: Report, run: Run, error: str) -> None:
-    from dispatcher.quota import exhausted_alert
+    from dispatcher.run.quota_alerts import exhausted_alert
 
     fire = run.fire_time.astimezone(svc.config.report_zone(report))
     logs.event("run.gave_up", logging.ERROR, report=report.id, fire_time=fire, attempts=run.attempts,
@@ -133,9 +133,9 @@ def alert(
     heading: str | None = None,
 ) -> None:
     """A short work notification to `admins`, at most once per report per alert_interval."""
-    from dispatcher.config import ALERT_GROUP
-    from dispatcher.delivery import deliver, recipients_for
+    from dispatcher.config.model import ALERT_GROUP
     from dispatcher.dingtalk.message import markdown_msg
+    from dispatcher.run.delivery import deliver, recipients_for
 
     if ALERT_GROUP not in svc.config.recipients:
         logs.event("alert.skipped", logging.WARNING, report=report.id, reason="no 'admins' recipient group")

@@ -18,9 +18,9 @@ from dispatcher.dingtalk.message import file_msg, image_msg
 from dispatcher.errors import DeliveryError
 
 if TYPE_CHECKING:
-    from dispatcher.delivery import Outcome, Recipients
     from dispatcher.dingtalk.client import DeliveryResult, DingTalkClient
-    from dispatcher.rich import RichParts
+    from dispatcher.run.delivery import Outcome, Recipients
+    from dispatcher.run.rich import RichParts
     from dispatcher.store.ledger import Run
 
 MAIN, IMAGE, FILE = "", "part:image", "part:file"
@@ -42,7 +42,7 @@ def build_parts(
 
     `scope` is the run's fire time: DingTalk drops the same image or file message sent to a person
     twice in a day, so each fire time gets media_ids of its own (dispatcher.dingtalk.media)."""
-    from dispatcher.rich import CHART_NAME
+    from dispatcher.run.rich import CHART_NAME
 
     if rich is None:
         return [Part(MAIN, main)]
@@ -151,8 +151,8 @@ def _outcome(
     run: Run | None, sent: list[tuple[str, DeliveryResult]], refused: list[dict[str, Any]]
 ) -> tuple[DeliveryResult, Outcome]:
     """The main unit judged as a plain report is (sent, partial, suppressed), then the parts added."""
-    from dispatcher.delivery import outcome_of
     from dispatcher.dingtalk.results import DeliveryResult
+    from dispatcher.run.delivery import outcome_of
 
     prior = run.batches.get("accepted", []) if run else []
     main_prior = [b for b in prior if not b.get("unit")]

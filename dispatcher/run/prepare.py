@@ -13,19 +13,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from dispatcher import clock
-from dispatcher.config import Config, Report
-from dispatcher.config_secrets import credentials
+from dispatcher.config.model import Config, Report
+from dispatcher.config.params import default_period, render_params, render_value
+from dispatcher.config.secrets import credentials
 from dispatcher.errors import QueryError, RenderError, ScheduleError
 from dispatcher.leaks import refuse
-from dispatcher.params import default_period, render_params, render_value
-from dispatcher.query import QueryResult, Sources, SourceSpec, run_query
 from dispatcher.schedule import date_macros, to_zone
+from dispatcher.sources.query import QueryResult, Sources, SourceSpec, run_query
 from dispatcher.store.db import resolve_sqlite_url
 
 if TYPE_CHECKING:
     from dispatcher.render import Rendered
-    from dispatcher.rich import RichParts
-    from dispatcher.split import Slicing
+    from dispatcher.run.rich import RichParts
+    from dispatcher.run.split import Slicing
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def build_sources(config: Config) -> Sources:
 
 def _make_demo(path: Path, config: Config) -> bool:
     """The shipped demo database is generated on first use; any other missing file is an error."""
-    from dispatcher.demo import DEMO_FILENAME, ensure_demo_sqlite
+    from dispatcher.demo.shop import DEMO_FILENAME, ensure_demo_sqlite
 
     if path.name != DEMO_FILENAME:
         return False
@@ -103,7 +103,7 @@ def prepare(
         return Prepared(report, fire_time, params, result, None, "skip")
     if report.split_by is not None:
         return _split(config, report, fire_time, macros, params, result)
-    from dispatcher.rich import prepare_rich, with_notes
+    from dispatcher.run.rich import prepare_rich, with_notes
 
     rich = prepare_rich(config, sources, report, fire_time, macros, result)
     rendered = _render(config, report, fire_time, macros, params, result)
@@ -142,7 +142,7 @@ def _slices(
 ) -> Slicing:
     from dataclasses import replace
 
-    from dispatcher.split import build
+    from dispatcher.run.split import build
 
     assert report.split_by is not None
 

@@ -18,11 +18,11 @@ from dispatcher import clock
 from dispatcher.dingtalk.message import MAX_MSG_BYTES
 from dispatcher.errors import DeliveryError, DispatcherError
 from dispatcher.leaks import refuse, unlabelled
-from dispatcher.resend_message import checked, marked, parsed
+from dispatcher.run.resend_message import checked, marked, parsed
 from dispatcher.words import plural
 
 if TYPE_CHECKING:
-    from dispatcher.config import Report
+    from dispatcher.config.model import Report
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.store.ledger import Ledger
 

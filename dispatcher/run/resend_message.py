@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dispatcher.config import link_url
+from dispatcher.config.model import link_url
 from dispatcher.dingtalk.message import MAX_MSG_BYTES, msg_bytes
 from dispatcher.errors import DispatcherError
 from dispatcher.words import plural

@@ -13,17 +13,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dispatcher import logs
+from dispatcher.config.params import render_params, render_value
 from dispatcher.dingtalk.message import msg_bytes
 from dispatcher.errors import DispatcherError, RenderError
-from dispatcher.params import render_params, render_value
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dispatcher.config import Config, Report
-    from dispatcher.query import QueryResult, Sources
+    from dispatcher.config.model import Config, Report
     from dispatcher.render import Rendered
     from dispatcher.render.attach import Attachment
+    from dispatcher.sources.query import QueryResult, Sources
 
 CHART_NAME = "chart.png"
 
@@ -84,7 +84,7 @@ def _attachment(
     result: QueryResult,
 ) -> Attachment:  # fmt: skip
     """The file, its name rendered for this fire time and checked as validate checks it."""
-    from dispatcher.config_rich import name_problem
+    from dispatcher.config.rich import name_problem
     from dispatcher.render.attach import build_attachment
 
     att = report.attach
@@ -120,7 +120,7 @@ def _rows(
     result: QueryResult,
 ) -> pd.DataFrame:
     """The block's own query (bound to the report's params, then its own), or the report's rows."""
-    from dispatcher.query import run_query
+    from dispatcher.sources.query import run_query
 
     if sql is None and query is None:
         return result.frame
@@ -137,7 +137,7 @@ def _rows(
 
 def _refuse_secrets(config: Config, values: list[Any], what: str) -> None:
     """A chart or a file is checked as the data it is drawn from: a PNG's pixels cannot be searched."""
-    from dispatcher.config_secrets import credentials
+    from dispatcher.config.secrets import credentials
     from dispatcher.leaks import refuse
 
     texts = [_columns(v) if hasattr(v, "columns") else v for v in values]

@@ -16,14 +16,14 @@ from dispatcher.robot.client import Robot, RobotClient
 from dispatcher.robot.message import Mentions, RobotMessage, msg_uuid, overhead, robot_body
 
 if TYPE_CHECKING:
-    from dispatcher.config import Config, Report
-    from dispatcher.delivery import Outcome
+    from dispatcher.config.model import Config, Report
     from dispatcher.render import Rendered
+    from dispatcher.run.delivery import Outcome
     from dispatcher.store.ledger import Run
 
 
 class Prepared(Protocol):
-    """What a run prepared (`dispatcher.prepare.Prepared`), as far as robots need it."""
+    """What a run prepared (`dispatcher.run.prepare.Prepared`), as far as robots need it."""
 
     @property
     def report(self) -> Report: ...
@@ -132,7 +132,7 @@ def merge(
     outcome: Outcome | None, run: Run | None, accepted: list[dict[str, Any]], refused: list[dict[str, Any]]
 ) -> Outcome:
     """The run's outcome over every channel; DeliveryError when nothing at all was ever accepted."""
-    from dispatcher.delivery import Outcome
+    from dispatcher.run.delivery import Outcome
 
     if outcome is None:
         prior = list(run.batches.get("accepted", [])) if run else []

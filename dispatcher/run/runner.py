@@ -13,16 +13,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from dispatcher import logs
-from dispatcher.config import Report
+from dispatcher.config.model import Report
 from dispatcher.errors import DeliveryError, DispatcherError, QuotaExhaustedError, StateError
-from dispatcher.outcomes import alert, fail, partial, quota_exhausted
-from dispatcher.prepare import Prepared, prepare, rerender
-from dispatcher.services import Services
+from dispatcher.run.outcomes import alert, fail, partial, quota_exhausted
+from dispatcher.run.prepare import Prepared, prepare, rerender
+from dispatcher.run.services import Services
 
 if TYPE_CHECKING:
-    from dispatcher.delivery import Outcome
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.render import Rendered
+    from dispatcher.run.delivery import Outcome
     from dispatcher.store.ledger import Run
 
 
@@ -55,7 +55,7 @@ def execute(svc: Services, report: Report, run: Run, still_mine: Callable[[], bo
 def _alert_gate(svc: Services, prepared: Prepared) -> Prepared:
     from dataclasses import replace
 
-    from dispatcher.alerting import gate
+    from dispatcher.run.alerting import gate
     from dispatcher.store.alert_state import AlertStates
 
     verdict = gate(AlertStates(svc.ledger.store), prepared.report, prepared.fire_time, prepared.result.rows)
@@ -145,7 +145,7 @@ def _to_people(
     svc: Services, report: Report, run: Run, prepared: Prepared, wait: float
 ) -> tuple[Outcome, dict[str, int]]:
     """The work notification (and its rich parts) to `to`; the outcome and the receipt counts."""
-    from dispatcher.delivery import deliver, outcome_of, recipients_for
+    from dispatcher.run.delivery import deliver, outcome_of, recipients_for
 
     assert prepared.rendered is not None
     msg = prepared.rendered.msg
@@ -168,7 +168,7 @@ def _to_people(
 
 def _refused_outright(run: Run, exc: DeliveryError, recipients: int) -> Outcome:
     """The work notification failed before any batch was accepted, as one refused entry of the run."""
-    from dispatcher.delivery import outcome_of
+    from dispatcher.run.delivery import outcome_of
 
     refused: dict[str, Any] = {
         "errcode": exc.errcode,
@@ -182,7 +182,7 @@ def _refused_outright(run: Run, exc: DeliveryError, recipients: int) -> Outcome:
 
 def _record_messages(svc: Services, run: Run, messages: dict[str, dict[str, Any]]) -> None:
     """What this run sends, kept for `resend` (which makes no new query)."""
-    from dispatcher.config_secrets import credentials
+    from dispatcher.config.secrets import credentials
     from dispatcher.store.run_messages import RunMessages
 
     secrets = [*svc.client.secrets.values(), *(value for _, value in credentials(svc.config))]
@@ -191,7 +191,7 @@ def _record_messages(svc: Services, run: Run, messages: dict[str, dict[str, Any]
 
 def _deliver_split(svc: Services, report: Report, run: Run, prepared: Prepared, wait: float) -> Outcome:
     """split_by: each slice to its own recipient; rows nobody can get are reported to the admins."""
-    from dispatcher.split_delivery import Parts, deliver_split
+    from dispatcher.run.split_delivery import Parts, deliver_split
 
     assert prepared.slicing is not None and prepared.rendered is not None
     parts = Parts(report, prepared.rendered.msg, prepared.slicing)
@@ -209,7 +209,7 @@ def _to_robots(
     svc: Services, report: Report, run: Run, prepared: Prepared, outcome: Outcome | None
 ) -> Outcome:
     """The group robots not yet reached by an earlier attempt of this run."""
-    from dispatcher.robot.deliver import done_units, merge, send_robots
+    from dispatcher.run.robots import done_units, merge, send_robots
 
     if svc.robots is None:
         raise DeliveryError(f"report {report.id!r} goes to robots, but none is set up")
@@ -226,7 +226,7 @@ def _deliver_rich(
     client: DingTalkClient, prepared: Prepared, recipients: Any, receipts: str | None, wait: float, run: Run
 ) -> tuple[Any, Outcome]:
     """Text or card, image, file: each a unit of the ledger, uploads reused from the media cache."""
-    from dispatcher.parts import build_parts, deliver_parts, failed_parts, scope_of
+    from dispatcher.run.parts import build_parts, deliver_parts, failed_parts, scope_of
 
     assert prepared.rendered is not None
     parts = build_parts(prepared.rendered.msg, prepared.rich, client.media_id, scope_of(prepared.fire_time))

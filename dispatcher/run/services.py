@@ -6,13 +6,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dispatcher.config import Config
-from dispatcher.query import Sources
+from dispatcher.config.model import Config
+from dispatcher.sources.query import Sources
 
 if TYPE_CHECKING:
     from dispatcher.dingtalk.client import DingTalkClient
-    from dispatcher.health import Metrics
-    from dispatcher.robot.deliver import RobotSender
+    from dispatcher.run.metrics import Metrics
+    from dispatcher.run.robots import RobotSender
     from dispatcher.store.ledger import Ledger
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.config import MOBILE, SplitBy, normalize_mobile
+from dispatcher.config.model import MOBILE, SplitBy, normalize_mobile
 from dispatcher.errors import QueryError, SplitError
 
 if TYPE_CHECKING:

@@ -15,16 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.delivery import Outcome, recipients_for
 from dispatcher.errors import DeliveryError
-from dispatcher.split import UNIT_PREFIX, by_content
+from dispatcher.run.delivery import Outcome, recipients_for
+from dispatcher.run.split import UNIT_PREFIX, by_content
 from dispatcher.words import plural
 
 if TYPE_CHECKING:
-    from dispatcher.config import Config, Report
-    from dispatcher.delivery import Recipients
+    from dispatcher.config.model import Config, Report
     from dispatcher.dingtalk.client import DeliveryResult, DingTalkClient
-    from dispatcher.split import Slicing
+    from dispatcher.run.delivery import Recipients
+    from dispatcher.run.split import Slicing
 
 
 @dataclass

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection
 
 from dispatcher.errors import QueryError
-from dispatcher.source_url import MAX_TIMEOUT  # also the session's ceiling if a statement lifts its own
+from dispatcher.sources.url import MAX_TIMEOUT  # also the session's ceiling if a statement lifts its own
 
 log = logging.getLogger(__name__)
 

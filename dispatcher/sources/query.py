@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from dispatcher.errors import QueryError
-from dispatcher.query_guard import (
+from dispatcher.sources.guard import (
     Deadline,
     canceller,
     close_cursor,
@@ -29,7 +29,7 @@ from dispatcher.query_guard import (
     sqlite_reset,
     sqlite_session,
 )
-from dispatcher.source_url import (
+from dispatcher.sources.url import (
     DEFAULT_MAX_BYTES,
     INSTALL_HINT,
     format_bytes,

@@ -1,6 +1,6 @@
 """The bounded Jinja sandbox that report templates and `params:` values render in.
 
-Every loop, call, operator and output chunk goes through the checks of `dispatcher.render.limits`,
+Every loop, call, operator and output chunk goes through the checks of `dispatcher.templating.limits`,
 so an untrusted template stops with a clear error instead of eating the CPU or the memory. Only
 Jinja is imported here: `validate` renders `params:` with it and must stay free of pandas.
 """
@@ -17,7 +17,7 @@ from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter
 from jinja2.visitor import NodeTransformer
 
-from dispatcher.render.limits import (
+from dispatcher.templating.limits import (
     MAX_CHARS,
     TemplateLimitError,
     bounded_filters,

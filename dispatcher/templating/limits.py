@@ -3,7 +3,7 @@
 Jinja's own sandbox stops attribute escapes but not a template that loops 10^10 times or doubles a
 string 34 times. Templates (and `params:`) are untrusted input, and Python cannot kill a thread, so
 the bounds are checked from inside the render: at every loop step, call, operator and output chunk
-(`dispatcher.render.bounded` routes them here). A template that crosses one fails with a
+(`dispatcher.templating.bounded` routes them here). A template that crosses one fails with a
 `TemplateLimitError` (a Jinja `SecurityError`), which the callers turn into a clear RenderError or
 ConfigError.
 """

@@ -12,7 +12,7 @@ DURATION_UNITS = ((86400, "天"), (3600, "小时"), (60, "分钟"))
 
 
 def render_recovery(template: str, title: str, lasted: float, since: datetime) -> str:
-    from dispatcher.render.bounded import params_template
+    from dispatcher.templating.bounded import params_template
 
     try:
         return params_template(template).render(

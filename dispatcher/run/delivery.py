@@ -83,15 +83,21 @@ def app_credentials(config: Config) -> Credentials:
     """`credentials_from`, except for a config that never sends a work notification: every report
     goes to group robots only and there is no `admins` group to alert. A robot needs no DingTalk
     app, so such a config runs without one; its client holds empty credentials it never uses."""
-    from dispatcher.config.model import ALERT_GROUP
     from dispatcher.dingtalk.client import Credentials
 
     try:
         return credentials_from(config)
     except CredentialsError:
-        if ALERT_GROUP in config.recipients or any(r.to for r in config.reports.values()):
+        if needs_app(config):
             raise
         return Credentials(app_key="", app_secret="", agent_id=0)
+
+
+def needs_app(config: Config) -> bool:
+    """Whether anything may go out as a work notification: a report's `to`, or the admins' alerts."""
+    from dispatcher.config.model import ALERT_GROUP
+
+    return ALERT_GROUP in config.recipients or any(r.to for r in config.reports.values())
 
 
 def make_client(

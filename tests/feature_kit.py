@@ -15,16 +15,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from dispatcher.config_check import load_config
-from dispatcher.delivery import make_client
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials
-from dispatcher.health import Metrics
-from dispatcher.prepare import build_sources
 from dispatcher.robot.client import RobotClient
-from dispatcher.robot.deliver import RobotSender, robots_from
-from dispatcher.runner import execute
+from dispatcher.run.delivery import make_client
+from dispatcher.run.metrics import Metrics
+from dispatcher.run.prepare import build_sources
+from dispatcher.run.robots import RobotSender, robots_from
+from dispatcher.run.runner import execute
+from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.ledger import Ledger
 

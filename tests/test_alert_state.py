@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli import main
-from dispatcher.render.recovery import human_duration
+from dispatcher.cli.main import main
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store.alert_state import AlertState, AlertStates, next_state
 from dispatcher.store.db import StateStore
+from dispatcher.templating.recovery import human_duration
 from tests.feature_kit import data, run_at, services, texts, write_project
 
 pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end

@@ -17,9 +17,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
+from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.services import Services
 from tests import feature_kit
 from tests.conftest import make_shop_db
 from tests.feature_kit import SANDBOX_APP, retry_at, run_at
@@ -277,8 +277,8 @@ def server_url(request: pytest.FixtureRequest) -> str:
 def test_formula_text_from_postgres_and_mariadb_stays_text_and_decimals_stay_numbers(server_url: str) -> None:
     import sqlalchemy as sa
 
-    from dispatcher.query import Sources, SourceSpec, run_query
     from dispatcher.render.attach import build_attachment
+    from dispatcher.sources.query import Sources, SourceSpec, run_query
 
     engine = sa.create_engine(server_url)
     with engine.begin() as conn:

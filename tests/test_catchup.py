@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dispatcher.catchup import plan
+from dispatcher.daemon.catchup import plan
 from dispatcher.schedule import parse_schedule
 
 pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dispatcher.daemon_decide import (
+from dispatcher.daemon.decide import (
     PRUNE_EVERY,
     REAP_EVERY,
     TICK,

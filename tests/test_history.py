@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.store.db import StateStore
 from dispatcher.store.ledger import Ledger
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.runner import execute
+from dispatcher.run.runner import execute
+from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.services import Services
 from tests import feature_kit
 from tests.conftest import make_shop_db, quick_receipts
 from tests.feature_kit import SANDBOX_APP, run_at
@@ -106,7 +106,7 @@ def test_a_retry_of_the_same_fire_time_reuses_its_uploads(services: Services, sa
 def test_dispatcher_send_at_two_fire_times_delivers_the_chart_twice(
     project: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from dispatcher.cli import main
+    from dispatcher.cli.main import main
 
     path = project / "reports.yaml"
     text = path.read_text(encoding="utf-8").replace('schedule: "0 9 * * *"', 'schedule: "0 * * * *"')

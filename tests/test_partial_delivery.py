@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dispatcher.cli import main
-from dispatcher.config_check import load_config
-from dispatcher.delivery import make_client
+from dispatcher.cli.main import main
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials
+from dispatcher.run.delivery import make_client
+from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.services import Services
 from tests import daemon_harness, feature_kit
 from tests.feature_kit import SANDBOX_APP, retry_at, run_at
 

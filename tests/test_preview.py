@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from tests.conftest import BASE_CONFIG, run_cli
 
 pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end

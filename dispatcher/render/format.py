@@ -115,6 +115,19 @@ def md(x: Any) -> str:
     return escape(plain_value(x))
 
 
+def column_label(name: str, labels: Mapping[str, str]) -> str:
+    """How a column is named on the phone: its label where the report sets one, else its name as a
+    reader would write it (`open_tickets` → `open tickets`), escaped as any cell is; `—` when empty.
+
+    Underscores become spaces before escaping: an underscore left in would show as its full-width
+    look-alike (`open＿tickets`), and a space cannot open markdown structure.
+    """
+    if name in labels:
+        return md(labels[name]) or MISSING
+    natural = " ".join(name.replace("_", " ").split())
+    return md(natural or name) or MISSING
+
+
 def cell(x: Any) -> str:
     """`md` capped at CELL_MAX_CHARS, for one value inside a default-rendered line; blank shows `—`."""
     text = md(x) or MISSING  # an empty value would leave `- ****` or a label with nothing after it

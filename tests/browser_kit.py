@@ -44,8 +44,8 @@ class Phone:
     def __init__(self, binary: str, profile: Path) -> None:
         to_chrome_r, self._to_chrome = os.pipe()
         self._from_chrome, from_chrome_w = os.pipe()
-        args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                "--remote-debugging-pipe", f"--user-data-dir={profile}", "--no-first-run", "about:blank"]  # fmt: skip
+        args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+                "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]  # fmt: skip
 
         def child_fds() -> None:  # the protocol's fixed descriptors: 3 reads, 4 writes
             high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_chrome_r, from_chrome_w)]
@@ -122,11 +122,13 @@ class Phone:
 
     def screenshot(self, path: Path, full_page: bool = True, clip: dict[str, float] | None = None) -> Path:
         """A PNG at the phone's pixel ratio: the whole page, or `clip` (CSS px: x, y, width, height)."""
-        params: dict[str, Any] = {"format": "png", "captureBeyondViewport": full_page}
+        params: dict[str, Any] = {"format": "png", "captureBeyondViewport": full_page or clip is not None}
         if clip is not None:
             params["clip"] = {**clip, "scale": 1}
         elif full_page:
-            size = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+            size = self.evaluate(
+                "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+            )
             params["clip"] = {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1}
         data = self.page("Page.captureScreenshot", **params)["data"]
         path.write_bytes(base64.b64decode(data))

@@ -39,7 +39,8 @@ def phones(page: str) -> list[str]:
 
 
 def messages(phone: str) -> list[str]:
-    return re.findall(r'<div class="msg[^"]*" data-id="\d+">.*?<div class="meta">.*?</div></div>', phone, re.S)
+    pattern = r'<div class="msg[^"]*" data-id="\d+">.*?<div class="meta">.*?</div></div>'
+    return re.findall(pattern, phone, re.S)
 
 
 def test_each_persons_messages_sit_in_one_phone_width_frame(sandbox: Sandbox) -> None:

@@ -125,3 +125,45 @@ def test_the_summary_counts_notifications_in_the_singular_and_plural(sandbox: Sa
     assert "· 1 notification ·" in requests.get(f"{sandbox.url}/", timeout=5).text
     send(sandbox, {"msgtype": "text", "text": {"content": "二"}})
     assert "· 2 notifications ·" in requests.get(f"{sandbox.url}/", timeout=5).text
+
+
+def post(sandbox: Sandbox, body: dict[str, Any]) -> None:
+    answer = requests.post(f"{sandbox.url}/robot/send", params={"access_token": "t1"}, json=body, timeout=5)
+    assert answer.json()["errcode"] == 0, answer.text
+
+
+def group_chats(page: str) -> list[str]:
+    return re.findall(r'<article class="phone group"[^>]*>.*?</article>', page, re.S)
+
+
+def test_a_robots_group_chat_shows_its_posts_oldest_first_and_the_title_only_as_the_preview(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.add_robot("sales-group", "t1")
+    for n in (1, 2):
+        post(
+            sandbox,
+            {"msgtype": "markdown", "markdown": {"title": f"日报{n}", "text": f"### 日报{n}\n正文{n}"}},
+        )
+    (chat,) = group_chats(requests.get(f"{sandbox.url}/", timeout=5).text)
+    assert chat.index("正文1") < chat.index("正文2")
+    assert '<div class="line">日报2</div>' in chat, "the chat list previews the newest post's title"
+    assert chat.count("日报1") == 1 and chat.count("日报2") == 2, "the heading, plus the preview"
+    assert '<div class="owner">群 · sales-group (2)</div>' in chat
+
+
+def test_a_mention_shows_the_directorys_name_or_else_the_number_highlighted(sandbox: Sandbox) -> None:
+    sandbox.add_robot("sales-group", "t1")
+    text = "@13900000002 @13999999999 @user003 @13800000000请看"
+    at = {"atMobiles": ["13900000002", "13999999999", "13800000000"], "atUserIds": ["user003"]}
+    post(sandbox, {"msgtype": "text", "text": {"content": text}, "at": at})
+    (chat,) = group_chats(requests.get(f"{sandbox.url}/", timeout=5).text)
+    mentions = re.findall(r'<span class="mention">(.*?)</span>', chat)
+    assert mentions == ["@王芳", "@13999999999", "@李娜", "@王建国"], "unknown to the directory: as written"
+
+
+def test_a_mention_the_at_block_does_not_list_stays_plain_text(sandbox: Sandbox) -> None:
+    sandbox.add_robot("sales-group", "t1")
+    post(sandbox, {"msgtype": "text", "text": {"content": "@13900000002 看"}})
+    (chat,) = group_chats(requests.get(f"{sandbox.url}/", timeout=5).text)
+    assert "mention" not in chat and "@13900000002 看" in chat

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from dispatcher.config_rich import ChartSpec
+    from dispatcher.config.rich import ChartSpec
 
 WIDTH, HEIGHT = 600, 400
 DISPLAY_WIDTH = 300  # CSS px the phone shows the image at: 375 less the chat's margins and padding

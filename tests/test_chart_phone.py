@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from dispatcher.config_rich import ChartSpec
+from dispatcher.config.rich import ChartSpec
 from dispatcher.render.chart import DISPLAY_WIDTH, DPI, HEIGHT, SCALE, WIDTH, chart_figure, tick, value_unit
 
 DAYS = [f"2026-11-{d:02}" for d in range(14, 28)]

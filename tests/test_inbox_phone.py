@@ -24,7 +24,7 @@ import requests
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
-from dispatcher.config_rich import ChartSpec
+from dispatcher.config.rich import ChartSpec
 from dispatcher.render.chart import WIDTH, chart_figure, render_chart
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from tests.browser_kit import PHONE_SCALE, PHONE_WIDTH, Phone, chromium

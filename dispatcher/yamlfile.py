@@ -44,21 +44,24 @@ def _cached_resolver(loader_class: Any) -> Any:
     class Cached(loader_class):  # type: ignore[misc]
         def __init__(self, stream: str) -> None:
             super().__init__(stream)
-            self._tags: dict[tuple[Any, Any, Any], str] = {}
+            self._tags: dict[str, str] = {}
 
         def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-            if kind is not yaml.ScalarNode:
+            if kind is not yaml.ScalarNode or implicit is None or self.yaml_path_resolvers:
                 return str(super().resolve(kind, value, implicit))
-            key = (value, implicit[0], implicit[1]) if implicit is not None else (value, None, None)
-            tag = self._tags.get(key)
+            if not implicit[0]:
+                return _STR  # quoted (or block) text: no implicit type, as the base class says
+            # A plain scalar's tag is decided by its text alone (no path resolvers in a safe loader).
+            tag = self._tags.get(value)
             if tag is None:
-                tag = self._tags[key] = str(super().resolve(kind, value, implicit))
+                tag = self._tags[value] = str(super().resolve(kind, value, implicit))
             return tag
 
     Cached.__name__ = f"Cached{loader_class.__name__}"
     return Cached
 
 
+_STR = "tag:yaml.org,2002:str"
 _LOADERS = tuple(_cached_resolver(loader) for loader in _LOADERS)
 
 _VAR = re.compile(r"\$\$|\$\{([^}]*)\}")
@@ -186,10 +189,13 @@ class _Walker:
         if items and (len(keypath) + 1 > MAX_DEPTH or self.nodes > MAX_NODES):
             raise yaml.YAMLError("the document is nested too deeply or expands too many aliases")
         self.doc.scalar_lists.setdefault(keypath, []).append(node)
-        return [self._scalar(item) for item in items]
+        # Text is the node's own value (what the constructor returns): no call per userid.
+        return [item.value if item.tag == _STR else self._scalar(item) for item in items]
 
     def _scalar(self, node: yaml.Node) -> Any:
         """Scalars repeat (the same userids in many groups) and construct to immutable values."""
+        if node.tag == _STR and type(node) is yaml.ScalarNode:
+            return node.value  # what SafeConstructor.construct_yaml_str returns
         if not isinstance(node, yaml.ScalarNode):
             return self.loader.construct_object(node, deep=True)
         key = (node.tag, node.value)

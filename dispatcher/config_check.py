@@ -26,6 +26,7 @@ from dispatcher.config import (
     link_url,
     sample_macros,
 )
+from dispatcher.config_reuse import VALIDATED, Key, report_key, shared_fingerprint
 from dispatcher.config_rich import rich_problems
 from dispatcher.config_words import merge_unions, plain_message
 from dispatcher.errors import ConfigError, Problem, ScheduleError
@@ -108,6 +109,11 @@ class _Checker:
         # values, whose checks depend only on the text (the sample macros are fixed) (issue 28).
         self._seen_queries: dict[str, str | None] = {}
         self._seen_values: dict[str, str | None] = {}
+        # Reports reused from the previous load (config_reuse); those validated now without a
+        # problem, kept when their cross-checks add none either; this load's clean ones.
+        self._shared, self._reused = shared_fingerprint(data), set[str]()
+        self._pending: dict[str, tuple[Key, Report]] = {}
+        self._clean: dict[Key, Report] = {}
 
     def run(self) -> tuple[Config | None, list[Problem]]:
         top = {k: v for k, v in self.data.items() if k not in _SECTIONS}
@@ -118,6 +124,7 @@ class _Checker:
         top["reports"] = self._each("reports", Report)
         config = self._validate(Config, top, ())
         self._cross_check(config)
+        VALIDATED.replace(self._clean)
         problems = self.doc.problems
         return (config if not problems else None), problems
 
@@ -138,12 +145,26 @@ class _Checker:
         if not isinstance(raw, dict):
             self.doc.problems.append(self.doc.problem((section,), "must be a mapping of name -> entry"))
             return {}
-        out = {}
+        out: dict[str, _Model | None] = {}
         for name, entry in raw.items():
             if model is Report and isinstance(entry, dict):
-                entry = {**entry, "id": name}
+                out[name] = self._report(str(name), entry)
+                continue
             out[name] = self._validate(model, entry, (section, name))
         return {k: v for k, v in out.items() if v is not None}
+
+    def _report(self, name: str, entry: dict[str, Any]) -> Report | None:
+        """The previous load's model when nothing it depends on changed; else validated now."""
+        key = report_key(name, entry, self._shared)
+        if (reused := VALIDATED.get(key)) is not None:
+            self._reused.add(name)
+            self._clean[key] = reused
+            return reused
+        before = len(self.doc.problems)
+        report = self._validate(Report, {**entry, "id": name}, ("reports", name))
+        if report is not None and len(self.doc.problems) == before:
+            self._pending[name] = (key, report)
+        return report
 
     def _validate(self, model: type[Model], raw: Any, keypath: tuple[str, ...]) -> Model | None:
         try:
@@ -187,8 +208,15 @@ class _Checker:
             if isinstance(group, dict) and not any(group.get(k) for k in ("userids", "mobiles", "dept_ids")):
                 self._problem(("recipients", name), "group has no userids, mobiles or dept_ids")
         for report_id, entry in self._section("reports").items():
-            if isinstance(entry, dict):
-                self._check_report(report_id, entry)
+            if not isinstance(entry, dict):
+                continue
+            if report_id in self._reused:  # all but its query files, which live on disk
+                self._check_query_files(("reports", report_id), entry)
+                continue
+            before = len(self.doc.problems), len(self.warnings)
+            self._check_report(report_id, entry)
+            if report_id in self._pending and before == (len(self.doc.problems), len(self.warnings)):
+                self._clean.setdefault(*self._pending[report_id])
 
     def _section(self, name: str) -> dict[str, Any]:
         raw = self.data.get(name)
@@ -232,9 +260,7 @@ class _Checker:
         if (query is None) == (sql is None):
             self._problem(kp, "give exactly one of 'query' (a file under queries/) or 'sql' (inline)")
         elif isinstance(query, str):
-            problem = self._query_problem(query)
-            if problem:
-                self._problem((*kp, "query"), problem)
+            self._query_at((*kp, "query"), query)
         self._check_split_and_alert(kp, entry)
         if entry.get("msgtype") == "action_card" and not entry.get("action_url"):
             self._problem((*kp, "action_url"), "msgtype action_card needs an action_url")
@@ -282,9 +308,15 @@ class _Checker:
             for name, value in params.items() if isinstance(params, dict) else []:
                 self._try_render((*kp, key, "params", name), value, macros)
             if isinstance(block, dict) and isinstance(block.get("query"), str):
-                problem = self._query_problem(block["query"])
-                if problem:
-                    self._problem((*kp, key, "query"), problem)
+                self._query_at((*kp, key, "query"), block["query"])
+
+    def _check_query_files(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
+        """A reused report's query files, checked as `_check_report` does: they live on disk."""
+        if isinstance(entry.get("query"), str):
+            self._query_at((*kp, "query"), entry["query"])
+        for key in ("chart", "attach"):
+            if isinstance(block := entry.get(key), dict) and isinstance(block.get("query"), str):
+                self._query_at((*kp, key, "query"), block["query"])
 
     def _check_templates(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
         """Catch `{{ yesterdy }}` and template syntax errors now, not at 09:00 tomorrow."""
@@ -315,10 +347,11 @@ class _Checker:
         if problem:
             self._problem(keypath, problem)
 
-    def _query_problem(self, name: str) -> str | None:
+    def _query_at(self, keypath: tuple[str, ...], name: str) -> None:
         if name not in self._seen_queries:
             self._seen_queries[name] = query_path_problem(self.path.resolve().parent / "queries", name)
-        return self._seen_queries[name]
+        if problem := self._seen_queries[name]:
+            self._problem(keypath, problem)
 
     def _problem(self, keypath: tuple[str, ...], message: str) -> None:
         self.doc.problems.append(self.doc.problem(keypath, message))

@@ -62,6 +62,7 @@ def _cached_resolver(loader_class: Any) -> Any:
 
 
 _STR = "tag:yaml.org,2002:str"
+_SCALAR_NODE, _TEXT = {yaml.ScalarNode}, {str}
 _LOADERS = tuple(_cached_resolver(loader) for loader in _LOADERS)
 
 _VAR = re.compile(r"\$\$|\$\{([^}]*)\}")
@@ -182,7 +183,7 @@ class _Walker:
 
     def _sequence(self, node: yaml.SequenceNode, keypath: KeyPath) -> list[Any]:
         items = node.value
-        if not all(type(item) is yaml.ScalarNode for item in items):
+        if not set(map(type, items)) <= _SCALAR_NODE:  # map(type): no Python call per item
             return [self.walk(item, (*keypath, str(i))) for i, item in enumerate(items)]
         # A list of scalars, the bulk of a big file: no walk (and no key path) per item.
         self.nodes += len(items)
@@ -268,7 +269,7 @@ def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], result: Interpo
     if isinstance(data, dict):
         return {k: _interp(v, (*keypath, k), env, result) for k, v in data.items()}
     if isinstance(data, list):
-        if all(type(v) is str and "$" not in v for v in data):
+        if set(map(type, data)) <= _TEXT and "$" not in "".join(data):
             return list(data)  # the userid lists of a big file: nothing to replace, no key paths
         return [_interp(v, (*keypath, str(i)), env, result) for i, v in enumerate(data)]
     if not isinstance(data, str) or "$" not in data:

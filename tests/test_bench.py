@@ -192,3 +192,18 @@ def test_a_full_run_keeps_the_hour_long_soak_section_and_a_soak_run_replaces_it(
 
     assert text.startswith("new table\n") and "old table" not in text
     assert text.count(report.SOAK_HEADING) == 1 and text.endswith("soak 2\n")
+
+
+def test_a_full_run_and_a_soak_run_keep_every_dated_section(tmp_path: Path) -> None:
+    """RESULTS.md's sections of each round, written by hand, outlive the runs that rewrite it."""
+    results = tmp_path / "RESULTS.md"
+    dated = "\n## Issue 28 (2026-12-06)\n\nbefore / after\n\n## Issue 14 (2026-11-30)\n\nfigures\n"
+    results.write_text("old table\n" + dated, encoding="utf-8")
+    results.write_text(report.with_soak("new table\n", results), encoding="utf-8")
+    assert results.read_text(encoding="utf-8") == "new table\n" + dated
+    results.write_text(report.soak_section(results, "soak 1\n"), encoding="utf-8")
+    results.write_text(report.soak_section(results, "soak 2\n"), encoding="utf-8")
+    results.write_text(report.with_soak("newer table\n", results), encoding="utf-8")
+    text = results.read_text(encoding="utf-8")
+    assert text.startswith("newer table\n" + dated.rstrip("\n")) and text.endswith("soak 2\n")
+    assert text.count(report.SOAK_HEADING) == 1 and "soak 1" not in text and text.count("## Issue") == 2

@@ -179,3 +179,21 @@ def test_the_masked_day_gap_equals_the_day_by_day_walk():
         s = parse_cron.__wrapped__(line)
         pattern = (s.days, s.months, s.weekdays, s.days_or_weekdays)
         assert cron._min_day_gap.__wrapped__(*pattern) == _walked_day_gap(*pattern), line
+
+
+def test_the_daemons_next_fire_times_per_schedule_and_zone_equal_each_reports_own(project):
+    from dispatcher.daemon_health import next_fires
+
+    path = many_reports(project, 4)
+    tokyo = REPORT.format(n=9, schedule="0 9 * * *", days=1).replace(
+        "    to:", "    timezone: Asia/Tokyo\n    to:"
+    )
+    path.write_text(path.read_text(encoding="utf-8") + tokyo, encoding="utf-8")
+    config, problems = check_config(path)
+    assert problems == [] and config is not None
+    now = datetime(2026, 3, 1, 8, 30, tzinfo=ZoneInfo("UTC"))
+    fires = {report.id: fire for report, fire in next_fires(config, now)}
+    for report in config.reports.values():
+        zone = config.report_zone(report)
+        assert fires[report.id] == report.parsed_schedule().next_fire_time(now, zone).astimezone(zone)
+    assert fires["r9"] != fires["r0"] and len(fires) == 6

@@ -78,7 +78,7 @@ def _one(
             cpu1, t1 = proc_cpu_seconds(daemon.pid), time.monotonic()
             out["cpu_per_minute"] = (cpu1 - cpu0) / (t1 - t0) * 60
             out["rss_mb"] = proc_memory_mb(daemon.pid)["VmHWM"]
-            out["reload"] = _reload(daemon, copy)
+            out["reload"] = _reload(daemon, copy)[0]
     return out
 
 

@@ -244,3 +244,20 @@ def test_a_full_run_and_a_soak_run_keep_every_dated_section(tmp_path: Path) -> N
     text = results.read_text(encoding="utf-8")
     assert text.startswith("newer table\n" + dated.rstrip("\n")) and text.endswith("soak 2\n")
     assert text.count(report.SOAK_HEADING) == 1 and "soak 1" not in text and text.count("## Issue") == 2
+
+
+def test_the_team_generator_writes_a_valid_config_with_every_shape(tmp_path: Path) -> None:
+    from bench import generate_team
+    from dispatcher.config_check import check_config
+
+    made = generate_team.build(tmp_path, 400, minute=7, busy_hour=3)
+    env = {"DINGTALK_APP_KEY": "k", "DINGTALK_APP_SECRET": "s", "DINGTALK_AGENT_ID": "1"}
+    config, problems = check_config(made.path, env)
+    assert problems == [] and config is not None and len(config.reports) == 400
+    reports = list(config.reports.values())
+    assert {r.msgtype for r in reports} >= {"markdown", "text"}
+    assert any(r.alert for r in reports) and any(r.chart for r in reports) and any(r.labels for r in reports)
+    assert (
+        any(r.template for r in reports) and any(r.query for r in reports) and any(r.params for r in reports)
+    )
+    assert "title: 报表 00001\n" in made.path.read_text(encoding="utf-8")  # what scenario 7's reload edits

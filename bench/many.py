@@ -219,7 +219,7 @@ def _reload_keeps_next_fires(config: Path, state_url: str) -> dict[str, Any]:
     from dispatcher.health import HealthState, Metrics
 
     env = CREDENTIALS | {"DINGTALK_API_BASE": "http://127.0.0.1:9", "DISPATCHER_STATE_URL": state_url}
-    with environment(env), open_app(load_config(config), metrics=Metrics(), owner="bench") as app:
+    with environment(env), open_app(load_config(config, reuse=True), metrics=Metrics(), owner="bench") as app:
         daemon = Daemon(app, config, HealthState(started_at=time.time()))
         daemon.stop.set()
         daemon.step()

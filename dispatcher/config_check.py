@@ -28,32 +28,39 @@ from dispatcher.config import (
 )
 from dispatcher.config_reuse import VALIDATED, Key, report_key, shared_fingerprint
 from dispatcher.config_rich import rich_problems
-from dispatcher.config_words import merge_unions, plain_message
+from dispatcher.config_words import merge_unions, plain_message, unknown_key
 from dispatcher.errors import ConfigError, Problem, ScheduleError
 from dispatcher.schedule import to_zone
 from dispatcher.source_url import state_url_problem, superuser_warning, url_problem
 
 
-def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str], env: dict[str, str] | None = None, reuse: bool = False
+) -> Config:
     """Load and validate; raise ConfigError listing every problem at once."""
-    config, problems = check_config(Path(path), env)
+    config, problems = check_config(Path(path), env, reuse=reuse)
     if problems or config is None:
         raise ConfigError(problems)
     return config
 
 
 def check_config(
-    path: Path, env: dict[str, str] | None = None, warnings: list[Problem] | None = None
+    path: Path, env: dict[str, str] | None = None, warnings: list[Problem] | None = None, reuse: bool = False
 ) -> tuple[Config | None, list[Problem]]:
-    """Every problem of the file; findings that do not stop it (a superuser login) go to `warnings`."""
+    """Every problem of the file; findings that do not stop it (a superuser login) go to `warnings`.
+
+    `reuse`: for the daemon, which loads the file again on every change: the reports its last
+    load validated cleanly are reused where nothing they depend on changed (config_reuse). A
+    one-off command does not keep them: holding them only slowed its exit.
+    """
     with yamlfile.paused_gc():
-        config, problems = _check_config(path, env, warnings)
+        config, problems = _check_config(path, env, warnings, reuse)
     # Found section by section; read top to bottom, as the file is.
     return config, sorted(problems, key=lambda p: (p.file, p.line or 0))
 
 
 def _check_config(
-    path: Path, env: dict[str, str] | None, warnings: list[Problem] | None
+    path: Path, env: dict[str, str] | None, warnings: list[Problem] | None, reuse: bool
 ) -> tuple[Config | None, list[Problem]]:
     from dispatcher.config_secrets import masked, misplaced
 
@@ -71,7 +78,7 @@ def _check_config(
     for keypath, messages in interp.errors.items():
         doc.problems.extend(doc.problem(keypath, message) for message in messages)
     doc.problems += [doc.problem(keypath, message) for keypath, message in misplaced(data, interp.used)]
-    checker = _Checker(doc, path, data, missing, os.environ if env is None else env)
+    checker = _Checker(doc, path, data, missing, os.environ if env is None else env, reuse)
     config, problems = checker.run()
     if warnings is not None:
         warnings.extend(masked(data, checker.warnings))
@@ -98,6 +105,7 @@ class _Checker:
         data: dict[str, Any],
         missing: dict[tuple[str, ...], list[str]],
         env: Mapping[str, str],
+        reuse: bool = False,
     ) -> None:
         self.env = env  # the environment the file was read in: some checks depend on it
         self.doc = doc
@@ -111,7 +119,7 @@ class _Checker:
         self._seen_values: dict[str, str | None] = {}
         # Reports reused from the previous load (config_reuse); those validated now without a
         # problem, kept when their cross-checks add none either; this load's clean ones.
-        self._shared, self._reused = shared_fingerprint(data), set[str]()
+        self._shared, self._reused = shared_fingerprint(data) if reuse else None, set[str]()
         self._pending: dict[str, tuple[Key, Report]] = {}
         self._clean: dict[Key, Report] = {}
 
@@ -124,7 +132,8 @@ class _Checker:
         top["reports"] = self._each("reports", Report)
         config = self._validate(Config, top, ())
         self._cross_check(config)
-        VALIDATED.replace(self._clean)
+        if self._shared is not None:
+            VALIDATED.replace(self._clean)
         problems = self.doc.problems
         return (config if not problems else None), problems
 
@@ -155,6 +164,8 @@ class _Checker:
 
     def _report(self, name: str, entry: dict[str, Any]) -> Report | None:
         """The previous load's model when nothing it depends on changed; else validated now."""
+        if self._shared is None:
+            return self._validate(Report, {**entry, "id": name}, ("reports", name))
         key = report_key(name, entry, self._shared)
         if (reused := VALIDATED.get(key)) is not None:
             self._reused.add(name)
@@ -183,7 +194,7 @@ class _Checker:
             return  # already reported as an unset variable
         kind = err["type"]
         if kind == "extra_forbidden":
-            message = _unknown_key(model, keypath, loc)
+            message = unknown_key(model, loc)
         elif kind == "missing":
             message = f"required key {loc[-1]!r} is missing"
             full = full[:-1]
@@ -368,27 +379,6 @@ def query_path_problem(queries_dir: Path, name: str) -> str | None:
     if not target.is_file():
         return f"query file queries/{pure} does not exist"
     return None
-
-
-def _unknown_key(model: type[Any], keypath: tuple[str, ...], loc: tuple[str, ...]) -> str:
-    model = _nested_model(model, loc[:-1])
-    fields = [f for f in getattr(model, "model_fields", {}) if f not in ("id", "path", "missing_vars")]
-    guess = difflib.get_close_matches(loc[-1], fields, n=1)
-    tail = f"; did you mean {guess[0]!r}?" if guess else f"; allowed: {', '.join(fields)}"
-    return f"unknown key {loc[-1]!r}{tail}"
-
-
-def _nested_model(model: type[Any], loc: tuple[str, ...]) -> type[Any]:
-    """The model an unknown key sits in (`oa:` inside a report), so the hint lists its own keys."""
-    for part in loc:
-        field = getattr(model, "model_fields", {}).get(part)
-        annotation = getattr(field, "annotation", None)
-        options = getattr(annotation, "__args__", (annotation,))
-        found = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not found:
-            return model
-        model = found[0]
-    return model
 
 
 def _unknown_name(kind: str, name: str, known: dict[str, Any]) -> str:

@@ -150,7 +150,7 @@ class Daemon:
 
 def serve(options: DaemonOptions) -> int:
     config, health, owner = (
-        load_config(options.config_path),
+        load_config(options.config_path, reuse=True),
         HealthState(started_at=time.time()),
         default_owner(),
     )

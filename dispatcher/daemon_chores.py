@@ -141,7 +141,7 @@ class Chores:
 
     def reload(self) -> Config | None:
         """The valid new config, now in use; None when the new file has problems (the old one stays)."""
-        new, problems = check_config(self.config_path)
+        new, problems = check_config(self.config_path, reuse=True)
         if new is None:
             for problem in problems:
                 logs.event("config.problem", logging.ERROR, problem=str(problem))

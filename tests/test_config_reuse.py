@@ -1,4 +1,4 @@
-"""A load reuses the reports the previous load of the process validated cleanly (issue 28), and
+"""The daemon's load reuses the reports its previous load validated cleanly (issue 28), and
 only those: a changed report, a changed section they depend on, a changed variable, a query file
 gone, a problem or a warning: each is checked afresh, with its own file:line."""
 
@@ -40,7 +40,7 @@ def config(project: Path) -> Path:
 
 
 def load(path: Path, env: dict[str, str] | None = None, warnings: list | None = None):
-    cfg, problems = check_config(path, env or {}, warnings)
+    cfg, problems = check_config(path, env or {}, warnings, reuse=True)
     assert problems == [] and cfg is not None, problems
     return cfg
 
@@ -73,7 +73,7 @@ def test_a_removed_group_is_reported_for_every_report_that_names_it_with_its_lin
     load(config)
     text = config.read_text(encoding="utf-8").replace("  admins: {userids: [oncall01]}\n", "")
     config.write_text("# a comment that moves every line down\n" + text, encoding="utf-8")
-    cfg, problems = check_config(config, {})
+    cfg, problems = check_config(config, {}, reuse=True)
     assert cfg is None
     where = line_of(config, "    to: [admins]")
     assert [(p.key, p.line) for p in problems] == [("reports.hourly.to.0", where)]
@@ -84,11 +84,11 @@ def test_a_renamed_source_and_a_new_robot_keyword_re_check_the_reports(config: P
     load(config)
     text = config.read_text(encoding="utf-8")
     config.write_text(text.replace("  shop: sqlite", "  store: sqlite"), encoding="utf-8")
-    _, problems = check_config(config, {})
+    _, problems = check_config(config, {}, reuse=True)
     assert sorted(p.key for p in problems) == [f"reports.{r}.source" for r in ("daily", "hourly", "weekly")]
     robots = ROBOT.replace("}", ", keyword: 日报}")
     config.write_text(robots + text.replace("    to: [admins]\n", "    to: [admins]\n    robots: [g]\n"))
-    _, problems = check_config(config, {})
+    _, problems = check_config(config, {}, reuse=True)
     assert [p.key for p in problems] == ["reports.hourly.robots.0"] and "日报" in problems[0].message
 
 
@@ -106,7 +106,7 @@ def test_a_changed_default_or_variable_gives_new_models(config: Path) -> None:
 def test_a_query_file_removed_after_a_clean_load_is_reported(config: Path) -> None:
     load(config)
     (config.parent / "queries" / "daily.sql").unlink()
-    cfg, problems = check_config(config, {})
+    cfg, problems = check_config(config, {}, reuse=True)
     assert cfg is None
     assert [(p.key, p.line) for p in problems] == [
         ("reports.daily.query", line_of(config, "    query: daily.sql")),
@@ -129,7 +129,7 @@ def test_a_report_with_a_problem_is_never_kept_and_a_fixed_one_loads(config: Pat
     text = config.read_text(encoding="utf-8")
     config.write_text(text.replace('schedule: "0 9 * * 1"', 'schedule: "0 9 * *"'), encoding="utf-8")
     for _ in range(2):
-        cfg, problems = check_config(config, {})
+        cfg, problems = check_config(config, {}, reuse=True)
         assert cfg is None and [(p.key, p.line) for p in problems] == [
             ("reports.weekly.schedule", line_of(config, '    schedule: "0 9 * *"'))
         ]
@@ -143,3 +143,14 @@ def test_every_model_gets_its_own_empty_lists() -> None:
     a, b = (Report(title="t", schedule="0 9 * * *", source="s", sql="x") for _ in range(2))
     assert a.mention.userids == [] and a.mention.userids is not b.mention.userids
     assert RecipientGroup().dept_ids is not RecipientGroup().dept_ids
+
+
+def test_a_one_off_load_neither_keeps_nor_reuses_reports(config: Path) -> None:
+    """`validate`, `list` and the other commands load once: holding 5,000 reports until the
+    process exits only slowed their exit."""
+    first, _ = check_config(config, {})
+    second, _ = check_config(config, {})
+    assert first is not None and second is not None
+    assert second.reports["daily"] is not first.reports["daily"] and second.reports == first.reports
+    assert load(config).reports["daily"] is not first.reports["daily"]
+    assert VALIDATED.get(next(iter(VALIDATED._kept))) is not None  # the daemon's load kept its own

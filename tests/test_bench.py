@@ -84,8 +84,8 @@ def test_window_maximum_counts_only_events_less_than_a_window_apart() -> None:
 
 def test_the_generated_5000_report_config_stays_under_the_config_size_limit(tmp_path: Path) -> None:
     from bench.generate import GROUPS, SOURCES, build
-    from dispatcher.config_check import load_config
-    from dispatcher.yamlfile import MAX_FILE_BYTES
+    from dispatcher.config.check import load_config
+    from dispatcher.config.yamlfile import MAX_FILE_BYTES
 
     made = build(tmp_path, 5000, minute=17)
     config = load_config(made.path, env={"DINGTALK_APP_KEY": "k", "DINGTALK_APP_SECRET": "s",
@@ -248,7 +248,7 @@ def test_a_full_run_and_a_soak_run_keep_every_dated_section(tmp_path: Path) -> N
 
 def test_the_team_generator_writes_a_valid_config_with_every_shape(tmp_path: Path) -> None:
     from bench import generate_team
-    from dispatcher.config_check import check_config
+    from dispatcher.config.check import check_config
 
     made = generate_team.build(tmp_path, 400, minute=7, busy_hour=3)
     env = {"DINGTALK_APP_KEY": "k", "DINGTALK_APP_SECRET": "s", "DINGTALK_AGENT_ID": "1"}

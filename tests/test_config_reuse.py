@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from dispatcher.config_check import check_config
-from dispatcher.config_reuse import VALIDATED
+from dispatcher.config.check import check_config
+from dispatcher.config.reuse import VALIDATED
 from tests.conftest import BASE_CONFIG
 
 MORE = """\
@@ -138,7 +138,7 @@ def test_a_report_with_a_problem_is_never_kept_and_a_fixed_one_loads(config: Pat
 
 
 def test_every_model_gets_its_own_empty_lists() -> None:
-    from dispatcher.config import RecipientGroup, Report
+    from dispatcher.config.model import RecipientGroup, Report
 
     a, b = (Report(title="t", schedule="0 9 * * *", source="s", sql="x") for _ in range(2))
     assert a.mention.userids == [] and a.mention.userids is not b.mention.userids

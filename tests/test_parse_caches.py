@@ -12,14 +12,14 @@ import jinja2
 import pandas as pd
 import pytest
 
-from dispatcher.config_check import check_config
+from dispatcher.config.check import check_config
+from dispatcher.config.params import render_value
 from dispatcher.errors import RenderError, ScheduleError
-from dispatcher.params import render_value
 from dispatcher.render import RenderOptions, render
-from dispatcher.render.bounded import params_template, syntax_problem
 from dispatcher.render.templates import compile_template
 from dispatcher.schedule import cron, parse_schedule
 from dispatcher.schedule.cron import parse_cron
+from dispatcher.templating.bounded import params_template, syntax_problem
 from tests.conftest import BASE_CONFIG
 
 REPORT = """\
@@ -182,7 +182,7 @@ def test_the_masked_day_gap_equals_the_day_by_day_walk():
 
 
 def test_the_daemons_next_fire_times_per_schedule_and_zone_equal_each_reports_own(project):
-    from dispatcher.daemon_health import next_fires
+    from dispatcher.daemon.status import next_fires
 
     path = many_reports(project, 4)
     tokyo = REPORT.format(n=9, schedule="0 9 * * *", days=1).replace(

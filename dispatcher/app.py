@@ -125,12 +125,20 @@ def _sandbox(stack: ExitStack, port: int, find: bool, url: str | None) -> tuple[
     from dispatcher.sandbox import attach
 
     if find:
-        found = attach.find_or_start(url, attach.in_process)
+        found = attach.find_or_start(url, lambda: _in_process(0))
         box, note = found.box, found.note
     else:
-        box, note = attach.in_process(port), ""
+        box, note = _in_process(port), ""
     stack.callback(box.stop)  # a running sandbox's stop() leaves it running: it is the user's
     return box, note
+
+
+def _in_process(port: int) -> Sandbox:
+    from dispatcher.sandbox import Sandbox
+    from dispatcher.sandbox.options import options_from_env
+
+    # The same DISPATCHER_SANDBOX_* faults as `dispatcher sandbox`, for in-process sandboxes too.
+    return Sandbox(options_from_env(dict(os.environ)), port=port).start()
 
 
 def _client(
@@ -173,7 +181,8 @@ def _robots(
     from dispatcher.store.robotsends import RobotSends
 
     robots = robots_from(config, sandbox=box is not None)
-    if getattr(box, "remote", False):  # another process: it never learns the real webhooks and secrets
+    remote = bool(getattr(box, "remote", False))
+    if remote:  # another process: it never learns the real webhooks and secrets
         robots = {name: _stand_in(robot) for name, robot in robots.items()}
     if box is not None:
         for robot in robots.values():
@@ -184,7 +193,7 @@ def _robots(
     stack.callback(client.close)
     for robot in robots.values():
         client.remember(robot)
-    return RobotSender(client, robots)
+    return RobotSender(client, robots, stand_ins=remote)
 
 
 def _stand_in(robot: Robot) -> Robot:

@@ -52,6 +52,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DISPATCHER_DEBUG", "Set to anything: an unexpected internal error shows its traceback."),
     Variable("DISPATCHER_SANDBOX_<OPTION>", "A sandbox option without a flag (`DISPATCHER_SANDBOX_LATENCY"
              "=0.05`; lists and mappings as JSON), for `sandbox`, `send --sandbox` and `run --sandbox`."),
+    Variable("DISPATCHER_SANDBOX_PORT", "The sandbox's default port (default 8765): where `sandbox` and "
+             "`run --sandbox` listen and where `send --sandbox` and the like look for a running one."),
 )  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dispatcher.errors import DispatcherError
-from dispatcher.sandbox.options import SandboxOptions, options_from_env
+from dispatcher.sandbox.options import SandboxOptions
 
 DEFAULT_PORT = 8765
 PORT_VARIABLE = "DISPATCHER_SANDBOX_PORT"  # tests (and a second project) move the default port
@@ -24,9 +24,9 @@ SERVICE = "dispatcher-sandbox"  # what /_sandbox/about answers, so another serve
 PROBE_SECONDS = 3.0
 
 
-def default_port(environ: dict[str, str] | None = None) -> int:
+def default_port() -> int:
     """The port `dispatcher sandbox` and `run --sandbox` take, and where `--sandbox` commands look."""
-    raw = (os.environ if environ is None else environ).get(PORT_VARIABLE, "").strip()
+    raw = os.environ.get("DISPATCHER_SANDBOX_PORT", "").strip()
     if not raw:
         return DEFAULT_PORT
     if not raw.isdigit() or not 0 < int(raw) < 65536:
@@ -141,13 +141,6 @@ def find_or_start(url: str | None, start: Any) -> Found:
     why = f"{found}" if isinstance(found, str) else f"no sandbox running at {where}"
     started = f"started one for this command at {box.url}/, its inbox closes when the command ends"
     return Found(box, f"{why}; {started}")
-
-
-def in_process(port: int = 0) -> Any:
-    """A sandbox in this process, with the DISPATCHER_SANDBOX_* options `dispatcher sandbox` reads."""
-    from dispatcher.sandbox.server import Sandbox
-
-    return Sandbox(options_from_env(dict(os.environ)), port=port).start()
 
 
 def banner(options: SandboxOptions, url: str) -> list[str]:

@@ -116,8 +116,10 @@ def open_app(
 
 
 def _state_url(config: Config, sandbox: bool) -> str:
-    """A sandbox app's store is the project's sandbox.db, whatever DISPATCHER_STATE_URL says."""
-    return sandbox_state_url(config.base_dir) if sandbox else state_url(config.base_dir, config.state)
+    """A sandbox app keeps its runs in the sandbox's store, whatever DISPATCHER_STATE_URL says."""
+    if sandbox:
+        return sandbox_state_url(config.base_dir, config.state)
+    return state_url(config.base_dir, config.state)
 
 
 def _sandbox(stack: ExitStack, port: int, find: bool, url: str | None) -> tuple[Sandbox, str]:

@@ -152,7 +152,7 @@ def _state_check(config: Config, sandbox: bool = False) -> Check:
 
     where = "the state store"
     try:
-        url = sandbox_state_url(config.base_dir) if sandbox else state_url(config.base_dir, config.state)
+        url = (sandbox_state_url if sandbox else state_url)(config.base_dir, config.state)
         where = make_url(url).render_as_string(hide_password=True)
         with open_store(config, sandbox=sandbox) as store:
             assert store is not None

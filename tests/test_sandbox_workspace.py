@@ -289,6 +289,28 @@ def _json(text: str) -> list[dict[str, Any]]:
     return json.loads(text) if text.strip().startswith("[") else []
 
 
+def test_dispatcher_sandbox_state_url_moves_the_sandbox_store_but_never_onto_production(
+    project, tmp_path, monkeypatch, capsys
+):
+    config = str(quick_receipts(project / "reports.yaml"))
+    production, elsewhere = tmp_path / "prod" / "state.db", tmp_path / "box" / "sandbox.db"
+    monkeypatch.setenv("DISPATCHER_STATE_URL", f"sqlite:///{production}")
+    monkeypatch.setenv("DISPATCHER_SANDBOX_STATE_URL", f"sqlite:///{elsewhere}")
+    assert main(["send", "daily", "-c", config, "--at", AT, "--sandbox"]) == 0
+    assert elsewhere.exists() and not production.exists()
+    assert not (project / ".dispatcher").exists()
+    monkeypatch.delenv("DISPATCHER_SANDBOX_STATE_URL")
+    capsys.readouterr()
+    assert main(["history", "-c", config, "--sandbox"]) == 0, "the default: beside reports.yaml"
+    assert (project / ".dispatcher" / "sandbox.db").exists() and not production.exists()
+    assert "no runs yet in the sandbox" in capsys.readouterr().out
+    monkeypatch.setenv("DISPATCHER_SANDBOX_STATE_URL", f"sqlite:///{production}")
+    assert main(["history", "-c", config, "--sandbox"]) == 1
+    err = capsys.readouterr().err
+    assert "DISPATCHER_SANDBOX_STATE_URL names production's state store" in err and "Traceback" not in err
+    assert not production.exists()
+
+
 def test_quota_and_list_read_the_sandbox_store_and_init_ignores_it(project, tmp_path, capsys):
     config = str(project / "reports.yaml")
     assert main(["quota", "-c", config, "--sandbox"]) == 0

@@ -78,7 +78,8 @@ class RunningSandbox:
 
         body = [{"name": name, "token": token, "secret": secret, "keyword": keyword}]
         try:
-            answer = requests.post(f"{self.url}/_sandbox/robots", json=body, timeout=PROBE_SECONDS)
+            with _local() as session:
+                answer = session.post(f"{self.url}/_sandbox/robots", json=body, timeout=PROBE_SECONDS)
         except requests.RequestException as exc:
             raise DispatcherError(f"the sandbox at {self.url} did not take robot {name!r}: {exc}") from None
         if answer.status_code != 200:
@@ -92,7 +93,8 @@ class RunningSandbox:
         import requests
 
         try:
-            return requests.get(f"{self.url}/_sandbox/{name}", params=params, timeout=PROBE_SECONDS).json()
+            with _local() as session:
+                return session.get(f"{self.url}/_sandbox/{name}", params=params, timeout=PROBE_SECONDS).json()
         except (requests.RequestException, ValueError) as exc:
             raise DispatcherError(f"the sandbox at {self.url} stopped answering: {exc}") from None
 
@@ -102,7 +104,8 @@ def probe(url: str) -> RunningSandbox | str | None:
     import requests
 
     try:
-        answer = requests.get(f"{url}/_sandbox/about", timeout=PROBE_SECONDS, allow_redirects=False)
+        with _local() as session:
+            answer = session.get(f"{url}/_sandbox/about", timeout=PROBE_SECONDS, allow_redirects=False)
     except requests.RequestException:
         return None
     try:
@@ -113,6 +116,15 @@ def probe(url: str) -> RunningSandbox | str | None:
         return f"something answers at {url}, but it is not a dispatcher sandbox"
     fake = SandboxOptions(app_key=body["app_key"], app_secret=body["app_secret"], agent_id=body["agent_id"])
     return RunningSandbox(url, fake)
+
+
+def _local() -> Any:
+    """A session that ignores HTTP_PROXY and friends: a loopback sandbox is never behind a proxy."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    return session
 
 
 def _is_about(body: Any) -> bool:

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dispatcher import redact
-from dispatcher.config import Config
-from dispatcher.delivery import app_credentials, make_client, sandbox_credentials
+from dispatcher.config.model import Config
 from dispatcher.dingtalk.transport import Registry
-from dispatcher.health import Metrics
-from dispatcher.prepare import build_sources
-from dispatcher.query import Sources
-from dispatcher.services import Services
+from dispatcher.run.delivery import app_credentials, make_client, sandbox_credentials
+from dispatcher.run.metrics import Metrics
+from dispatcher.run.prepare import build_sources
+from dispatcher.run.services import Services
+from dispatcher.sources.query import Sources
 from dispatcher.store.db import StateStore, sandbox_state_url, state_url
 from dispatcher.store.ledger import Ledger
 from dispatcher.store.pacewindows import PaceWindows
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.dingtalk.transport import Credentials
     from dispatcher.robot.client import Robot
-    from dispatcher.robot.deliver import RobotSender
+    from dispatcher.run.robots import RobotSender
     from dispatcher.sandbox import Sandbox
     from dispatcher.store.apicalls import ApiCounter
 
@@ -158,7 +158,7 @@ def _client(
                          registry=registry)  # fmt: skip
     stack.callback(client.close)
     if counter is not None:
-        from dispatcher.quota import quota_alert
+        from dispatcher.run.quota_alerts import quota_alert
 
         counter.on_warn = lambda month, used, quota: quota_alert(client, config, month, used, quota)
         metrics.watch_api_calls(counter)
@@ -178,8 +178,8 @@ def _robots(
     if not config.robots:
         return None
     from dispatcher.robot.client import RobotClient, RobotPacer
-    from dispatcher.robot.deliver import RobotSender, robots_from
     from dispatcher.robot.webhook import access_token
+    from dispatcher.run.robots import RobotSender, robots_from
     from dispatcher.store.robotsends import RobotSends
 
     robots = robots_from(config, sandbox=box is not None)
@@ -200,7 +200,7 @@ def _robots(
 
 def _stand_in(robot: Robot) -> Robot:
     from dispatcher.robot.client import Robot
-    from dispatcher.robot.deliver import SANDBOX_WEBHOOK
+    from dispatcher.run.robots import SANDBOX_WEBHOOK
 
     secret = f"SECsandbox{robot.name}" if robot.secret else None  # still signed, with a fake secret
     return Robot(robot.name, SANDBOX_WEBHOOK.format(name=robot.name), secret, robot.keyword)

@@ -1,4 +1,5 @@
-"""The README's layout names every module under dispatcher/, and nothing that is gone."""
+"""The README's layout names every package and top-level module under dispatcher/, and nothing
+that is gone; each package's own `__init__.py` lists its modules (tests/test_import_layers.py)."""
 
 from __future__ import annotations
 
@@ -14,19 +15,17 @@ def _layout() -> str:
     return README.split("### Layout", 1)[1].split("```", 2)[1]
 
 
-def test_the_layout_names_every_module():
-    modules = {
-        str(p.relative_to(PACKAGE))
-        for p in PACKAGE.rglob("*.py")
-        if p.parent.name != "sandbox"
-        and p.name not in ("__main__.py",)
-        and not (p.name == "__init__.py" and p.parent in (PACKAGE, PACKAGE / "dingtalk", PACKAGE / "store"))
-    }
-    modules = {m for m in modules if not m.startswith("schedule/")}
-    layout = _layout()
-    assert sorted(m for m in modules if m not in layout) == []
+def _named() -> set[str]:
+    """`cli/`, `app.py` and the top-level modules listed together on one line."""
+    return set(re.findall(r"(?<![\w/])(\w+/|\w+\.py)(?=\s)", _layout()))
 
 
-def test_the_layout_names_no_module_that_is_gone():
-    named = set(re.findall(r"^  ([\w/]+\.py)", _layout(), flags=re.MULTILINE))
-    assert named and sorted(n for n in named if not (PACKAGE / n).is_file()) == []
+def test_the_layout_names_every_package_and_top_level_module():
+    present = {f"{p.parent.name}/" for p in PACKAGE.glob("*/__init__.py")}
+    present |= {p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    assert sorted(present - _named()) == []
+
+
+def test_the_layout_names_nothing_that_is_gone():
+    gone = [n for n in _named() if n != "dispatcher/" and not (PACKAGE / n.rstrip("/")).exists()]
+    assert _named() and gone == []

@@ -27,7 +27,7 @@ import pytest
 import requests
 
 from dispatcher import clock
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.sandbox.options import SandboxOptions
 from tests.conftest import REPO, quick_receipts, run_cli
 from tests.daemon_harness import DEADLINE, Daemons, project, report, wait_until

@@ -179,7 +179,7 @@ def banner(options: SandboxOptions, url: str) -> list[str]:
 
 def _printable_secret(secret: str) -> str:
     """The sandbox's secret, unless it was set to the configured real one (then it stays hidden)."""
-    from dispatcher.environment import lookup
+    from dispatcher.config.environment import lookup
 
     try:
         real = lookup("DINGTALK_APP_SECRET")

@@ -45,12 +45,14 @@ COPY --from=build /opt/dispatcher /opt/dispatcher
 # The state store (ledger, userid cache, quota counter) lives on the volume unless
 # DISPATCHER_STATE_URL names PostgreSQL (compose.yaml, deploy/kubernetes/). DingTalk credentials
 # come from the environment (DINGTALK_APP_KEY, DINGTALK_APP_SECRET, DINGTALK_AGENT_ID, or whatever
-# variables reports.yaml names); nothing secret is baked into the image.
+# variables reports.yaml names); nothing secret is baked into the image. `--sandbox` runs keep
+# theirs apart, on the volume too (the mounted project is usually read-only).
 ENV PATH=/opt/dispatcher/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib \
-    DISPATCHER_STATE_URL=sqlite:////var/lib/dispatcher/state.db
+    DISPATCHER_STATE_URL=sqlite:////var/lib/dispatcher/state.db \
+    DISPATCHER_SANDBOX_STATE_URL=sqlite:////var/lib/dispatcher/sandbox.db
 VOLUME ["/var/lib/dispatcher"]
 WORKDIR /srv/reports
 USER 10001:10001

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dispatcher import redact
@@ -26,13 +24,14 @@ from dispatcher.run.metrics import Metrics
 from dispatcher.run.prepare import build_sources
 from dispatcher.run.services import Services
 from dispatcher.sources.query import Sources
-from dispatcher.store.db import StateStore, state_url
+from dispatcher.store.db import StateStore, sandbox_state_url, state_url
 from dispatcher.store.ledger import Ledger
 from dispatcher.store.pacewindows import PaceWindows
 
 if TYPE_CHECKING:
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.dingtalk.transport import Credentials
+    from dispatcher.robot.client import Robot
     from dispatcher.run.robots import RobotSender
     from dispatcher.sandbox import Sandbox
     from dispatcher.store.apicalls import ApiCounter
@@ -40,7 +39,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class App:
-    """One app's parts; `sandbox` is set when deliveries go to an in-process sandbox."""
+    """One app's parts; `sandbox` is set when deliveries go to a sandbox (in-process or running:
+    `sandbox_note` says which, for the command to tell the user)."""
 
     config: Config
     store: StateStore
@@ -54,6 +54,7 @@ class App:
     api_calls: ApiCounter | None = None
     robots: RobotSender | None = None
     _services: Services | None = field(default=None, repr=False)
+    sandbox_note: str = ""
 
     @property
     def secrets(self) -> redact.Secrets:
@@ -85,50 +86,61 @@ def open_app(
     sandbox_port: int = 0,
     metrics: Metrics | None = None,
     owner: str | None = None,
-    throwaway_state: bool = False,
+    find_sandbox: bool = False,
+    sandbox_url: str | None = None,
 ) -> Iterator[App]:
     """Build an app for `config`; everything it opened is closed on exit, in reverse order.
 
     Never falls back to the sandbox by itself: a production typo must not swallow reports.
-    `throwaway_state`: a sandbox app keeps its ledger in a temporary folder unless
-    DISPATCHER_STATE_URL says otherwise, away from production's history.
+    A sandbox app keeps its state in the project's `.dispatcher/sandbox.db`, never in production's
+    store. `find_sandbox`: deliver to the sandbox running at `sandbox_url` (default: the default
+    port) when there is one, else start one here (dispatcher.sandbox.attach).
     """
     metrics = metrics if metrics is not None else Metrics()
     registry = Registry()
     with ExitStack() as stack:
         stack.callback(redact.release, registry.secrets)
         redact.install(registry.secrets)
-        box = _start_sandbox(stack, sandbox_port) if sandbox else None
+        box, note = _sandbox(stack, sandbox_port, find_sandbox, sandbox_url) if sandbox else (None, "")
         creds = sandbox_credentials(box) if box is not None else app_credentials(config)  # fail fast
-        store = StateStore(_state_url(config, stack, throwaway_state and sandbox))
+        store = StateStore(_state_url(config, sandbox))
         stack.callback(store.close)
         registry.share_pacing(PaceWindows(store))  # DingTalk's limits count per app, not per replica
         client, counter = _client(config, stack, store, box, creds, metrics, registry)
         sources = build_sources(config)
         robots = _robots(config, stack, store, box, registry, counter, metrics)
         app = App(config, store, Ledger(store), client, sources, metrics, registry,
-                  owner or default_owner(), box, counter, robots)  # fmt: skip
+                  owner or default_owner(), box, counter, robots, sandbox_note=note)  # fmt: skip
         stack.callback(lambda: app.sources.dispose())
         yield app
 
 
-def _state_url(config: Config, stack: ExitStack, throwaway: bool) -> str:
-    from dispatcher.config.environment import lookup
-
-    if throwaway and not lookup("DISPATCHER_STATE_URL"):
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dispatcher-sandbox-")))
-        return f"sqlite:///{folder / 'state.db'}"
+def _state_url(config: Config, sandbox: bool) -> str:
+    """A sandbox app keeps its runs in the sandbox's store, whatever DISPATCHER_STATE_URL says."""
+    if sandbox:
+        return sandbox_state_url(config.base_dir, config.state)
     return state_url(config.base_dir, config.state)
 
 
-def _start_sandbox(stack: ExitStack, port: int) -> Sandbox:
+def _sandbox(stack: ExitStack, port: int, find: bool, url: str | None) -> tuple[Sandbox, str]:
+    """An in-process sandbox on `port`; with `find`, the one running at `url` (or the default port)."""
+    from dispatcher.sandbox import attach
+
+    if find:
+        found = attach.find_or_start(url, lambda: _in_process(0))
+        box, note = found.box, found.note
+    else:
+        box, note = _in_process(port), ""
+    stack.callback(box.stop)  # a running sandbox's stop() leaves it running: it is the user's
+    return box, note
+
+
+def _in_process(port: int) -> Sandbox:
     from dispatcher.sandbox import Sandbox
     from dispatcher.sandbox.options import options_from_env
 
     # The same DISPATCHER_SANDBOX_* faults as `dispatcher sandbox`, for in-process sandboxes too.
-    box = Sandbox(options_from_env(dict(os.environ)), port=port).start()
-    stack.callback(box.stop)
-    return box
+    return Sandbox(options_from_env(dict(os.environ)), port=port).start()
 
 
 def _client(
@@ -171,6 +183,9 @@ def _robots(
     from dispatcher.store.robotsends import RobotSends
 
     robots = robots_from(config, sandbox=box is not None)
+    remote = bool(getattr(box, "remote", False))
+    if remote:  # another process: it never learns the real webhooks and secrets
+        robots = {name: _stand_in(robot) for name, robot in robots.items()}
     if box is not None:
         for robot in robots.values():
             box.add_robot(robot.name, access_token(robot.webhook), robot.secret, robot.keyword)
@@ -180,7 +195,15 @@ def _robots(
     stack.callback(client.close)
     for robot in robots.values():
         client.remember(robot)
-    return RobotSender(client, robots)
+    return RobotSender(client, robots, stand_ins=remote)
+
+
+def _stand_in(robot: Robot) -> Robot:
+    from dispatcher.robot.client import Robot
+    from dispatcher.run.robots import SANDBOX_WEBHOOK
+
+    secret = f"SECsandbox{robot.name}" if robot.secret else None  # still signed, with a fake secret
+    return Robot(robot.name, SANDBOX_WEBHOOK.format(name=robot.name), secret, robot.keyword)
 
 
 def _api_counter(config: Config, store: StateStore) -> ApiCounter:
@@ -191,11 +214,12 @@ def _api_counter(config: Config, store: StateStore) -> ApiCounter:
 
 
 @contextmanager
-def open_store(config: Config, *, create: bool = True) -> Iterator[StateStore | None]:
-    """Only the state store, for commands that read history (see store.db.open_state)."""
+def open_store(config: Config, *, create: bool = True, sandbox: bool = False) -> Iterator[StateStore | None]:
+    """Only the state store (`sandbox`: the sandbox's), for commands that read history (see
+    store.db.open_state)."""
     from dispatcher.store.db import open_state
 
-    with open_state(config.base_dir, config.state, create=create) as store:
+    with open_state(config.base_dir, config.state, create=create, sandbox=sandbox) as store:
         yield store
 
 

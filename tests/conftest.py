@@ -33,6 +33,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: order kept otherwise
 
 
+@pytest.fixture(autouse=True)
+def _private_sandbox_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--sandbox` commands deliver to a sandbox already running on the default port (8765): every
+    test gets a default port of its own, with nothing on it, so a developer's sandbox (or another
+    test's) is never used by accident. Tests of that reuse start a sandbox on this port."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("DISPATCHER_SANDBOX_PORT", str(sock.getsockname()[1]))
+
+
 DEMO_END = date(2026, 11, 28)  # a Saturday: the end date of every demo shop the tests build
 
 BASE_CONFIG = """\

@@ -182,6 +182,7 @@ def test_the_image_runs_the_daemon_as_a_non_root_user_with_its_state_on_a_volume
     assert declared["User"] == f"{UID}:{UID}"
     assert "/var/lib/dispatcher" in declared["Volumes"]
     assert "DISPATCHER_STATE_URL=sqlite:////var/lib/dispatcher/state.db" in declared["Env"]
+    assert "DISPATCHER_SANDBOX_STATE_URL=sqlite:////var/lib/dispatcher/sandbox.db" in declared["Env"]
 
     port, name = free_port(), f"dispatcher-test-{uuid.uuid4().hex[:8]}"
     containers.append(name)
@@ -203,8 +204,9 @@ def test_the_image_runs_the_daemon_as_a_non_root_user_with_its_state_on_a_volume
 
     who = podman("exec", name, "id", "-u").stdout.strip()
     assert who == str(UID)
-    listing = podman("exec", name, "stat", "-c", "%u %n", "/var/lib/dispatcher/state.db").stdout.split()
-    assert listing == [str(UID), "/var/lib/dispatcher/state.db"], "the ledger lives on the volume"
+    # a --sandbox run's ledger is the sandbox's (issue 26, item 2), on the volume like production's
+    listing = podman("exec", name, "stat", "-c", "%u %n", "/var/lib/dispatcher/sandbox.db").stdout.split()
+    assert listing == [str(UID), "/var/lib/dispatcher/sandbox.db"], "the ledger lives on the volume"
     mounts = {m["Destination"]: m for m in inspect(name)["Mounts"]}
     assert mounts["/var/lib/dispatcher"]["Type"] == "volume"
     assert podman("healthcheck", "run", name, check=False).returncode == 0, "the image's HEALTHCHECK passes"
@@ -221,9 +223,10 @@ def test_the_image_runs_the_daemon_as_a_non_root_user_with_its_state_on_a_volume
 def test_the_image_keeps_its_ledger_in_postgresql_as_compose_runs_it(
     image: str, tmp_path: Path, containers: list[str]
 ) -> None:
-    """compose.yaml's shape: DISPATCHER_STATE_URL names PostgreSQL (here the host's, reached through
-    slirp4netns's gateway to the host's loopback, 10.0.2.2), on a read-only root filesystem with a
-    writable /tmp, as deploy/kubernetes/ runs it."""
+    """compose.yaml's shape: the ledger in PostgreSQL (here the host's, reached through slirp4netns's
+    gateway to the host's loopback, 10.0.2.2), on a read-only root filesystem with a writable /tmp,
+    as deploy/kubernetes/ runs it. The run delivers to the sandbox, whose runs are kept apart from
+    production's, so DISPATCHER_SANDBOX_STATE_URL (not DISPATCHER_STATE_URL) names the database."""
     config = readable_project(tmp_path / "reports")
     declared = json.loads(podman("image", "inspect", image).stdout)[0]["Config"]
     with private_postgres() as url:
@@ -232,7 +235,8 @@ def test_the_image_keeps_its_ledger_in_postgresql_as_compose_runs_it(
         containers.append(name)
         network = "slirp4netns:allow_host_loopback=true"
         podman("run", "--detach", "--name", name, *ULIMITS, "--network", network, "--read-only",
-               "-e", f"DISPATCHER_STATE_URL={inside}", "-v", f"{config.parent}:/srv/reports:ro",
+               # --sandbox keeps its runs apart from production's: its own store is the PostgreSQL one
+               "-e", f"DISPATCHER_SANDBOX_STATE_URL={inside}", "-v", f"{config.parent}:/srv/reports:ro",
                image, *declared["Cmd"], "--sandbox")  # fmt: skip
         engine = sa.create_engine(url)
         try:

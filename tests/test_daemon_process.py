@@ -186,7 +186,8 @@ def test_first_run_of_the_shipped_config_delivers_to_the_sandbox_within_a_minute
     messages = wait_until(delivered, "a message in the sandbox inbox", timeout=120, every=0.5)
     assert "每日销售日报" in {m["msg"]["oa"]["body"]["title"] for m in messages if m["msgtype"] == "oa"}
     assert (folder / "demo.db").exists()
-    assert not (folder / ".dispatcher").exists(), "sandbox runs keep their ledger away from production's"
+    assert (folder / ".dispatcher" / "sandbox.db").exists(), "the sandbox's ledger is in the project"
+    assert not (folder / ".dispatcher" / "state.db").exists(), "and away from production's"
 
 
 def test_health_port_serves_healthz_and_run_metrics(daemons: Daemons, tmp_path: Path) -> None:

@@ -28,24 +28,25 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     report = config.report(args.report_id)
     fires = backfill.fire_times(config, report, args.start, args.end, clock.now())
     if args.dry_run:
-        _dry_run(config, report, fires, args.force)
+        _dry_run(config, report, fires, args.force, sandbox=bool(getattr(args, "sandbox", False)))
         return 0
-    from dispatcher.app import default_owner, open_app
+    from dispatcher.app import default_owner
+    from dispatcher.cli.sandbox import command_app
 
-    with open_app(config, owner=f"backfill@{default_owner()}") as app:
+    with command_app(config, args, owner=f"backfill@{default_owner()}") as app:
         progress = backfill.Progress(len(fires.due), sys.stdout.isatty(), sys.stdout.write)
         steps = backfill.run_all(app.services(), report, fires.due, force=args.force, on_step=progress)
     print(backfill.summary(steps, fires))
     return 0 if all(s.outcome in OK_STATES for s in steps if s.ran) else 1
 
 
-def _dry_run(config: Config, report: Report, fires: Range, force: bool) -> None:
+def _dry_run(config: Config, report: Report, fires: Range, force: bool, *, sandbox: bool) -> None:
     from dispatcher.app import open_sources, open_store
     from dispatcher.run import backfill
     from dispatcher.run.prepare import prepare
     from dispatcher.store.ledger import Ledger
 
-    with open_store(config, create=False) as store, open_sources(config) as sources:
+    with open_store(config, create=False, sandbox=sandbox) as store, open_sources(config) as sources:
         ledger = Ledger(store) if store is not None else None
         for fire, verdict in backfill.plan(ledger, report.id, fires.due, force):
             if verdict.startswith("kept"):
@@ -68,7 +69,7 @@ def _would(prepared: object) -> str:
 
 
 def cmd_resend(args: argparse.Namespace) -> int:
-    from dispatcher.app import open_app
+    from dispatcher.cli.sandbox import command_app
     from dispatcher.run.resend import resend
 
     config = load(args)
@@ -76,7 +77,7 @@ def cmd_resend(args: argparse.Namespace) -> int:
     fire = (
         args.fire_time if args.fire_time.tzinfo else args.fire_time.replace(tzinfo=config.report_zone(report))
     )
-    with open_app(config) as app:
+    with command_app(config, args) as app:  # --sandbox: a sandbox run, resent to the sandbox
         result = resend(app.client, app.ledger, report, fire, args.only, config.dingtalk.max_msg_bytes)
     for line in result.lines():
         print(line)

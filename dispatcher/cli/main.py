@@ -28,6 +28,7 @@ from dispatcher.cli.ops import (
     log_tz,
 )
 from dispatcher.cli.preview import cmd_preview
+from dispatcher.cli.sandbox import add_delivery_options, add_read_option
 from dispatcher.cli.schedule import NEXT_MAX, cmd_cron, next_count
 from dispatcher.cli.send import cmd_send
 from dispatcher.cli.views import cmd_history, cmd_list
@@ -121,6 +122,7 @@ def _add_list(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument("--next", type=next_count, metavar="N",
                    help=f"with REPORT_ID: its next N fire times (1-{NEXT_MAX})")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print a JSON array")
+    add_read_option(p)
     p.set_defaults(handler=cmd_list)
 
 
@@ -187,9 +189,7 @@ def _add_send(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="resolve the recipients and print what would be sent"
     )
-    p.add_argument(
-        "--sandbox", action="store_true", help="start a DingTalk sandbox in this process and deliver there"
-    )
+    add_delivery_options(p)
     p.add_argument(
         "--robot",
         action="append",
@@ -204,7 +204,7 @@ def _add_sandbox(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "sandbox", parents=[common], help="run a local DingTalk-compatible server with an inbox page"
     )
-    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765)")
+    p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: 8765, or DISPATCHER_SANDBOX_PORT)")
     p.add_argument("--latency", type=float, metavar="SECONDS", help="delay added to every API call")
     p.add_argument("--token-ttl", type=float, metavar="SECONDS", help="access token lifetime (default: 7200)")
     p.add_argument(
@@ -232,9 +232,8 @@ def _add_run(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sandbox-port",
         type=int,
-        default=8765,
         metavar="PORT",
-        help="the sandbox's port on 127.0.0.1 (default: 8765; 0 picks a free one)",
+        help="the sandbox's port on 127.0.0.1 (default: 8765, or DISPATCHER_SANDBOX_PORT; 0 picks one)",
     )
     p.add_argument(
         "--health-port",
@@ -269,6 +268,7 @@ def _add_history(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument("report_id", nargs="?", metavar="REPORT_ID", help="only this report")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="rows to show (default: 20)")
     p.add_argument("--json", action="store_true", help="print a JSON array")
+    add_read_option(p)
     p.set_defaults(handler=cmd_history)
 
 
@@ -283,6 +283,7 @@ def _add_backfill(sub: Subcommands, common: argparse.ArgumentParser) -> None:
                    help="the last day, included")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print what each fire time would do; send nothing")
     p.add_argument("--force", action="store_true", help="send fire times already sent again")
+    add_delivery_options(p)
     p.set_defaults(handler=cmd_backfill)
 
 
@@ -295,6 +296,7 @@ def _add_resend(sub: Subcommands, common: argparse.ArgumentParser) -> None:
                    help="the run's fire time (no offset = the report's time zone)")  # fmt: skip
     p.add_argument("--only", choices=["failed", "unread"], default="failed",
                    help="whose receipts said failed (default) or unread")  # fmt: skip
+    add_delivery_options(p, "resend a sandbox run")
     p.set_defaults(handler=cmd_resend)
 
 
@@ -303,6 +305,7 @@ def _add_quota(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         "quota", parents=[common], help="DingTalk API calls used this month, and the month's forecast"
     )
     p.add_argument("--json", action="store_true", help="print a JSON object")
+    add_read_option(p)
     p.set_defaults(handler=cmd_quota)
 
 
@@ -357,6 +360,7 @@ def _add_doctor(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--send-test", action="store_true", help="also send one short test message to the admins group"
     )
+    add_delivery_options(p, "check against and --send-test")
     p.set_defaults(handler=cmd_doctor)
 
 

@@ -42,6 +42,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
+    from dispatcher.sandbox.attach import default_port
     from dispatcher.sandbox.options import SandboxOptions, changed, from_env
     from dispatcher.sandbox.server import serve_forever
 
@@ -54,17 +55,19 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         "directory_file": args.directory,
     }
     changes = {**from_env(dict(os.environ)), **{k: v for k, v in flags.items() if v is not None}}
-    serve_forever(changed(SandboxOptions(), changes), port=args.port)
+    port = default_port() if args.port is None else args.port
+    serve_forever(changed(SandboxOptions(), changes), port=port)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from dispatcher.daemon.loop import DaemonOptions, run_daemon
+    from dispatcher.sandbox.attach import default_port
 
     options = DaemonOptions(
         config_path=args.config,
         sandbox=args.sandbox,
-        sandbox_port=args.sandbox_port,
+        sandbox_port=default_port() if args.sandbox_port is None else args.sandbox_port,
         health_port=args.health_port,
         health_host=health_host(args, os.environ),
         log_format=args.log_format,
@@ -99,7 +102,7 @@ def cmd_quota(args: argparse.Namespace) -> int:
     from dispatcher.ops.quota import forecast_text, store_forecast
 
     config = load(args)
-    with open_store(config) as store:
+    with open_store(config, sandbox=args.sandbox) as store:
         assert store is not None
         result = store_forecast(config, store)
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json else forecast_text(result))
@@ -154,9 +157,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from dispatcher.cli.sandbox import wants_sandbox
     from dispatcher.ops.doctor import doctor
 
-    return doctor(args.config, as_json=args.json, send_test=args.send_test)
+    sandbox = (getattr(args, "sandbox_url", None) or "") if wants_sandbox(args) else None
+    return doctor(args.config, as_json=args.json, send_test=args.send_test, sandbox=sandbox)
 
 
 def cmd_state_backup(args: argparse.Namespace) -> int:

@@ -33,8 +33,8 @@ RobotEntries = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from dispatcher.app import open_app
     from dispatcher.cli.robots import check_robot_names
+    from dispatcher.cli.sandbox import command_app, sandbox_line, wants_sandbox
     from dispatcher.run.delivery import credentials_from, recipients_for, recipients_from_cli
     from dispatcher.run.prepare import fire_time_at
 
@@ -48,20 +48,19 @@ def cmd_send(args: argparse.Namespace) -> int:
                          robots=chosen or ([] if args.to else list(report.robots)))  # fmt: skip
     fire = fire_time_at(config, report, instant(config, args.at))
     split = report.split_by is not None and not args.to and not chosen  # --to: a test send
-    if args.dry_run and not args.sandbox and _missing_credentials(credentials_from, config):
+    if args.dry_run and not wants_sandbox(args) and _missing_credentials(credentials_from, config):
         return _offline_dry_run(config, report, fire, recipients, split=split)
     # Credentials are checked before the query runs: a missing variable fails fast.
-    with open_app(config, sandbox=args.sandbox) as app:
+    with command_app(config, args) as app:
         print(f"report     {report.id} (fire time {fire.isoformat()})")
-        if app.sandbox is not None:
-            print(f"sandbox    {app.sandbox.url}/ (in this process; it stops when send exits)")
+        if sandbox_line(app):
+            print(sandbox_line(app))
         if args.dry_run:
             prepared = _prepare_or_skip(config, report, fire)
             if prepared is not None:
                 _print_dry_run(app.client, prepared, recipients, split=split)
             return 0
-        # Sandbox sends are throw-away: they stay out of the real history.
-        ledger = None if app.sandbox is not None else app.ledger
+        ledger = app.ledger  # a sandbox app's is the sandbox's own (.dispatcher/sandbox.db)
         progress = Progress()
         app.client.on_receipt_wait = progress.waiting
         try:
@@ -175,7 +174,8 @@ def _deliver(app: App, prepared: Prepared, recipients: Recipients, progress: Pro
     progress.clear()
     _print_result(result)
     if app.sandbox is not None:
-        names = sorted({f"{m['name']} ({m['userid']})" for m in app.sandbox.messages()})
+        ours = [m for m in app.sandbox.messages() if m.get("task_id") in result.task_ids]  # not earlier ones
+        names = sorted({f"{m['name']} ({m['userid']})" for m in ours})
         print(f"inbox      delivered to {', '.join(names) or 'nobody'}")
     return outcome
 

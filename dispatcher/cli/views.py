@@ -26,14 +26,14 @@ if TYPE_CHECKING:
     from dispatcher.store.ledger import Run
 
 
-def alert_states(config: Config, at: datetime) -> dict[str, str]:
+def alert_states(config: Config, at: datetime, sandbox: bool = False) -> dict[str, str]:
     """Each alert's state as `list` shows it: `firing since 09:30 (2 runs)`."""
     from dispatcher.run.alerting import state_text
     from dispatcher.store.alert_state import AlertStates
 
     if not any(r.alert for r in config.reports.values()):
         return {}
-    with _state(config) as store:
+    with _state(config, sandbox) as store:
         states = AlertStates(store).all() if store is not None else {}
     return {rid: state_text(state, at) for rid, state in states.items()}
 
@@ -128,8 +128,8 @@ def _list(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"reports": {args.report_id: config.report(args.report_id)}})
         if args.next is not None and not args.json:
             return _print_next(config, config.report(args.report_id), at, args.next)
-    last = _last_runs(config)
-    alerts = alert_states(config, at)
+    sandbox = bool(getattr(args, "sandbox", False))  # the sandbox's runs and alerts, not production's
+    last, alerts = _last_runs(config, sandbox), alert_states(config, at, sandbox)
     rows = _list_rows(config, at, last, alerts, as_json=args.json)
     if args.json and args.next is not None:
         from dispatcher.schedule.describe import next_fire_times
@@ -187,11 +187,11 @@ def _list_rows(
     return rows
 
 
-def _last_runs(config: Config) -> dict[str, Run]:
+def _last_runs(config: Config, sandbox: bool = False) -> dict[str, Run]:
     """Each report's latest ledger row, if there is a state store yet (list never creates one)."""
     from dispatcher.store.ledger import Ledger
 
-    with _state(config) as store:
+    with _state(config, sandbox) as store:
         return Ledger(store).last_runs() if store is not None else {}
 
 
@@ -223,7 +223,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     config = load(args)
     if args.report_id is not None:
         config.report(args.report_id)  # unknown id: a clear error, not an empty table
-    with open_store(config) as store:
+    sandbox = bool(getattr(args, "sandbox", False))
+    with open_store(config, sandbox=sandbox) as store:
         assert store is not None
         runs = Ledger(store).history(args.report_id, limit=max(args.limit, 1))
         events = alert_events(store, runs)
@@ -232,7 +233,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
     if not runs:
-        print(f"report {args.report_id!r} has no runs yet" if args.report_id else "no runs yet")
+        none = f"report {args.report_id!r} has no runs yet" if args.report_id else "no runs yet"
+        print(none + (" in the sandbox" if sandbox else ""))
         return 0
     table = [_history_row(config, r) | {"alert": events.get((r.report_id, r.fire_time), "")} for r in runs]
     _print_table(table, ["fire_time", "report", "state", "trigger", *(["alert"] if events else []),
@@ -281,9 +283,9 @@ def _recipients(run: Run) -> str | int:
     return reach(run.recipients, depts, short=True) if depts else run.recipients
 
 
-def _state(config: Config) -> AbstractContextManager[StateStore | None]:
+def _state(config: Config, sandbox: bool = False) -> AbstractContextManager[StateStore | None]:
     """The state store if it exists, without importing the app (the DingTalk client, sources,
     render: a fifth of `list`'s time at 5,000 reports, bench scenario 7)."""
     from dispatcher.store.db import open_state
 
-    return open_state(config.base_dir, config.state, create=False)
+    return open_state(config.base_dir, config.state, create=False, sandbox=sandbox)

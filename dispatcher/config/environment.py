@@ -43,6 +43,9 @@ VARIABLES: tuple[Variable, ...] = (
              "robot's webhook and secret or a source URL with its password.", True),
     Variable("DISPATCHER_STATE_URL", "The state store's SQLAlchemy URL; wins over the config's "
              "`state:` (default: SQLite at `.dispatcher/state.db` beside `reports.yaml`).", True),
+    Variable("DISPATCHER_SANDBOX_STATE_URL", "The sandbox's state store (the runs of `run --sandbox`, "
+             "`send --sandbox`, …); default: SQLite at `.dispatcher/sandbox.db` beside `reports.yaml`. "
+             "Never production's: naming the same store is an error.", True),
     Variable("DINGTALK_API_BASE", "DingTalk's API address when the config has no `dingtalk.api_base` "
              "(default `https://oapi.dingtalk.com`; the sandbox's address in tests)."),
     Variable("DISPATCHER_ROBOT_ALLOWED_HOSTS", "Hosts besides DingTalk's a robot webhook may use (a "
@@ -52,6 +55,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DISPATCHER_DEBUG", "Set to anything: an unexpected internal error shows its traceback."),
     Variable("DISPATCHER_SANDBOX_<OPTION>", "A sandbox option without a flag (`DISPATCHER_SANDBOX_LATENCY"
              "=0.05`; lists and mappings as JSON), for `sandbox`, `send --sandbox` and `run --sandbox`."),
+    Variable("DISPATCHER_SANDBOX_PORT", "The sandbox's default port (default 8765): where `sandbox` and "
+             "`run --sandbox` listen and where `send --sandbox` and the like look for a running one."),
 )  # fmt: skip
 
 

@@ -159,7 +159,7 @@ def serve(options: DaemonOptions) -> int:
         logs.use_zone(lambda report_id: _report_zone(config, report_id))
     with ExitStack() as stack:
         app = stack.enter_context(open_app(config, sandbox=options.sandbox, sandbox_port=options.sandbox_port,
-                                           metrics=Metrics(), owner=owner, throwaway_state=True))  # fmt: skip
+                                           metrics=Metrics(), owner=owner))  # fmt: skip
         if options.log_tz == "report":  # a reload replaces app.config: its zones from then on
             logs.use_zone(lambda report_id: _report_zone(app.config, report_id))
         if app.sandbox is not None:

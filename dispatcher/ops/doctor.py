@@ -51,9 +51,14 @@ class Check:
         return asdict(self)
 
 
-def doctor(path: Path, *, as_json: bool = False, send_test: bool = False) -> int:
-    """Run every check, print them, and return the exit code: 1 if any failed."""
-    checks = run_checks(path, send_test=send_test)
+def doctor(path: Path, *, as_json: bool = False, send_test: bool = False, sandbox: str | None = None) -> int:
+    """Run every check, print them, and return the exit code: 1 if any failed.
+
+    `sandbox` (--sandbox): the DingTalk checks and the test message go to the running sandbox at
+    that URL ("" for the default port), else to one started here, with the sandbox's fake
+    credentials; the state checks read the sandbox's store.
+    """
+    checks = run_checks(path, send_test=send_test, sandbox=sandbox)
     if as_json:
         print(json.dumps([c.to_dict() for c in checks], ensure_ascii=False, indent=2))
     else:
@@ -61,13 +66,13 @@ def doctor(path: Path, *, as_json: bool = False, send_test: bool = False) -> int
     return 1 if any(c.status == "FAIL" for c in checks) else 0
 
 
-def run_checks(path: Path, *, send_test: bool = False) -> list[Check]:
+def run_checks(path: Path, *, send_test: bool = False, sandbox: str | None = None) -> list[Check]:
     config, checks = _config_check(path)
     if config is None:
         return checks
     checks += _source_checks(config)
-    state = _state_check(config)
-    credentials = _credentials_check(config)
+    state = _state_check(config, sandbox is not None)
+    credentials = _credentials_check(config) if sandbox is None else _SANDBOX_CREDENTIALS
     checks += [state, credentials]
     if state.status == "FAIL" or credentials.status != "OK":
         why = "the state store check" if state.status == "FAIL" else "the credentials check"
@@ -78,11 +83,15 @@ def run_checks(path: Path, *, send_test: bool = False) -> list[Check]:
         names += ["test message"] if send_test else []
         checks += [Check(n, "SKIP", f"needs {why} to pass") for n in names]
     else:
-        checks += list(_dingtalk_checks(config, send_test))
-    checks += _robot_checks(config, send_test, state.status != "FAIL")
+        checks += list(_dingtalk_checks(config, send_test, sandbox))
+    # The robots' test goes to their real webhooks: never under --sandbox.
+    checks += _robot_checks(config, send_test and sandbox is None, state.status != "FAIL")
     if state.status != "FAIL":
-        checks.append(_quota_check(config))
+        checks.append(_quota_check(config, sandbox is not None))
     return checks
+
+
+_SANDBOX_CREDENTIALS = Check("credentials", "OK", "--sandbox: the sandbox's fake app key and secret")
 
 
 def _robot_checks(config: Config, send_test: bool, state_ok: bool) -> list[Check]:
@@ -136,18 +145,19 @@ def _source_checks(config: Config) -> list[Check]:
     return checks
 
 
-def _state_check(config: Config) -> Check:
+def _state_check(config: Config, sandbox: bool = False) -> Check:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from dispatcher.app import open_store
-    from dispatcher.store.db import SCHEMA_VERSION, state_url
+    from dispatcher.store.db import SCHEMA_VERSION, sandbox_state_url, state_url
     from dispatcher.store.schema import meta_table
 
     where = "the state store"
     try:
-        where = make_url(state_url(config.base_dir, config.state)).render_as_string(hide_password=True)
-        with open_store(config) as store:
+        url = (sandbox_state_url if sandbox else state_url)(config.base_dir, config.state)
+        where = make_url(url).render_as_string(hide_password=True)
+        with open_store(config, sandbox=sandbox) as store:
             assert store is not None
             version = store.schema_version()
             with store.engine.connect() as conn:  # a write that is rolled back: proves the privilege
@@ -191,10 +201,15 @@ def _message(exc: BaseException) -> str:
 # -- DingTalk ---------------------------------------------------------------------------------------
 
 
-def _dingtalk_checks(config: Config, send_test: bool) -> Iterator[Check]:
+def _dingtalk_checks(config: Config, send_test: bool, sandbox: str | None) -> Iterator[Check]:
+    import sys
+
     from dispatcher.app import open_app
 
-    with open_app(config) as app:
+    url = sandbox or None
+    with open_app(config, sandbox=sandbox is not None, find_sandbox=True, sandbox_url=url) as app:
+        if app.sandbox_note:
+            print(app.sandbox_note, file=sys.stderr, flush=True)
         token = _token_check(app)
         yield token
         if token.status == "FAIL":
@@ -271,12 +286,12 @@ def _recipients_check(app: App) -> Check:
     return Check("recipients", "OK", detail)
 
 
-def _quota_check(config: Config) -> Check:
+def _quota_check(config: Config, sandbox: bool = False) -> Check:
     from dispatcher.app import open_store
     from dispatcher.ops.quota import store_forecast
 
     quota = config.dingtalk.monthly_quota
-    with open_store(config) as store:
+    with open_store(config, sandbox=sandbox) as store:
         assert store is not None
         f = store_forecast(config, store)
     detail = f"{f.month}: {plural(f.used_total, 'call')} used, {f.forecast:,} forecast by the month's end"

@@ -47,6 +47,8 @@ class RobotSender:
 
     client: RobotClient
     robots: dict[str, Robot]
+    # A running sandbox's stand-ins (fake webhooks): the config's real ones never replace them.
+    stand_ins: bool = False
 
     def close(self) -> None:
         self.client.close()
@@ -109,7 +111,8 @@ def send_robots(
         if unit(name) in done:
             continue
         # The config as it is now: a reload may have added a robot or rotated a webhook.
-        robot = robots_from(config).get(name) or sender.robots.get(name)
+        robot = sender.robots.get(name) if sender.stand_ins else None
+        robot = robot or robots_from(config).get(name) or sender.robots.get(name)
         try:
             if robot is None:
                 raise missing_webhook(config, name)

@@ -1,7 +1,8 @@
 """A local stand-in for DingTalk's server API, with an inbox page: see server.py.
 
 Entry points: `server.Sandbox` (in-process, for `send --sandbox` and `run --sandbox`) and
-`server.serve_forever` (`dispatcher sandbox`). It follows DingTalk's rules (`rules`, `delivery`,
+`server.serve_forever` (`dispatcher sandbox`), and `attach.find_or_start` (a `--sandbox` command
+finds the sandbox already running, else starts one). It follows DingTalk's rules (`rules`, `delivery`,
 `media`, `robots`) and shows messages as a phone would (`inbox`, `inbox_groups`).
 
 May import: dingtalk, robot and the top-level helpers.

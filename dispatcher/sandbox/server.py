@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from dispatcher.errors import DispatcherError
+from dispatcher.sandbox.attach import about, banner
 from dispatcher.sandbox.engine import Engine
 from dispatcher.sandbox.inbox import render_page
 from dispatcher.sandbox.inbox_groups import with_groups
@@ -152,6 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
         engine = self.server.engine
         readers: dict[str, Callable[[], Any]] = {
             "health": lambda: {"ok": True},
+            "about": lambda: about(engine.options, f"http://127.0.0.1:{self.server.server_address[1]}"),
             "messages": lambda: engine.messages(query.get("userid") or None),
             "calls": lambda: engine.calls(query.get("endpoint") or None),
             "tasks": engine.tasks,
@@ -383,16 +385,7 @@ def serve_forever(options: SandboxOptions, port: int = 8765) -> None:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Sandbox(options, port=port) as sandbox:
-            print(f"DingTalk sandbox listening on {sandbox.url}", flush=True)
-            print(
-                f"  inbox:  {sandbox.url}/   (open it in a browser; it refreshes by itself)",
-                flush=True,
-            )
-            print(
-                f"  use it: DINGTALK_API_BASE={sandbox.url} DINGTALK_APP_KEY={options.app_key} "
-                f"DINGTALK_AGENT_ID={options.agent_id} (and the sandbox's app secret)",
-                flush=True,
-            )
+            print("\n".join(banner(options, sandbox.url)), flush=True)
             while not stop.wait(0.5):
                 pass
     finally:

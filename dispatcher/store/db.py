@@ -27,6 +27,10 @@ from dispatcher.store.schema import ADDED_COLUMNS, SCHEMA_VERSION, meta_table, m
 __all__ = ["SCHEMA_VERSION", "StateStore", "open_state", "resolve_sqlite_url", "state_url"]
 
 DEFAULT_STATE_PATH = Path(".dispatcher") / "state.db"
+# The sandbox's runs, beside production's and never in it: DISPATCHER_STATE_URL and `state:` name
+# production's store only, so a sandbox run cannot land in production's history.
+SANDBOX_STATE_PATH = Path(".dispatcher") / "sandbox.db"
+SANDBOX_VARIABLE = "DISPATCHER_SANDBOX_STATE_URL"  # moves it (a container's volume, a CI database)
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _SCHEMA_LOCK_KEY = 0x64697370  # "disp": the advisory lock racing PostgreSQL migrations share
 
@@ -281,14 +285,34 @@ def _short(exc: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
+def sandbox_state_url(config_dir: Path, configured: str | None = None) -> str:
+    """DISPATCHER_SANDBOX_STATE_URL, else `.dispatcher/sandbox.db` beside the config; never the
+    production store (`configured` is the config's `state:`), so the two cannot be mixed."""
+    env = lookup("DISPATCHER_SANDBOX_STATE_URL")
+    if not env:
+        return f"sqlite:///{config_dir / SANDBOX_STATE_PATH}"
+    _check_url(env, SANDBOX_VARIABLE)
+    url = resolve_sqlite_url(env, config_dir)
+    try:
+        production = state_url(config_dir, configured)
+    except StateError:
+        return url  # production's URL is broken: it cannot be this one
+    if make_url(url) == make_url(production):
+        raise StateError(
+            f"{SANDBOX_VARIABLE} names production's state store",
+            hint="sandbox runs are kept apart from production's: give the sandbox another database or file",
+        )
+    return url
+
+
 @contextmanager
 def open_state(
-    config_dir: Path, configured: str | None, *, create: bool = True
+    config_dir: Path, configured: str | None, *, create: bool = True, sandbox: bool = False
 ) -> Iterator[StateStore | None]:
-    """The state store of a config, closed on exit; None when `create` is False and a SQLite
-    state file does not exist yet (`list` never creates one). Light on purpose: `list` uses it
-    without importing the app (bench scenario 7)."""
-    url = state_url(config_dir, configured)
+    """The state store of a config (`sandbox`: the sandbox's), closed on exit; None when `create`
+    is False and a SQLite state file does not exist yet (`list` never creates one). Light on
+    purpose: `list` uses it without importing the app (bench scenario 7)."""
+    url = sandbox_state_url(config_dir, configured) if sandbox else state_url(config_dir, configured)
     if not create and make_url(url).get_backend_name() == "sqlite":
         if not Path(make_url(url).database or "").is_file():
             yield None

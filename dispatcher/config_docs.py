@@ -1,7 +1,7 @@
 """One line per reports.yaml key, for the JSON Schema (`dispatcher schema`) and editors' hover text.
 
 Kept apart from config.py so that adding a key there stays a one-line change; a test fails when a
-model field has no line here. The README's "reports.yaml reference" is the long form.
+model field has no line here. docs/writing/reports-yaml.md is the long form.
 """
 
 from __future__ import annotations

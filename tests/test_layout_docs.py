@@ -1,17 +1,17 @@
-"""The README's layout names every module under dispatcher/, and nothing that is gone."""
+"""The design page's layout names every module under dispatcher/, and nothing that is gone."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from tests.test_docs import README
+from tests.docs_kit import section
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dispatcher"
 
 
 def _layout() -> str:
-    return README.split("### Layout", 1)[1].split("```", 2)[1]
+    return section("design.md", "Layout").split("```", 2)[1]
 
 
 def test_the_layout_names_every_module():

@@ -1,4 +1,4 @@
-"""The design page's layout names every module under dispatcher/, and nothing that is gone."""
+"""The design page's layout names every package and top-level module of dispatcher/, and nothing gone."""
 
 from __future__ import annotations
 
@@ -10,23 +10,26 @@ from tests.docs_kit import section
 PACKAGE = Path(__file__).resolve().parent.parent / "dispatcher"
 
 
-def _layout() -> str:
-    return section("design.md", "Layout").split("```", 2)[1]
+def _layout() -> dict[str, int]:
+    """Each name in the layout (`cli/`, `app.py`) -> its layer rank."""
+    block = section("design.md", "Layout").split("```", 2)[1]
+    return {name: int(rank) for name, rank in re.findall(r"^  ([\w]+/|[\w]+\.py) +(\d) ", block, re.MULTILINE)}
 
 
-def test_the_layout_names_every_module():
-    modules = {
-        str(p.relative_to(PACKAGE))
-        for p in PACKAGE.rglob("*.py")
-        if p.parent.name != "sandbox"
-        and p.name not in ("__main__.py",)
-        and not (p.name == "__init__.py" and p.parent in (PACKAGE, PACKAGE / "dingtalk", PACKAGE / "store"))
-    }
-    modules = {m for m in modules if not m.startswith("schedule/")}
-    layout = _layout()
-    assert sorted(m for m in modules if m not in layout) == []
+def _actual() -> set[str]:
+    packages = {f"{p.parent.name}/" for p in PACKAGE.glob("*/__init__.py")}
+    modules = {p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    return packages | modules
 
 
-def test_the_layout_names_no_module_that_is_gone():
-    named = set(re.findall(r"^  ([\w/]+\.py)", _layout(), flags=re.MULTILINE))
-    assert named and sorted(n for n in named if not (PACKAGE / n).is_file()) == []
+def test_the_layout_names_every_package_and_top_level_module():
+    assert sorted(_actual() - set(_layout())) == []
+
+
+def test_the_layout_names_nothing_that_is_gone():
+    assert _layout() and sorted(set(_layout()) - _actual()) == []
+
+
+def test_the_layout_lists_packages_in_layer_order():
+    ranks = list(_layout().values())
+    assert ranks == sorted(ranks) and ranks[0] == 0

@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dispatcher"
 def _layout() -> dict[str, int]:
     """Each name in the layout (`cli/`, `app.py`) -> its layer rank."""
     block = section("design.md", "Layout").split("```", 2)[1]
-    return {name: int(rank) for name, rank in re.findall(r"^  ([\w]+/|[\w]+\.py) +(\d) ", block, re.MULTILINE)}
+    found = re.findall(r"^  (\w+/|\w+\.py) +(\d) ", block, re.MULTILINE)
+    return {name: int(rank) for name, rank in found}
 
 
 def _actual() -> set[str]:

@@ -111,7 +111,7 @@ def _option_row(action: argparse.Action) -> str:
         metavar = "" if action.nargs == 0 else f" {action.metavar or action.dest.upper()}"
         if action.choices and not action.metavar:
             metavar = " {" + ",".join(map(str, action.choices)) + "}"
-        names = ", ".join(_cell(f"`{o}{metavar}`") for o in action.option_strings)
+        names = ", ".join(f"`{o}{metavar}`" for o in action.option_strings)
     else:
         names = f"`{action.metavar or action.dest}`"
     if isinstance(action, argparse._SubParsersAction):

@@ -88,7 +88,7 @@ def with_modes(config: dict[str, Any], stem: Path, **dingtalk: Any) -> dict[str,
 def run(reports: int, every: int, days: int, together: bool = False) -> Outcome:
     """`together`: the three `quota` processes run at once (the quick run: how long each took is
     then stretched, and only printed; the forecasts themselves do not change)."""
-    from dispatcher.demo import DEMO_FILENAME, ensure_demo_sqlite
+    from dispatcher.demo.shop import DEMO_FILENAME, ensure_demo_sqlite
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-budget-") as tmp,
@@ -125,8 +125,8 @@ def _cli_forecast(config: Path, folder: Path, mode: str) -> dict[str, Any]:
 
 
 def _week(config: Path, folder: Path, mode: str, days: int) -> dict[str, Any]:
-    from dispatcher.config_check import load_config
-    from dispatcher.quota import forecast
+    from dispatcher.config.check import load_config
+    from dispatcher.ops.quota import forecast
     from dispatcher.schedule import to_zone
     from dispatcher.store.apicalls import ApiCounter
     from dispatcher.store.db import StateStore
@@ -166,10 +166,11 @@ def _simulate(config_path: Path, state_url: str, end: datetime) -> dict[str, int
     """Run the daemon from WEEK_START to `end`, jumping from one due fire time to the next."""
     from dispatcher import clock
     from dispatcher.app import open_app
-    from dispatcher.config_check import load_config
-    from dispatcher.daemon import Daemon
+    from dispatcher.config.check import load_config
+    from dispatcher.daemon.health import HealthState
+    from dispatcher.daemon.loop import Daemon
     from dispatcher.dingtalk.pacing import Pacer, Pacing
-    from dispatcher.health import HealthState, Metrics
+    from dispatcher.run.metrics import Metrics
     from dispatcher.store.ledger import Ledger
 
     fake = [WEEK_START]

@@ -145,14 +145,14 @@ def seed_ledger(config_path: Path, state_url: str, env: dict[str, str]) -> int:
     insert of the same rows is quicker. Without these rows a first start catches up every report
     whose last fire time is within its grace.
     """
-    from dispatcher.config_check import load_config
+    from dispatcher.config.check import load_config
 
     return seed_runs(state_url, last_fires(load_config(config_path, env=env)))
 
 
 def last_fires(config: Any) -> list[tuple[str, datetime]]:
     """Each report's last fire time before now, as seed_ledger seeds them (`config`: a loaded Config)."""
-    from dispatcher.prepare import fire_time_at, now_in
+    from dispatcher.run.prepare import fire_time_at, now_in
 
     return [(r.id, fire_time_at(config, r, now_in(config))) for r in config.reports.values()]
 

@@ -90,7 +90,7 @@ def _far_hour(now: datetime) -> int:
 
 
 def _measure(made: Generated, reps: int, window: float) -> dict[str, Any]:
-    from dispatcher.config_check import load_config
+    from dispatcher.config.check import load_config
 
     folder, config, state_db = made.path.parent, str(made.path), made.path.parent / "state.db"
     env = clean_env(**CREDENTIALS, DISPATCHER_STATE_URL=f"sqlite:///{state_db}")
@@ -203,9 +203,10 @@ def _reload_keeps_next_fires(config: Path, state_url: str) -> dict[str, Any]:
     bookkeeping runs, which is what decides the next fire times.
     """
     from dispatcher.app import open_app
-    from dispatcher.config_check import load_config
-    from dispatcher.daemon import Daemon
-    from dispatcher.health import HealthState, Metrics
+    from dispatcher.config.check import load_config
+    from dispatcher.daemon.health import HealthState
+    from dispatcher.daemon.loop import Daemon
+    from dispatcher.run.metrics import Metrics
 
     env = CREDENTIALS | {"DINGTALK_API_BASE": "http://127.0.0.1:9", "DISPATCHER_STATE_URL": state_url}
     with environment(env), open_app(load_config(config), metrics=Metrics(), owner="bench") as app:

@@ -57,8 +57,8 @@ def build(folder: Path, reports: int) -> tuple[Path, int]:
 
 def seed_ledger(config_path: Path, state_url: str) -> int:
     """A sent run at each report's last fire time: the ledger of a daemon that was already running."""
-    from dispatcher.config_check import load_config
-    from dispatcher.prepare import fire_time_at, now_in
+    from dispatcher.config.check import load_config
+    from dispatcher.run.prepare import fire_time_at, now_in
     from dispatcher.store.db import StateStore
     from dispatcher.store.ledger import Ledger
 

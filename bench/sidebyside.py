@@ -40,7 +40,7 @@ from dispatcher.sandbox import Sandbox
 
 
 def measure(before: Path, config: Path, reports: int, reps: int, window: float) -> dict[str, Any]:
-    from dispatcher.config_check import load_config
+    from dispatcher.config.check import load_config
 
     loaded = load_config(config, env=CREDENTIALS)
     seeded = config.parent / "seeded.db"

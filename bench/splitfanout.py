@@ -73,12 +73,12 @@ def run(recipients: int, contents: int) -> Outcome:
 
 
 def _run_once(folder: Path, sb: Sandbox, recipients: int, contents: int) -> tuple[float, str]:
-    from dispatcher.config_check import load_config
-    from dispatcher.delivery import make_client, sandbox_credentials
-    from dispatcher.health import Metrics
-    from dispatcher.prepare import build_sources
-    from dispatcher.runner import execute
-    from dispatcher.services import Services
+    from dispatcher.config.check import load_config
+    from dispatcher.run.delivery import make_client, sandbox_credentials
+    from dispatcher.run.metrics import Metrics
+    from dispatcher.run.prepare import build_sources
+    from dispatcher.run.runner import execute
+    from dispatcher.run.services import Services
     from dispatcher.store.db import StateStore
     from dispatcher.store.ledger import Ledger
 

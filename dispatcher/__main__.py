@@ -1,3 +1,3 @@
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 
 raise SystemExit(main())

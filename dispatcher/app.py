@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dispatcher import redact
-from dispatcher.config import Config
-from dispatcher.delivery import app_credentials, make_client, sandbox_credentials
+from dispatcher.config.model import Config
 from dispatcher.dingtalk.transport import Registry
-from dispatcher.health import Metrics
-from dispatcher.prepare import build_sources
-from dispatcher.query import Sources
-from dispatcher.services import Services
+from dispatcher.run.delivery import app_credentials, make_client, sandbox_credentials
+from dispatcher.run.metrics import Metrics
+from dispatcher.run.prepare import build_sources
+from dispatcher.run.services import Services
+from dispatcher.sources.query import Sources
 from dispatcher.store.db import StateStore, state_url
 from dispatcher.store.ledger import Ledger
 from dispatcher.store.pacewindows import PaceWindows
@@ -33,7 +33,7 @@ from dispatcher.store.pacewindows import PaceWindows
 if TYPE_CHECKING:
     from dispatcher.dingtalk.client import DingTalkClient
     from dispatcher.dingtalk.transport import Credentials
-    from dispatcher.robot.deliver import RobotSender
+    from dispatcher.run.robots import RobotSender
     from dispatcher.sandbox import Sandbox
     from dispatcher.store.apicalls import ApiCounter
 
@@ -113,7 +113,7 @@ def open_app(
 
 
 def _state_url(config: Config, stack: ExitStack, throwaway: bool) -> str:
-    from dispatcher.environment import lookup
+    from dispatcher.config.environment import lookup
 
     if throwaway and not lookup("DISPATCHER_STATE_URL"):
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dispatcher-sandbox-")))
@@ -146,7 +146,7 @@ def _client(
                          registry=registry)  # fmt: skip
     stack.callback(client.close)
     if counter is not None:
-        from dispatcher.quota import quota_alert
+        from dispatcher.run.quota_alerts import quota_alert
 
         counter.on_warn = lambda month, used, quota: quota_alert(client, config, month, used, quota)
         metrics.watch_api_calls(counter)
@@ -166,8 +166,8 @@ def _robots(
     if not config.robots:
         return None
     from dispatcher.robot.client import RobotClient, RobotPacer
-    from dispatcher.robot.deliver import RobotSender, robots_from
     from dispatcher.robot.webhook import access_token
+    from dispatcher.run.robots import RobotSender, robots_from
     from dispatcher.store.robotsends import RobotSends
 
     robots = robots_from(config, sandbox=box is not None)

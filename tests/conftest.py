@@ -124,7 +124,7 @@ def demo_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
     Loaded once per session (a load takes several seconds) and shared: tests only read it.
     """
-    from dispatcher import demo
+    from dispatcher.demo import shop as demo
     from tests.services import private_mysql, private_postgres  # after pytest_plugins has loaded it
 
     with (private_postgres if request.param == "postgres" else private_mysql)() as url:
@@ -139,7 +139,7 @@ def demo_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def demo_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The SQLite demo shop up to DEMO_END, built once per session; tests only read it (or copy it)."""
-    from dispatcher import demo
+    from dispatcher.demo import shop as demo
 
     path = tmp_path_factory.mktemp("demo") / demo.DEMO_FILENAME
     assert demo.ensure_demo_sqlite(path, DEMO_END) is True

@@ -11,14 +11,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dispatcher.config_check import load_config
-from dispatcher.delivery import make_client
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials
-from dispatcher.health import Metrics
-from dispatcher.prepare import build_sources
-from dispatcher.runner import execute
+from dispatcher.run.delivery import make_client
+from dispatcher.run.metrics import Metrics
+from dispatcher.run.prepare import build_sources
+from dispatcher.run.runner import execute
+from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox
-from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.ledger import Ledger
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli import main
-from dispatcher.render.recovery import human_duration
+from dispatcher.cli.main import main
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store.alert_state import AlertState, AlertStates, next_state
 from dispatcher.store.db import StateStore
+from dispatcher.templating.recovery import human_duration
 from tests.feature_kit import data, run_at, services, texts, write_project
 
 T0 = datetime(2026, 11, 28, 1, 30, tzinfo=UTC)  # 09:30 in Shanghai

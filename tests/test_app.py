@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.app import open_app, open_store
-from dispatcher.config_check import load_config
+from dispatcher.config.check import load_config
 from dispatcher.redact import redact
 from dispatcher.sandbox.server import Sandbox, SandboxOptions
 

@@ -17,15 +17,15 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from dispatcher.cli import main
-from dispatcher.config_check import load_config
-from dispatcher.delivery import make_client
+from dispatcher.cli.main import main
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials
-from dispatcher.health import Metrics
-from dispatcher.prepare import build_sources
-from dispatcher.runner import execute
+from dispatcher.run.delivery import make_client
+from dispatcher.run.metrics import Metrics
+from dispatcher.run.prepare import build_sources
+from dispatcher.run.runner import execute
+from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.db import state_url as store_url
 from dispatcher.store.ledger import Ledger
@@ -304,8 +304,8 @@ def server_url(request: pytest.FixtureRequest) -> str:
 def test_formula_text_from_postgres_and_mariadb_stays_text_and_decimals_stay_numbers(server_url: str) -> None:
     import sqlalchemy as sa
 
-    from dispatcher.query import Sources, SourceSpec, run_query
     from dispatcher.render.attach import build_attachment
+    from dispatcher.sources.query import Sources, SourceSpec, run_query
 
     engine = sa.create_engine(server_url)
     with engine.begin() as conn:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher import clock
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store.db import StateStore, state_url
 from dispatcher.store.ledger import Ledger

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from dispatcher import clock
-from dispatcher.backfill import Progress, Step
-from dispatcher.cli import main
+from dispatcher.cli.main import main
+from dispatcher.run.backfill import Progress, Step
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store.db import StateStore
 from dispatcher.store.ledger import Ledger

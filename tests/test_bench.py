@@ -84,8 +84,8 @@ def test_window_maximum_counts_only_events_less_than_a_window_apart() -> None:
 
 def test_the_generated_5000_report_config_stays_under_the_config_size_limit(tmp_path: Path) -> None:
     from bench.generate import GROUPS, SOURCES, build
-    from dispatcher.config_check import load_config
-    from dispatcher.yamlfile import MAX_FILE_BYTES
+    from dispatcher.config.check import load_config
+    from dispatcher.config.yamlfile import MAX_FILE_BYTES
 
     made = build(tmp_path, 5000, minute=17)
     config = load_config(made.path, env={"DINGTALK_APP_KEY": "k", "DINGTALK_APP_SECRET": "s",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from dispatcher.catchup import plan
+from dispatcher.daemon.catchup import plan
 from dispatcher.schedule import parse_schedule
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dispatcher.cli import main
-from dispatcher.config_rich import ChartSpec
+from dispatcher.cli.main import main
+from dispatcher.config.rich import ChartSpec
 from dispatcher.errors import RenderError
 from dispatcher.render.chart import MAX_CATEGORIES, MAX_POINTS, chart_figure, render_chart
 

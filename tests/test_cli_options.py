@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher import __version__
-from dispatcher.cli import build_parser
+from dispatcher.cli.main import build_parser
 from tests.conftest import run_cli
 
 

@@ -10,7 +10,7 @@ COMMANDS = [["validate"], ["list"], ["list", "--json"]]
 # imports pandas is the one named (a process start costs seconds on a loaded machine).
 PROBE = """
 import sys
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 for command in {commands!r}:
     code = main([*command, "-c", {config!r}])
     print("RESULT", " ".join(command), "pandas" in sys.modules, code)
@@ -43,5 +43,5 @@ def test_importtime_shows_no_pandas_for_validate(project):
     )
     assert result.returncode == 0, result.stderr
     imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line]
-    assert "dispatcher.config" in imported  # the probe really saw our imports
+    assert "dispatcher.config.model" in imported  # the probe really saw our imports
     assert not [m for m in imported if m == "pandas" or m.startswith("pandas.")]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher import clock
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from tests.conftest import run_cli
 
 

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dispatcher.catchup import plan
-from dispatcher.daemon_decide import Timing, Wake, decide, start_state
+from dispatcher.daemon.catchup import plan
+from dispatcher.daemon.decide import Timing, Wake, decide, start_state
 from dispatcher.schedule import parse_schedule
 from dispatcher.schedule.cron import MACROS, parse_cron
 from tests.test_cron_differential import expressions

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.sandbox import Sandbox
 from tests import daemon_harness
 from tests.daemon_harness import project, report, runs

@@ -19,9 +19,10 @@ import pytest
 
 from dispatcher import clock
 from dispatcher.app import open_app
-from dispatcher.config_check import load_config
-from dispatcher.daemon import Daemon
-from dispatcher.health import HealthState, Metrics
+from dispatcher.config.check import load_config
+from dispatcher.daemon.health import HealthState
+from dispatcher.daemon.loop import Daemon
+from dispatcher.run.metrics import Metrics
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store.ledger import Run
 from tests.daemon_harness import DEADLINE, open_ledger, project, report, runs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from dispatcher.daemon_decide import (
+from dispatcher.daemon.decide import (
     PRUNE_EVERY,
     REAP_EVERY,
     TICK,

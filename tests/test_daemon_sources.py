@@ -50,8 +50,8 @@ def test_a_slow_source_does_not_hold_up_reports_on_other_sources(
 def test_each_source_gets_its_own_slot_with_the_configured_limit(tmp_path: Path) -> None:
     import threading
 
-    from dispatcher.config_check import load_config
-    from dispatcher.services import Services
+    from dispatcher.config.check import load_config
+    from dispatcher.run.services import Services
 
     config = load_config(project(tmp_path, {"r": report("报表")}, daemon={"source_concurrency": 2}))
     svc = Services(config, None, None, None, None, "me")  # type: ignore[arg-type]

@@ -22,15 +22,15 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from dispatcher.config_check import load_config
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk import markdown
 from dispatcher.dingtalk.markdown import escape, to_html
 from dispatcher.errors import RenderError
-from dispatcher.prepare import build_sources, prepare
-from dispatcher.query import Sources, SourceSpec, run_query
 from dispatcher.render import RenderOptions, render
 from dispatcher.render.format import md
+from dispatcher.run.prepare import build_sources, prepare
 from dispatcher.sandbox import Sandbox
+from dispatcher.sources.query import Sources, SourceSpec, run_query
 from tests.feature_kit import data, run_at, services, texts, write_project
 from tests.test_robots import FIRE, box, close, run_once, write_config
 from tests.test_robots import services as robot_services
@@ -407,7 +407,7 @@ def test_invalid_utf8_in_a_sqlite_text_column_shows_as_replacement_characters_an
 def test_a_run_with_invalid_utf8_is_sent_and_counted_in_its_record_history_and_log(
     tmp_path: Path, box: Sandbox, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from dispatcher.cli import main
+    from dispatcher.cli.main import main
 
     reports = """\
     daily:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dispatcher import demo
+from dispatcher.demo import shop as demo
 from dispatcher.errors import DispatcherError
 from tests.conftest import DEMO_END
 
@@ -190,7 +190,7 @@ def test_two_builds_give_identical_files_and_leave_no_temp_files(tmp_path, engin
 
 BUILD_SCRIPT = """
 import datetime, pathlib, sys
-import dispatcher.demo as d
+import dispatcher.demo.shop as d
 print(d.ensure_demo_sqlite(pathlib.Path(sys.argv[1]), datetime.date.fromisoformat(sys.argv[2])))
 """
 

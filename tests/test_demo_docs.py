@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from dispatcher.demo import METADATA
+from dispatcher.demo.shop import METADATA
 from tests.docs_kit import section
 
 

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli import main
-from dispatcher.config_check import load_config
-from dispatcher.delivery import make_client
+from dispatcher.cli.main import main
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials, DingTalkClient
 from dispatcher.dingtalk.message import markdown_msg
-from dispatcher.health import Metrics
-from dispatcher.prepare import build_sources
-from dispatcher.runner import execute
+from dispatcher.run.delivery import make_client
+from dispatcher.run.metrics import Metrics
+from dispatcher.run.prepare import build_sources
+from dispatcher.run.runner import execute
+from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.db import state_url as store_url
 from dispatcher.store.ledger import Ledger
@@ -143,7 +143,7 @@ def test_a_daemon_run_to_a_department_records_the_note(project: Path, sandbox: S
 def test_the_quota_forecast_counts_a_department_task_s_receipt_calls_as_the_mode_reads_them(
     project: Path, receipts: str, calls: int
 ) -> None:
-    from dispatcher.quota import calls_per_run
+    from dispatcher.ops.quota import calls_per_run
 
     config = load_config(to_sales(project, receipts=receipts))
     assert calls_per_run(config, config.reports["daily"]) == calls

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from dispatcher.cli import build_parser
-from dispatcher.config import Config, DaemonConfig, DingTalkConfig, RecipientGroup, Report
+from dispatcher.cli.main import build_parser
+from dispatcher.config.model import Config, DaemonConfig, DingTalkConfig, RecipientGroup, Report
 from tests.conftest import REPO
 from tests.docs_kit import manual
 

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from dispatcher.cli import main
-from dispatcher.doctor_sources import GRANTS
+from dispatcher.cli.main import main
+from dispatcher.ops.doctor_sources import GRANTS
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from tests.conftest import REPO, make_shop_db
 from tests.services import unique_name

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from tests.test_doctor import box, doctor, write_config  # noqa: F401  (box is a fixture)
 
 TOKEN = "robot-token-4f1c9e"
@@ -114,3 +114,22 @@ def test_the_text_output_lists_the_robot(tmp_path, box, monkeypatch, capsys):  #
     config = configure(tmp_path, box, monkeypatch, f"{box.url}/robot/send?access_token={TOKEN}")
     assert main(["doctor", "-c", str(config)]) == 0
     assert "robot sales-group" in capsys.readouterr().out
+
+
+def test_a_robot_only_config_passes_without_dingtalk_credentials(tmp_path, box, monkeypatch, capsys):  # noqa: F811
+    """Robots need no DingTalk app: with no `to` and no admins, missing app credentials are not a failure."""
+    path = configure(tmp_path, box, monkeypatch, webhook=f"{box.url}/robot/send?access_token={TOKEN}")
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("  app_secret: sandbox-secret\n", "  app_secret: ${DINGTALK_APP_SECRET}\n")
+    text = text.replace("  admins: {userids: [oncall01]}\n", "").replace("    to: [leads]\n", "")
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.delenv("DINGTALK_APP_SECRET", raising=False)
+    code, checks = doctor(path, capsys)
+    assert checks["credentials"]["status"] == "SKIP", checks["credentials"]
+    assert "group robots only" in checks["credentials"]["detail"]
+    assert (
+        checks["gettoken"]["status"] == "SKIP"
+        and "no report sends a work notification" in checks["gettoken"]["detail"]
+    )
+    assert checks["robot sales-group"]["status"] == "OK"
+    assert code == 0, checks

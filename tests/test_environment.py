@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.environment import VARIABLES, lookup, read_dotenv
+from dispatcher.config.environment import VARIABLES, lookup, read_dotenv
 from dispatcher.errors import ConfigError
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.sandbox.options import ENV_PREFIX
@@ -196,12 +196,12 @@ def test_init_says_dotenv_is_read(tmp_path):
 
 NAME = re.compile(r"\b(?:DISPATCHER|DINGTALK)_[A-Z0-9_]*[A-Z0-9]\b|\bDISPATCHER_SANDBOX_\b")
 WHOLE_ENVIRONMENT = {  # modules that hand the whole environment on, and to what
-    "dispatcher/yamlfile.py": "any `${NAME}` in reports.yaml",
-    "dispatcher/cli_ops.py": "DISPATCHER_SANDBOX_<OPTION>",
+    "dispatcher/config/yamlfile.py": "any `${NAME}` in reports.yaml",
+    "dispatcher/cli/ops.py": "DISPATCHER_SANDBOX_<OPTION>",
     "dispatcher/app.py": "DISPATCHER_SANDBOX_<OPTION>",
-    "dispatcher/environment.py": "any `${NAME}` in reports.yaml",
-    "dispatcher/config_check.py": "DISPATCHER_ROBOT_ALLOWED_HOSTS",  # and DINGTALK_API_BASE, to the checker
-    "dispatcher/doctor_robots.py": "DISPATCHER_ROBOT_ALLOWED_HOSTS",  # read by robot.webhook's own name
+    "dispatcher/config/environment.py": "any `${NAME}` in reports.yaml",
+    "dispatcher/config/check.py": "DISPATCHER_ROBOT_ALLOWED_HOSTS",  # and DINGTALK_API_BASE, to the checker
+    "dispatcher/ops/doctor_robots.py": "DISPATCHER_ROBOT_ALLOWED_HOSTS",  # read by robot.webhook's own name
 }
 
 
@@ -241,7 +241,7 @@ def test_every_variable_the_code_reads_is_in_the_list():
     sandbox = {ENV_PREFIX + f.upper() for f in SandboxOptions.__dataclass_fields__}
     in_code = {n if n not in sandbox else "DISPATCHER_SANDBOX_<OPTION>" for n in names_in_code()}
     assert in_code - listed() == set(), (
-        "add these to dispatcher.environment.VARIABLES, then run tools/gen_docs.py"
+        "add these to dispatcher.config.environment.VARIABLES, then run tools/gen_docs.py"
     )
 
 

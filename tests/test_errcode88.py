@@ -273,12 +273,12 @@ def test_send_sandbox_honours_the_sandbox_monthly_quota(project: Path) -> None:
 def test_an_unknown_sub_code_reaches_the_run_history(project: Path, sandbox: Sandbox, tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from dispatcher.config_check import load_config
-    from dispatcher.delivery import make_client
-    from dispatcher.health import Metrics
-    from dispatcher.prepare import build_sources
-    from dispatcher.runner import execute
-    from dispatcher.services import Services
+    from dispatcher.config.check import load_config
+    from dispatcher.run.delivery import make_client
+    from dispatcher.run.metrics import Metrics
+    from dispatcher.run.prepare import build_sources
+    from dispatcher.run.runner import execute
+    from dispatcher.run.services import Services
     from dispatcher.store.db import StateStore
     from dispatcher.store.ledger import Ledger
 

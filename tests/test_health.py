@@ -9,8 +9,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher import clock
+from dispatcher.daemon.health import HealthServer, HealthState, health_report
 from dispatcher.errors import DispatcherError
-from dispatcher.health import HealthServer, HealthState, Metrics, health_report
+from dispatcher.run.metrics import Metrics
 
 TIMEOUT = 10
 
@@ -225,7 +226,7 @@ def test_requests_are_not_logged_to_stderr(server: HealthServer, capfd: pytest.C
 def test_two_health_states_started_at_the_same_second_are_two_objects() -> None:
     # A merge once left a functools.cache on the class: equal arguments then gave one shared state,
     # so one daemon's tick or stop showed in another's /healthz.
-    from dispatcher.health import HealthState
+    from dispatcher.daemon.health import HealthState
 
     first, second = HealthState(started_at=1.0), HealthState(started_at=1.0)
     first.running = False

@@ -11,8 +11,10 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from dispatcher import bounded_http, clock, health
-from dispatcher.health import HealthServer, HealthState, Metrics
+from dispatcher import clock
+from dispatcher.daemon import bounded_http, health
+from dispatcher.daemon.health import HealthServer, HealthState
+from dispatcher.run.metrics import Metrics
 
 DEADLINE = 60.0  # generous: the machine is shared; every wait below polls for its condition
 

@@ -14,10 +14,11 @@ import pytest
 import requests
 
 from dispatcher import clock
-from dispatcher.cli import build_parser
-from dispatcher.cli_ops import health_host
+from dispatcher.cli.main import build_parser
+from dispatcher.cli.ops import health_host
+from dispatcher.daemon.health import HealthServer, HealthState
 from dispatcher.errors import DispatcherError
-from dispatcher.health import HealthServer, HealthState, Metrics
+from dispatcher.run.metrics import Metrics
 from tests.daemon_harness import Daemons, project, report
 
 TIMEOUT = 10

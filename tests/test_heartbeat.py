@@ -44,7 +44,7 @@ def test_start_logs_each_reports_next_fire_in_its_zone_then_heartbeats_at_the_co
 
 
 def test_the_heartbeat_is_ten_minutes_by_default_and_takes_a_duration() -> None:
-    from dispatcher.config import DaemonConfig
+    from dispatcher.config.model import DaemonConfig
 
     assert DaemonConfig().heartbeat == 600.0
     assert DaemonConfig(heartbeat="90s").heartbeat == 90.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.store.db import StateStore
 from dispatcher.store.ledger import Ledger
 

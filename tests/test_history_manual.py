@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, insert
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.store.db import SCHEMA_VERSION, StateStore, state_url
 from dispatcher.store.ledger import Ledger
 from tests import test_send as send_tests

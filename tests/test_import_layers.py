@@ -14,14 +14,27 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "dispatcher"
 
 
+# The packages from the top of the stack to the bottom. A module may import its own rank and the
+# ranks below it, never one above (a lazy import counts). Peers of one rank must not form a cycle.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("__main__", "cli"),
+    ("daemon", "ops"),
+    ("app",),
+    ("run",),
+    ("render", "sandbox", "demo"),
+    ("dingtalk", "robot", "store", "config", "sources", "templating", "schedule"),
+    ("dispatcher", "errors", "clock", "logs", "redact", "words", "leaks"),
+)
+RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}
+
+# Within the bottom rank, the store and the DingTalk client stay low-level: they never load these,
+# even through a peer.
 LOW_LAYERS = {
-    "dispatcher.store": ("dispatcher.dingtalk", "dispatcher.render", "dispatcher.params", "dispatcher.runner",
-                         "dispatcher.prepare", "dispatcher.outcomes", "dispatcher.services",
-                         "dispatcher.daemon", "dispatcher.cli", "dispatcher.delivery", "dispatcher.sandbox"),
-    "dispatcher.dingtalk": ("dispatcher.store", "dispatcher.render", "dispatcher.params", "dispatcher.runner",
-                            "dispatcher.prepare", "dispatcher.outcomes", "dispatcher.services",
-                            "dispatcher.daemon", "dispatcher.cli", "dispatcher.config",
-                            "dispatcher.delivery"),
+    "dispatcher.store": ("dispatcher.dingtalk", "dispatcher.render", "dispatcher.config.model",
+                         "dispatcher.config.params", "dispatcher.run", "dispatcher.daemon", "dispatcher.cli",
+                         "dispatcher.sandbox", "dispatcher.robot"),
+    "dispatcher.dingtalk": ("dispatcher.store", "dispatcher.render", "dispatcher.run", "dispatcher.daemon",
+                            "dispatcher.cli", "dispatcher.config", "dispatcher.robot"),
     "dispatcher.redact": ("dispatcher.dingtalk", "dispatcher.store"),
     "dispatcher.logs": ("dispatcher.dingtalk", "dispatcher.store"),
 }  # fmt: skip
@@ -122,7 +135,7 @@ def test_low_layers_never_load_the_layers_above_them(layer: str) -> None:
         target: " -> ".join(chain)
         for start in starts
         for target, chain in reachable(edges, start).items()
-        if any(target == f or target.startswith((f"{f}.", f"{f}_")) for f in LOW_LAYERS[layer])
+        if any(target == f or target.startswith(f"{f}.") for f in LOW_LAYERS[layer])
     }
     assert bad == {}
 
@@ -175,3 +188,113 @@ def _owner(name: str, known: set[str]) -> str | None:
     while name and name not in known:
         name = name.rpartition(".")[0]
     return name or None
+
+
+def package_of(module: str) -> str:
+    """`dispatcher.run.prepare` -> `run`; a top-level module is its own package; the root is `dispatcher`."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def upward_imports(edges: dict[str, set[str]]) -> dict[str, str]:
+    return {
+        f"{module} -> {target}": f"rank {RANK[package_of(module)]} imports rank {RANK[package_of(target)]}"
+        for module, targets in edges.items()
+        for target in targets
+        if RANK[package_of(target)] < RANK[package_of(module)]
+    }
+
+
+def package_edges(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for module, targets in edges.items():
+        found.setdefault(package_of(module), set()).update(
+            package_of(t) for t in targets if package_of(t) != package_of(module)
+        )
+    return found
+
+
+def test_every_module_belongs_to_a_layer() -> None:
+    assert {package_of(m) for m in graph()} - set(RANK) == set(), "add the new package to LAYERS"
+
+
+def test_imports_run_one_way_down_the_layers() -> None:
+    assert upward_imports({m: set(ts) for m, ts in graph().items()}) == {}
+
+
+def test_packages_of_one_layer_form_no_cycle() -> None:
+    assert cycles(package_edges({m: set(ts) for m, ts in graph().items()})) == []
+
+
+def test_no_private_name_is_imported_from_another_package() -> None:
+    crossing = []
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dispatcher"):
+                private = [a.name for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+                if private and package_of(node.module) != package_of(name):
+                    crossing.append(f"{name}: from {node.module} import {', '.join(private)}")
+    assert crossing == []
+
+
+def test_the_layer_check_sees_a_planted_upward_import(tmp_path: Path) -> None:
+    root = tmp_path / "dispatcher"
+    for package in ("config", "render", "store"):
+        (root / package).mkdir(parents=True)
+        (root / package / "__init__.py").write_text("", encoding="utf-8")
+    (root / "__init__.py").write_text("", encoding="utf-8")
+    (root / "render" / "chart.py").write_text("from dispatcher.config.model import X\n", encoding="utf-8")
+    (root / "config" / "model.py").write_text(
+        "def f():\n    from dispatcher.render import chart\n", encoding="utf-8"
+    )
+    (root / "store" / "db.py").write_text("from dispatcher.config import model\n", encoding="utf-8")
+    edges = {m: set(ts) for m, ts in graph(root).items()}
+    assert upward_imports(edges) == {
+        "dispatcher.config.model -> dispatcher.render.chart": "rank 5 imports rank 4"
+    }
+    (root / "config" / "model.py").write_text("from dispatcher.store import db\n", encoding="utf-8")
+    assert cycles(package_edges({m: set(ts) for m, ts in graph(root).items()})) == [{"config", "store"}]
+
+
+def test_each_package_says_what_it_is() -> None:
+    """Its one job, its entry points, what it may import: at least a few lines of docstring."""
+    thin = [
+        str(init.relative_to(PACKAGE))
+        for init in PACKAGE.rglob("__init__.py")
+        if len((ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or "").splitlines()) < 3
+        and init.parent != PACKAGE
+    ]
+    assert thin == []
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 50
+
+
+def _function_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """From `def` to the last line, the docstring not counted: explaining a function is not length."""
+    length = (node.end_lineno or node.lineno) - node.lineno + 1
+    first = node.body[0]
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
+        length -= (first.end_lineno or first.lineno) - first.lineno + 1
+    return length
+
+
+def test_no_module_over_400_lines_and_no_function_over_50() -> None:
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(PACKAGE.parent)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(f"{where}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = _function_lines(node)
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{where}:{node.lineno} {node.name}: {length} lines")
+    assert too_long == []

@@ -11,8 +11,8 @@ import pytest
 import requests
 import yaml
 
-from dispatcher.cli import main
-from dispatcher.config_schema import shipped
+from dispatcher.cli.main import main
+from dispatcher.config.schema import shipped
 from tests.conftest import REPO
 from tests.daemon_harness import Daemons, wait_until
 
@@ -73,7 +73,7 @@ def test_init_into_a_file_is_a_clear_error(tmp_path, capsys):
 
 
 def test_the_project_query_is_the_shipped_one():
-    packaged = REPO / "dispatcher" / "project" / "queries" / "daily_sales.sql"
+    packaged = REPO / "dispatcher" / "ops" / "project" / "queries" / "daily_sales.sql"
     assert packaged.read_text(encoding="utf-8") == (REPO / "queries" / "daily_sales.sql").read_text("utf-8")
 
 

@@ -1,5 +1,5 @@
 """deploy/kubernetes/ rendered by the real `kubectl kustomize`, and compose.yaml, checked against the
-daemon's real command line (dispatcher.cli.build_parser), the variables the code and the shipped
+daemon's real command line (dispatcher.cli.main.build_parser), the variables the code and the shipped
 reports.yaml read, the image's user and port (Dockerfile), and the measured memory (bench/RESULTS.md).
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dispatcher.cli import build_parser
+from dispatcher.cli.main import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = REPO / "deploy" / "kubernetes"

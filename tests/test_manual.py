@@ -22,9 +22,9 @@ import jsonschema
 import pytest
 import yaml
 
-from dispatcher import config_schema
-from dispatcher.cli import build_parser
-from dispatcher.config_check import check_config
+from dispatcher.cli.main import build_parser
+from dispatcher.config import schema as config_schema
+from dispatcher.config.check import check_config
 from tests.conftest import REPO, run_cli
 from tests.docs_kit import DOCS, PAGES, fenced_blocks, manual, page
 

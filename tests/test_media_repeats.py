@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.config_check import load_config
-from dispatcher.delivery import make_client
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials
-from dispatcher.health import Metrics
-from dispatcher.prepare import build_sources
-from dispatcher.runner import execute
+from dispatcher.run.delivery import make_client
+from dispatcher.run.metrics import Metrics
+from dispatcher.run.prepare import build_sources
+from dispatcher.run.runner import execute
+from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.db import state_url as store_url
 from dispatcher.store.ledger import Ledger
@@ -128,7 +128,7 @@ def test_a_retry_of_the_same_fire_time_reuses_its_uploads(services: Services, sa
 def test_dispatcher_send_at_two_fire_times_delivers_the_chart_twice(
     project: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from dispatcher.cli import main
+    from dispatcher.cli.main import main
 
     path = project / "reports.yaml"
     text = path.read_text(encoding="utf-8").replace('schedule: "0 9 * * *"', 'schedule: "0 * * * *"')

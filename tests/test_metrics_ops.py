@@ -13,7 +13,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher import DISTRIBUTION
-from dispatcher.health import Metrics
+from dispatcher.run.metrics import Metrics
 from dispatcher.sandbox import Sandbox
 from tests.daemon_harness import Daemons, wait_until
 from tests.monitoring_kit import QUOTA, ROBOT, start_daemon

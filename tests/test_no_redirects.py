@@ -17,17 +17,17 @@ from typing import Any
 
 import pytest
 
-from dispatcher.config_check import load_config
-from dispatcher.delivery import make_client
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials, DingTalkClient
 from dispatcher.dingtalk.retry import RetryPolicy
 from dispatcher.errors import DeliveryError
-from dispatcher.health import Metrics
-from dispatcher.prepare import build_sources
 from dispatcher.robot.client import RobotClient, RobotPacer
-from dispatcher.robot.deliver import RobotSender, robots_from
-from dispatcher.runner import execute
-from dispatcher.services import Services
+from dispatcher.run.delivery import make_client
+from dispatcher.run.metrics import Metrics
+from dispatcher.run.prepare import build_sources
+from dispatcher.run.robots import RobotSender, robots_from
+from dispatcher.run.runner import execute
+from dispatcher.run.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.db import state_url as store_url
 from dispatcher.store.ledger import Ledger

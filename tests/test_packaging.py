@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import dispatcher
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST = "dingtalk-report-dispatcher"
@@ -33,7 +33,7 @@ def _pyproject() -> dict:
 def test_the_distribution_is_named_dingtalk_report_dispatcher_and_the_command_dispatcher():
     project = _pyproject()["project"]
     assert project["name"] == DIST
-    assert project["scripts"] == {"dispatcher": "dispatcher.cli:main"}
+    assert project["scripts"] == {"dispatcher": "dispatcher.cli.main:main"}
     assert dispatcher.DISTRIBUTION == DIST
 
 
@@ -60,7 +60,7 @@ def test_no_hint_or_readme_line_names_the_taken_distribution():
 
 
 def test_the_install_hints_name_a_real_install():
-    from dispatcher.source_url import missing_driver_hint
+    from dispatcher.sources.url import missing_driver_hint
 
     hint = missing_driver_hint("postgresql")
     assert f"pip install '{DIST}[postgres]'" in hint
@@ -93,7 +93,11 @@ def test_the_wheel_installs_into_a_fresh_venv_and_its_dash_v_is_the_metadata_ver
     version = _pyproject()["project"]["version"]
     assert wheel.name == f"dingtalk_report_dispatcher-{version}-py3-none-any.whl"
     names = zipfile.ZipFile(wheel).namelist()
-    for data in ("dispatcher/project/reports.yaml", "dispatcher/reports.schema.json", "dispatcher/py.typed"):
+    for data in (
+        "dispatcher/ops/project/reports.yaml",
+        "dispatcher/config/reports.schema.json",
+        "dispatcher/py.typed",
+    ):
         assert data in names
     venv = tmp_path / "fresh"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)

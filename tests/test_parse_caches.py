@@ -11,14 +11,14 @@ import jinja2
 import pandas as pd
 import pytest
 
-from dispatcher.config_check import check_config
+from dispatcher.config.check import check_config
+from dispatcher.config.params import render_value
 from dispatcher.errors import RenderError, ScheduleError
-from dispatcher.params import render_value
 from dispatcher.render import RenderOptions, render
-from dispatcher.render.bounded import params_template, syntax_problem
 from dispatcher.render.templates import compile_template
 from dispatcher.schedule import parse_schedule
 from dispatcher.schedule.cron import parse_cron
+from dispatcher.templating.bounded import params_template, syntax_problem
 from tests.conftest import BASE_CONFIG
 
 REPORT = """\

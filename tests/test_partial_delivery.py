@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dispatcher.cli import main
-from dispatcher.config_check import load_config
-from dispatcher.delivery import make_client
+from dispatcher.cli.main import main
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials
-from dispatcher.health import Metrics
-from dispatcher.prepare import build_sources
-from dispatcher.runner import execute
+from dispatcher.run.delivery import make_client
+from dispatcher.run.metrics import Metrics
+from dispatcher.run.prepare import build_sources
+from dispatcher.run.runner import execute
+from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.db import state_url as store_url
 from dispatcher.store.ledger import Ledger

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from tests.conftest import BASE_CONFIG, run_cli
 
 

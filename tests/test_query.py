@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from dispatcher.errors import QueryError
-from dispatcher.query import Sources, SourceSpec, run_query
+from dispatcher.sources.query import Sources, SourceSpec, run_query
 
 
 @pytest.fixture

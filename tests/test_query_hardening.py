@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from dispatcher.errors import QueryError
-from dispatcher.query import Sources, SourceSpec, run_query
+from dispatcher.sources.query import Sources, SourceSpec, run_query
 from tests.conftest import run_cli, write
 from tests.services import prefix, unique_name
 
@@ -208,7 +208,7 @@ def test_sqlite_attach_and_pragmas_do_not_outlive_the_query(tmp_path):
 
 
 def test_sqlite_pool_reset_detaches_and_restores_query_only(tmp_path):
-    from dispatcher.query_guard import sqlite_reset
+    from dispatcher.sources.guard import sqlite_reset
 
     main, other = tmp_path / "main.db", tmp_path / "other.db"
     for path in (main, other):
@@ -254,7 +254,7 @@ def test_postgres_set_local_cannot_lift_the_deadline(pg):
 
 
 def test_postgres_client_deadline_cancels_even_without_a_server_limit(pg):
-    from dispatcher.query_guard import Deadline, canceller
+    from dispatcher.sources.guard import Deadline, canceller
 
     sources = Sources({"db": SourceSpec("db", pg)})
     try:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.common import clean_env, dispatcher_cmd, run_child
-from dispatcher.cli import main
-from dispatcher.config_check import load_config
+from dispatcher.cli.main import main
+from dispatcher.config.check import load_config
 from tests.conftest import run_cli, write
 
 PEAK_MB = 400  # pandas and the interpreter take ~150 MB; 10,000 capped rows take a few more
@@ -107,7 +107,7 @@ def test_max_bytes_stops_a_server_result_without_reading_the_rest(request, fixtu
     import uuid
 
     from dispatcher.errors import QueryError
-    from dispatcher.query import Sources, SourceSpec, run_query
+    from dispatcher.sources.query import Sources, SourceSpec, run_query
     from tests.daemon_harness import wait_until
     from tests.test_query_servers import still_running
 

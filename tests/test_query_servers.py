@@ -8,10 +8,10 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from dispatcher import demo
-from dispatcher.cli import main
+from dispatcher.cli.main import main
+from dispatcher.demo import shop as demo
 from dispatcher.errors import QueryError
-from dispatcher.query import Sources, SourceSpec, run_query
+from dispatcher.sources.query import Sources, SourceSpec, run_query
 from tests.conftest import REPO
 from tests.daemon_harness import wait_until
 

@@ -20,12 +20,12 @@ from prometheus_client import generate_latest
 from sqlalchemy import text
 
 from dispatcher import clock
-from dispatcher.cli import main
-from dispatcher.config_check import load_config
+from dispatcher.cli.main import main
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials, DingTalkClient
 from dispatcher.dingtalk.message import markdown_msg
-from dispatcher.health import Metrics
-from dispatcher.quota import forecast
+from dispatcher.ops.quota import forecast
+from dispatcher.run.metrics import Metrics
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store import schema
 from dispatcher.store.apicalls import ApiCounter, month_of
@@ -217,10 +217,10 @@ def test_dispatcher_quota_prints_the_month_and_names_the_costliest_report(projec
 def test_90020_fails_runs_without_retries_and_alerts_the_admins_once(
     project: Path, sandbox: Sandbox, store: StateStore
 ) -> None:
-    from dispatcher.delivery import make_client
-    from dispatcher.prepare import build_sources
-    from dispatcher.runner import execute
-    from dispatcher.services import Services
+    from dispatcher.run.delivery import make_client
+    from dispatcher.run.prepare import build_sources
+    from dispatcher.run.runner import execute
+    from dispatcher.run.services import Services
     from dispatcher.store.ledger import Ledger
 
     config = load_config(project / "reports.yaml", env={"TEST_DT_KEY": "k"})

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dispatcher.cli import main
-from dispatcher.config_check import load_config
-from dispatcher.quota import forecast, forecast_text
+from dispatcher.cli.main import main
+from dispatcher.config.check import load_config
+from dispatcher.ops.quota import forecast, forecast_text
 from dispatcher.store.alert_state import AlertStates
 from dispatcher.store.apicalls import ApiCounter
 from dispatcher.store.db import StateStore

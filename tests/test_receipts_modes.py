@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from dispatcher.cli import main
-from dispatcher.config_check import load_config
+from dispatcher.cli.main import main
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials, DingTalkClient
 from dispatcher.dingtalk.message import markdown_msg
 from dispatcher.errors import ConfigError

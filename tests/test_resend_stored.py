@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.dingtalk.message import MAX_MSG_BYTES, msg_bytes
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store.db import DEFAULT_STATE_PATH
@@ -72,9 +72,9 @@ def _full_size_project(folder: Path, sandbox: Sandbox, msgtype: str) -> Path:
 
 
 def _preview_bytes(path: Path) -> int:
-    from dispatcher.cli_preview import preview_dict
-    from dispatcher.config_check import load_config
-    from dispatcher.prepare import build_sources, prepare
+    from dispatcher.cli.preview import preview_dict
+    from dispatcher.config.check import load_config
+    from dispatcher.run.prepare import build_sources, prepare
 
     config = load_config(path)
     sources = build_sources(config)

@@ -17,7 +17,7 @@ import pytest
 import requests
 from PIL import Image
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from tests.conftest import make_shop_db
 

@@ -17,16 +17,16 @@ import pytest
 import requests
 
 from dispatcher import clock
-from dispatcher.config_check import load_config
-from dispatcher.delivery import make_client, recipients_for
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials, DingTalkClient, Pacing
 from dispatcher.errors import DeliveryError
-from dispatcher.health import Metrics
-from dispatcher.parts import build_parts, deliver_parts
-from dispatcher.prepare import build_sources, prepare
-from dispatcher.runner import execute
+from dispatcher.run.delivery import make_client, recipients_for
+from dispatcher.run.metrics import Metrics
+from dispatcher.run.parts import build_parts, deliver_parts
+from dispatcher.run.prepare import build_sources, prepare
+from dispatcher.run.runner import execute
+from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.db import state_url as store_url
 from dispatcher.store.ledger import Ledger
@@ -394,8 +394,8 @@ def test_the_media_cache_deletes_rows_older_than_it_keeps(
 def test_dispatcher_send_counts_uploads_against_the_quota_and_the_forecast_counts_every_part(
     project: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from dispatcher.cli import main
-    from dispatcher.quota import calls_per_run
+    from dispatcher.cli.main import main
+    from dispatcher.ops.quota import calls_per_run
     from dispatcher.store.apicalls import ApiCounter
 
     path = project / "reports.yaml"

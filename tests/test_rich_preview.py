@@ -12,7 +12,7 @@ import openpyxl
 import sqlalchemy as sa
 from PIL import Image
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from tests.conftest import REPO
 
 AT = "2026-11-28T10:00+08:00"

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dispatcher.cli import main
-from dispatcher.config_rich import ChartSpec
+from dispatcher.cli.main import main
+from dispatcher.config.rich import ChartSpec
 from dispatcher.errors import RenderError
 from dispatcher.render.attach import build_attachment
 from dispatcher.render.chart import font_path, render_chart

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.errors import DeliveryError
 from dispatcher.robot import errors as robot_errors
 from dispatcher.robot.client import Robot
@@ -151,7 +151,7 @@ def test_a_budget_that_forgets_the_robots_overhead_is_caught_by_the_sandbox(
     tmp_path: Path, box: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A regression of the size budget (here: the `at` block and msgUuid left out) fails a run."""
-    import dispatcher.robot.deliver as deliver
+    import dispatcher.run.robots as deliver
 
     monkeypatch.setattr(deliver, "overhead", lambda msg, mentions: 0)
     svc = services(robots_config(tmp_path / "p", box.url, sql=BIG_SQL), box)

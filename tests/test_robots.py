@@ -17,21 +17,21 @@ from pathlib import Path
 import pytest
 import requests
 
-from dispatcher.cli import main
-from dispatcher.config_check import load_config
-from dispatcher.delivery import make_client
+from dispatcher.cli.main import main
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials
 from dispatcher.errors import DeliveryError
-from dispatcher.health import Metrics
-from dispatcher.prepare import build_sources
 from dispatcher.robot.client import Robot, RobotClient, RobotPacer
-from dispatcher.robot.deliver import RobotSender, robots_from
 from dispatcher.robot.message import Mentions, RobotMessage, msg_uuid, robot_body
 from dispatcher.robot.webhook import sign, signed_url
-from dispatcher.runner import execute
+from dispatcher.run.delivery import make_client
+from dispatcher.run.metrics import Metrics
+from dispatcher.run.prepare import build_sources
+from dispatcher.run.robots import RobotSender, robots_from
+from dispatcher.run.runner import execute
+from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox
 from dispatcher.sandbox.robots import RobotRoom
-from dispatcher.services import Services
 from dispatcher.store.db import StateStore
 from dispatcher.store.db import state_url as store_url
 from dispatcher.store.ledger import Ledger
@@ -650,7 +650,7 @@ def test_permanent_refusals_stop_at_once_with_a_hint_naming_the_robot(
 
 
 def test_the_quota_forecast_counts_one_call_per_robot_per_run(tmp_path: Path) -> None:
-    from dispatcher.quota import calls_per_run
+    from dispatcher.ops.quota import calls_per_run
 
     config = load_config(write_config(tmp_path, "https://oapi.dingtalk.com"))
     report = config.reports["daily"]

@@ -8,10 +8,10 @@ import jsonschema
 import pytest
 import yaml
 
-from dispatcher import config_schema
-from dispatcher.cli import main
-from dispatcher.config_check import check_config
-from dispatcher.config_docs import DESCRIPTIONS
+from dispatcher.cli.main import main
+from dispatcher.config import schema as config_schema
+from dispatcher.config.check import check_config
+from dispatcher.config.docs import DESCRIPTIONS
 from tests.conftest import BASE_CONFIG, REPO
 
 
@@ -28,7 +28,7 @@ def errors(validator, text: str) -> list[str]:
 
 def test_the_shipped_schema_file_is_the_generated_one():
     assert config_schema.shipped() == config_schema.dumps(config_schema.generate()), (
-        "regenerate it: dispatcher schema > dispatcher/reports.schema.json"
+        "regenerate it: dispatcher schema > dispatcher/config/reports.schema.json"
     )
 
 
@@ -40,7 +40,7 @@ def test_dispatcher_schema_prints_draft_2020_12(capsys):
 
 
 def test_every_model_field_has_a_description():
-    assert config_schema.missing_descriptions() == [], "add a line to dispatcher/config_docs.py"
+    assert config_schema.missing_descriptions() == [], "add a line to dispatcher/config/docs.py"
 
 
 def test_no_description_is_left_over_from_a_removed_field():
@@ -82,7 +82,7 @@ def test_every_readme_yaml_example_validates(validator, block):
 
 
 def test_the_init_template_validates(validator):
-    text = (REPO / "dispatcher" / "project" / "reports.yaml").read_text(encoding="utf-8")
+    text = (REPO / "dispatcher" / "ops" / "project" / "reports.yaml").read_text(encoding="utf-8")
     assert errors(validator, text) == []
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.errors import SecretLeakError
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store.db import DEFAULT_STATE_PATH, StateStore
@@ -173,9 +173,9 @@ def test_a_robots_secret_in_the_data_never_reaches_the_group(
 
 
 def _client(path: Path, sandbox: Sandbox) -> Any:
-    from dispatcher.config_check import load_config
-    from dispatcher.delivery import make_client
+    from dispatcher.config.check import load_config
     from dispatcher.dingtalk.client import Credentials
+    from dispatcher.run.delivery import make_client
 
     opts = sandbox.options
     return make_client(load_config(path), Credentials(opts.app_key, opts.app_secret, opts.agent_id), None)

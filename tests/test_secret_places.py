@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 
 APP_SECRET = "app-secret-3f9a1c7e5b"
 ROBOT_TOKEN = "robot-token-8d2e6a4c1f"

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from tests.conftest import quick_receipts, run_cli
 

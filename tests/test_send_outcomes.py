@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli import main
-from dispatcher.config_check import load_config
-from dispatcher.delivery import credentials_from, make_client
-from dispatcher.health import Metrics
-from dispatcher.prepare import build_sources, fire_time_at
-from dispatcher.runner import execute
+from dispatcher.cli.main import main
+from dispatcher.config.check import load_config
+from dispatcher.run.delivery import credentials_from, make_client
+from dispatcher.run.metrics import Metrics
+from dispatcher.run.prepare import build_sources, fire_time_at
+from dispatcher.run.runner import execute
+from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox
-from dispatcher.services import Services
 from dispatcher.store.db import StateStore, state_url
 from dispatcher.store.ledger import Ledger
 from dispatcher.store.userids import UseridCache

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from dispatcher.app import App, open_app
-from dispatcher.config_check import load_config
+from dispatcher.config.check import load_config
 from dispatcher.dingtalk.pacing import Pacer, Pacing
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store.db import StateStore

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from dispatcher.errors import QueryError
-from dispatcher.query import Sources, SourceSpec, run_query
-from dispatcher.query_guard import CONNECT_TIMEOUT, _pg_session_options
+from dispatcher.sources.guard import CONNECT_TIMEOUT, _pg_session_options
+from dispatcher.sources.query import Sources, SourceSpec, run_query
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ DRIVER_SHIM = """
 import sys
 sys.modules[{module!r}] = None
 from dispatcher.errors import QueryError
-from dispatcher.query import Sources, SourceSpec, run_query
+from dispatcher.sources.query import Sources, SourceSpec, run_query
 try:
     run_query(Sources({{"db": SourceSpec("db", {url!r})}}), "db", "SELECT 1", {{}}, max_rows=1, timeout=5)
 except QueryError as exc:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli import main
-from dispatcher.runner import execute
+from dispatcher.cli.main import main
+from dispatcher.run.runner import execute
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from tests.feature_kit import data, run_at, services, texts, write_project
 
@@ -245,7 +245,7 @@ def test_send_delivers_the_slices_and_to_gets_the_whole(
 
 def test_the_quota_forecast_counts_the_slices_of_the_last_run(tmp_path: Path, sandbox: Sandbox) -> None:
     """A split report's sends depend on its data: the forecast takes them from its last run."""
-    from dispatcher.quota import calls_per_run
+    from dispatcher.ops.quota import calls_per_run
 
     path = _project(tmp_path / "p", sandbox)
     with services(path, sandbox) as svc:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.store.db import StateStore
 from dispatcher.store.ledger import Ledger
 from tests.conftest import BASE_CONFIG, make_shop_db

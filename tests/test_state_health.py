@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from dispatcher.daemon_health import STORE_ALERT_TITLE
-from dispatcher.health import HealthServer
+from dispatcher.daemon.health import HealthServer
+from dispatcher.daemon.status import STORE_ALERT_TITLE
 from dispatcher.sandbox import Sandbox
 from tests import daemon_harness, services
 from tests.daemon_harness import Daemons, count_state, project, report, wait_until
@@ -167,7 +167,7 @@ def test_check_reports_a_deleted_overwritten_or_replaced_file_and_adopts_a_resto
 
 
 def test_healthz_is_503_unhealthy_with_each_problem_and_200_once_they_clear() -> None:
-    from dispatcher.health import HealthState, health_report
+    from dispatcher.daemon.health import HealthState, health_report
 
     state = HealthState(started_at=1000.0)
     state.tick(1000.0)
@@ -181,7 +181,7 @@ def test_healthz_is_503_unhealthy_with_each_problem_and_200_once_they_clear() ->
 
 
 def test_the_wait_clock_measures_the_oldest_job_not_yet_picked_up() -> None:
-    from dispatcher.watchdog import WaitClock
+    from dispatcher.daemon.watchdog import WaitClock
 
     clock = WaitClock()
     clock.started()  # a job picked up before its submission was reported

@@ -18,7 +18,7 @@ CONFIG = "reports.yaml"
 CLI_WITHOUT = """
 import sys
 sys.modules[{module!r}] = None
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

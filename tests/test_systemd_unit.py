@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli import build_parser
+from dispatcher.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "deploy" / "systemd" / "dispatcher.service"

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
+from dispatcher.config.params import render_value
 from dispatcher.errors import ConfigError, RenderError
-from dispatcher.params import render_value
 from dispatcher.render import RenderOptions, render
 
 FIRE = datetime(2026, 11, 28, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from tests.conftest import BASE_CONFIG, run_cli
 
 
@@ -186,7 +186,7 @@ def test_unset_dingtalk_variables_are_not_a_validate_error(project, capsys):
 def test_env_default_and_value_are_interpolated(project, capsys, monkeypatch):
     text = replace("sqlite:///shop.db", "${DISPATCHER_TEST_SHOP:-sqlite:///shop.db}")
     (project / "reports.yaml").write_text(text, encoding="utf-8")
-    from dispatcher.config_check import load_config
+    from dispatcher.config.check import load_config
 
     assert load_config(project / "reports.yaml").sources["shop"] == "sqlite:///shop.db"
     monkeypatch.setenv("DISPATCHER_TEST_SHOP", "sqlite:///other.db")

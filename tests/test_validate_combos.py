@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from tests.conftest import BASE_CONFIG
 
 ROBOT = "robots:\n  g: {webhook: 'https://oapi.dingtalk.com/robot/send?access_token=abc'}\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from tests.conftest import BASE_CONFIG
 
 DINGTALK_LINK = "dingtalk://dingtalkclient/page/link?url=https%3A%2F%2Fbi.example.com%2Fd%2F1&pc_slide=true"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from tests.conftest import BASE_CONFIG
 
 TOKEN = "tok-hosts-93c1e7"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from dispatcher import yamlfile
+from dispatcher.config import yamlfile
 
 TEXT = """\
 a: 123

@@ -35,7 +35,7 @@ PAGES = ("README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").
 
 
 def env_table() -> str:
-    from dispatcher.environment import VARIABLES
+    from dispatcher.config.environment import VARIABLES
 
     rows = ["| variable | `NAME_FILE` | meaning |", "|---|---|---|"]
     for v in VARIABLES:
@@ -66,7 +66,7 @@ def robot_errcode_table() -> str:
 
 def commands() -> Iterator[tuple[str, argparse.ArgumentParser, str]]:
     """(`send`, its parser, its one-line help), ..., `demo` and then `demo load`, in the parser's order."""
-    from dispatcher.cli import build_parser
+    from dispatcher.cli.main import build_parser
 
     def walk(
         parser: argparse.ArgumentParser, prefix: str
@@ -123,7 +123,7 @@ def _option_row(action: argparse.Action) -> str:
 
 
 def reports_yaml_reference() -> str:
-    from dispatcher.config_schema import generate
+    from dispatcher.config.schema import generate
 
     schema = generate()
     defs = schema["$defs"]

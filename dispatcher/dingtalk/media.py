@@ -27,7 +27,7 @@ MB = 1024 * 1024
 LIMITS = {"image": 1 * MB, "file": 10 * MB}
 INVALID_MEDIA_ID = 40007  # a message's media_id is unknown to DingTalk (expired, or another app's)
 FORMATS = {
-    "image": ("jpg", "jpeg", "gif", "png", "bmp"),
+    "image": ("jpg", "gif", "png", "bmp"),  # DingTalk's list: it refuses a `.jpeg` name
     "file": ("doc", "docx", "xls", "xlsx", "ppt", "pptx", "zip", "pdf", "rar"),
 }
 _OFFICE = "application/vnd.openxmlformats-officedocument"
@@ -38,6 +38,10 @@ CONTENT_TYPES = {
     "ppt": "application/vnd.ms-powerpoint", "pptx": f"{_OFFICE}.presentationml.presentation",
     "zip": "application/zip", "pdf": "application/pdf", "rar": "application/vnd.rar",
 }  # fmt: skip
+_FORMAT_HINTS = {
+    "csv": "a csv must be zipped (attach: format: csv does that)",
+    "jpeg": "name the file .jpg: the content is the same, DingTalk only reads the name",
+}
 _SMALLER = {
     "image": "draw a smaller chart (fewer points or a simpler kind)",
     "file": "send fewer rows (the attachment's own sql:), or link to the data instead",
@@ -71,7 +75,7 @@ def check_upload(kind: str, name: str, content: bytes) -> None:
         raise DeliveryError(
             f"{name!r}: DingTalk accepts a {kind} only as {', '.join(allowed)}",
             endpoint="media_upload",
-            hint="a csv must be zipped (attach: format: csv does that)" if ext == "csv" else None,
+            hint=_FORMAT_HINTS.get(ext),
         )
     limit = LIMITS[kind]
     if len(content) > limit:

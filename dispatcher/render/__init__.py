@@ -7,9 +7,12 @@ DingTalk silently drops the second one the same day)
 
 The package is split by concern: `format` (values as markdown text), `fit` (the byte budget),
 `default` (the rendering without a template), `templates` (author templates, their helpers and
-errors), `bounded` and `limits` (the bounded Jinja sandbox, also used for `params:`). Markdown itself
+errors), `chart`, `attach` and `oa` (images, files and cards); the bounded Jinja sandbox they render
+in is `dispatcher.templating`, shared with `params:`. Markdown itself
 is read and escaped by one module, `dispatcher.dingtalk.markdown`, which the sandbox's inbox uses too.
-This module stays light: `validate` imports `dispatcher.render.bounded` and must not load pandas.
+This module stays light: `validate` imports `dispatcher.templating.bounded` and must not load pandas.
+
+May import: config (its rich options), dingtalk, templating and the top-level helpers.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def render(df: pd.DataFrame, opts: RenderOptions) -> Rendered:
 
 
 def _render_oa(df: pd.DataFrame, opts: RenderOptions) -> Rendered:
-    from dispatcher.config_rich import OaCard
+    from dispatcher.config.rich import OaCard
     from dispatcher.errors import RenderError
     from dispatcher.render.oa import render_oa
 

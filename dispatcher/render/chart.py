@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from dispatcher.config_rich import ChartSpec
+    from dispatcher.config.rich import ChartSpec
 
 WIDTH, HEIGHT, DPI = 600, 400, 100
 FONT_FILE = "fonts/NotoSansCJKsc-Regular.otf"

@@ -17,7 +17,7 @@ from dispatcher.render.options import Rendered, RenderOptions
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dispatcher.config_rich import OaCard
+    from dispatcher.config.rich import OaCard
 
 MEDIA_ID_RESERVE = 80  # bytes an image media_id adds to body.image when delivery fills it in
 

@@ -1,6 +1,6 @@
 """Author-written report templates: the sandbox they run in, the helpers they see, their errors.
 
-A template is untrusted Jinja2 markdown. It runs in the bounded sandbox (`dispatcher.render.bounded`),
+A template is untrusted Jinja2 markdown. It runs in the bounded sandbox (`dispatcher.templating.bounded`),
 made immutable and narrowed to reading pandas and numpy objects. Data cannot inject markdown, twice
 over: cells reach the template inert (`format.inert`: text escaped, bytes decoded, containers to the
 last item), and whatever `{{ … }}` prints is escaped, whatever its type. Jinja's autoescape tells the
@@ -32,7 +32,6 @@ from markupsafe import Markup
 
 from dispatcher.dingtalk.markdown import escape
 from dispatcher.errors import RenderError
-from dispatcher.render.bounded import BoundedSandbox
 from dispatcher.render.fit import Fit, Page, fit_rows
 from dispatcher.render.format import (
     change,
@@ -45,6 +44,7 @@ from dispatcher.render.format import (
     percent,
     signed,
 )
+from dispatcher.templating.bounded import BoundedSandbox
 
 if TYPE_CHECKING:
     from dispatcher.render.options import RenderOptions

@@ -1,6 +1,6 @@
 """What `validate` checks about robots: the webhook's form, the robot names, the keyword and mentions.
 
-Called by the config checker (`dispatcher.config_check._Checker`) on the raw entries, so a problem shows
+Called by the config checker (`dispatcher.config.check._Checker`) on the raw entries, so a problem shows
 with file:line even when the entry has other faults. Never quotes a webhook: it holds a token.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from dispatcher.robot.webhook import ALLOWED_HOSTS_VAR, Origin, allowed_origins, webhook_problem
 
-# The config checker (`dispatcher.config_check._Checker`): not imported, as config_check imports this.
+# The config checker (`dispatcher.config.check._Checker`): not imported, as config_check imports this.
 _Checker = Any
 
 # Jinja's tags and expressions; what is left of a template is the text every message carries.

@@ -1,4 +1,11 @@
-"""A local stand-in for DingTalk's server API, with an inbox page: see server.py."""
+"""A local stand-in for DingTalk's server API, with an inbox page: see server.py.
+
+Entry points: `server.Sandbox` (in-process, for `send --sandbox` and `run --sandbox`) and
+`server.serve_forever` (`dispatcher sandbox`). It follows DingTalk's rules (`rules`, `delivery`,
+`media`, `robots`) and shows messages as a phone would (`inbox`, `inbox_groups`).
+
+May import: dingtalk, robot and the top-level helpers.
+"""
 
 from __future__ import annotations
 

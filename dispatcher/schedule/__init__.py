@@ -53,6 +53,8 @@ Two fire times can therefore share a wall time: a fire time's identity is its UT
 Fire times are returned as aware datetimes in the report's zone. Compare or subtract them in
 UTC (`.astimezone(UTC)` or `.timestamp()`): Python compares two datetimes of the *same* zone
 by wall time and ignores `fold`, which is wrong across a fall-back hour.
+
+May import: the top-level helpers only.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from sqlalchemy import Column, Connection, Engine, Table, create_engine, insert,
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
-from dispatcher.environment import lookup
+from dispatcher.config.environment import lookup
 from dispatcher.errors import StateError
-from dispatcher.source_url import missing_driver_hint, state_url_problem, with_known_driver
+from dispatcher.sources.url import missing_driver_hint, state_url_problem, with_known_driver
 from dispatcher.store.schema import ADDED_COLUMNS, SCHEMA_VERSION, meta_table, metadata
 
 __all__ = ["SCHEMA_VERSION", "StateStore", "open_state", "resolve_sqlite_url", "state_url"]

@@ -8,7 +8,11 @@ What generate.py's config lacks and real ones have:
 - `query:` files under queries/ (a few dozen, each used by many reports), beside inline `sql:`;
 - 500 recipient groups of userids *and* mobiles, 17 sources;
 - varied cron lines: lists, ranges, month and day names, `*/10` within one hour, weekday ranges,
-  a few reports in their own time zone; and some intervals.
+  a few reports in their own time zone; and some intervals;
+- and the keys a year of edits leaves on some reports: column `labels` and `formats`, `retries`,
+  `grace` and `catchup`, `query_timeout` and `max_rows`, `msgtype: text` or an action card, an
+  `alert` with `repeat` and `recovery`, a `chart` (drawn from a second random stream, so the
+  shapes above stay as they were).
 
 Cron minutes stay within `minute`..`minute`+20 (and the `*/10` lines, always in the top-level
 zone, in its hour `busy_hour`), so a scenario can pick a window in which nothing is due, as with
@@ -88,13 +92,16 @@ def make(
     **dingtalk: Any,
 ) -> dict[str, Any]:
     """What build writes, as a dict whose templates are placeholders (see with_anchors)."""
-    rng = random.Random(seed)
+    rng, extras = random.Random(seed), random.Random(seed + 1)
     folder.mkdir(parents=True, exist_ok=True)
     sources = _sources(folder, servers)
     queries = _query_files(folder)
     entries = {}
     for i in range(1, reports + 1):
         entries[f"r{i:05d}"] = _report(rng, i, list(sources), queries, minute, busy_hour)
+        entries[f"r{i:05d}"].update(_extras(extras))
+        if "alert" in entries[f"r{i:05d}"]:
+            entries[f"r{i:05d}"].pop("on_empty", None)  # an alert's empty result is its recovery
     return {
         "timezone": "Asia/Shanghai",
         "sources": sources,
@@ -185,6 +192,28 @@ def _report(
     if rng.random() < 0.3:
         entry["on_empty"] = rng.choice(("send", "skip", "error"))
     return entry
+
+
+def _extras(rng: random.Random) -> dict[str, Any]:
+    """Keys some reports carry besides the basics, each on its own share of them (few enough that
+    5,000 reports stay under the 2 MiB file limit, which the 500 groups nearly fill)."""
+    extra: dict[str, Any] = {}
+    if rng.random() < 0.03:
+        extra |= {"labels": {"region": "区域", "sales": "销售额"}, "formats": {"sales": "currency"}}
+    if rng.random() < 0.03:
+        extra |= {"retries": rng.choice((0, 1, 5)), "grace": "30m", "catchup": rng.choice(("all", "none"))}
+    if rng.random() < 0.02:
+        extra |= {"query_timeout": rng.choice(("30s", "2m", 300)), "max_rows": rng.choice((50, 500))}
+    kind = rng.random()
+    if kind < 0.03:
+        extra["msgtype"] = "text"
+    elif kind < 0.04:
+        extra |= {"msgtype": "action_card", "action_url": "https://bi.example.com/d/sales"}
+    elif kind < 0.06:
+        extra["alert"] = {"repeat": rng.choice(("1h", "4h", "1d")), "recovery": rng.random() < 0.5}
+    elif kind < 0.07:
+        extra["chart"] = {"kind": rng.choice(("bar", "line")), "x": "region", "y": ["sales"]}
+    return extra
 
 
 def _schedule(rng: random.Random, minute: int, busy_hour: int) -> str | dict[str, str]:

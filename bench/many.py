@@ -53,6 +53,10 @@ NAME = "7 many reports"
 LIMITS = {"validate": 1.5, "list": 2.0, "scheduled": 5.0, "reload": 2.0}
 RSS_LIMIT_MB = 200.0
 CPU_LIMIT_PER_MINUTE = 1.0
+# Issue 28's targets for the team config, at rest: the wall times reported (a loaded machine
+# stretches them), the daemon's own CPU seconds at rest gating, as the uniform config's 1.0 does.
+TEAM_LIMITS = {"validate": 1.0, "list": 1.5, "scheduled": 3.0, "reload": 1.0}
+TEAM_CPU_LIMIT_PER_MINUTE = 0.5
 CHANGED = "r00001"
 CREDENTIALS = {"DINGTALK_APP_KEY": "k", "DINGTALK_APP_SECRET": "s", "DINGTALK_AGENT_ID": "1"}
 
@@ -80,7 +84,10 @@ def run(sizes: tuple[int, ...], reps: int, window: float) -> Outcome:
                 samples[label][size] = _measure(made, reps, window)
     out = Outcome(NAME, data={"samples": samples})
     for label, by_size in samples.items():
-        out.rows += _outcome(by_size, label).rows
+        team = label == "team config"
+        limits = TEAM_LIMITS if team else LIMITS
+        cpu_limit = TEAM_CPU_LIMIT_PER_MINUTE if team else CPU_LIMIT_PER_MINUTE
+        out.rows += _outcome(by_size, label, limits, cpu_limit).rows
     return out
 
 
@@ -125,7 +132,7 @@ def _measure(made: Generated, reps: int, window: float) -> dict[str, Any]:
             cpu1, t1 = proc_cpu_seconds(daemon.pid), time.monotonic()
             memory = proc_memory_mb(daemon.pid)
             kept = keeps.result()  # before the reload: that one is timed
-            reload = _reload(daemon, made.path)
+            reload, validated = _reload(daemon, made.path)
         api_calls = len(sb.calls())
     return {
         "reports": made.reports,
@@ -140,6 +147,7 @@ def _measure(made: Generated, reps: int, window: float) -> dict[str, Any]:
         "cpu_per_minute": (cpu1 - cpu0) / (t1 - t0) * 60,
         "peak_rss_mb": memory["VmHWM"],
         "reload": reload,
+        "reload_validated": validated,
         "runs_started": sum(ledger_states(state_db).values()) - made.reports,
         "api_calls": api_calls,
     } | kept
@@ -179,21 +187,24 @@ def _edit(config: Path) -> None:
     os.replace(temp, config)
 
 
-def _reload(daemon: DaemonProcess, config: Path) -> float:
+def _reload(daemon: DaemonProcess, config: Path) -> tuple[float, int]:
+    """Seconds from the write to `config.reloaded`, and how many reports that load validated
+    again rather than reused (issue 28: one, the changed one)."""
     written = time.time()
     _edit(config)
 
-    def reloaded() -> float | None:
+    def reloaded() -> tuple[float, int] | None:
         daemon.check_alive()
         for e in daemon.events():
             if e.get("event") in ("config.reloaded", "config.rejected"):
                 at = datetime.fromisoformat(e["ts"]).timestamp()
                 if e["event"] == "config.rejected":
                     raise RuntimeError("the daemon rejected the edited config")
-                return at
+                return at, int(e.get("validated", -1))
         return None
 
-    return wait_until(reloaded, "config.reloaded", timeout=60, every=0.1) - written
+    at, validated = wait_until(reloaded, "config.reloaded", timeout=60, every=0.1)
+    return at - written, validated
 
 
 def _reload_keeps_next_fires(config: Path, state_url: str) -> dict[str, Any]:
@@ -209,7 +220,7 @@ def _reload_keeps_next_fires(config: Path, state_url: str) -> dict[str, Any]:
     from dispatcher.run.metrics import Metrics
 
     env = CREDENTIALS | {"DINGTALK_API_BASE": "http://127.0.0.1:9", "DISPATCHER_STATE_URL": state_url}
-    with environment(env), open_app(load_config(config), metrics=Metrics(), owner="bench") as app:
+    with environment(env), open_app(load_config(config, reuse=True), metrics=Metrics(), owner="bench") as app:
         daemon = Daemon(app, config, HealthState(started_at=time.time()))
         daemon.stop.set()
         daemon.step()
@@ -224,7 +235,12 @@ def _reload_keeps_next_fires(config: Path, state_url: str) -> dict[str, Any]:
     return {"reload_step_seconds": took, "next_fires_moved": len(moved), "moved_examples": moved[:5]}
 
 
-def _outcome(samples: dict[int, dict[str, Any]], label: str = "") -> Outcome:
+def _outcome(
+    samples: dict[int, dict[str, Any]],
+    label: str = "",
+    limits: dict[str, float] = LIMITS,
+    cpu_limit: float = CPU_LIMIT_PER_MINUTE,
+) -> Outcome:
     """The rows of one generator's sizes; `label` names the generator in the scenario column."""
     name = f"{NAME} ({label})" if label else NAME
     out = Outcome(NAME, data={"samples": samples})
@@ -250,8 +266,8 @@ def _outcome(samples: dict[int, dict[str, Any]], label: str = "") -> Outcome:
                 seconds(value),
                 f"{small:,} reports {seconds(at_small)}; {extra}",
                 f"{ratio(value, at_small):.1f}× for {big // small}× reports" if big != small else "",
-                f"< {LIMITS[key]} s",
-                value < LIMITS[key],
+                f"< {limits[key]} s",
+                value < limits[key],
                 gates=False,
             )
         )
@@ -284,8 +300,17 @@ def _outcome(samples: dict[int, dict[str, Any]], label: str = "") -> Outcome:
             f"{b['cpu_per_minute']:.3f}",
             f"{small:,} reports {s['cpu_per_minute']:.3f}",
             f"{ratio(b['cpu_per_minute'], s['cpu_per_minute']):.1f}×",
-            f"< {CPU_LIMIT_PER_MINUTE}",
-            b["cpu_per_minute"] < CPU_LIMIT_PER_MINUTE,
+            f"< {cpu_limit}",
+            b["cpu_per_minute"] < cpu_limit,
+        ),
+        Row(
+            name,
+            "reports the one-report reload validated again (the others reused from the last load)",
+            ", ".join(str(x.get("reload_validated", "?")) for x in samples.values()),
+            f"of {', '.join(f'{size:,}' for size in samples)} reports",
+            "",
+            "1",
+            all(x.get("reload_validated") == 1 for x in samples.values()),
         ),
         Row(
             name,

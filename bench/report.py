@@ -77,15 +77,23 @@ def _row_dict(row: Row) -> dict[str, Any]:
 
 
 SOAK_HEADING = "\n## The hour-long soak (scenario 10)\n"
+SECTION = "\n## "  # every dated section of RESULTS.md (and the soak's) starts so
 
 
 def with_soak(full: str, results: Path) -> str:
-    """A full run's table, keeping the hour-long soak's section `python -m bench --soak` wrote."""
+    """RESULTS.md with a full run's table in place of the old one at the top, and every section
+    after it kept: the hour-long soak's (`python -m bench --soak`) and the dated ones of each round,
+    written by hand, which a full run must not drop."""
     old = results.read_text(encoding="utf-8") if results.exists() else ""
-    return full + (old[old.index(SOAK_HEADING) :] if SOAK_HEADING in old else "")
+    start = old.find(SECTION)
+    return full.rstrip("\n") + "\n" + (old[start:] if start >= 0 else "")
 
 
 def soak_section(results: Path, soak: str) -> str:
-    """RESULTS.md with its soak section replaced by this run's."""
+    """RESULTS.md with its soak section replaced by this run's (added at the end if it has none);
+    the sections after it stay."""
     old = results.read_text(encoding="utf-8") if results.exists() else ""
-    return old.split(SOAK_HEADING)[0].rstrip("\n") + "\n" + SOAK_HEADING + "\n" + soak
+    start = old.find(SOAK_HEADING)
+    end = old.find(SECTION, start + 1) if start >= 0 else -1
+    before, after = (old[:start], old[end:] if end >= 0 else "") if start >= 0 else (old, "")
+    return before.rstrip("\n") + "\n" + SOAK_HEADING + "\n" + soak.rstrip("\n") + "\n" + after

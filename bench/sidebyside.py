@@ -43,12 +43,14 @@ def measure(before: Path, config: Path, reports: int, reps: int, window: float) 
     from dispatcher.config.check import load_config
 
     loaded = load_config(config, env=CREDENTIALS)
-    seeded = config.parent / "seeded.db"
-    seed_runs(f"sqlite:///{seeded}", last_fires(loaded))
     results: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
     order = [s for r in range(reps) for s in (("before", "after") if r % 2 == 0 else ("after", "before"))]
     for n, side in enumerate(order):
-        _wait_for_quiet(loaded, window + 180)  # a round: CLI, start, settle (<= 30 s), window, reload
+        _wait_for_quiet(loaded, window + 300)  # a round: CLI, start, settle (<= 30 s), window, reload
+        # Seeded for each round, after the wait: a fire time the wait let pass would otherwise be
+        # caught up at the daemon's start (runs, CPU and memory in the window at rest).
+        seeded = config.parent / f"seeded{n}.db"
+        seed_runs(f"sqlite:///{seeded}", last_fires(loaded))
         extra = {"PYTHONPATH": str(before)} if side == "before" else {}
         for key, value in _one(config, seeded, n, reports, window, extra).items():
             results[side].setdefault(key, []).append(value)
@@ -78,7 +80,7 @@ def _one(
             cpu1, t1 = proc_cpu_seconds(daemon.pid), time.monotonic()
             out["cpu_per_minute"] = (cpu1 - cpu0) / (t1 - t0) * 60
             out["rss_mb"] = proc_memory_mb(daemon.pid)["VmHWM"]
-            out["reload"] = _reload(daemon, copy)
+            out["reload"] = _reload(daemon, copy)[0]
     return out
 
 

@@ -153,6 +153,42 @@ def test_the_budget_check_fails_a_forecast_more_than_five_percent_off() -> None:
     assert exit_code(rows, check=True) == 1
 
 
+def many_sample(reports: int, seconds_: float) -> dict[str, object]:
+    """Scenario 7's measurements at one size, every wall time `seconds_`."""
+    times = {"validate": [seconds_], "list": [seconds_], "scheduled": seconds_, "reload": seconds_}
+    cpu = {"validate_cpu": [seconds_], "list_cpu": [seconds_], "startup_cpu_seconds": 1.0}
+    rest = {"peak_rss_mb": 100.0, "cpu_per_minute": 0.1, "window_seconds": 60.0, "reload_step_seconds": 0.1}
+    counts = {"next_fires_moved": 0, "runs_started": 0, "api_calls": 0, "reports": reports}
+    return times | cpu | rest | counts | {"reload_validated": 1}
+
+
+def test_many_reports_a_reload_that_validates_more_than_the_changed_report_fails() -> None:
+    from bench.many import _outcome
+
+    figure = "reports the one-report reload validated again (the others reused from the last load)"
+    good = _outcome({500: many_sample(500, 0.2), 5000: many_sample(5000, 1.0)}).rows
+    assert by_figure(good, figure).verdict == "PASS"
+    bad = _outcome({500: many_sample(500, 0.2), 5000: many_sample(5000, 1.0) | {"reload_validated": 5000}})
+    assert by_figure(bad.rows, figure).verdict == "FAIL" and exit_code(bad.rows, check=True) == 1
+
+
+def test_many_reports_the_team_config_gates_the_issue_28_cpu_at_rest() -> None:
+    from bench.many import TEAM_CPU_LIMIT_PER_MINUTE, TEAM_LIMITS, _outcome
+
+    busy = {5000: many_sample(5000, 1.6) | {"cpu_per_minute": 0.6}}
+    uniform = _outcome(busy, "uniform config").rows
+    team = _outcome(busy, "team config", TEAM_LIMITS, TEAM_CPU_LIMIT_PER_MINUTE).rows
+    figure = "CPU seconds per minute at rest (5,000 reports, 60.0 s window)"
+    assert by_figure(uniform, figure).verdict == "PASS" and by_figure(team, figure).verdict == "FAIL"
+    # The wall times are reported only: a MISS (1.6 s against 1.5 s) never fails --check.
+    quiet = {5000: busy[5000] | {"cpu_per_minute": 0.4}}
+    rows = _outcome(quiet, "team config", TEAM_LIMITS, TEAM_CPU_LIMIT_PER_MINUTE).rows
+    assert by_figure(
+        rows, "dispatcher list: wall time (5,000 reports; reported, never fails --check)"
+    ).verdict == ("MISS")
+    assert exit_code(rows, check=True) == 0
+
+
 def test_many_reports_growth_worse_than_linear_fails() -> None:
     from bench.many import _outcome
 
@@ -170,6 +206,7 @@ def test_many_reports_growth_worse_than_linear_fails() -> None:
             | cpu
             | rest
             | {"next_fires_moved": 0, "runs_started": 0, "api_calls": 0, "reports": reports}
+            | {"reload_validated": 1}
         )
 
     linear = _outcome({500: sample(500, 0.2), 5000: sample(5000, 1.0)}).rows
@@ -192,3 +229,35 @@ def test_a_full_run_keeps_the_hour_long_soak_section_and_a_soak_run_replaces_it(
 
     assert text.startswith("new table\n") and "old table" not in text
     assert text.count(report.SOAK_HEADING) == 1 and text.endswith("soak 2\n")
+
+
+def test_a_full_run_and_a_soak_run_keep_every_dated_section(tmp_path: Path) -> None:
+    """RESULTS.md's sections of each round, written by hand, outlive the runs that rewrite it."""
+    results = tmp_path / "RESULTS.md"
+    dated = "\n## Issue 28 (2026-12-06)\n\nbefore / after\n\n## Issue 14 (2026-11-30)\n\nfigures\n"
+    results.write_text("old table\n" + dated, encoding="utf-8")
+    results.write_text(report.with_soak("new table\n", results), encoding="utf-8")
+    assert results.read_text(encoding="utf-8") == "new table\n" + dated
+    results.write_text(report.soak_section(results, "soak 1\n"), encoding="utf-8")
+    results.write_text(report.soak_section(results, "soak 2\n"), encoding="utf-8")
+    results.write_text(report.with_soak("newer table\n", results), encoding="utf-8")
+    text = results.read_text(encoding="utf-8")
+    assert text.startswith("newer table\n" + dated.rstrip("\n")) and text.endswith("soak 2\n")
+    assert text.count(report.SOAK_HEADING) == 1 and "soak 1" not in text and text.count("## Issue") == 2
+
+
+def test_the_team_generator_writes_a_valid_config_with_every_shape(tmp_path: Path) -> None:
+    from bench import generate_team
+    from dispatcher.config.check import check_config
+
+    made = generate_team.build(tmp_path, 400, minute=7, busy_hour=3)
+    env = {"DINGTALK_APP_KEY": "k", "DINGTALK_APP_SECRET": "s", "DINGTALK_AGENT_ID": "1"}
+    config, problems = check_config(made.path, env)
+    assert problems == [] and config is not None and len(config.reports) == 400
+    reports = list(config.reports.values())
+    assert {r.msgtype for r in reports} >= {"markdown", "text"}
+    assert any(r.alert for r in reports) and any(r.chart for r in reports) and any(r.labels for r in reports)
+    assert (
+        any(r.template for r in reports) and any(r.query for r in reports) and any(r.params for r in reports)
+    )
+    assert "title: 报表 00001\n" in made.path.read_text(encoding="utf-8")  # what scenario 7's reload edits

@@ -99,5 +99,5 @@ def test_sighup_reloads_a_config_whose_mtime_did_not_change(
     os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     daemon.send(signal.SIGHUP)
     reloaded = daemon.wait_for("config.reloaded")
-    assert reloaded.fields["changed"] == ["alpha"]
+    assert reloaded.fields["changed"] == ["alpha"] and reloaded.fields["validated"] == 1
     wait_until(lambda: task_fire_times(daemons.sandbox, "丙"), "a run with the new title")

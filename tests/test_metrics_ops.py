@@ -51,6 +51,17 @@ def test_scheduled_reports_start_with_zero_failed_and_partial_runs() -> None:
         assert value(found, "dispatcher_runs_total", report="daily", state=state) == 0
 
 
+def test_a_report_known_again_after_a_reload_keeps_its_counts_and_a_new_one_starts_at_zero() -> None:
+    metrics = Metrics()
+    metrics.known_reports(["daily"])
+    metrics.run_finished("daily", "failed", 1.0)
+    metrics.known_reports(["daily", "weekly"])
+    found = samples(generate_latest(metrics.registry).decode())
+    assert value(found, "dispatcher_runs_total", report="daily", state="failed") == 1
+    for state in ("sent", "failed", "partial"):
+        assert value(found, "dispatcher_runs_total", report="weekly", state=state) == 0
+
+
 def test_the_daemon_exports_what_the_alerts_and_the_dashboard_read(
     daemons: Daemons, sandbox: Sandbox, tmp_path: Path, state_url: str
 ) -> None:

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import random
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,7 +17,7 @@ from dispatcher.config.params import render_value
 from dispatcher.errors import RenderError, ScheduleError
 from dispatcher.render import RenderOptions, render
 from dispatcher.render.templates import compile_template
-from dispatcher.schedule import parse_schedule
+from dispatcher.schedule import cron, parse_schedule
 from dispatcher.schedule.cron import parse_cron
 from dispatcher.templating.bounded import params_template, syntax_problem
 from tests.conftest import BASE_CONFIG
@@ -149,3 +150,50 @@ def test_a_bad_schedule_fails_every_time_and_is_not_kept():
             parse_schedule("0 9 * *")
     with pytest.raises(ScheduleError):
         parse_schedule({"every": "1h", "at": "x"})
+
+
+def _walked_day_gap(days, months, weekdays, either) -> int:
+    """The fewest days between two matching days, found by walking every day of 2000-2028 (the
+    way _min_day_gap worked before it used bit masks): the reference."""
+    gap, previous, day = 366 * 8, None, date(2000, 1, 1)
+    while day.year < 2029:
+        if cron._matches_day(day, days, months, weekdays, either):
+            if previous is not None:
+                gap = min(gap, (day - previous).days)
+            previous = day
+        day += timedelta(days=1)
+    return gap
+
+
+def test_the_masked_day_gap_equals_the_day_by_day_walk():
+    fixed = ["0 0 29 2 *", "0 0 31 * *", "0 0 1 * 1", "0 0 * * 1-5", "0 0 13 * 5", "0 0 30 1,3 *",
+             "0 0 1-7 * mon", "0 0 * dec sat,sun", "0 0 28 2 *", "0 0 1 1 *", "0 0 * */3 *"]  # fmt: skip
+    rng = random.Random(28)
+    drawn = [
+        f"0 0 {rng.choice(['*', '1', '1,15', '28-31', '29', '*/10'])} "
+        f"{rng.choice(['*', '2', 'jan,apr,jul,oct', '1-6', '*/5'])} "
+        f"{rng.choice(['*', '0', '1-5', '6,0', '3'])}"
+        for _ in range(150)
+    ]
+    for line in fixed + drawn:
+        s = parse_cron.__wrapped__(line)
+        pattern = (s.days, s.months, s.weekdays, s.days_or_weekdays)
+        assert cron._min_day_gap.__wrapped__(*pattern) == _walked_day_gap(*pattern), line
+
+
+def test_the_daemons_next_fire_times_per_schedule_and_zone_equal_each_reports_own(project):
+    from dispatcher.daemon.status import next_fires
+
+    path = many_reports(project, 4)
+    tokyo = REPORT.format(n=9, schedule="0 9 * * *", days=1).replace(
+        "    to:", "    timezone: Asia/Tokyo\n    to:"
+    )
+    path.write_text(path.read_text(encoding="utf-8") + tokyo, encoding="utf-8")
+    config, problems = check_config(path)
+    assert problems == [] and config is not None
+    now = datetime(2026, 3, 1, 8, 30, tzinfo=ZoneInfo("UTC"))
+    fires = {report.id: fire for report, fire in next_fires(config, now)}
+    for report in config.reports.values():
+        zone = config.report_zone(report)
+        assert fires[report.id] == report.parsed_schedule().next_fire_time(now, zone).astimezone(zone)
+    assert fires["r9"] != fires["r0"] and len(fires) == 6

@@ -72,9 +72,9 @@ def test_multi_row_result_renders_one_line_per_row_led_by_the_first_column():
     assert body_lines(r.markdown) == [
         "### 今日销售",
         "",
-        "- **华东** · 销售额 ¥1,234,567 · 订单 3,210",
-        "- **华北** · 销售额 ¥987,654 · 订单 2,100",
-        "- **华南** · 销售额 ¥45,678 · 订单 99",
+        "- 区域 **华东** · 销售额 ¥1,234,567 · 订单 3,210",
+        "- 区域 **华北** · 销售额 ¥987,654 · 订单 2,100",
+        "- 区域 **华南** · 销售额 ¥45,678 · 订单 99",
         "",
         "数据截至 2026-11-28 09:00",
     ]
@@ -98,7 +98,7 @@ def test_missing_values_show_as_dash_in_every_kind_of_column():
         }
     )
     r = render(df, opts(formats={"conv": "percent"}))
-    assert "- **—** · 销售额 — · 订单 — · day — · 转化率 —" in body_lines(r.markdown)
+    assert "- 区域 **—** · 销售额 — · 订单 — · day — · 转化率 —" in body_lines(r.markdown)
 
 
 def test_numbers_get_thousands_separators_and_column_wide_precision():
@@ -112,9 +112,9 @@ def test_numbers_get_thousands_separators_and_column_wide_precision():
         }
     )
     lines = body_lines(render(df, opts()).markdown)
-    assert "- **a** · small 1,234.50 · large 1,234,568 · whole 3,210 · 订单 1,234,567" in lines
-    assert "- **b** · small 2.00 · large 3 · whole — · 订单 0" in lines
-    assert "- **c** · small 3.25 · large 3 · whole 7 · 订单 -5" in lines
+    assert "- 区域 **a** · small 1,234.50 · large 1,234,568 · whole 3,210 · 订单 1,234,567" in lines
+    assert "- 区域 **b** · small 2.00 · large 3 · whole — · 订单 0" in lines
+    assert "- 区域 **c** · small 3.25 · large 3 · whole 7 · 订单 -5" in lines
 
 
 def test_decimal_values_from_a_database_format_like_numbers():
@@ -126,8 +126,8 @@ def test_decimal_values_from_a_database_format_like_numbers():
         }
     )
     lines = body_lines(render(df, opts(formats={"sales": "currency"})).markdown)
-    assert "- **华东** · 销售额 ¥1,234,568 · 客单价 12.35" in lines  # half up: 四舍五入
-    assert "- **华北** · 销售额 ¥13 · 客单价 0.00" in lines  # no "-0.00"
+    assert "- 区域 **华东** · 销售额 ¥1,234,568 · 客单价 12.35" in lines  # half up: 四舍五入
+    assert "- 区域 **华北** · 销售额 ¥13 · 客单价 0.00" in lines  # no "-0.00"
 
 
 def test_dates_and_timestamps_render_iso_with_only_the_precision_the_column_needs():
@@ -141,15 +141,15 @@ def test_dates_and_timestamps_render_iso_with_only_the_precision_the_column_need
         }
     )
     lines = body_lines(render(df, opts()).markdown)
-    a = "- **a** · day 2026-11-27 · midnight 2026-11-27 · at 2026-11-27 09:00"
+    a = "- 区域 **a** · day 2026-11-27 · midnight 2026-11-27 · at 2026-11-27 09:00"
     assert a + " · tz 2026-11-27 09:00:05" in lines
-    assert "- **b** · day 2026-11-28 · midnight 2026-11-28 · at 2026-11-27 18:30 · tz —" in lines
+    assert "- 区域 **b** · day 2026-11-28 · midnight 2026-11-28 · at 2026-11-27 18:30 · tz —" in lines
 
 
 def test_booleans_read_yes_or_no():
     df = pd.DataFrame({"region": ["a", "b"], "ok": [True, False]})
-    assert "- **a** · ok 是" in render(df, opts()).markdown
-    assert "- **b** · ok 否" in render(df, opts()).markdown
+    assert "- 区域 **a** · ok 是" in render(df, opts()).markdown
+    assert "- 区域 **b** · ok 否" in render(df, opts()).markdown
 
 
 def test_unknown_format_is_a_render_error_naming_the_column():
@@ -238,8 +238,8 @@ def test_text_msgtype_sends_the_same_content_as_plain_lines():
     r = render(df, opts(msgtype="text", period="2026-11-27", formats={"sales": "currency"}))
     content = (
         "今日销售\n\n统计周期 2026-11-27\n\n"
-        "• 华东 · 销售额 ¥1,234,567 · 订单 3,210\n"
-        "• 华北 · 销售额 ¥2 · 订单 1\n\n"
+        "• 区域 华东 · 销售额 ¥1,234,567 · 订单 3,210\n"
+        "• 区域 华北 · 销售额 ¥2 · 订单 1\n\n"
         "数据截至 2026-11-28 09:00"
     )
     assert r.msg == {"msgtype": "text", "text": {"content": content}}
@@ -258,7 +258,7 @@ def test_action_card_msgtype_carries_markdown_and_one_button():
             "single_url": "https://bi.example.com/d/1",
         },
     }
-    assert r.markdown.startswith("### 今日销售\n\n- **华东** · 销售额 1\n")
+    assert r.markdown.startswith("### 今日销售\n\n- 区域 **华东** · 销售额 1\n")
 
 
 def test_action_card_without_url_is_a_render_error():

@@ -190,7 +190,8 @@ def test_an_action_cards_userid_mention_reaches_the_group_and_shows_highlighted(
     [posted] = box.robot_messages()
     assert posted["body"] == body and posted["at"] == {}
     page = requests.get(f"{box.url}/", timeout=10).text
-    assert '<span class="mention">@manager4974</span>' in page and "13800000000" not in page
+    assert '<span class="mention">@王建国</span>' in page and "13800000000" not in page
+    assert "@manager4974" not in page, "the directory knows manager4974: the chat shows the name"
 
 
 def test_validate_says_why_a_mobile_mention_in_an_action_card_is_not_highlighted(

@@ -318,7 +318,7 @@ def test_recall_marks_the_task_messages_recalled_and_the_inbox_strikes_them(
     reply = api.post(RECALL, {"agent_id": AGENT, "msg_task_id": task})
     assert reply["errcode"] == 0
     assert [m["recalled"] for m in sandbox.messages()] == [True]
-    assert 'class="card recalled"' in api.http.get(f"{api.url}/").text
+    assert 'class="msg recalled"' in api.http.get(f"{api.url}/").text
 
 
 # -- limits and injected faults --------------------------------------------------------------

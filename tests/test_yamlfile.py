@@ -13,6 +13,11 @@ a: 123
 b: "123"
 c: 123
 d: [yes, 'yes', yes, null, "null", ~, 1.5, '1.5', 1.5, 2026-11-30, '2026-11-30']
+e: [0147282552401293909, "0147282552401293909", !!str 12, 0x1F, .inf, 1_000, on, "on", &x anchored, *x]
+"yes": 1
+g: |
+  block text
+f: {k: &y [1, "1", one], again: *y}
 """
 
 
@@ -33,3 +38,13 @@ def test_every_loader_resolves_alike(tmp_path: Path) -> None:
             assert loader.get_single_data() == yaml.safe_load(TEXT), loader_class.__name__
         finally:
             loader.dispose()
+
+
+def test_each_walker_path_gives_what_safe_load_gives(tmp_path: Path) -> None:
+    """Text scalars are taken from the node directly (issue 28); every other tag is constructed."""
+    path = tmp_path / "reports.yaml"
+    path.write_text(TEXT, encoding="utf-8")
+    for loader_class in yamlfile._LOADERS:
+        doc = yamlfile.Document(path=path, data=None)
+        assert yamlfile._parse(loader_class, TEXT, doc) == yaml.safe_load(TEXT), loader_class.__name__
+        assert not doc.problems

@@ -26,33 +26,41 @@ from dispatcher.config.model import (
     link_url,
     sample_macros,
 )
+from dispatcher.config.reuse import VALIDATED, Key, report_key, shared_fingerprint
 from dispatcher.config.rich import rich_problems
-from dispatcher.config.words import merge_unions, plain_message
+from dispatcher.config.words import merge_unions, plain_message, unknown_key
 from dispatcher.errors import ConfigError, Problem, ScheduleError
 from dispatcher.schedule import to_zone
 from dispatcher.sources.url import state_url_problem, superuser_warning, url_problem
 
 
-def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str], env: dict[str, str] | None = None, reuse: bool = False
+) -> Config:
     """Load and validate; raise ConfigError listing every problem at once."""
-    config, problems = check_config(Path(path), env)
+    config, problems = check_config(Path(path), env, reuse=reuse)
     if problems or config is None:
         raise ConfigError(problems)
     return config
 
 
 def check_config(
-    path: Path, env: dict[str, str] | None = None, warnings: list[Problem] | None = None
+    path: Path, env: dict[str, str] | None = None, warnings: list[Problem] | None = None, reuse: bool = False
 ) -> tuple[Config | None, list[Problem]]:
-    """Every problem of the file; findings that do not stop it (a superuser login) go to `warnings`."""
+    """Every problem of the file; findings that do not stop it (a superuser login) go to `warnings`.
+
+    `reuse`: for the daemon, which loads the file again on every change: the reports its last
+    load validated cleanly are reused where nothing they depend on changed (config.reuse). A
+    one-off command does not keep them: holding them only slowed its exit.
+    """
     with yamlfile.paused_gc():
-        config, problems = _check_config(path, env, warnings)
+        config, problems = _check_config(path, env, warnings, reuse)
     # Found section by section; read top to bottom, as the file is.
     return config, sorted(problems, key=lambda p: (p.file, p.line or 0))
 
 
 def _check_config(
-    path: Path, env: dict[str, str] | None, warnings: list[Problem] | None
+    path: Path, env: dict[str, str] | None, warnings: list[Problem] | None, reuse: bool
 ) -> tuple[Config | None, list[Problem]]:
     from dispatcher.config.secrets import masked, misplaced
 
@@ -70,7 +78,7 @@ def _check_config(
     for keypath, messages in interp.errors.items():
         doc.problems.extend(doc.problem(keypath, message) for message in messages)
     doc.problems += [doc.problem(keypath, message) for keypath, message in misplaced(data, interp.used)]
-    checker = _Checker(doc, path, data, missing, os.environ if env is None else env)
+    checker = _Checker(doc, path, data, missing, os.environ if env is None else env, reuse)
     config, problems = checker.run()
     if warnings is not None:
         warnings.extend(masked(data, checker.warnings))
@@ -97,6 +105,7 @@ class _Checker:
         data: dict[str, Any],
         missing: dict[tuple[str, ...], list[str]],
         env: Mapping[str, str],
+        reuse: bool = False,
     ) -> None:
         self.env = env  # the environment the file was read in: some checks depend on it
         self.doc = doc
@@ -108,6 +117,11 @@ class _Checker:
         # values, whose checks depend only on the text (the sample macros are fixed) (issue 28).
         self._seen_queries: dict[str, str | None] = {}
         self._seen_values: dict[str, str | None] = {}
+        # Reports reused from the previous load (config.reuse); those validated now without a
+        # problem, kept when their cross-checks add none either; this load's clean ones.
+        self._shared, self._reused = shared_fingerprint(data) if reuse else None, set[str]()
+        self._pending: dict[str, tuple[Key, Report]] = {}
+        self._clean: dict[Key, Report] = {}
 
     def run(self) -> tuple[Config | None, list[Problem]]:
         top = {k: v for k, v in self.data.items() if k not in _SECTIONS}
@@ -118,6 +132,8 @@ class _Checker:
         top["reports"] = self._each("reports", Report)
         config = self._validate(Config, top, ())
         self._cross_check(config)
+        if self._shared is not None:
+            VALIDATED.replace(self._clean)
         problems = self.doc.problems
         return (config if not problems else None), problems
 
@@ -138,12 +154,28 @@ class _Checker:
         if not isinstance(raw, dict):
             self.doc.problems.append(self.doc.problem((section,), "must be a mapping of name -> entry"))
             return {}
-        out = {}
+        out: dict[str, _Model | None] = {}
         for name, entry in raw.items():
             if model is Report and isinstance(entry, dict):
-                entry = {**entry, "id": name}
+                out[name] = self._report(str(name), entry)
+                continue
             out[name] = self._validate(model, entry, (section, name))
         return {k: v for k, v in out.items() if v is not None}
+
+    def _report(self, name: str, entry: dict[str, Any]) -> Report | None:
+        """The previous load's model when nothing it depends on changed; else validated now."""
+        if self._shared is None:
+            return self._validate(Report, {**entry, "id": name}, ("reports", name))
+        key = report_key(name, entry, self._shared)
+        if (reused := VALIDATED.get(key)) is not None:
+            self._reused.add(name)
+            self._clean[key] = reused
+            return reused
+        before = len(self.doc.problems)
+        report = self._validate(Report, {**entry, "id": name}, ("reports", name))
+        if report is not None and len(self.doc.problems) == before:
+            self._pending[name] = (key, report)
+        return report
 
     def _validate(self, model: type[Model], raw: Any, keypath: tuple[str, ...]) -> Model | None:
         try:
@@ -162,7 +194,7 @@ class _Checker:
             return  # already reported as an unset variable
         kind = err["type"]
         if kind == "extra_forbidden":
-            message = _unknown_key(model, keypath, loc)
+            message = unknown_key(model, loc)
         elif kind == "missing":
             message = f"required key {loc[-1]!r} is missing"
             full = full[:-1]
@@ -187,8 +219,15 @@ class _Checker:
             if isinstance(group, dict) and not any(group.get(k) for k in ("userids", "mobiles", "dept_ids")):
                 self._problem(("recipients", name), "group has no userids, mobiles or dept_ids")
         for report_id, entry in self._section("reports").items():
-            if isinstance(entry, dict):
-                self._check_report(report_id, entry)
+            if not isinstance(entry, dict):
+                continue
+            if report_id in self._reused:  # all but its query files, which live on disk
+                self._check_query_files(("reports", report_id), entry)
+                continue
+            before = len(self.doc.problems), len(self.warnings)
+            self._check_report(report_id, entry)
+            if report_id in self._pending and before == (len(self.doc.problems), len(self.warnings)):
+                self._clean.setdefault(*self._pending[report_id])
 
     def _section(self, name: str) -> dict[str, Any]:
         raw = self.data.get(name)
@@ -232,9 +271,7 @@ class _Checker:
         if (query is None) == (sql is None):
             self._problem(kp, "give exactly one of 'query' (a file under queries/) or 'sql' (inline)")
         elif isinstance(query, str):
-            problem = self._query_problem(query)
-            if problem:
-                self._problem((*kp, "query"), problem)
+            self._query_at((*kp, "query"), query)
         self._check_split_and_alert(kp, entry)
         if entry.get("msgtype") == "action_card" and not entry.get("action_url"):
             self._problem((*kp, "action_url"), "msgtype action_card needs an action_url")
@@ -282,9 +319,15 @@ class _Checker:
             for name, value in params.items() if isinstance(params, dict) else []:
                 self._try_render((*kp, key, "params", name), value, macros)
             if isinstance(block, dict) and isinstance(block.get("query"), str):
-                problem = self._query_problem(block["query"])
-                if problem:
-                    self._problem((*kp, key, "query"), problem)
+                self._query_at((*kp, key, "query"), block["query"])
+
+    def _check_query_files(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
+        """A reused report's query files, checked as `_check_report` does: they live on disk."""
+        if isinstance(entry.get("query"), str):
+            self._query_at((*kp, "query"), entry["query"])
+        for key in ("chart", "attach"):
+            if isinstance(block := entry.get(key), dict) and isinstance(block.get("query"), str):
+                self._query_at((*kp, key, "query"), block["query"])
 
     def _check_templates(self, kp: tuple[str, ...], entry: dict[str, Any]) -> None:
         """Catch `{{ yesterdy }}` and template syntax errors now, not at 09:00 tomorrow."""
@@ -315,10 +358,11 @@ class _Checker:
         if problem:
             self._problem(keypath, problem)
 
-    def _query_problem(self, name: str) -> str | None:
+    def _query_at(self, keypath: tuple[str, ...], name: str) -> None:
         if name not in self._seen_queries:
             self._seen_queries[name] = query_path_problem(self.path.resolve().parent / "queries", name)
-        return self._seen_queries[name]
+        if problem := self._seen_queries[name]:
+            self._problem(keypath, problem)
 
     def _problem(self, keypath: tuple[str, ...], message: str) -> None:
         self.doc.problems.append(self.doc.problem(keypath, message))
@@ -335,27 +379,6 @@ def query_path_problem(queries_dir: Path, name: str) -> str | None:
     if not target.is_file():
         return f"query file queries/{pure} does not exist"
     return None
-
-
-def _unknown_key(model: type[Any], keypath: tuple[str, ...], loc: tuple[str, ...]) -> str:
-    model = _nested_model(model, loc[:-1])
-    fields = [f for f in getattr(model, "model_fields", {}) if f not in ("id", "path", "missing_vars")]
-    guess = difflib.get_close_matches(loc[-1], fields, n=1)
-    tail = f"; did you mean {guess[0]!r}?" if guess else f"; allowed: {', '.join(fields)}"
-    return f"unknown key {loc[-1]!r}{tail}"
-
-
-def _nested_model(model: type[Any], loc: tuple[str, ...]) -> type[Any]:
-    """The model an unknown key sits in (`oa:` inside a report), so the hint lists its own keys."""
-    for part in loc:
-        field = getattr(model, "model_fields", {}).get(part)
-        annotation = getattr(field, "annotation", None)
-        options = getattr(annotation, "__args__", (annotation,))
-        found = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not found:
-            return model
-        model = found[0]
-    return model
 
 
 def _unknown_name(kind: str, name: str, known: dict[str, Any]) -> str:

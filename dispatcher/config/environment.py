@@ -71,14 +71,14 @@ def load_dotenv(folder: Path, environ: MutableMapping[str, str] | None = None) -
 
 def read_dotenv(path: Path) -> dict[str, str]:
     """The variables of a `.env` file (none when it does not exist); values are taken literally."""
-    from dotenv.parser import parse_stream
-
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
         raise DispatcherError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    from dotenv.parser import parse_stream  # only when there is a .env: every command reads this
+
     values: dict[str, str] = {}
     problems: list[Problem] = []
     for binding in parse_stream(io.StringIO(text)):

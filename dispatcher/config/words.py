@@ -6,8 +6,11 @@ Its own module so that `config_check` stays about what is checked, not how it is
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from typing import Any
+
+from pydantic import BaseModel
 
 # pydantic error type -> the expected form; `{...}` are filled from the error's ctx.
 _EXPECTED = {
@@ -99,3 +102,25 @@ def _got(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return "nothing" if value is None else repr(value)
+
+
+def unknown_key(model: type[Any], loc: tuple[str, ...]) -> str:
+    """`loc`'s last key is not one of its model's: the closest one, or the list of allowed keys."""
+    model = _nested_model(model, loc[:-1])
+    fields = [f for f in getattr(model, "model_fields", {}) if f not in ("id", "path", "missing_vars")]
+    guess = difflib.get_close_matches(loc[-1], fields, n=1)
+    tail = f"; did you mean {guess[0]!r}?" if guess else f"; allowed: {', '.join(fields)}"
+    return f"unknown key {loc[-1]!r}{tail}"
+
+
+def _nested_model(model: type[Any], loc: tuple[str, ...]) -> type[Any]:
+    """The model an unknown key sits in (`oa:` inside a report), so the hint lists its own keys."""
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        annotation = getattr(field, "annotation", None)
+        options = getattr(annotation, "__args__", (annotation,))
+        found = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not found:
+            return model
+        model = found[0]
+    return model

@@ -44,21 +44,25 @@ def _cached_resolver(loader_class: Any) -> Any:
     class Cached(loader_class):  # type: ignore[misc]
         def __init__(self, stream: str) -> None:
             super().__init__(stream)
-            self._tags: dict[tuple[Any, Any, Any], str] = {}
+            self._tags: dict[str, str] = {}
 
         def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-            if kind is not yaml.ScalarNode:
+            if kind is not yaml.ScalarNode or implicit is None or self.yaml_path_resolvers:
                 return str(super().resolve(kind, value, implicit))
-            key = (value, implicit[0], implicit[1]) if implicit is not None else (value, None, None)
-            tag = self._tags.get(key)
+            if not implicit[0]:
+                return _STR  # quoted (or block) text: no implicit type, as the base class says
+            # A plain scalar's tag is decided by its text alone (no path resolvers in a safe loader).
+            tag = self._tags.get(value)
             if tag is None:
-                tag = self._tags[key] = str(super().resolve(kind, value, implicit))
+                tag = self._tags[value] = str(super().resolve(kind, value, implicit))
             return tag
 
     Cached.__name__ = f"Cached{loader_class.__name__}"
     return Cached
 
 
+_STR = "tag:yaml.org,2002:str"
+_SCALAR_NODE, _TEXT = {yaml.ScalarNode}, {str}
 _LOADERS = tuple(_cached_resolver(loader) for loader in _LOADERS)
 
 _VAR = re.compile(r"\$\$|\$\{([^}]*)\}")
@@ -179,17 +183,20 @@ class _Walker:
 
     def _sequence(self, node: yaml.SequenceNode, keypath: KeyPath) -> list[Any]:
         items = node.value
-        if not all(type(item) is yaml.ScalarNode for item in items):
+        if not set(map(type, items)) <= _SCALAR_NODE:  # map(type): no Python call per item
             return [self.walk(item, (*keypath, str(i))) for i, item in enumerate(items)]
         # A list of scalars, the bulk of a big file: no walk (and no key path) per item.
         self.nodes += len(items)
         if items and (len(keypath) + 1 > MAX_DEPTH or self.nodes > MAX_NODES):
             raise yaml.YAMLError("the document is nested too deeply or expands too many aliases")
         self.doc.scalar_lists.setdefault(keypath, []).append(node)
-        return [self._scalar(item) for item in items]
+        # Text is the node's own value (what the constructor returns): no call per userid.
+        return [item.value if item.tag == _STR else self._scalar(item) for item in items]
 
     def _scalar(self, node: yaml.Node) -> Any:
         """Scalars repeat (the same userids in many groups) and construct to immutable values."""
+        if node.tag == _STR and type(node) is yaml.ScalarNode:
+            return node.value  # what SafeConstructor.construct_yaml_str returns
         if not isinstance(node, yaml.ScalarNode):
             return self.loader.construct_object(node, deep=True)
         key = (node.tag, node.value)
@@ -262,7 +269,7 @@ def _interp(data: Any, keypath: KeyPath, env: Mapping[str, str], result: Interpo
     if isinstance(data, dict):
         return {k: _interp(v, (*keypath, k), env, result) for k, v in data.items()}
     if isinstance(data, list):
-        if all(type(v) is str and "$" not in v for v in data):
+        if set(map(type, data)) <= _TEXT and "$" not in "".join(data):
             return list(data)  # the userid lists of a big file: nothing to replace, no key paths
         return [_interp(v, (*keypath, str(i)), env, result) for i, v in enumerate(data)]
     if not isinstance(data, str) or "$" not in data:

@@ -141,7 +141,7 @@ class Chores:
 
     def reload(self) -> Config | None:
         """The valid new config, now in use; None when the new file has problems (the old one stays)."""
-        new, problems = check_config(self.config_path)
+        new, problems = check_config(self.config_path, reuse=True)
         if new is None:
             for problem in problems:
                 logs.event("config.problem", logging.ERROR, problem=str(problem))
@@ -170,7 +170,12 @@ def timings(config: Config) -> dict[str, Timing]:
 def changed_reports(old: Config, new: Config) -> tuple[list[str], list[str], list[str]]:
     """(added, removed, changed) enabled reports."""
     old_ids, new_ids = set(enabled(old)), set(enabled(new))
-    changed = sorted(rid for rid in new_ids & old_ids if new.reports[rid] != old.reports[rid])
+    # A report the load reused is the same object: no field-by-field comparison for it.
+    changed = sorted(
+        rid
+        for rid in new_ids & old_ids
+        if new.reports[rid] is not old.reports[rid] and new.reports[rid] != old.reports[rid]
+    )
     return sorted(new_ids - old_ids), sorted(old_ids - new_ids), changed
 
 

@@ -97,7 +97,9 @@ class Daemon:
         added, removed, changed = changed_reports(old, new)
         self.state = with_reports(self.state, timings(new), {*added, *changed}, clock.now())
         self._set_report_count()
-        logs.event("config.reloaded", added=added, removed=removed, changed=changed)
+        # Reports the load validated again rather than reused from the last one (config.reuse).
+        checked = sum(1 for rid, r in new.reports.items() if old.reports.get(rid) is not r)
+        logs.event("config.reloaded", added=added, removed=removed, changed=changed, validated=checked)
 
     def _set_report_count(self) -> None:
         scheduled = enabled(self.app.config)
@@ -149,7 +151,7 @@ class Daemon:
 
 def serve(options: DaemonOptions) -> int:
     config, health, owner = (
-        load_config(options.config_path),
+        load_config(options.config_path, reuse=True),
         HealthState(started_at=time.time()),
         default_owner(),
     )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from dispatcher import logs
 from dispatcher.config.model import ALERT_GROUP, Config, Report
 from dispatcher.errors import DispatcherError
 from dispatcher.run.services import Services
+from dispatcher.schedule import Schedule
 
 STORE_ALERT_TITLE = "调度器状态库不可用"
 
@@ -16,10 +18,14 @@ STORE_ALERT_TITLE = "调度器状态库不可用"
 def next_fires(config: Config, now: datetime) -> list[tuple[Report, datetime]]:
     """Each enabled report's next fire time after `now`, in the report's zone, soonest first."""
     fires = []
+    # Per schedule and zone, as `list` does: 5,000 reports share a few hundred of them (issue 28).
+    found: dict[tuple[Schedule, ZoneInfo], datetime] = {}
     for report in config.reports.values():
         if report.enabled:
-            tz = config.report_zone(report)
-            fires.append((report, report.parsed_schedule().next_fire_time(now, tz).astimezone(tz)))
+            when = (report.parsed_schedule(), config.report_zone(report))
+            if when not in found:
+                found[when] = when[0].next_fire_time(now, when[1]).astimezone(when[1])
+            fires.append((report, found[when]))
     return sorted(
         fires, key=lambda pair: pair[1].timestamp()
     )  # by instant: a repeated hour shares wall times

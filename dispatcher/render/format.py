@@ -115,6 +115,23 @@ def md(x: Any) -> str:
     return escape(plain_value(x))
 
 
+def display_name(name: str, labels: Mapping[str, str]) -> str:
+    """A column's name as a reader sees it, as plain text: its label where the report sets one, else
+    its name as a person would write it (`open_tickets` → `open tickets`)."""
+    if name in labels:
+        return labels[name]
+    return " ".join(name.replace("_", " ").split()) or name
+
+
+def column_label(name: str, labels: Mapping[str, str]) -> str:
+    """`display_name` as markdown: escaped as any cell is, `—` when empty.
+
+    Underscores become spaces before escaping: an underscore left in would show as its full-width
+    look-alike (`open＿tickets`), and a space cannot open markdown structure.
+    """
+    return md(display_name(name, labels)) or MISSING
+
+
 def cell(x: Any) -> str:
     """`md` capped at CELL_MAX_CHARS, for one value inside a default-rendered line; blank shows `—`."""
     text = md(x) or MISSING  # an empty value would leave `- ****` or a label with nothing after it

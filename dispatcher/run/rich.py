@@ -61,7 +61,8 @@ def prepare_rich(
         spec = report.chart
         frame = _rows(config, sources, report, "chart", spec.sql, spec.query, spec.params, macros, result)
         _refuse_secrets(config, [frame], f"report {report.id!r}'s chart data")
-        chart = _located(report, "chart", lambda: render_chart(frame, spec, report.title))
+        draw = lambda: render_chart(frame, spec, report.title, report.formats, report.labels)  # noqa: E731
+        chart = _located(report, "chart", draw)
     error = None
     if report.attach is not None:
         try:

@@ -144,6 +144,12 @@ class Engine:
             names = {u.userid: u.name for u in self.directory.users.values()}
         return messages, tasks, names
 
+    def mention_names(self) -> dict[str, str]:
+        """userid or mobile -> name: how a group chat shows an @mention of someone it knows."""
+        with self.lock:
+            users = list(self.directory.users.values())
+        return {**{u.mobile: u.name for u in users if u.mobile}, **{u.userid: u.name for u in users}}
+
     def medium(self, media_id: str) -> Any:
         """An uploaded file (sandbox.media.Medium), or None: for the inbox's images and downloads."""
         with self.lock:

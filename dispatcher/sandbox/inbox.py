@@ -1,4 +1,10 @@
-"""The inbox page at `/`: delivered work notifications as phone-like cards, newest first.
+"""The inbox page at `/`: each person's 工作通知 conversation in a phone-width frame, as DingTalk shows it.
+
+One frame per person: the chat-list row (工作通知, the newest message's title as its preview, the
+unread count), then the conversation, oldest message at the top and the newest at the bottom, each
+under the name of the app that sent it. DingTalk shows the micro-app's name there, and in an OA
+card's head instead of the head text the message carries [message-types-and-data-format]; the
+sandbox's app is called `SandboxOptions.app_name`.
 
 Viewing one person's inbox (`/?userid=X`) marks their messages read, which is what getsendresult
 then reports in read_user_id_list: the page plays the part of the phone.
@@ -8,6 +14,7 @@ from __future__ import annotations
 
 import html
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from string import Template
@@ -16,6 +23,7 @@ from urllib.parse import quote
 
 from dispatcher.dingtalk.markdown import is_web_url, to_html
 from dispatcher.sandbox.delivery import SHANGHAI
+from dispatcher.sandbox.options import DEFAULT_APP_NAME
 from dispatcher.words import plural
 
 MAX_CARDS = 200  # benchmarks deliver thousands; the page stays light
@@ -38,14 +46,21 @@ def render_page(
     userid: str | None = None,
     nonce: str = "",
     files: dict[str, tuple[str, int]] | None = None,
+    app_name: str = DEFAULT_APP_NAME,
 ) -> str:
     """The page; `nonce` is the one the Content-Security-Policy allows its <style> elements by.
     `files`: media_id -> (file name, bytes) of the uploads, for file messages' download links."""
     shown = [m for m in messages if userid is None or m["userid"] == userid]
-    shown.sort(key=lambda m: m["id"], reverse=True)
-    cards = "\n".join(card(m, nonce, files) for m in shown[:MAX_CARDS])
+    newest = sorted(shown, key=lambda m: m["id"], reverse=True)[:MAX_CARDS]
+    people = dict.fromkeys(m["userid"] for m in newest)  # the chat list: latest conversation first
+    parts = Parts(nonce, files or {}, app_name)
+    oldest_first = newest[::-1]
+    phones = "\n".join(
+        phone(person, names.get(person, person), [m for m in oldest_first if m["userid"] == person], parts)
+        for person in people
+    )
     if not shown:
-        cards = '<div class="empty">还没有消息 — no notifications yet</div>'
+        phones = '<div class="empty">还没有消息 — no notifications yet</div>'
     who = f"{names.get(userid, userid)} ({userid})" if userid else "所有人 (everyone)"
     more = f", showing the newest {MAX_CARDS}" if len(shown) > MAX_CARDS else ""
     summary = (
@@ -55,12 +70,21 @@ def render_page(
     return _TEMPLATE.substitute(
         nonce=e(nonce),
         title="DingTalk sandbox inbox",
-        heading="工作通知 · DingTalk sandbox inbox",
+        heading=f"工作通知 · {e(app_name)} · DingTalk sandbox inbox",
         summary=e(summary),
         nav=nav(messages, names, userid),
-        cards=cards,
+        cards=phones,
         undelivered=undelivered(tasks, names, userid),
     )
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What every message's HTML needs besides the message: the style nonce, the uploads, the app."""
+
+    nonce: str
+    files: dict[str, tuple[str, int]]
+    app_name: str
 
 
 def nav(messages: list[dict[str, Any]], names: dict[str, str], userid: str | None) -> str:
@@ -75,34 +99,55 @@ def nav(messages: list[dict[str, Any]], names: dict[str, str], userid: str | Non
     return "".join(links)
 
 
-def card(message: dict[str, Any], nonce: str = "", files: dict[str, tuple[str, int]] | None = None) -> str:
-    """One notification as a phone shows it: the chat-list row with the title as its preview, then
-    the conversation with the message body; who, when and what state below the phone."""
-    preview, body = content(message["msg"], nonce, files)
-    state = "已撤回 recalled" if message["recalled"] else ("已读 read" if message["read"] else "未读 unread")
-    classes = "card" + (" recalled" if message["recalled"] else "")
-    classes += " unread" if not message["read"] and not message["recalled"] else ""
-    when = e(local_time(message["at"]))
+def phone(person: str, name: str, thread: list[dict[str, Any]], parts: Parts) -> str:
+    """One person's phone: the 工作通知 row of the chat list, then the conversation, oldest first."""
+    bubbles = [message(m, parts) for m in thread]
+    latest = thread[-1]
+    unread = sum(1 for m in thread if not m["read"] and not m["recalled"])
+    badge = f'<span class="badge">{unread}</span>' if unread else ""
     chat = (
-        '<div class="chat"><div class="avatar">通知</div><div class="preview">'
-        f'<div class="who"><b>工作通知</b><time>{when}</time></div>'
-        f'<div class="line">{preview or "&nbsp;"}</div></div></div>'
+        f'<div class="chat"><div class="avatar">通知</div><div class="preview">'
+        f'<div class="who"><b>工作通知</b><time>{e(local_time(latest["at"]))}</time></div>'
+        f'<div class="line">{bubbles[-1][0] or "&nbsp;"}</div></div>{badge}</div>'
     )
-    meta = (
-        f'<span class="tag">{e(message["msgtype"])}</span>'
-        f"<span>→ {e(message['name'])} ({e(message['userid'])})</span>"
-        f'<span class="tag{" unread" if state.startswith("未读") else ""}">{e(state)}</span>'
-        f"<span>task {e(message['task_id'])}</span>"
-    )
+    owner = f'<div class="owner">{e(name)} ({e(person)}) 的手机 · {plural(len(thread), "notification")}</div>'
+    conversation = "".join(body for _, body in bubbles)
     return (
-        f'<article class="{classes}">{chat}'
-        f'<div class="conversation"><div class="bubble">{body}</div></div>'
-        f'<div class="meta">{meta}</div></article>'
+        f'<article class="phone" data-userid="{e(person)}">{chat}'
+        f'<div class="conversation">{conversation}</div>{owner}</article>'
     )
+
+
+def message(msg: dict[str, Any], parts: Parts) -> tuple[str, str]:
+    """(chat-list preview, the message in the conversation): its time, the app that sent it, its
+    body, and below it what the sandbox knows (msgtype, read state, task)."""
+    preview, body = content(msg["msg"], parts.nonce, parts.files, parts.app_name)
+    state = "已撤回 recalled" if msg["recalled"] else ("已读 read" if msg["read"] else "未读 unread")
+    classes = "msg" + (" recalled" if msg["recalled"] else "")
+    classes += " unread" if not msg["read"] and not msg["recalled"] else ""
+    # an OA card's head already carries the app's name; other messages show it above their body
+    sender = "" if msg["msg"].get("msgtype") == "oa" else app_row(parts.app_name)
+    meta = (
+        f'<span class="tag">{e(msg["msgtype"])}</span>'
+        f'<span class="tag{" unread" if state.startswith("未读") else ""}">{e(state)}</span>'
+        f"<span>task {e(msg['task_id'])}</span>"
+    )
+    return preview, (
+        f'<div class="{classes}" data-id="{e(msg["id"])}">'
+        f'<div class="stamp"><time>{e(local_time(msg["at"]))}</time></div>'
+        f'<div class="bubble">{sender}{body}</div><div class="meta">{meta}</div></div>'
+    )
+
+
+def app_row(app_name: str) -> str:
+    return f'<div class="app"><span class="app-icon">{e(app_name[:1])}</span>{e(app_name)}</div>'
 
 
 def content(
-    msg: dict[str, Any], nonce: str = "", files: dict[str, tuple[str, int]] | None = None
+    msg: dict[str, Any],
+    nonce: str = "",
+    files: dict[str, tuple[str, int]] | None = None,
+    app_name: str = DEFAULT_APP_NAME,
 ) -> tuple[str, str]:
     """(chat-list preview HTML, body HTML) the way the phone shows each msgtype.
 
@@ -119,7 +164,7 @@ def content(
         text = str(part.get("content", ""))
         return e(" ".join(text.split())), f"<pre>{e(text)}</pre>"
     if msgtype == "oa":
-        return oa(part, nonce)
+        return oa(part, nonce, app_name)
     if msgtype == "link":
         body = f"<p><b>{e(part.get('title', ''))}</b></p><p>{e(part.get('text', ''))}</p>"
         body += _button("打开链接", str(part.get("messageUrl", "")))
@@ -165,13 +210,14 @@ def _button(label: str, url: str) -> str:
     return f'<span class="button">{e(label)}</span>'
 
 
-def oa(part: dict[str, Any], nonce: str = "") -> tuple[str, str]:
+def oa(part: dict[str, Any], nonce: str = "", app_name: str = DEFAULT_APP_NAME) -> tuple[str, str]:
+    """The OA card; its head shows the app's name, as DingTalk replaces `head.text` with it."""
     head, body = _obj(part.get("head")), _obj(part.get("body"))
     color = str(head.get("bgcolor", "FF1677FF"))[-6:]
     color = color.lower() if all(c in "0123456789abcdefABCDEF" for c in color) else "1677ff"
     # no style attribute: the page's CSP allows only nonce'd <style> elements
     out = [f'<style nonce="{e(nonce)}">.oa-{color}{{background:#{color}}}</style>']
-    out.append(f'<div class="oa-card"><div class="oa-head oa-{color}">{e(head.get("text", ""))}</div>')
+    out.append(f'<div class="oa-card"><div class="oa-head oa-{color}">{e(app_name)}</div>')
     if body.get("title"):
         out.append(f'<div class="oa-title">{e(body["title"])}</div>')
     for row in [_obj(r) for r in _list(body.get("form"))][:6]:  # the phone shows six rows

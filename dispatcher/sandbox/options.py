@@ -20,6 +20,9 @@ ENDPOINTS = (
 )
 
 
+DEFAULT_APP_NAME = "报表助手"
+
+
 @dataclass
 class SandboxOptions:
     app_key: str = "dingsandboxkey"
@@ -45,6 +48,8 @@ class SandboxOptions:
     # How /topapi/* errors wrap their code in errcode 88: string, number, errmsg or plain (unwrapped).
     sub_code_form: str = "string"
     monthly_quota: int = 0  # non-exempt calls answered before 90020; 0: no quota
+    # The micro-app's name: DingTalk shows it on work notifications and in an OA card's head.
+    app_name: str = DEFAULT_APP_NAME
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(SandboxOptions)}
@@ -77,6 +82,8 @@ def _coerce(name: str, value: Any) -> Any:
             return frozenset(str(u) for u in value)
         if name == "force_errcode":
             return _force_errcode(dict(value))
+        if name == "app_name":
+            return str(value)
         if name == "seed":
             return None if value is None else int(value)
         if name == "sub_code_form" and value not in SUB_CODE_FORMS:

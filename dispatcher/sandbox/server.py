@@ -181,8 +181,9 @@ class _Handler(BaseHTTPRequestHandler):
         engine = self.server.engine
         messages, tasks, names = engine.inbox_snapshot()
         nonce = secrets.token_urlsafe(16)
-        page = render_page(messages, tasks, names, userid, nonce=nonce, files=engine.media_files())
-        page = with_groups(page, self.server.robots.messages(), nonce)
+        app_name = engine.options.app_name
+        page = render_page(messages, tasks, names, userid, nonce, engine.media_files(), app_name)
+        page = with_groups(page, self.server.robots.messages(), engine.mention_names())
         if userid:
             engine.mark_read(userid, max((m["id"] for m in messages), default=0))
         headers = {"Content-Security-Policy": inbox_policy(nonce), "X-Frame-Options": "DENY"}

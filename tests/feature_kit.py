@@ -1,24 +1,30 @@
-"""What the alert, split, backfill and resend tests share: a project on a real SQLite data file, a
-real sandbox over HTTP, and `Services` built as the daemon builds them, on any state store URL."""
+"""What the alert, split, backfill, resend, rich, robot and wire tests share: a project on a real SQLite
+data file, a real sandbox over HTTP, `Services` built as the daemon builds them, on any state store URL,
+and a scripted HTTP server for what the sandbox cannot do."""
 
 from __future__ import annotations
 
 import sqlite3
 import textwrap
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials
+from dispatcher.robot.client import RobotClient
 from dispatcher.run.delivery import make_client
 from dispatcher.run.metrics import Metrics
 from dispatcher.run.prepare import build_sources
+from dispatcher.run.robots import RobotSender, robots_from
 from dispatcher.run.runner import execute
 from dispatcher.run.services import Services
-from dispatcher.sandbox import Sandbox
+from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store.db import StateStore
 from dispatcher.store.ledger import Ledger
 
@@ -60,19 +66,46 @@ def data(folder: Path, script: str) -> None:
         conn.close()
 
 
+# The head of a config whose app is the sandbox's, up to `recipients:`: a str.format template (api_base=...).
+# The source `shop` is a SQLite file beside it. Tests that read receipts replace the `receipts` line.
+SANDBOX_APP = """\
+timezone: Asia/Shanghai
+sources:
+  shop: sqlite:///shop.db
+dingtalk:
+  app_key: dingsandboxkey
+  app_secret: sandbox-secret
+  agent_id: 100000001
+  api_base: {api_base}
+  receipts: "off"
+recipients:
+"""
+
+
 @contextmanager
-def services(config_path: Path, sandbox: Sandbox, owner: str = "test-owner") -> Iterator[Services]:
+def services(
+    config_path: Path,
+    sandbox: Sandbox | None = None,
+    owner: str = "test-owner",
+    *,
+    robots: Callable[[StateStore], RobotClient] | None = None,
+) -> Iterator[Services]:
+    """`Services` on the config's state store, with the sandbox's app credentials (its defaults when the
+    app's API is another server); `robots` builds the group robots' client on that store."""
     from dispatcher.store.db import state_url
 
     config = load_config(config_path)
     store = StateStore(state_url(config.base_dir, config.state))
-    opts = sandbox.options
+    opts = sandbox.options if sandbox is not None else SandboxOptions()
     client = make_client(config, Credentials(opts.app_key, opts.app_secret, opts.agent_id), store)
     sources = build_sources(config)
+    sender = RobotSender(robots(store), robots_from(config)) if robots is not None else None
     try:
-        yield Services(config, sources, client, Ledger(store), Metrics(), owner)
+        yield Services(config, sources, client, Ledger(store), Metrics(), owner, sender)
     finally:
         client.close()
+        if sender is not None:
+            sender.close()
         sources.dispose()
         store.close()
 
@@ -84,6 +117,14 @@ def run_at(svc: Services, report_id: str, fire: datetime) -> str:
     return execute(svc, svc.config.reports[report_id], run)
 
 
+def retry_at(svc: Services, report_id: str) -> str:
+    """Claim the one retry that is due within the hour from another replica and execute it; its state."""
+    [due] = svc.ledger.due_retries(datetime.now(UTC) + timedelta(hours=1))
+    claimed = svc.ledger.claim_retry(due, "another-replica")
+    assert claimed is not None
+    return execute(svc, svc.config.reports[report_id], claimed)
+
+
 def texts(sandbox: Sandbox, userid: str) -> list[str]:
     """The markdown (or text) bodies `userid` received, oldest first."""
     return [_body(m["msg"]) for m in sorted(sandbox.messages(userid), key=lambda m: int(m["id"]))]
@@ -93,3 +134,79 @@ def _body(msg: dict[str, Any]) -> str:
     kind = msg["msgtype"]
     part = msg[kind]
     return str(part.get("text") or part.get("content") or part.get("markdown") or "")
+
+
+# -- a scripted server: a per-IP block, a slow answer, an HTML error page, the raw request bytes --
+
+
+class Answer(NamedTuple):
+    status: int
+    body: bytes
+    delay: float = 0.0  # seconds before answering
+    content_type: str = "application/json"
+
+
+class Scripted(ThreadingHTTPServer):
+    """Answers gettoken, then the queued `answers` in order, then `done`; records every request in `seen`."""
+
+    daemon_threads = True
+
+    def __init__(self, done: bytes = b'{"errcode":0,"errmsg":"ok","task_id":7}') -> None:
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        self.done = done
+        self.answers: list[Answer | tuple[int, bytes, float]] = []
+        self.seen: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Scripted
+
+    def do_GET(self) -> None:
+        self._answer(b"")
+
+    def do_POST(self) -> None:
+        self._answer(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+    def _answer(self, body: bytes) -> None:
+        server = self.server
+        with server.lock:
+            seen = {
+                "path": self.path,
+                "headers": dict(self.headers),
+                "body": body,
+                "port": self.client_address[1],
+            }
+            server.seen.append(seen)
+            if self.path.startswith("/gettoken"):
+                answer = Answer(200, b'{"errcode":0,"access_token":"tok-scripted-1","expires_in":7200}')
+            else:
+                answer = Answer(*server.answers.pop(0)) if server.answers else Answer(200, server.done)
+        time.sleep(answer.delay)
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+S = TypeVar("S", bound=ThreadingHTTPServer)
+
+
+def serving(server: S) -> Iterator[S]:
+    """Serve on a thread while the caller uses it (a fixture's `yield from`, or a `for` loop)."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

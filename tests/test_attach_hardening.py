@@ -11,25 +11,18 @@ import sqlite3
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import openpyxl
 import pytest
 
 from dispatcher.cli.main import main
-from dispatcher.config.check import load_config
-from dispatcher.dingtalk.client import Credentials
-from dispatcher.run.delivery import make_client
-from dispatcher.run.metrics import Metrics
-from dispatcher.run.prepare import build_sources
-from dispatcher.run.runner import execute
 from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.store.db import StateStore
-from dispatcher.store.db import state_url as store_url
-from dispatcher.store.ledger import Ledger
+from tests import feature_kit
 from tests.conftest import make_shop_db
+from tests.feature_kit import SANDBOX_APP, retry_at, run_at
 
 AT = "2026-11-28T10:00+08:00"
 FIRE = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
@@ -155,16 +148,9 @@ def test_a_name_that_turns_into_a_path_at_run_time_is_refused_and_nothing_is_wri
     assert sorted(p.name for p in out.iterdir()) == ["01-markdown.json"], "the message, without a file"
 
 
-CONFIG = """\
-timezone: Asia/Shanghai
-sources: {{shop: "sqlite:///shop.db"}}
-dingtalk:
-  app_key: dingsandboxkey
-  app_secret: sandbox-secret
-  agent_id: 100000001
-  api_base: {api_base}
-  receipts: "off"
-recipients:
+CONFIG = (
+    SANDBOX_APP
+    + """\
   leads: {{userids: [manager4974, "0147282552401293909"]}}
 reports:
   nul:
@@ -200,6 +186,7 @@ reports:
     retries: 0
     chart: {{x: region, y: [sales], sql: "SELECT 'a' AS region, 1e308 AS sales UNION ALL SELECT 'b', -1e308"}}
 """
+)
 
 
 @pytest.fixture
@@ -207,30 +194,16 @@ def services(tmp_path: Path) -> Iterator[tuple[Services, Sandbox]]:
     with Sandbox(SandboxOptions()) as sandbox:
         (tmp_path / "reports.yaml").write_text(CONFIG.format(api_base=sandbox.url), encoding="utf-8")
         make_shop_db(tmp_path / "shop.db")
-        config = load_config(tmp_path / "reports.yaml")
-        store = StateStore(store_url(config.base_dir, config.state))
-        opts = sandbox.options
-        client = make_client(config, Credentials(opts.app_key, opts.app_secret, opts.agent_id), store)
-        sources = build_sources(config)
-        try:
-            yield Services(config, sources, client, Ledger(store), Metrics(), "test-owner"), sandbox
-        finally:
-            client.close()
-            sources.dispose()
-            store.close()
+        with feature_kit.services(tmp_path / "reports.yaml", sandbox) as svc:
+            yield svc, sandbox
 
 
 def _run(svc: Services, report_id: str) -> str:
-    claimed = svc.ledger.claim(report_id, FIRE, svc.owner)
-    assert claimed is not None
-    return execute(svc, svc.config.reports[report_id], claimed)
+    return run_at(svc, report_id, FIRE)
 
 
 def _retry(svc: Services, report_id: str) -> str:
-    [due] = svc.ledger.due_retries(datetime.now(UTC) + timedelta(hours=1))
-    claimed = svc.ledger.claim_retry(due, "another-replica")
-    assert claimed is not None
-    return execute(svc, svc.config.reports[report_id], claimed)
+    return retry_at(svc, report_id)
 
 
 def _inbox(sandbox: Sandbox) -> list[str]:

@@ -23,6 +23,7 @@ from tests.daemon_harness import DEADLINE
 from tests.daemon_inprocess import FakeClock, inprocess_daemon
 from tests.feature_kit import data, run_at, services, texts, write_project
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 DAILY = """\
 daily:
   title: 日报

@@ -5,10 +5,8 @@ and cannot answer slowly on a chosen call)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,6 +15,7 @@ from dispatcher.dingtalk.client import Credentials, DingTalkClient, RetryPolicy
 from dispatcher.dingtalk.message import markdown_msg, msg_bytes
 from dispatcher.dingtalk.retry import Backoff
 from dispatcher.errors import DeliveryError
+from tests.feature_kit import Scripted, serving
 
 CREDS = Credentials("dingsandboxkey", "sandbox-secret", 100000001)
 FAST = RetryPolicy(
@@ -25,75 +24,9 @@ FAST = RetryPolicy(
 MSG = markdown_msg("每日销售", "### 每日销售  \n  华东 **1,299.75**")
 
 
-# -- the scripted server -----------------------------------------
-
-
-class Scripted(ThreadingHTTPServer):
-    """Answers gettoken, then the scripted answers in order, then DingTalk successes."""
-
-    daemon_threads = True
-
-    def __init__(self, answers: list[tuple[int, bytes, float]]) -> None:
-        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
-        self.answers = answers
-        self.seen: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _ScriptedHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Scripted
-
-    def do_GET(self) -> None:
-        self._answer(b"")
-
-    def do_POST(self) -> None:
-        self._answer(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-
-    def _answer(self, body: bytes) -> None:
-        with self.server.lock:
-            self.server.seen.append(
-                {
-                    "path": self.path,
-                    "headers": dict(self.headers),
-                    "body": body,
-                    "port": self.client_address[1],
-                }
-            )
-            if self.path.startswith("/gettoken"):
-                status, text, delay = (
-                    200,
-                    b'{"errcode":0,"access_token":"tok-scripted-1","expires_in":7200}',
-                    0.0,
-                )
-            elif self.server.answers:
-                status, text, delay = self.server.answers.pop(0)
-            else:
-                status, text, delay = 200, b'{"errcode":0,"errmsg":"ok","task_id":7}', 0.0
-        time.sleep(delay)
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(text)))
-        self.end_headers()
-        self.wfile.write(text)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def scripted() -> Iterator[Scripted]:
-    server = Scripted([])
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield from serving(Scripted())
 
 
 def scripted_client(server: Scripted, **kw: Any) -> DingTalkClient:

@@ -71,13 +71,22 @@ def require_podman() -> None:
 
 
 def wheels() -> Path:
-    """Every dependency's wheel and the build backend's, for an offline install; cached per pyproject."""
+    """Every dependency's wheel and the build backend's, for an offline install; cached per requirement set.
+
+    Keyed on the requirements the image installs, not on all of pyproject.toml: an edit to its dev
+    extra or its tool settings would otherwise build every wheel again (minutes on a loaded machine).
+    """
     pyproject = (REPO / "pyproject.toml").read_bytes()
-    folder = CACHE / f"wheels-{hashlib.sha256(pyproject).hexdigest()[:16]}"
+    meta = tomllib.loads(pyproject.decode())
+    extras = meta["project"].get("optional-dependencies", {})
+    wanted = [meta["project"].get("dependencies", []), extras.get("postgres", []), extras.get("mysql", []),
+              meta["build-system"]["requires"]]  # fmt: skip
+    key = hashlib.sha256(json.dumps(wanted).encode()).hexdigest()[:16]
+    folder = CACHE / f"wheels-{key}"
     if folder.is_dir():
         return folder
     part = CACHE / f"wheels-{uuid.uuid4().hex}.part"
-    build = tomllib.loads(pyproject.decode())["build-system"]["requires"]
+    build = meta["build-system"]["requires"]
     command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(part),
                f"{REPO}[postgres,mysql]", *build]  # fmt: skip
     for _ in range(2):  # the package index may drop one connection on a loaded machine
@@ -86,7 +95,7 @@ def wheels() -> Path:
             break
     assert done.returncode == 0, f"pip wheel failed: {done.stderr[-3000:]}"
     # The project's own wheel goes: the image builds the package from the source it copies.
-    own = tomllib.loads(pyproject.decode())["project"]["name"].replace("-", "_").lower()
+    own = meta["project"]["name"].replace("-", "_").lower()
     for wheel in part.glob(f"{own}-*.whl"):
         wheel.unlink()
     try:

@@ -28,6 +28,7 @@ import pytest
 from dispatcher.errors import ScheduleError
 from dispatcher.schedule.cron import CronSchedule, parse_cron
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 cronsim = pytest.importorskip("cronsim", reason="cronsim is a test-only dependency in the dev extra")
 
 SEED = 20261130

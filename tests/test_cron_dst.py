@@ -26,6 +26,7 @@ from dispatcher.schedule import parse_schedule
 from dispatcher.schedule.cron import MACROS, parse_cron
 from tests.test_cron_differential import expressions
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 cronsim = pytest.importorskip("cronsim", reason="cronsim is a test-only dependency in the dev extra")
 
 NEW_YORK = ZoneInfo("America/New_York")

@@ -19,6 +19,7 @@ from tests import daemon_harness
 from tests.daemon_harness import project, report, runs
 from tests.daemon_inprocess import FakeClock, Stepper, inprocess_daemon
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 sandbox, state_url = daemon_harness.sandbox, daemon_harness.state_url
 NEW_YORK = ZoneInfo("America/New_York")
 FIRST = datetime(2026, 11, 1, 1, 0, tzinfo=NEW_YORK).astimezone(UTC)  # 01:00 EDT

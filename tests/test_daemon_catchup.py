@@ -23,6 +23,7 @@ from tests import daemon_harness
 from tests.daemon_harness import fire_times, project, report, runs, sent_since, task_fire_times
 from tests.daemon_inprocess import Events, FakeClock, Stepper, even_second_now, inprocess_daemon
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 sandbox, state_url = daemon_harness.sandbox, daemon_harness.state_url
 
 POLICIES = ("last", "all", "none")

@@ -10,7 +10,6 @@ from tests.daemon_harness import (
     Daemons,
     assert_consecutive,
     fire_times,
-    make_source,
     project,
     report,
     runs,
@@ -19,22 +18,18 @@ from tests.daemon_harness import (
 
 sandbox, state_url, daemons = daemon_harness.sandbox, daemon_harness.state_url, daemon_harness.daemons
 
-# About two seconds of SQLite work, whatever the machine: a recursive count to a few million.
-SLOW_SQL = (
-    "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 3000000) "
-    "SELECT COUNT(*) AS n FROM c"
-)
+# Two seconds on a real PostgreSQL server that waits without working: a slow source that holds its
+# slot, not a core (a CPU-bound SQLite count took a core from the rest of the suite all along).
+SLOW_SQL = "SELECT COUNT(*) AS n FROM (SELECT pg_sleep(2)) AS nap"
 
 
 def test_a_slow_source_does_not_hold_up_reports_on_other_sources(
-    daemons: Daemons, sandbox: Sandbox, state_url: str, tmp_path: Path
+    daemons: Daemons, sandbox: Sandbox, state_url: str, tmp_path: Path, postgres_url: str
 ) -> None:
     folder = tmp_path / "p"
-    folder.mkdir()
-    make_source(folder / "slow.db")
     reports = {f"slow{i}": report(f"慢报表{i}", every="4s", source="slow", sql=SLOW_SQL) for i in range(3)}
     reports["fast"] = report("快报表")
-    config = project(folder, reports, sources={"slow": "sqlite:///slow.db"}, daemon={"source_concurrency": 1})
+    config = project(folder, reports, sources={"slow": postgres_url}, daemon={"source_concurrency": 1})
     daemons.start(config)
     wait_until(lambda: len(fire_times(runs(state_url, "fast"), "sent")) >= 6, "six fast runs", timeout=90)
     wait_until(

@@ -32,7 +32,7 @@ from dispatcher.run.prepare import build_sources, prepare
 from dispatcher.sandbox import Sandbox
 from dispatcher.sources.query import Sources, SourceSpec, run_query
 from tests.feature_kit import data, run_at, services, texts, write_project
-from tests.test_robots import FIRE, box, close, run_once, write_config
+from tests.test_robots import FIRE, box, run_once, write_config
 from tests.test_robots import services as robot_services
 
 __all__ = ["box"]  # the fixture, shared with test_robots
@@ -240,11 +240,8 @@ E2E_TEMPLATE = "### {{ title }}\\n{% for r in rows %}- {{ r.name }} {{ r.payload
 def _both_channels(path: Path, box: Sandbox) -> tuple[dict[str, Any], dict[str, Any]]:
     text = path.read_text(encoding="utf-8") + f'    template: "{E2E_TEMPLATE}"\n'
     path.write_text(text, encoding="utf-8")
-    svc = robot_services(path, box)
-    try:
+    with robot_services(path, box) as svc:
         assert run_once(svc) == "sent"
-    finally:
-        close(svc)
     [notice] = box.calls("asyncsend_v2")
     [posted] = box.robot_messages("sales-group")
     return notice["body"]["msg"], posted["body"]

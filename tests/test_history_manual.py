@@ -15,6 +15,7 @@ from dispatcher.store.db import SCHEMA_VERSION, StateStore, state_url
 from dispatcher.store.ledger import Ledger
 from tests import test_send as send_tests
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 sandbox, creds = send_tests.sandbox, send_tests.creds  # the fixtures
 AT, send = send_tests.AT, send_tests.send
 FIRE = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)

@@ -25,6 +25,7 @@ from dispatcher.store.db import SCHEMA_VERSION, StateStore
 from dispatcher.store.ledger import Ledger
 from tests.services import unique_name
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("DISPATCHER_TEST_POSTGRES_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 T0 = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)

@@ -11,6 +11,7 @@ from dispatcher import clock
 from dispatcher.errors import ScheduleError
 from dispatcher.schedule import date_macros, parse_schedule
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
 

@@ -17,32 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.config.check import load_config
-from dispatcher.dingtalk.client import Credentials
-from dispatcher.run.delivery import make_client
-from dispatcher.run.metrics import Metrics
-from dispatcher.run.prepare import build_sources
 from dispatcher.run.runner import execute
 from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.store.db import StateStore
-from dispatcher.store.db import state_url as store_url
-from dispatcher.store.ledger import Ledger
+from tests import feature_kit
 from tests.conftest import make_shop_db, quick_receipts
+from tests.feature_kit import SANDBOX_APP, run_at
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 FIRE = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 LEADS = ["manager4974", "0147282552401293909"]
 
-CONFIG = """\
-timezone: Asia/Shanghai
-sources: {{shop: "sqlite:///shop.db"}}
-dingtalk:
-  app_key: dingsandboxkey
-  app_secret: sandbox-secret
-  agent_id: 100000001
-  api_base: {api_base}
-  receipts: "off"
-recipients:
+CONFIG = (
+    SANDBOX_APP
+    + """\
   leads: {{userids: {leads}}}
 reports:
   hourly:
@@ -55,6 +43,7 @@ reports:
     chart: {{x: region, y: [sales], kind: bar}}
     attach: {{format: xlsx, name: regions.xlsx}}
 """
+)
 
 
 @pytest.fixture
@@ -68,23 +57,12 @@ def services(tmp_path: Path, sandbox: Sandbox) -> Iterator[Services]:
     path = tmp_path / "reports.yaml"
     path.write_text(CONFIG.format(api_base=sandbox.url, leads=json.dumps(LEADS)), encoding="utf-8")
     make_shop_db(tmp_path / "shop.db")
-    config = load_config(path)
-    store = StateStore(store_url(config.base_dir, config.state))
-    opts = sandbox.options
-    client = make_client(config, Credentials(opts.app_key, opts.app_secret, opts.agent_id), store)
-    sources = build_sources(config)
-    try:
-        yield Services(config, sources, client, Ledger(store), Metrics(), "test-owner")
-    finally:
-        client.close()
-        sources.dispose()
-        store.close()
+    with feature_kit.services(path, sandbox) as svc:
+        yield svc
 
 
 def run(svc: Services, fire: datetime) -> str:
-    claimed = svc.ledger.claim("hourly", fire, svc.owner)
-    assert claimed is not None
-    return execute(svc, svc.config.reports["hourly"], claimed)
+    return run_at(svc, "hourly", fire)
 
 
 def inbox(sandbox: Sandbox, userid: str) -> list[str]:

@@ -8,7 +8,6 @@ names where the redirect pointed, without its query string.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,21 +16,12 @@ from typing import Any
 
 import pytest
 
-from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials, DingTalkClient
 from dispatcher.dingtalk.retry import RetryPolicy
 from dispatcher.errors import DeliveryError
 from dispatcher.robot.client import RobotClient, RobotPacer
-from dispatcher.run.delivery import make_client
-from dispatcher.run.metrics import Metrics
-from dispatcher.run.prepare import build_sources
-from dispatcher.run.robots import RobotSender, robots_from
-from dispatcher.run.runner import execute
-from dispatcher.run.services import Services
-from dispatcher.store.db import StateStore
-from dispatcher.store.db import state_url as store_url
-from dispatcher.store.ledger import Ledger
 from dispatcher.store.robotsends import RobotSends
+from tests.feature_kit import SANDBOX_APP, run_at, services, serving
 
 TOKEN = "tok-redirect-4d2a"
 LURE = "lure-9f8e7d"  # in the redirect's query string: must never be shown
@@ -85,16 +75,6 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def serving(server: Recorder) -> Iterator[Recorder]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture
 def target() -> Iterator[Recorder]:
     yield from serving(Recorder())
@@ -110,20 +90,12 @@ def redirector(target: Recorder, status: int, *, spare_gettoken: bool = False) -
     return serving(Recorder((status, location), spare_gettoken))
 
 
-CONFIG = """\
-timezone: Asia/Shanghai
-sources:
-  shop: sqlite:///shop.db
-dingtalk:
-  app_key: dingsandboxkey
-  app_secret: sandbox-secret
-  agent_id: 100000001
-  api_base: {base}
-  receipts: "off"
-recipients:
+CONFIG = (
+    SANDBOX_APP
+    + """\
   leads: {{userids: [manager4974]}}
 robots:
-  group: {{webhook: '{base}/robot/send?access_token={token}'}}
+  group: {{webhook: '{api_base}/robot/send?access_token={token}'}}
 reports:
   daily:
     title: 销售日报
@@ -132,30 +104,19 @@ reports:
     sql: "SELECT 1 AS n"
 {channel}
 """
+)
 
 
 def run_report(tmp_path: Path, base: str, channel: str) -> tuple[str, str]:
     """Run the report once through the runner; its end state and recorded error."""
     (tmp_path / "shop.db").touch()
     path = tmp_path / "reports.yaml"
-    path.write_text(CONFIG.format(base=base, token=TOKEN, channel=channel), encoding="utf-8")
-    config = load_config(path)
-    state = StateStore(store_url(config.base_dir, config.state))
-    client = make_client(config, CREDS, state)
-    robots = RobotSender(RobotClient(RobotPacer(RobotSends(state))), robots_from(config))
-    svc = Services(config, build_sources(config), client, Ledger(state), Metrics(), "test-owner", robots)
-    try:
-        run = svc.ledger.claim("daily", FIRE, svc.owner)
-        assert run is not None
-        end = execute(svc, config.reports["daily"], run)
+    path.write_text(CONFIG.format(api_base=base, token=TOKEN, channel=channel), encoding="utf-8")
+    with services(path, robots=lambda state: RobotClient(RobotPacer(RobotSends(state)))) as svc:
+        end = run_at(svc, "daily", FIRE)
         [recorded] = svc.ledger.history("daily")
         assert recorded.batches.get("accepted", []) == []
         return end, recorded.error or ""
-    finally:
-        client.close()
-        robots.close()
-        svc.sources.dispose()
-        state.close()
 
 
 def assert_named_masked(error: str, target: Recorder, status: int) -> None:

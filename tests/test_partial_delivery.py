@@ -20,31 +20,19 @@ from dispatcher.cli.main import main
 from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials
 from dispatcher.run.delivery import make_client
-from dispatcher.run.metrics import Metrics
-from dispatcher.run.prepare import build_sources
-from dispatcher.run.runner import execute
 from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox, SandboxOptions
-from dispatcher.store.db import StateStore
-from dispatcher.store.db import state_url as store_url
-from dispatcher.store.ledger import Ledger
-from tests import daemon_harness
+from tests import daemon_harness, feature_kit
+from tests.feature_kit import SANDBOX_APP, retry_at, run_at
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 USERS = [f"u{i:05d}" for i in range(1, 252)]
 FIRE = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 AT = "2026-11-28T10:00+08:00"
 
-CONFIG = """\
-timezone: Asia/Shanghai
-sources:
-  shop: sqlite:///shop.db
-dingtalk:
-  app_key: dingsandboxkey
-  app_secret: sandbox-secret
-  agent_id: 100000001
-  api_base: {api_base}
-  receipt_wait: 0.1s  # the sandbox's tasks finish at once
-recipients:
+CONFIG = (
+    SANDBOX_APP.replace('receipts: "off"', "receipt_wait: 0.1s  # the sandbox's tasks finish at once")
+    + """\
   many: {{userids: {users}}}
   admins: {{userids: [oncall01]}}
 reports:
@@ -57,6 +45,7 @@ reports:
     retries: {retries}
     retry_delay: 1s
 """
+)
 
 
 @pytest.fixture
@@ -81,21 +70,8 @@ def write_project(folder: Path, sandbox: Sandbox, retries: int = 2) -> Path:
 
 @pytest.fixture
 def services(tmp_path: Path, sandbox: Sandbox) -> Iterator[Services]:
-    yield from _services(write_project(tmp_path / "p", sandbox), sandbox)
-
-
-def _services(path: Path, sandbox: Sandbox) -> Iterator[Services]:
-    config = load_config(path)
-    store = StateStore(store_url(config.base_dir, config.state))
-    opts = sandbox.options
-    client = make_client(config, Credentials(opts.app_key, opts.app_secret, opts.agent_id), store)
-    sources = build_sources(config)
-    try:
-        yield Services(config, sources, client, Ledger(store), Metrics(), "test-owner")
-    finally:
-        client.close()
-        sources.dispose()
-        store.close()
+    with feature_kit.services(write_project(tmp_path / "p", sandbox), sandbox) as svc:
+        yield svc
 
 
 def sent_userids(sandbox: Sandbox) -> list[str]:
@@ -109,18 +85,11 @@ def sent_userids(sandbox: Sandbox) -> list[str]:
 
 
 def run_once(svc: Services) -> str:
-    report = svc.config.reports["big"]
-    run = svc.ledger.claim("big", FIRE, svc.owner)
-    assert run is not None
-    return execute(svc, report, run)
+    return run_at(svc, "big", FIRE)
 
 
 def retry_due(svc: Services) -> str:
-    report = svc.config.reports["big"]
-    [due] = svc.ledger.due_retries(datetime.now(UTC) + timedelta(hours=1))
-    claimed = svc.ledger.claim_retry(due, "another-replica")
-    assert claimed is not None
-    return execute(svc, report, claimed)
+    return retry_at(svc, "big")
 
 
 def test_the_client_reports_accepted_and_refused_batches(sandbox: Sandbox) -> None:
@@ -198,7 +167,7 @@ def test_a_partial_run_whose_retry_is_dropped_stays_partial_with_what_reached_pe
 
 def test_a_partial_run_that_gives_up_alerts_the_admins_with_partial(tmp_path: Path, sandbox: Sandbox) -> None:
     refuse_after_first_batch(sandbox, times=1)  # the alert, sent afterwards, gets through
-    for svc in _services(write_project(tmp_path / "p", sandbox, retries=0), sandbox):
+    with feature_kit.services(write_project(tmp_path / "p", sandbox, retries=0), sandbox) as svc:
         assert run_once(svc) == "partial"
         [run] = svc.ledger.history("big")
         assert run.next_retry_at is None
@@ -211,7 +180,7 @@ def test_a_partial_run_that_gives_up_alerts_the_admins_with_partial(tmp_path: Pa
 def test_history_and_list_show_partial(tmp_path: Path, sandbox: Sandbox, capsys) -> None:  # type: ignore[no-untyped-def]
     refuse_after_first_batch(sandbox)
     path = write_project(tmp_path / "p", sandbox)
-    for svc in _services(path, sandbox):
+    with feature_kit.services(path, sandbox) as svc:
         run_once(svc)
     assert main(["history", "big", "-c", str(path)]) == 0
     out = capsys.readouterr().out
@@ -243,9 +212,9 @@ def test_another_replica_on_postgresql_retries_only_the_refused_batches(
     monkeypatch.setenv("DISPATCHER_STATE_URL", postgres_url)
     refuse_after_first_batch(sandbox, times=1)
     path = write_project(tmp_path / "p", sandbox)
-    for first in _services(path, sandbox):
+    with feature_kit.services(path, sandbox) as first:
         assert run_once(first) == "partial"
-    for second in _services(path, sandbox):
+    with feature_kit.services(path, sandbox) as second:
         assert retry_due(second) == "sent"
         [run] = second.ledger.history("big")
         assert (run.state, run.recipients, len(run.task_ids)) == ("sent", 251, 3)
@@ -257,7 +226,7 @@ def test_a_retry_refused_again_keeps_the_run_partial_with_what_reached_people(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
     refuse_after_first_batch(sandbox)  # every call after the first is refused, the retry's too
-    for svc in _services(write_project(tmp_path / "p", sandbox, retries=1), sandbox):
+    with feature_kit.services(write_project(tmp_path / "p", sandbox, retries=1), sandbox) as svc:
         assert run_once(svc) == "partial"
         assert retry_due(svc) == "partial"
         [run] = svc.ledger.history("big")

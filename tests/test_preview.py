@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dispatcher.cli.main import main
 from tests.conftest import BASE_CONFIG, run_cli
+
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 
 
 def cli_json(capsys, *args: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -12,6 +13,7 @@ from dispatcher.sandbox import Sandbox
 from tests import daemon_harness
 from tests.daemon_harness import Daemons, project, report, wait_until
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 sandbox, state_url, daemons = daemon_harness.sandbox, daemon_harness.state_url, daemon_harness.daemons
 
 

@@ -20,6 +20,7 @@ from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store.db import DEFAULT_STATE_PATH
 from tests.feature_kit import data, run_at, services, texts, write_project
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 FIRE = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai
 RESEND = ["resend", "daily", "--fire-time", "2026-11-01T08:00"]
 ROWS = "CREATE TABLE t (name TEXT, amount INTEGER);" + "".join(

@@ -20,32 +20,24 @@ from dispatcher import clock
 from dispatcher.config.check import load_config
 from dispatcher.dingtalk.client import Credentials, DingTalkClient, Pacing
 from dispatcher.errors import DeliveryError
-from dispatcher.run.delivery import make_client, recipients_for
-from dispatcher.run.metrics import Metrics
+from dispatcher.run.delivery import recipients_for
 from dispatcher.run.parts import build_parts, deliver_parts
-from dispatcher.run.prepare import build_sources, prepare
-from dispatcher.run.runner import execute
+from dispatcher.run.prepare import prepare
 from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox, SandboxOptions
 from dispatcher.store.db import StateStore
 from dispatcher.store.db import state_url as store_url
-from dispatcher.store.ledger import Ledger
 from dispatcher.store.media import MediaCache
+from tests import feature_kit
 from tests.conftest import make_shop_db
+from tests.feature_kit import SANDBOX_APP, retry_at, run_at
 
 FIRE = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 USERS = [f"u{i:05d}" for i in range(1, 151)]  # two batches of every part
 
-CONFIG = """\
-timezone: Asia/Shanghai
-sources: {{shop: "sqlite:///shop.db"}}
-dingtalk:
-  app_key: dingsandboxkey
-  app_secret: sandbox-secret
-  agent_id: 100000001
-  api_base: {api_base}
-  receipts: "off"
-recipients:
+CONFIG = (
+    SANDBOX_APP
+    + """\
   leads: {{userids: [manager4974, "0147282552401293909"]}}
   many: {{userids: {users}}}
 reports:
@@ -120,6 +112,7 @@ reports:
         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 110000)
         SELECT i, hex(randomblob(50)) AS a, hex(randomblob(50)) AS b FROM n
 """
+)
 
 
 @pytest.fixture
@@ -134,30 +127,16 @@ def services(tmp_path: Path, sandbox: Sandbox) -> Iterator[Services]:
         CONFIG.format(api_base=sandbox.url, users=json.dumps(USERS)), encoding="utf-8"
     )
     make_shop_db(tmp_path / "shop.db")
-    config = load_config(tmp_path / "reports.yaml")
-    store = StateStore(store_url(config.base_dir, config.state))
-    opts = sandbox.options
-    client = make_client(config, Credentials(opts.app_key, opts.app_secret, opts.agent_id), store)
-    sources = build_sources(config)
-    try:
-        yield Services(config, sources, client, Ledger(store), Metrics(), "test-owner")
-    finally:
-        client.close()
-        sources.dispose()
-        store.close()
+    with feature_kit.services(tmp_path / "reports.yaml", sandbox) as svc:
+        yield svc
 
 
 def run(svc: Services, report_id: str, fire: datetime = FIRE) -> str:
-    claimed = svc.ledger.claim(report_id, fire, svc.owner)
-    assert claimed is not None
-    return execute(svc, svc.config.reports[report_id], claimed)
+    return run_at(svc, report_id, fire)
 
 
 def retry(svc: Services, report_id: str) -> str:
-    [due] = svc.ledger.due_retries(datetime.now(UTC) + timedelta(hours=1))
-    claimed = svc.ledger.claim_retry(due, "another-replica")
-    assert claimed is not None
-    return execute(svc, svc.config.reports[report_id], claimed)
+    return retry_at(svc, report_id)
 
 
 def sent_msgs(sandbox: Sandbox) -> list[dict]:

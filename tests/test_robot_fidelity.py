@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,28 +23,15 @@ from dispatcher.robot.message import Mentions, RobotMessage, msg_uuid, robot_bod
 from dispatcher.robot.webhook import signed_url
 from dispatcher.sandbox import Sandbox
 from dispatcher.store.db import StateStore
-from tests.test_robots import FIRE, SECRET, TOKEN, FakeClock, close, robot_client, run_once, services
+from tests.test_robots import FIRE, SECRET, TOKEN, FakeClock, box, robot_client, run_once, services, store
 from tests.test_robots import write_config as robots_config
 
+__all__ = ["box", "store"]  # the fixtures, shared with test_robots
 REPO = Path(__file__).resolve().parents[1]
 BIG_SQL = (
     "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3000) "
     "SELECT '区域' || n AS region, n * 100 AS sales FROM r"
 )
-
-
-@pytest.fixture
-def box() -> Iterator[Sandbox]:
-    with Sandbox() as sandbox:
-        sandbox.add_robot("sales-group", TOKEN, SECRET, "日报")
-        yield sandbox
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[StateStore]:
-    state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield state
-    state.close()
 
 
 def robot(box: Sandbox) -> Robot:
@@ -138,11 +124,8 @@ def test_the_sandbox_refuses_a_robot_body_over_20000_bytes_with_460101(
 
 
 def test_a_report_filling_the_whole_budget_is_accepted_by_the_sandbox(tmp_path: Path, box: Sandbox) -> None:
-    svc = services(robots_config(tmp_path / "p", box.url, sql=BIG_SQL), box)
-    try:
+    with services(robots_config(tmp_path / "p", box.url, sql=BIG_SQL), box) as svc:
         assert run_once(svc) == "sent"
-    finally:
-        close(svc)
     [posted] = box.robot_messages("sales-group")
     assert 19000 < wire_bytes(posted["body"]) <= 20000  # the budget binds, mentions and msgUuid included
 
@@ -154,12 +137,9 @@ def test_a_budget_that_forgets_the_robots_overhead_is_caught_by_the_sandbox(
     import dispatcher.run.robots as deliver
 
     monkeypatch.setattr(deliver, "overhead", lambda msg, mentions: 0)
-    svc = services(robots_config(tmp_path / "p", box.url, sql=BIG_SQL), box)
-    try:
+    with services(robots_config(tmp_path / "p", box.url, sql=BIG_SQL), box) as svc:
         assert run_once(svc) == "partial"
         [run] = svc.ledger.history("daily")
-    finally:
-        close(svc)
     assert [c["errcode"] for c in box.robots.calls()] == [460101]
     assert "over 20,000 bytes" in (run.error or "")
 

@@ -11,7 +11,8 @@ import logging
 import socket
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,24 +20,19 @@ import requests
 
 from dispatcher.cli.main import main
 from dispatcher.config.check import load_config
-from dispatcher.dingtalk.client import Credentials
 from dispatcher.errors import DeliveryError
 from dispatcher.robot.client import Robot, RobotClient, RobotPacer
 from dispatcher.robot.message import Mentions, RobotMessage, msg_uuid, robot_body
 from dispatcher.robot.webhook import sign, signed_url
-from dispatcher.run.delivery import make_client
-from dispatcher.run.metrics import Metrics
-from dispatcher.run.prepare import build_sources
-from dispatcher.run.robots import RobotSender, robots_from
-from dispatcher.run.runner import execute
 from dispatcher.run.services import Services
 from dispatcher.sandbox import Sandbox
 from dispatcher.sandbox.robots import RobotRoom
 from dispatcher.store.db import StateStore
-from dispatcher.store.db import state_url as store_url
-from dispatcher.store.ledger import Ledger
 from dispatcher.store.robotsends import RobotSends
+from tests import feature_kit
+from tests.feature_kit import SANDBOX_APP, retry_at, run_at
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 TOKEN = "tok-sales-5f1c2d9e8a"
 SECRET = "SECc0ffee1234567890abcdef"
 FIRE = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
@@ -45,21 +41,13 @@ ROWS_SQL = (
     "SELECT '区域' || n AS region, n * 100 AS sales FROM r"
 )
 
-CONFIG = """\
-timezone: Asia/Shanghai
-sources:
-  shop: sqlite:///shop.db
-dingtalk:
-  app_key: dingsandboxkey
-  app_secret: sandbox-secret
-  agent_id: 100000001
-  api_base: {base}
-  receipts: "off"
-recipients:
+CONFIG = (
+    SANDBOX_APP
+    + """\
   leads: {{userids: [manager4974]}}
 robots:
   sales-group:
-    webhook: {base}/robot/send?access_token={token}
+    webhook: {api_base}/robot/send?access_token={token}
     secret: {secret}
     keyword: {keyword}
 reports:
@@ -74,6 +62,7 @@ reports:
     retries: 2
     retry_delay: 1s
 """
+)
 
 
 class FakeClock:
@@ -95,7 +84,7 @@ class FakeClock:
 
 
 def write_config(folder: Path, base: str, **changes: str) -> Path:
-    values = {"base": base, "token": TOKEN, "secret": SECRET, "keyword": "日报", "title": "销售日报",
+    values = {"api_base": base, "token": TOKEN, "secret": SECRET, "keyword": "日报", "title": "销售日报",
               "sql": ROWS_SQL} | changes  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "shop.db").touch()
@@ -141,33 +130,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def services(path: Path, box: Sandbox) -> Services:
-    config = load_config(path)
-    state = StateStore(store_url(config.base_dir, config.state))
-    opts = box.options
-    client = make_client(config, Credentials(opts.app_key, opts.app_secret, opts.agent_id), state)
-    robots = RobotSender(robot_client(state), robots_from(config))
-    return Services(config, build_sources(config), client, Ledger(state), Metrics(), "test-owner", robots)
-
-
-def close(svc: Services) -> None:
-    svc.client.close()
-    assert svc.robots is not None
-    svc.robots.close()
-    svc.sources.dispose()
+def services(path: Path, box: Sandbox) -> AbstractContextManager[Services]:
+    """The daemon's services, with the group robots' client pacing on the same state store."""
+    return feature_kit.services(path, box, robots=robot_client)
 
 
 def run_once(svc: Services) -> str:
-    run = svc.ledger.claim("daily", FIRE, svc.owner)
-    assert run is not None
-    return execute(svc, svc.config.reports["daily"], run)
+    return run_at(svc, "daily", FIRE)
 
 
 def retry_due(svc: Services) -> str:
-    [due] = svc.ledger.due_retries(datetime.now(UTC) + timedelta(hours=1))
-    claimed = svc.ledger.claim_retry(due, "another-replica")
-    assert claimed is not None
-    return execute(svc, svc.config.reports["daily"], claimed)
+    return retry_at(svc, "daily")
 
 
 # -- signing ------------------------------------------------------------------------------------
@@ -187,11 +160,8 @@ def test_the_signature_is_dingtalks_hmac_of_timestamp_and_secret_url_encoded() -
 
 
 def test_a_signed_report_reaches_the_group_with_the_whole_body(tmp_path: Path, box: Sandbox) -> None:
-    svc = services(write_config(tmp_path / "p", box.url), box)
-    try:
+    with services(write_config(tmp_path / "p", box.url), box) as svc:
         assert run_once(svc) == "sent"
-    finally:
-        close(svc)
     [call] = box.robots.calls()
     assert call["signed"] and call["errcode"] == 0
     [posted] = box.robot_messages("sales-group")
@@ -319,11 +289,8 @@ def test_a_report_needs_recipients_or_robots_and_known_robot_names(
 def test_mentions_are_listed_in_at_written_in_the_text_and_highlighted_in_the_inbox(
     tmp_path: Path, box: Sandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    svc = services(write_config(tmp_path / "p", box.url), box)
-    try:
+    with services(write_config(tmp_path / "p", box.url), box) as svc:
         assert run_once(svc) == "sent"
-    finally:
-        close(svc)
     [posted] = box.robot_messages()
     assert posted["at"]["atMobiles"] == ["13800000000"] and "@13800000000" in posted["text"]
     page = requests.get(f"{box.url}/", timeout=10).text
@@ -445,17 +412,14 @@ def test_a_resend_with_the_same_msg_uuid_posts_once_and_each_call_is_counted(
 def test_a_report_to_both_channels_with_the_robot_failing_retries_the_robot_alone(
     tmp_path: Path, box: Sandbox
 ) -> None:
-    svc = services(write_config(tmp_path / "p", box.url), box)
-    box.robots.fail_next("sales-group", 400102)  # the robot is disabled, then enabled again
-    try:
+    with services(write_config(tmp_path / "p", box.url), box) as svc:
+        box.robots.fail_next("sales-group", 400102)  # the robot is disabled, then enabled again
         assert run_once(svc) == "partial"
         [run] = svc.ledger.history("daily")
         assert "robot sales-group refused" in (run.error or "") and "400102" in (run.error or "")
         assert [b.get("unit", "") for b in run.batches["refused"]] == ["robot:sales-group"]
         assert len(box.calls("asyncsend_v2")) == 1 and box.robot_messages() == []
         assert retry_due(svc) == "sent"
-    finally:
-        close(svc)
     assert len(box.calls("asyncsend_v2")) == 1  # the work notification was not sent again
     assert len(box.robot_messages()) == 1
     [run] = svc.ledger.history("daily")
@@ -465,17 +429,14 @@ def test_a_report_to_both_channels_with_the_robot_failing_retries_the_robot_alon
 def test_a_report_to_both_channels_with_the_work_notification_failing_retries_it_alone(
     tmp_path: Path, box: Sandbox
 ) -> None:
-    svc = services(write_config(tmp_path / "p", box.url), box)
-    box.set_options(force_errcode={"asyncsend_v2": 60011}, force_errcode_times=1)  # no permission, once
-    try:
+    with services(write_config(tmp_path / "p", box.url), box) as svc:
+        box.set_options(force_errcode={"asyncsend_v2": 60011}, force_errcode_times=1)  # no permission, once
         assert run_once(svc) == "partial"
         [run] = svc.ledger.history("daily")
         assert "60011" in (run.error or "") and run.next_retry_at is not None
         assert [b.get("unit", "") for b in run.batches["accepted"]] == ["robot:sales-group"]
         assert len(box.robot_messages()) == 1, "the group got its message although the app was refused"
         assert retry_due(svc) == "sent"
-    finally:
-        close(svc)
     assert len(box.robot_messages()) == 1  # the robot was not posted again
     assert [c["errcode"] for c in box.calls("asyncsend_v2")] == [88, 0]
     [run] = svc.ledger.history("daily")
@@ -486,14 +447,11 @@ def test_a_retry_that_fails_after_the_robot_got_it_keeps_the_run_partial(
     tmp_path: Path, box: Sandbox
 ) -> None:
     """The group was reached: a later failure (here 90020) must not record the run as failed."""
-    svc = services(write_config(tmp_path / "p", box.url), box)
-    box.set_options(force_errcode={"asyncsend_v2": 60011}, force_errcode_times=1)
-    try:
+    with services(write_config(tmp_path / "p", box.url), box) as svc:
+        box.set_options(force_errcode={"asyncsend_v2": 60011}, force_errcode_times=1)
         assert run_once(svc) == "partial"
         box.set_options(force_errcode={"asyncsend_v2": 90020}, force_errcode_times=1)
         assert retry_due(svc) == "partial"
-    finally:
-        close(svc)
     [run] = svc.ledger.history("daily")
     assert (run.state, run.next_retry_at) == ("partial", None), "no retry into a used-up quota"
     assert [b.get("unit", "") for b in run.batches["accepted"]] == ["robot:sales-group"]
@@ -502,13 +460,10 @@ def test_a_retry_that_fails_after_the_robot_got_it_keeps_the_run_partial(
 def test_a_robot_only_report_that_fails_is_failed_and_retried(tmp_path: Path, box: Sandbox) -> None:
     path = write_config(tmp_path / "p", box.url)
     path.write_text(path.read_text(encoding="utf-8").replace("    to: [leads]\n", ""), encoding="utf-8")
-    svc = services(path, box)
-    box.robots.fail_next("sales-group", 400013)
-    try:
+    with services(path, box) as svc:
+        box.robots.fail_next("sales-group", 400013)
         assert run_once(svc) == "failed"
         assert retry_due(svc) == "sent"
-    finally:
-        close(svc)
     assert box.calls("asyncsend_v2") == [] and len(box.robot_messages()) == 1
 
 
@@ -539,16 +494,13 @@ def test_webhook_tokens_and_secrets_never_reach_errors_logs_history_or_output(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     path = write_config(tmp_path / "p", box.url, secret="SECwrongwrongwrong123")
-    svc = services(path, box)
     closed = Robot("dead", f"http://127.0.0.1:{free_port()}/robot/send?access_token={TOKEN}", SECRET, None)
-    try:
+    with services(path, box) as svc:
         assert run_once(svc) == "partial"
         assert svc.robots is not None
         with pytest.raises(DeliveryError) as caught:
             svc.robots.client.send(closed, message())  # connection refused: the URL is in requests' text
         [run] = svc.ledger.history("daily")
-    finally:
-        close(svc)
     main(["history", "--json", "-c", str(path)])
     seen = [str(caught.value), caplog.text, json.dumps(run.to_dict(), ensure_ascii=False),
             capsys.readouterr().out, repr(load_config(path))]  # fmt: skip

@@ -19,6 +19,7 @@ import pytest
 from dispatcher.errors import ScheduleError
 from dispatcher.schedule import parse_duration, parse_schedule, to_zone
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
 LONDON = ZoneInfo("Europe/London")

@@ -23,6 +23,7 @@ from dispatcher.store.userids import UseridCache
 from tests import test_send as send_tests
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 sandbox, creds = send_tests.sandbox, send_tests.creds  # the fixtures
 AT, send = send_tests.AT, send_tests.send
 

@@ -13,6 +13,8 @@ from dispatcher.errors import StateError
 from dispatcher.store.db import SCHEMA_VERSION, StateStore, resolve_sqlite_url, state_url
 from dispatcher.store.userids import UseridCache
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
+
 
 def test_default_state_url_is_beside_the_config(tmp_path, monkeypatch):
     monkeypatch.delenv("DISPATCHER_STATE_URL", raising=False)

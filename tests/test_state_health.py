@@ -22,6 +22,7 @@ from tests import daemon_harness, services
 from tests.daemon_harness import Daemons, count_state, project, report, wait_until
 from tests.daemon_inprocess import FakeClock, Stepper, even_second_now, inprocess_daemon
 
+pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 sandbox, state_url, daemons = daemon_harness.sandbox, daemon_harness.state_url, daemon_harness.daemons
 postgres_url = services.postgres_url
 

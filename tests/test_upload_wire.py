@@ -5,12 +5,10 @@ the rest."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -20,6 +18,7 @@ from dispatcher.dingtalk.client import Credentials, DingTalkClient, RetryPolicy
 from dispatcher.dingtalk.message import markdown_msg
 from dispatcher.errors import DeliveryError
 from dispatcher.sandbox import Sandbox, SandboxOptions
+from tests.feature_kit import Answer, Scripted, serving
 
 CREDS = Credentials("dingsandboxkey", "sandbox-secret", 100000001)
 FAST = RetryPolicy(
@@ -33,62 +32,9 @@ PAGE_413 = (
 )
 
 
-class Capture(ThreadingHTTPServer):
-    """Answers gettoken, then the queued answers in order, then a successful upload."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.answers: list[tuple[int, str, bytes]] = []
-        self.seen: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Capture
-
-    def do_GET(self) -> None:
-        self._answer(b"")
-
-    def do_POST(self) -> None:
-        self._answer(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-
-    def _answer(self, body: bytes) -> None:
-        with self.server.lock:
-            self.server.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            if self.path.startswith("/gettoken"):
-                answer = (200, "application/json", b'{"errcode":0,"access_token":"tok-1","expires_in":7200}')
-            elif self.server.answers:
-                answer = self.server.answers.pop(0)
-            else:
-                answer = (200, "application/json", b'{"errcode":0,"media_id":"@lAcaptured","type":"file"}')
-        status, content_type, text = answer
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(text)))
-        self.end_headers()
-        self.wfile.write(text)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def capture() -> Iterator[Capture]:
-    server = Capture()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def capture() -> Iterator[Scripted]:
+    yield from serving(Scripted(done=b'{"errcode":0,"media_id":"@lAcaptured","type":"file"}'))
 
 
 @pytest.fixture
@@ -126,7 +72,7 @@ def uploaded_parts(request: dict[str, Any]) -> dict[str, Message]:
     ],
 )
 def test_the_uploaded_file_part_carries_its_content_type(
-    capture: Capture, kind: str, name: str, content_type: str
+    capture: Scripted, kind: str, name: str, content_type: str
 ) -> None:
     with client_for(capture.url) as client:
         assert client.media_id(kind, name, b"PK\3\4 some bytes") == "@lAcaptured"
@@ -143,8 +89,8 @@ def test_the_uploaded_file_part_carries_its_content_type(
 # -- item 4: HTTP 413 with an HTML page -------------------------------------------------------
 
 
-def test_a_413_page_says_the_file_is_too_large_with_its_size_and_the_limit(capture: Capture) -> None:
-    capture.answers.append((413, "text/html", PAGE_413))
+def test_a_413_page_says_the_file_is_too_large_with_its_size_and_the_limit(capture: Scripted) -> None:
+    capture.answers.append(Answer(413, PAGE_413, content_type="text/html"))
     content = b"PK\3\4" + b"\0" * (3 * 1024 * 1024)
     with client_for(capture.url) as client, pytest.raises(DeliveryError) as caught:
         client.media_id("file", "regions.zip", content)
@@ -158,8 +104,8 @@ def test_a_413_page_says_the_file_is_too_large_with_its_size_and_the_limit(captu
     assert len([s for s in capture.seen if s["path"].startswith("/media/upload")]) == 1, "not retried"
 
 
-def test_a_413_on_another_call_says_the_request_was_too_large(capture: Capture) -> None:
-    capture.answers.append((413, "text/html", PAGE_413))
+def test_a_413_on_another_call_says_the_request_was_too_large(capture: Scripted) -> None:
+    capture.answers.append(Answer(413, PAGE_413, content_type="text/html"))
     with client_for(capture.url) as client, pytest.raises(DeliveryError) as caught:
         client.send(markdown_msg("日报", "合计 12"), userids=["user001"])
     assert "too large (HTTP 413)" in caught.value.message
@@ -227,16 +173,16 @@ def test_unwrap_reads_the_camel_case_sub_code(payload: dict[str, Any], code: int
 
 
 def test_a_camel_case_throttle_is_retried_and_a_camel_case_permission_error_names_its_code(
-    capture: Capture,
+    capture: Scripted,
 ) -> None:
     capture.answers += [
-        (200, "application/json", b'{"errcode":88,"subCode":"90018","subMsg":"api frequency limit"}'),
-        (200, "application/json", b'{"errcode":0,"task_id":7}'),
+        Answer(200, b'{"errcode":88,"subCode":"90018","subMsg":"api frequency limit"}'),
+        Answer(200, b'{"errcode":0,"task_id":7}'),
     ]
     with client_for(capture.url) as client:
         assert client.send(markdown_msg("日报", "合计 12"), userids=["user001"]).task_ids == [7]
     capture.answers.append(
-        (200, "application/json", '{"errcode":88,"subCode":"60011","subMsg":"没有调用该接口的权限"}'.encode())
+        Answer(200, '{"errcode":88,"subCode":"60011","subMsg":"没有调用该接口的权限"}'.encode())
     )
     with client_for(capture.url) as client, pytest.raises(DeliveryError) as caught:
         client.send(markdown_msg("日报", "合计 12"), userids=["user001"])

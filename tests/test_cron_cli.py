@@ -138,9 +138,9 @@ def test_list_next_needs_a_report_and_a_known_one(project):
 
 
 def test_the_readme_example_is_what_the_command_prints():
-    from tests.test_docs import README
+    from tests.docs_kit import section as docs_section
 
-    section = README.split("### Schedules", 1)[1].split("\n### ", 1)[0]
+    section = docs_section("writing/schedules.md", "Schedules")
     block = section.split("  $ dispatcher cron", 1)[1].split("  ```", 1)[0]
     command, *expected = [line.removeprefix("  ") for line in block.splitlines()]
     result = run_cli("cron", *shlex.split(command))

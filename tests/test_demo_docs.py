@@ -1,16 +1,16 @@
-"""The README's table of the demo database matches the tables dispatcher really creates."""
+"""The manual's table of the demo database matches the tables dispatcher really creates."""
 
 from __future__ import annotations
 
 import re
 
 from dispatcher.demo.shop import METADATA
-from tests.test_docs import README
+from tests.docs_kit import section
 
 
 def _documented_tables() -> dict[str, list[str]]:
-    section = README.split("### The demo database", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", section, flags=re.MULTILINE)
+    text = section("writing/queries.md", "The demo database")
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", text, flags=re.MULTILINE)
     return {table: re.findall(r"`(\w+)`", columns) for table, columns in rows}
 
 
@@ -20,5 +20,4 @@ def test_readme_lists_every_demo_table_with_its_columns_in_order():
 
 
 def test_readme_tells_authors_to_round_money_in_sql():
-    section = README.split("### The demo database", 1)[1].split("\n## ", 1)[0]
-    assert "ROUND(SUM(amount), 2)" in section
+    assert "ROUND(SUM(amount), 2)" in section("writing/queries.md", "The demo database")

@@ -16,7 +16,7 @@ from tests.conftest import REPO
 
 CITING = [
     REPO / "README.md",
-    *sorted(p for d in ("dispatcher", "tests", "bench") for p in (REPO / d).rglob("*.py")),
+    *sorted(p for d in ("dispatcher", "tests", "bench", "tools") for p in (REPO / d).rglob("*.py")),
 ]
 DOC_PATH = re.compile(r"\bdocs/[\w./-]*\w")
 SECTION = re.compile(r"\b(docs/[\w./-]*\.md) §(\d+)")

@@ -250,10 +250,11 @@ def test_send_test_sends_one_message_to_admins(tmp_path, box, capsys):
 
 
 def test_the_warning_grants_are_the_readmes():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    """The grants doctor prints are the manual's read-only role (docs/security.md)."""
+    role = (REPO / "docs" / "security.md").read_text(encoding="utf-8")
     for grants in GRANTS.values():
         for statement in grants.split("; "):
-            assert statement.rstrip(";") in readme, statement
+            assert statement.rstrip(";") in role, statement
 
 
 # -- PostgreSQL and MariaDB ----------------------------------------------------------------------
@@ -261,7 +262,7 @@ def test_the_warning_grants_are_the_readmes():
 
 @pytest.fixture
 def pg_readonly(postgres_url) -> Iterator[str]:
-    """The README's read-only role on the test's schema."""
+    """The manual's read-only role (docs/security.md) on the test's schema."""
     role = unique_name("ro_")
     base = make_url(postgres_url)
     schema = base.query["options"].split("=", 1)[1]

@@ -240,7 +240,9 @@ def listed() -> set[str]:
 def test_every_variable_the_code_reads_is_in_the_list():
     sandbox = {ENV_PREFIX + f.upper() for f in SandboxOptions.__dataclass_fields__}
     in_code = {n if n not in sandbox else "DISPATCHER_SANDBOX_<OPTION>" for n in names_in_code()}
-    assert in_code - listed() == set(), "add these to dispatcher.config.environment.VARIABLES and the README"
+    assert in_code - listed() == set(), (
+        "add these to dispatcher.config.environment.VARIABLES, then run tools/gen_docs.py"
+    )
 
 
 def test_the_check_sees_a_new_read_and_a_read_of_the_whole_environment(tmp_path):
@@ -255,15 +257,19 @@ def test_the_check_sees_a_new_read_and_a_read_of_the_whole_environment(tmp_path)
         names_in_code(package)
 
 
-def readme_table() -> dict[str, str]:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n### Environment variables\n", 1)[1].split("\n#", 1)[0]
+def readme_table(page: str = "README.md") -> dict[str, str]:
+    """The table of variables in README.md, or in a page of the manual (both generated)."""
+    from tests.docs_kit import section as docs_section
+
+    heading = "Environment variables" if page == "README.md" else "Every variable dispatcher reads"
+    section = docs_section(page, heading)
     rows = re.findall(r"^\| (.+?) \| (yes|no) \| (.+) \|$", section, re.MULTILINE)
     return {name.strip("`") if name.count("`") == 2 else name: file_form for name, file_form, _ in rows}
 
 
-def test_the_readme_table_lists_exactly_the_variables_with_their_file_form():
-    table = readme_table()
+@pytest.mark.parametrize("page", ["README.md", "reference/environment.md"])
+def test_the_readme_table_lists_exactly_the_variables_with_their_file_form(page):
+    table = readme_table(page)
     assert set(table) == listed()
     for v in VARIABLES:
         assert (table[v.name] == "yes") == v.file_form, v.name

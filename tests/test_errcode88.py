@@ -225,12 +225,13 @@ def test_legacy_credential_codes_at_gettoken_raise_the_same_error(sandbox: Sandb
     assert wire_codes(sandbox, "gettoken") == [code]
 
 
-# -- the README's table is the code's table ---------------------------------------------------------
+# -- the manual's table is the code's table ---------------------------------------------------------
 
 
 def test_the_readme_error_table_matches_the_code() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### How the client talks to DingTalk", 1)[1].split("\n### ", 1)[0]
+    from tests.docs_kit import section as docs_section
+
+    section = docs_section("reference/error-codes.md", "Work notifications")
     rows = [line.strip() for line in section.splitlines() if re.match(r"\s*\| (-?\d+|any other) \|", line)]
     assert rows == errors.table_rows()
 
@@ -239,7 +240,7 @@ def test_every_code_the_sandbox_wraps_has_a_row() -> None:
     from dispatcher.sandbox.rules import WRAPPED
 
     assert WRAPPED <= set(errors.ERRCODES)
-    assert Path(REPO / "README.md").exists()
+    assert Path(REPO / "docs" / "reference" / "error-codes.md").exists()
 
 
 # -- in-process sandboxes read the same DISPATCHER_SANDBOX_* faults as `dispatcher sandbox` -------

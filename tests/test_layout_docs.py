@@ -1,31 +1,36 @@
-"""The README's layout names every package and top-level module under dispatcher/, and nothing
-that is gone; each package's own `__init__.py` lists its modules (tests/test_import_layers.py)."""
+"""The design page's layout names every package and top-level module of dispatcher/, and nothing gone."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from tests.test_docs import README
+from tests.docs_kit import section
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dispatcher"
 
 
-def _layout() -> str:
-    return README.split("### Layout", 1)[1].split("```", 2)[1]
+def _layout() -> dict[str, int]:
+    """Each name in the layout (`cli/`, `app.py`) -> its layer rank."""
+    block = section("design.md", "Layout").split("```", 2)[1]
+    found = re.findall(r"^  (\w+/|\w+\.py) +(\d) ", block, re.MULTILINE)
+    return {name: int(rank) for name, rank in found}
 
 
-def _named() -> set[str]:
-    """`cli/`, `app.py` and the top-level modules listed together on one line."""
-    return set(re.findall(r"(?<![\w/])(\w+/|\w+\.py)(?=\s)", _layout()))
+def _actual() -> set[str]:
+    packages = {f"{p.parent.name}/" for p in PACKAGE.glob("*/__init__.py")}
+    modules = {p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    return packages | modules
 
 
 def test_the_layout_names_every_package_and_top_level_module():
-    present = {f"{p.parent.name}/" for p in PACKAGE.glob("*/__init__.py")}
-    present |= {p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
-    assert sorted(present - _named()) == []
+    assert sorted(_actual() - set(_layout())) == []
 
 
 def test_the_layout_names_nothing_that_is_gone():
-    gone = [n for n in _named() if n != "dispatcher/" and not (PACKAGE / n.rstrip("/")).exists()]
-    assert _named() and gone == []
+    assert _layout() and sorted(set(_layout()) - _actual()) == []
+
+
+def test_the_layout_lists_packages_in_layer_order():
+    ranks = list(_layout().values())
+    assert ranks == sorted(ranks) and ranks[0] == 0

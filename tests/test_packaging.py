@@ -48,7 +48,8 @@ def test_dash_v_prints_the_version_of_the_installed_package_metadata(capsys):
 
 
 def test_no_hint_or_readme_line_names_the_taken_distribution():
-    files = [ROOT / "README.md", *sorted((ROOT / "dispatcher").rglob("*.py"))]
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    files += sorted((ROOT / "dispatcher").rglob("*.py"))
     found = [
         f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
         for path in files

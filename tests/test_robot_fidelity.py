@@ -94,8 +94,9 @@ def test_300001_means_the_webhooks_token_does_not_exist(box: Sandbox, store: Sta
 
 
 def test_the_readme_robot_error_table_matches_the_code() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Group robots", 1)[1].split("\n## ", 1)[0]
+    from tests.docs_kit import section as docs_section
+
+    section = docs_section("reference/error-codes.md", "Group robots")
     rows = [
         line.strip() for line in section.splitlines() if re.match(r"\s*\| (-?\d+|4301xx|any other) \|", line)
     ]

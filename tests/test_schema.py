@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 import jsonschema
 import pytest
@@ -14,8 +13,6 @@ from dispatcher.config import schema as config_schema
 from dispatcher.config.check import check_config
 from dispatcher.config.docs import DESCRIPTIONS
 from tests.conftest import BASE_CONFIG, REPO
-
-README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +66,10 @@ def test_the_shipped_reports_yaml_validates(validator):
 
 
 def readme_yaml_blocks() -> list[str]:
-    return re.findall(r"```yaml\n(.*?)```", README, re.DOTALL)
+    """Every ```yaml block of README.md and docs/ (tests/test_manual.py also runs validate on them)."""
+    from tests.docs_kit import fenced_blocks
+
+    return [text for _page, _line, text, _mark in fenced_blocks("yaml")]
 
 
 def test_the_readme_has_yaml_examples():

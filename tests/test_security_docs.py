@@ -1,4 +1,4 @@
-"""The README's Security section names real tests: every `test_file.py::test_name` it cites exists."""
+"""The manual's Security page names real tests: every `test_file.py::test_name` it cites exists."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import ast
 import re
 from pathlib import Path
 
-from tests.test_docs import README
+from tests.docs_kit import page
 
 TESTS = Path(__file__).resolve().parent
 
 
 def _section() -> str:
-    return README.split("\n## Security", 1)[1].split("\n## ", 1)[0]
+    return page("security.md")
 
 
 def _cited() -> list[tuple[str, str | None]]:

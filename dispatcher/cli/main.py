@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 Handler = Callable[[argparse.Namespace], int]
+# The CLI reference, relative to a checkout until the manual is published.
+MANUAL = "docs/reference/cli.md"
 
 
 def _iso_instant(value: str) -> datetime:
@@ -90,7 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_init(sub)
     _add_schema(sub)
     _add_doctor(sub, common)
+    _point_at_the_manual(parser, "")
     return parser
+
+
+def _point_at_the_manual(parser: argparse.ArgumentParser, command: str) -> None:
+    """End every --help with its page in the manual: `docs/reference/cli.md#demo-load` for `demo load`."""
+    parser.epilog = f"manual: {MANUAL}" + (f"#{command.replace(' ', '-')}" if command else "")
+    for sub in (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)):
+        for name, child in sub.choices.items():
+            _point_at_the_manual(child, f"{command} {name}".strip())
 
 
 def _add_config_option(parser: argparse.ArgumentParser, default: Any) -> None:

@@ -232,7 +232,8 @@ def _record_and_judge(
         raise DeliveryError(outcome.reason or outcome.state, hint=_HINTS[outcome.state])
     nobody = [n for n in outcome.notes if n.startswith("nobody received")]
     if nobody:
-        raise DeliveryError(nobody[0], hint="check the recipients' userids and mobiles (see README, 'send')")
+        hint = "check the recipients' userids and mobiles (see docs/delivering/send.md)"
+        raise DeliveryError(nobody[0], hint=hint)
 
 
 _HINTS = {

@@ -1,7 +1,7 @@
 """One line per reports.yaml key, for the JSON Schema (`dispatcher schema`) and editors' hover text.
 
 Kept apart from config.py so that adding a key there stays a one-line change; a test fails when a
-model field has no line here. The README's "reports.yaml reference" is the long form.
+model field has no line here. docs/writing/reports-yaml.md is the long form.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ DESCRIPTIONS: dict[str, str] = {
     "Report.on_empty": "When the query returns no rows: skip, send (暂无数据) or error.",
     "Report.template": "Jinja2 markdown template; without it the default rendering is used.",
     "Report.period": "The data's period shown under the heading, e.g. '{{ yesterday }}'.",
-    "Report.msgtype": "markdown, text (plain text) or action_card (markdown plus one button).",
+    "Report.msgtype": "markdown, text (plain text), action_card (markdown and a button) or oa (a KPI card).",
     "Report.action_url": "The action card's button link: http(s) or dingtalk://dingtalkclient/...",
     "Report.action_title": "The action card's button text (1 to 20 characters).",
     "Report.formats": "Column -> number, integer, percent, currency, text or date.",

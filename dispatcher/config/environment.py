@@ -1,7 +1,8 @@
 """Every environment variable dispatcher reads, the `.env` file beside reports.yaml, `NAME_FILE` secrets.
 
-`VARIABLES` is the one list: the README's table of environment variables is checked against it,
-and tests/test_environment.py fails when the code reads a variable the list does not name.
+`VARIABLES` is the one list: the manual's and the README's tables of environment variables are
+generated from it (tools/gen_docs.py), and tests/test_environment.py fails when the code reads a
+variable the list does not name.
 
 - `.env` beside reports.yaml is read at start into the process environment; a variable that is
   already set wins, as with `docker run --env-file` and systemd's `Environment=`.
@@ -31,7 +32,7 @@ class Variable:
     file_form: bool = False  # NAME_FILE works too
 
 
-# The order is the README table's.
+# The order is the tables'.
 VARIABLES: tuple[Variable, ...] = (
     Variable("DINGTALK_APP_KEY", "The internal app's AppKey, as `reports.yaml` names it "
              "(`app_key: ${DINGTALK_APP_KEY}` in the shipped file and in `init`'s project).", True),

@@ -19,7 +19,7 @@ from dispatcher.errors import CredentialsError, DeliveryError, QuotaExhaustedErr
 @dataclass(frozen=True)
 class ErrcodeInfo:
     meaning: str
-    action: str  # what the dispatcher does: the README's error table prints it
+    action: str  # what the dispatcher does: the manual's error-code table prints it
     hint: str | None = None
     retryable: bool = False
 
@@ -179,7 +179,7 @@ def api_error(
 
 
 def table_rows() -> list[str]:
-    """The README's error table, one markdown row per code: tests/test_errcode88.py keeps them equal."""
+    """docs/reference/error-codes.md's table, one markdown row per code (tools/gen_docs.py)."""
     rows = [_row(str(code), info) for code, info in ERRCODES.items()]
     return [*rows, _row("any other", UNKNOWN)]
 

@@ -186,7 +186,7 @@ def _credentials_check(config: Config) -> Check:
             "FAIL",
             exc.message,
             "set them in the service's environment, in .env beside reports.yaml (see .env.example), or "
-            "as NAME_FILE naming a file that holds the value; see README 'Environment variables'",
+            "as NAME_FILE naming a file that holds the value; see docs/reference/environment.md",
         )
     return Check(
         "credentials", "OK", f"app key {creds.app_key}, agent id {creds.agent_id}; the secret is set"

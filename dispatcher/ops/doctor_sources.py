@@ -23,7 +23,7 @@ from dispatcher.errors import DispatcherError
 from dispatcher.sources.query import Sources
 
 DEFAULT_TIMEOUT = 60.0
-# The README's "A read-only role for the sources", in short.
+# The manual's "A read-only role for the sources" (docs/security.md), in short.
 GRANTS = {
     "postgresql": (
         "CREATE ROLE dispatcher_ro LOGIN PASSWORD '…' NOSUPERUSER NOCREATEDB NOCREATEROLE; "
@@ -104,7 +104,7 @@ def _probe(sources: Sources, name: str, timeout: float) -> SourceFinding:
         grants = GRANTS["postgresql" if dialect == "postgresql" else "mysql"]
         return SourceFinding(
             "WARN", f"{detail}; but the role itself could write ({', '.join(writes)})",
-            f"give dispatcher a read-only role (README 'A read-only role for the sources'): {grants}",
+            f"give dispatcher a read-only role (docs/security.md#a-read-only-role-for-the-sources): {grants}",
         )  # fmt: skip
     if dialect == "sqlite":
         return SourceFinding("OK", detail + "; SQLite file opened read-only (no roles)")

@@ -73,7 +73,7 @@ def credentials_from(config: Config) -> Credentials:
     if missing:
         raise CredentialsError(
             f"DingTalk credentials are missing: {', '.join(missing)} not set",
-            hint="set them (see README, 'DingTalk set-up'), or add --sandbox to deliver to a local sandbox",
+            hint="set them (see docs/delivering/dingtalk.md), or add --sandbox to deliver to a local sandbox",
         )
     assert dt.app_key is not None and dt.app_secret is not None and dt.agent_id is not None
     return Credentials(app_key=dt.app_key, app_secret=dt.app_secret, agent_id=dt.agent_id)

@@ -81,7 +81,7 @@ def superuser_warning(url: str) -> str | None:
         return None
     return (
         f"logs in as the superuser {user!r} (judged from the URL, without connecting); "
-        "give dispatcher a read-only role, see README 'Security'"
+        "give dispatcher a read-only role, see docs/security.md"
     )
 
 

@@ -9,11 +9,12 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 # The commands' handlers; each imports what it needs when it runs, so `validate` stays quick.
+from dispatcher.cli.arguments import backfill_day, iso_instant
 from dispatcher.cli.backfill import cmd_backfill, cmd_resend
 from dispatcher.cli.ops import (
     cmd_demo_load,
@@ -42,27 +43,6 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 # The CLI reference, relative to a checkout until the manual is published.
 MANUAL = "docs/reference/cli.md"
-
-
-def _iso_instant(value: str) -> datetime:
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not an ISO-8601 time, e.g. 2026-11-28T09:00 or 2026-11-28T09:00:00+08:00"
-        ) from None
-
-
-def _backfill_day(value: str) -> date:
-    from dispatcher.run.backfill import FIRST_DAY, LAST_DAY, day_range
-
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a day, e.g. 2026-11-01") from None
-    if not FIRST_DAY <= day <= LAST_DAY:
-        raise argparse.ArgumentTypeError(f"{value} is out of range: {day_range()}")
-    return day
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +106,7 @@ def _add_list(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument("report_id", nargs="?", metavar="REPORT_ID", help="only this report")
     p.add_argument(
         "--at",
-        type=_iso_instant,
+        type=iso_instant,
         metavar="ISO-8601",
         help="show fire times after this instant (default: now; no offset = the config's timezone)",
     )
@@ -148,7 +128,7 @@ def _add_cron(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--next", type=next_count, default=5, metavar="N",
                    help=f"how many fire times to print (default: 5, at most {NEXT_MAX})")  # fmt: skip
-    p.add_argument("--at", type=_iso_instant, metavar="ISO-8601",
+    p.add_argument("--at", type=iso_instant, metavar="ISO-8601",
                    help="fire times after this instant (default: now; no offset = --tz)")  # fmt: skip
     p.set_defaults(handler=cmd_cron)
 
@@ -162,7 +142,7 @@ def _add_preview(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument("report_id", metavar="REPORT_ID")
     p.add_argument(
         "--at",
-        type=_iso_instant,
+        type=iso_instant,
         metavar="ISO-8601",
         help="preview the run due at the last fire time at or before this instant (default: now)",
     )
@@ -187,7 +167,7 @@ def _add_send(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument("report_id", metavar="REPORT_ID")
     p.add_argument(
         "--at",
-        type=_iso_instant,
+        type=iso_instant,
         metavar="ISO-8601",
         help="send the run due at the last fire time at or before this instant (default: now)",
     )
@@ -288,9 +268,9 @@ def _add_backfill(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         "backfill", parents=[common], help="run every fire time of a report in a date range, in order"
     )
     p.add_argument("report_id", metavar="REPORT_ID")
-    p.add_argument("--from", dest="start", type=_backfill_day, required=True, metavar="YYYY-MM-DD",
+    p.add_argument("--from", dest="start", type=backfill_day, required=True, metavar="YYYY-MM-DD",
                    help="the first day (in the report's time zone)")  # fmt: skip
-    p.add_argument("--to", dest="end", type=_backfill_day, required=True, metavar="YYYY-MM-DD",
+    p.add_argument("--to", dest="end", type=backfill_day, required=True, metavar="YYYY-MM-DD",
                    help="the last day, included")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print what each fire time would do; send nothing")
     p.add_argument("--force", action="store_true", help="send fire times already sent again")
@@ -303,7 +283,7 @@ def _add_resend(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         "resend", parents=[common], help="send a run's recorded message again to whoever missed it"
     )
     p.add_argument("report_id", metavar="REPORT_ID")
-    p.add_argument("--fire-time", type=_iso_instant, required=True, metavar="ISO-8601",
+    p.add_argument("--fire-time", type=iso_instant, required=True, metavar="ISO-8601",
                    help="the run's fire time (no offset = the report's time zone)")  # fmt: skip
     p.add_argument("--only", choices=["failed", "unread"], default="failed",
                    help="whose receipts said failed (default) or unread")  # fmt: skip

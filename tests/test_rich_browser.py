@@ -6,9 +6,7 @@ DISPATCHER_REQUIRE_SERVICES=1."""
 from __future__ import annotations
 
 import io
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from PIL import Image
 
 from dispatcher.cli.main import main
 from dispatcher.sandbox import Sandbox, SandboxOptions
+from tests.browser_kit import chromium
 from tests.conftest import make_shop_db
 
 CONFIG = """\
@@ -55,13 +54,7 @@ reports:
 
 @pytest.fixture
 def browser() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        reason = "Chromium is not installed (apt-get install chromium fonts-noto-cjk; .ci/run does it)"
-        if os.environ.get("DISPATCHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason} (DISPATCHER_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
-    return found
+    return chromium()
 
 
 def headless(browser: str, *args: str) -> subprocess.CompletedProcess[str]:

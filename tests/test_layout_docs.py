@@ -34,3 +34,10 @@ def test_the_layout_names_nothing_that_is_gone():
 def test_the_layout_lists_packages_in_layer_order():
     ranks = list(_layout().values())
     assert ranks == sorted(ranks) and ranks[0] == 0
+
+
+def test_the_layout_gives_each_package_the_rank_the_import_check_enforces():
+    from tests.test_import_layers import RANK
+
+    stated = {name.removesuffix("/").removesuffix(".py"): rank for name, rank in _layout().items()}
+    assert {name: RANK[name] for name in stated} == stated

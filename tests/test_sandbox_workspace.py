@@ -15,11 +15,9 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from dispatcher.cli.main import main
 from dispatcher.sandbox.options import SandboxOptions
 from tests.conftest import REPO, quick_receipts, run_cli
 from tests.daemon_harness import DEADLINE, Daemons, project, report, wait_until
+from tests.feature_kit import Scripted, serving
 
 AT = "2026-11-28T10:00+08:00"
 REAL_KEY, REAL_SECRET = "dingREALKEY000", "REAL-secret-never-sent-0123456789"  # stand for real ones
@@ -127,29 +126,12 @@ def test_without_a_running_sandbox_send_starts_one_and_says_its_inbox_closes(pro
     assert "(in this process; it stops when the command exits)" in result.stdout
 
 
-class _NotASandbox(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b'{"ok": true}'  # JSON, even: but not a dispatcher sandbox's answer
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def other_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _NotASandbox)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    monkeypatch.setenv("DISPATCHER_SANDBOX_PORT", str(server.server_address[1]))
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """JSON on every path, even: but not a dispatcher sandbox's answer."""
+    for server in serving(Scripted(done=b'{"ok": true}')):
+        monkeypatch.setenv("DISPATCHER_SANDBOX_PORT", str(server.server_address[1]))
+        yield server.url
 
 
 def test_another_server_on_the_port_is_not_taken_for_a_sandbox(project, other_server, capsys):

@@ -150,7 +150,7 @@ def find_or_start(url: str | None, start: Any) -> Found:
     if isinstance(found, str) and explicit:
         raise DispatcherError(found, hint="start one with `dispatcher sandbox`, or leave out --sandbox-url")
     box = start()
-    why = f"{found}" if isinstance(found, str) else f"no sandbox running at {where}"
+    why = found if isinstance(found, str) else f"no sandbox running at {where}"
     started = f"started one for this command at {box.url}/, its inbox closes when the command ends"
     return Found(box, f"{why}; {started}")
 

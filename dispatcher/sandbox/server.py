@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from dispatcher.errors import DispatcherError
-from dispatcher.sandbox.attach import about, banner
+from dispatcher.sandbox.attach import DEFAULT_PORT, about, banner
 from dispatcher.sandbox.engine import Engine
 from dispatcher.sandbox.inbox import render_page
 from dispatcher.sandbox.inbox_groups import with_groups
@@ -379,7 +379,7 @@ class Sandbox:
         return self.robots.messages(robot)
 
 
-def serve_forever(options: SandboxOptions, port: int = 8765) -> None:
+def serve_forever(options: SandboxOptions, port: int = DEFAULT_PORT) -> None:
     """For `dispatcher sandbox`: serve until SIGINT or SIGTERM, printing where to look."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}

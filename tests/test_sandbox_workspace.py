@@ -10,6 +10,7 @@ SQLite files, and the CLI in-process or as a subprocess.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -341,3 +342,15 @@ def test_a_sandbox_secret_equal_to_the_real_one_is_never_printed(tmp_path):
     with sandbox_process(tmp_path / "sb", "--port", "0", env=env) as box:
         assert secret not in box.banner()
         assert "AppSecret:  (hidden" in box.banner()
+
+
+def test_the_probe_reads_at_most_64_kib_of_what_answers_on_the_port() -> None:
+    from dispatcher.sandbox.attach import ABOUT_LIMIT, about, probe
+    from dispatcher.sandbox.options import SandboxOptions
+
+    body = about(SandboxOptions(), "http://127.0.0.1:1")
+    for server in serving(Scripted(done=json.dumps(body).encode())):
+        assert not isinstance(probe(server.url), str), "a real /about body is a sandbox"
+    padded = json.dumps({**body, "padding": "x" * ABOUT_LIMIT}).encode()
+    for server in serving(Scripted(done=padded)):
+        assert probe(server.url) == f"something answers at {server.url}, but it is not a dispatcher sandbox"

@@ -22,6 +22,7 @@ DEFAULT_PORT = 8765
 PORT_VARIABLE = "DISPATCHER_SANDBOX_PORT"  # tests (and a second project) move the default port
 SERVICE = "dispatcher-sandbox"  # what /_sandbox/about answers, so another server is not mistaken
 PROBE_SECONDS = 3.0
+ABOUT_LIMIT = 64 * 1024  # a real /about body is ~300 bytes; whatever else holds the port is not read whole
 
 
 def default_port() -> int:
@@ -104,14 +105,15 @@ def probe(url: str) -> RunningSandbox | str | None:
     import requests
 
     try:
-        with _local() as session:
-            answer = session.get(f"{url}/_sandbox/about", timeout=PROBE_SECONDS, allow_redirects=False)
+        with (
+            _local() as session,
+            session.get(
+                f"{url}/_sandbox/about", timeout=PROBE_SECONDS, allow_redirects=False, stream=True
+            ) as answer,
+        ):
+            body = _bounded_json(answer)
     except requests.RequestException:
         return None
-    try:
-        body = answer.json()
-    except ValueError:
-        body = None
     if not _is_about(body):
         return f"something answers at {url}, but it is not a dispatcher sandbox"
     fake = SandboxOptions(app_key=body["app_key"], app_secret=body["app_secret"], agent_id=body["agent_id"])
@@ -125,6 +127,19 @@ def _local() -> Any:
     session = requests.Session()
     session.trust_env = False
     return session
+
+
+def _bounded_json(answer: Any) -> Any:
+    """The JSON body if it is at most ABOUT_LIMIT bytes and arrives whole; otherwise None."""
+    import json
+
+    from urllib3.exceptions import HTTPError
+
+    try:
+        raw = answer.raw.read(ABOUT_LIMIT + 1, decode_content=True)
+        return json.loads(raw) if len(raw) <= ABOUT_LIMIT else None
+    except (HTTPError, OSError, ValueError):
+        return None
 
 
 def _is_about(body: Any) -> bool:

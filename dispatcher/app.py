@@ -14,7 +14,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dispatcher import redact
 from dispatcher.config.model import Config
@@ -130,9 +130,21 @@ def _sandbox(stack: ExitStack, port: int, find: bool, url: str | None) -> tuple[
         found = attach.find_or_start(url, lambda: _in_process(0))
         box, note = found.box, found.note
     else:
-        box, note = _in_process(port), ""
+        box, note = _on_port(port)
     stack.callback(box.stop)  # a running sandbox's stop() leaves it running: it is the user's
     return box, note
+
+
+def _on_port(port: int) -> tuple[Sandbox, str]:
+    """`run --sandbox`: a sandbox of its own on `port`, or the `dispatcher sandbox` already there, so
+    the inbox the user has open is the one the daemon delivers to."""
+    from dispatcher.sandbox import attach
+
+    running = attach.probe(f"http://127.0.0.1:{port}") if port else None
+    if isinstance(running, attach.RunningSandbox):
+        box: Any = running  # the parts of a Sandbox that an app uses, over HTTP
+        return box, f"using the sandbox already running at {running.url}/"
+    return _in_process(port), ""
 
 
 def _in_process(port: int) -> Sandbox:

@@ -244,6 +244,17 @@ def test_run_sandbox_ledger_is_seen_by_history_and_list_and_shared_with_send(dae
     assert "Traceback" not in daemon.stderr() and "database is locked" not in daemon.stderr()
 
 
+def test_run_sandbox_delivers_to_the_dispatcher_sandbox_already_on_its_port(daemons, running, tmp_path):
+    config = project(tmp_path / "p", {"tick": report("心跳")})
+    env = _sandbox_env(daemons) | {"DISPATCHER_SANDBOX_PORT": os.environ["DISPATCHER_SANDBOX_PORT"]}
+    daemon = daemons.start(config, "--sandbox", env=env)  # no --sandbox-port: the default, where it runs
+    assert _inbox(daemon) == running.url
+    assert f"using the sandbox already running at {running.url}/" in daemon.stdout()
+    wait_until(lambda: running.get("messages"), "the daemon's report in the running sandbox's inbox")
+    assert {c["query"]["appkey"] for c in running.get("calls", endpoint="gettoken")} == {FAKE.app_key}
+    assert "cannot listen" not in daemon.stderr() and "Traceback" not in daemon.stderr()
+
+
 def _firing(out: str) -> str | None:
     return out if re.search(r"guard .*firing since", out) else None
 

@@ -218,7 +218,8 @@ def _add_run(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sandbox",
         action="store_true",
-        help="deliver to a built-in DingTalk sandbox and print its inbox address",
+        help="deliver to the DingTalk sandbox already on its port (dispatcher sandbox), else to a built-in"
+        " one, and print its inbox address",
     )
     p.add_argument(
         "--sandbox-port",

@@ -164,6 +164,8 @@ def serve(options: DaemonOptions) -> int:
             logs.use_zone(lambda report_id: _report_zone(app.config, report_id))
         if app.sandbox is not None:
             print(f"sandbox inbox: {app.sandbox.url}/", flush=True)
+            if app.sandbox_note:
+                print(app.sandbox_note, flush=True)
             logs.event("sandbox.listening", url=f"{app.sandbox.url}/")
         daemon = Daemon(app, options.config_path, health)
         stack.callback(daemon.shutdown)

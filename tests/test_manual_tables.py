@@ -79,4 +79,3 @@ def test_every_default_the_page_states_is_the_models_default(heading: str) -> No
         if getattr(documented, key) != getattr(default, key):
             wrong[key] = (text, getattr(default, key))
     assert wrong == {}, "documented default -> the model's"
-

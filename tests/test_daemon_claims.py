@@ -33,19 +33,19 @@ RUN_TIMEOUT = 20.0
 
 
 def _reports(count: int) -> dict[str, dict[str, Any]]:
-    """Hourly reports owing their last fire time at start: all due at the daemon's first pass."""
-    return {f"r{i:03d}": report(_title(i), every="1h", run_on_start=True, receipts="off",
-                                run_timeout=f"{RUN_TIMEOUT:g}s") for i in range(count)}  # fmt: skip
+    """Yearly reports owing their last fire time at start: all due at the daemon's first pass, and
+    none due again while a test runs (an hourly one fired again when a test started at :59)."""
+    yearly = {
+        "schedule": "0 0 1 1 *",
+        "run_on_start": True,
+        "receipts": "off",
+        "run_timeout": f"{RUN_TIMEOUT:g}s",
+    }
+    return {f"r{i:03d}": report(_title(i), **yearly) for i in range(count)}
 
 
 def _title(i: int) -> str:
     return f"报表{i:03d}"
-
-
-def _mid_hour() -> datetime:
-    """The fake clock's start: this hour at :05, so the test's minutes of fake time never reach the
-    next hour, where the hourly reports would fire again (and a test started at :59 would fail)."""
-    return datetime.now(UTC).replace(minute=5, second=0, microsecond=0)
 
 
 def _sent_once(box: Sandbox, count: int) -> None:
@@ -151,7 +151,7 @@ def test_a_live_replica_keeps_its_queued_claims_from_another_replicas_reaper_unt
 ) -> None:
     count, url = 5, f"sqlite:///{tmp_path / 'state.db'}"
     config = project(tmp_path / "p", _reports(count), daemon={"workers": 1})
-    fake = FakeClock(_mid_hour())
+    fake = FakeClock(datetime.now(UTC).replace(microsecond=0))
     monkeypatch.setattr(clock, "now", fake.now)
     with Sandbox(SandboxOptions(), port=0) as box, daemon_in(config, box, url, monkeypatch, "a") as a:
         with _blocked(a) as gate:
@@ -178,7 +178,7 @@ def test_a_warm_shutdown_hands_back_queued_claims_and_another_daemon_runs_them_a
 ) -> None:
     count, url = 5, f"sqlite:///{tmp_path / 'state.db'}"
     config = project(tmp_path / "p", _reports(count), daemon={"workers": 1})
-    fake = FakeClock(_mid_hour())
+    fake = FakeClock(datetime.now(UTC).replace(microsecond=0))
     monkeypatch.setattr(clock, "now", fake.now)
     with Sandbox(SandboxOptions(), port=0) as box:
         with daemon_in(config, box, url, monkeypatch, "a") as a, _blocked(a):

@@ -25,6 +25,8 @@ from tests.daemon_harness import (
 )
 from tests.daemon_inprocess import FakeClock, even_second_now, inprocess_daemon, text
 
+pytestmark = pytest.mark.calendar  # a yearly report: .ci/calendar runs it again in other years
+
 sandbox, state_url = daemon_harness.sandbox, daemon_harness.state_url
 
 
@@ -102,10 +104,10 @@ def test_a_run_left_running_by_a_dead_process_is_reaped_and_retried_once(
     from dispatcher import clock
     from tests.daemon_harness import ZONE, open_ledger, task_fire_times
 
-    fire = datetime(2026, 1, 1, 0, 0, tzinfo=ZONE)  # the yearly report's fire time this year
     yearly = report("年报", schedule="0 0 1 1 *", run_timeout="5s", retries=1, retry_delay="1s")
     config = project(tmp_path / "p", {"yearly": yearly})
     fake = FakeClock(even_second_now())
+    fire = datetime(fake.now().astimezone(ZONE).year, 1, 1, tzinfo=ZONE)  # this year's fire time
     # A process claimed the run an hour ago and died: its row still says `running`.
     monkeypatch.setattr(clock, "now", lambda: fake.now() - timedelta(hours=1))
     with open_ledger(state_url) as ledger:

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Shared fixtures, available to every test file without importing them: `postgres_url`, `mysql_url`
 # (real servers, a private schema or database each) and `sandbox`, `state_url`, `daemons` (real
 # daemon processes). A test file that defines a fixture of the same name overrides it for itself.
-pytest_plugins = ["tests.services", "tests.daemon_harness"]
+pytest_plugins = ["tests.services", "tests.daemon_harness", "tests.clock_edge"]
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

@@ -16,26 +16,19 @@ import base64
 import fcntl
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.services import installed
 
 PHONE_WIDTH, PHONE_HEIGHT, PHONE_SCALE = 375, 812, 2  # an iPhone-sized viewport in CSS px
 DEADLINE = 120.0
 
 
 def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        reason = "Chromium is not installed (apt-get install chromium fonts-noto-cjk fonts-noto-color-emoji)"
-        if os.environ.get("DISPATCHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason} (DISPATCHER_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
-    return found
+    return installed("chromium", "chromium-browser", package="chromium fonts-noto-cjk fonts-noto-color-emoji")
 
 
 class Phone:

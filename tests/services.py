@@ -2,7 +2,8 @@
 
 `DISPATCHER_TEST_POSTGRES_URL` and `DISPATCHER_TEST_MYSQL_URL` default to the local services.
 An unreachable server skips its tests with the reason, unless `DISPATCHER_REQUIRE_SERVICES=1`
-(set by .ci/run), which turns the skip into a failure.
+(set by .ci/run), which turns the skip into a failure. `missing` and `installed` apply the same
+rule to everything else a test needs from the machine (Chromium, podman, kubectl, promtool).
 
 Every schema, database and role the suite creates is named `unique_name()`: it starts with
 `DISPATCHER_TEST_DB_PREFIX` (default `dt_`) and then this session's run id, so that at the end of
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import pytest
 import sqlalchemy as sa
@@ -60,11 +63,26 @@ def mysql_base() -> str:
     return os.environ.get("DISPATCHER_TEST_MYSQL_URL") or MYSQL_DEFAULT
 
 
+def missing(reason: str, remedy: str = ".ci/run installs it") -> NoReturn:
+    """Skip the test for want of something on this machine; under DISPATCHER_REQUIRE_SERVICES=1
+    (CI, where everything is installed and started) fail it instead, saying what would mend it."""
+    if os.environ.get("DISPATCHER_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (DISPATCHER_REQUIRE_SERVICES=1; {remedy})")
+    pytest.skip(reason)
+
+
+def installed(*names: str, package: str) -> str:
+    """The path of the first of `names` on PATH, else `missing`, naming the Debian package to install."""
+    for name in names:
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    missing(f"{names[0]} is not installed (Debian: apt-get install {package})")
+
+
 def _unavailable(name: str, url: str, exc: Exception) -> None:
     reason = f"{name} is not reachable at {make_url(url).render_as_string(hide_password=True)}: {exc}"
-    if os.environ.get("DISPATCHER_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (DISPATCHER_REQUIRE_SERVICES=1; start it with .ci/services)")
-    pytest.skip(reason)
+    missing(reason, "start it with .ci/services")
 
 
 def _admin(url: str, name: str) -> sa.Engine:

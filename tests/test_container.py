@@ -31,7 +31,7 @@ import requests
 import sqlalchemy as sa
 
 from tests.daemon_harness import project, report, wait_until
-from tests.services import private_postgres
+from tests.services import missing, private_postgres
 
 REPO = Path(__file__).resolve().parent.parent
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
@@ -65,9 +65,7 @@ def require_podman() -> None:
             problem = f"podman cannot run here: {info.stderr.strip()[-500:]}"
     if problem is None:
         return
-    if os.environ.get("DISPATCHER_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{problem} (DISPATCHER_REQUIRE_SERVICES=1; .ci/run installs them)")
-    pytest.skip(problem)
+    missing(problem, ".ci/run installs them")
 
 
 def wheels() -> Path:

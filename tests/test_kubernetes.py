@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from dispatcher.cli.main import build_parser
+from tests.services import installed
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = REPO / "deploy" / "kubernetes"
@@ -25,12 +25,7 @@ DEFAULT_SHUTDOWN_TIMEOUT = 30  # daemon.shutdown_timeout's default (README, "Run
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        reason = "kubectl is not installed (Debian package kubernetes-client)"
-        if os.environ.get("DISPATCHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason}; DISPATCHER_REQUIRE_SERVICES=1 (.ci/run installs it)")
-        pytest.skip(reason)
+    kubectl = installed("kubectl", package="kubernetes-client")
     done = subprocess.run([kubectl, "kustomize", str(BASE)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return {doc["kind"]: doc for doc in yaml.safe_load_all(done.stdout)}

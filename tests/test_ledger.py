@@ -23,7 +23,7 @@ from dispatcher import clock
 from dispatcher.errors import StateError
 from dispatcher.store.db import SCHEMA_VERSION, StateStore
 from dispatcher.store.ledger import Ledger
-from tests.services import unique_name
+from tests.services import missing, unique_name
 
 pytestmark = pytest.mark.calendar  # .ci/calendar runs it again at a month's end, a leap day and a year's end
 REPO = Path(__file__).resolve().parent.parent
@@ -51,9 +51,7 @@ def pg_url() -> Iterator[str]:
     """A fresh schema per test, reached through search_path, dropped afterwards."""
     problem = _pg_problem()
     if problem:
-        if os.environ.get("DISPATCHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(problem + " (DISPATCHER_REQUIRE_SERVICES=1)")
-        pytest.skip(problem + " (set DISPATCHER_TEST_POSTGRES_URL)")
+        missing(problem + " (set DISPATCHER_TEST_POSTGRES_URL)", "start it with .ci/services")
     schema = unique_name("ledger_")
     admin = create_engine(PG_URL)
     with admin.begin() as conn:

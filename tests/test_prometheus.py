@@ -15,8 +15,6 @@ be pending or firing, except:
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -30,6 +28,7 @@ import requests
 from dispatcher.sandbox import Sandbox
 from tests.daemon_harness import Daemons, replace_file, wait_until
 from tests.monitoring_kit import start_daemon
+from tests.services import installed
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "deploy" / "prometheus" / "alerts.yml"
@@ -43,13 +42,7 @@ DEADLINE = 120.0
 
 
 def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        reason = f"{name} is not installed (Debian package prometheus)"
-        if os.environ.get("DISPATCHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason}; DISPATCHER_REQUIRE_SERVICES=1 (.ci/run installs it)")
-        pytest.skip(reason)
-    return path
+    return installed(name, package="prometheus")
 
 
 def free_port() -> int:

@@ -7,17 +7,14 @@ installed command, is pointed at this checkout's `dispatcher` for the check.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from dispatcher.cli.main import build_parser
+from tests.services import installed
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "deploy" / "systemd" / "dispatcher.service"
@@ -44,13 +41,7 @@ def _values(key: str, section: str = "Service") -> list[str]:
 
 
 def _systemd_analyze() -> str:
-    found = shutil.which("systemd-analyze")
-    if found is None:
-        reason = "systemd-analyze is not installed (Debian: apt-get install systemd)"
-        if os.environ.get("DISPATCHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason} (DISPATCHER_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
-    return found
+    return installed("systemd-analyze", package="systemd")
 
 
 def _verify(unit_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:

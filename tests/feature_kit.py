@@ -144,6 +144,7 @@ class Answer(NamedTuple):
     body: bytes
     delay: float = 0.0  # seconds before answering
     content_type: str = "application/json"
+    trickle: float = 0.0  # seconds between the body's bytes, sent one at a time (0: all at once)
 
 
 class Scripted(ThreadingHTTPServer):
@@ -156,6 +157,7 @@ class Scripted(ThreadingHTTPServer):
         self.done = done
         self.answers: list[Answer | tuple[int, bytes, float]] = []
         self.seen: list[dict[str, Any]] = []
+        self.trickled = 0  # bytes of a trickled body sent so far
         self.lock = threading.Lock()
 
     @property
@@ -192,7 +194,22 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", answer.content_type)
         self.send_header("Content-Length", str(len(answer.body)))
         self.end_headers()
-        self.wfile.write(answer.body)
+        if answer.trickle:
+            self._trickle(answer)
+        else:
+            self.wfile.write(answer.body)
+
+    def _trickle(self, answer: Answer) -> None:
+        """The body a byte at a time, until it is all sent or the client hangs up."""
+        try:
+            for index in range(len(answer.body)):
+                self.wfile.write(answer.body[index : index + 1])
+                self.wfile.flush()
+                with self.server.lock:
+                    self.server.trickled = index + 1
+                time.sleep(answer.trickle)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def log_message(self, *args: Any) -> None:
         pass

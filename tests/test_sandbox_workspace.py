@@ -30,7 +30,7 @@ from dispatcher.cli.main import main
 from dispatcher.sandbox.options import SandboxOptions
 from tests.conftest import REPO, quick_receipts, run_cli
 from tests.daemon_harness import DEADLINE, Daemons, project, report, wait_until
-from tests.feature_kit import Scripted, serving
+from tests.feature_kit import Answer, Scripted, serving
 
 AT = "2026-11-28T10:00+08:00"
 REAL_KEY, REAL_SECRET = "dingREALKEY000", "REAL-secret-never-sent-0123456789"  # stand for real ones
@@ -365,3 +365,17 @@ def test_the_probe_reads_at_most_64_kib_of_what_answers_on_the_port() -> None:
     padded = json.dumps({**body, "padding": "x" * ABOUT_LIMIT}).encode()
     for server in serving(Scripted(done=padded)):
         assert probe(server.url) == f"something answers at {server.url}, but it is not a dispatcher sandbox"
+
+
+def test_the_probe_gives_up_on_a_body_that_trickles_in_past_its_deadline() -> None:
+    """Each byte within the request's read timeout, the whole far beyond it: the probe stops waiting."""
+    from dispatcher.sandbox.attach import PROBE_SECONDS, about, probe
+    from dispatcher.sandbox.options import SandboxOptions
+
+    body = json.dumps(about(SandboxOptions(), "http://127.0.0.1:1")).encode()
+    trickle = 10 * PROBE_SECONDS / len(body)  # the whole body would take ten probe deadlines
+    for server in serving(Scripted()):
+        server.answers.append(Answer(200, body, trickle=trickle))
+        assert probe(server.url) == f"something answers at {server.url}, but it is not a dispatcher sandbox"
+        with server.lock:
+            assert server.trickled < len(body), "the probe hung up before the body was sent"

@@ -130,15 +130,23 @@ def _local() -> Any:
 
 
 def _bounded_json(answer: Any) -> Any:
-    """The JSON body if it is at most ABOUT_LIMIT bytes and arrives whole; otherwise None."""
+    """The JSON body if it arrives whole, at most ABOUT_LIMIT bytes, within PROBE_SECONDS; else None.
+
+    Byte by byte, because the request's timeout bounds each read, not the body: a server that
+    trickles a byte a second would otherwise hold a command (or the daemon's start) for hours."""
     import json
+    import time
 
-    from urllib3.exceptions import HTTPError
+    import requests
 
+    deadline, raw = time.monotonic() + PROBE_SECONDS, bytearray()
     try:
-        raw = answer.raw.read(ABOUT_LIMIT + 1, decode_content=True)
-        return json.loads(raw) if len(raw) <= ABOUT_LIMIT else None
-    except (HTTPError, OSError, ValueError):
+        for byte in answer.iter_content(chunk_size=1):
+            raw += byte
+            if len(raw) > ABOUT_LIMIT or time.monotonic() > deadline:
+                return None
+        return json.loads(raw)
+    except (requests.RequestException, ValueError):
         return None
 
 
